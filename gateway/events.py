@@ -1,0 +1,165 @@
+"""Event schema v1: what a teller terminal reports about one withdrawal or transfer.
+
+docs/events.md is the reference. ``parse_event`` turns a decoded JSON object into an ``Event`` or
+raises ``SchemaError`` naming the field, which the gateway sends back as a NAK.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+SCHEMA_VERSION = 1
+KINDS = ("cash_withdrawal", "transfer_out")
+TELLER_FLAGS = ("customer_on_phone", "accompanied", "anxious", "urgent", "declared_purpose_mismatch")
+PURPOSES = (
+    "daily", "shopping", "business", "medical", "education", "home", "travel", "gift",
+    "transfer_to_relative", "investment", "loan_repayment", "other",
+)
+REQUIRED = ("event_id", "ts", "counter", "kind", "account", "amount")
+# Bounds that no real counter transaction crosses; beyond them the terminal is sending nonsense.
+MAX_AMOUNT = 1e10
+MAX_AGE = 130
+MAX_ACCOUNT_AGE_DAYS = 365 * 120
+
+_ACCOUNT = re.compile(r"[0-9]{6,34}")
+# RFC 3339 date-time with an explicit offset (Z or +hh:mm); fractional seconds allowed.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+class SchemaError(ValueError):
+    """An event field is missing or wrong; ``field`` names it."""
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    ts: datetime
+    counter: int
+    kind: str
+    account: str
+    amount: float
+    customer_age: int | None = None
+    account_age_days: int | None = None
+    balance_before: float | None = None
+    inbound_24h: float | None = None
+    inbound_count_24h: int | None = None
+    teller_flags: frozenset = frozenset()
+    purpose: str | None = None
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def epoch(self) -> float:
+        """The event's time as seconds since the epoch (the terminal's clock)."""
+        return self.ts.timestamp()
+
+
+def parse_ts(value: str) -> datetime:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise SchemaError("ts", "must be an RFC 3339 time with an offset, e.g. 2024-05-06T09:30:00+08:00")
+    text = value.replace("z", "Z").replace("t", "T")
+    if "Z" in text:
+        text = text.replace("Z", "+00:00")
+    if " " in text:
+        text = text.replace(" ", "T", 1)
+    # fromisoformat in 3.10 accepts only 3 or 6 fractional digits; normalise to 6.
+    m = re.match(r"(.*:[0-9]{2})(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2})$", text)
+    if m and m.group(2):
+        frac = (m.group(2)[1:] + "000000")[:6]
+        text = f"{m.group(1)}.{frac}{m.group(3)}"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise SchemaError("ts", f"{value!r} is not a valid date and time") from None
+
+
+def _int(body: dict, name: str, lo: int, hi: int, required: bool = False) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise SchemaError(name, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SchemaError(name, f"must be a whole number, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise SchemaError(name, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _money(body: dict, name: str, *, positive: bool, required: bool = False) -> float | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise SchemaError(name, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SchemaError(name, f"must be a number of yuan, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value > MAX_AMOUNT:
+        raise SchemaError(name, f"must be a finite amount below {MAX_AMOUNT:.0f}")
+    if positive and value <= 0:
+        raise SchemaError(name, "must be greater than 0")
+    if not positive and value < 0:
+        raise SchemaError(name, "must not be negative")
+    return value
+
+
+def parse_event(body: dict) -> Event:
+    """Validate a decoded event object. Unknown fields are kept in ``extra`` and otherwise ignored."""
+    if not isinstance(body, dict):
+        raise SchemaError("event", "must be a JSON object")
+    for name in REQUIRED:
+        if body.get(name) is None:
+            raise SchemaError(name, "is required")
+    event_id = body["event_id"]
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 64:
+        raise SchemaError("event_id", "must be a string of 1 to 64 characters")
+    ts = parse_ts(body["ts"])
+    counter = _int(body, "counter", 1, 64, required=True)
+    kind = body["kind"]
+    if kind not in KINDS:
+        raise SchemaError("kind", f"must be one of {', '.join(KINDS)}")
+    account = body["account"]
+    if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
+        raise SchemaError("account", "must be a string of 6 to 34 digits")
+    amount = _money(body, "amount", positive=True, required=True)
+    flags = body.get("teller_flags")
+    if flags is None:
+        flags = []
+    if not isinstance(flags, list):
+        raise SchemaError("teller_flags", "must be a list")
+    for flag in flags:
+        if flag not in TELLER_FLAGS:
+            raise SchemaError("teller_flags", f"unknown flag {flag!r}; expected any of {', '.join(TELLER_FLAGS)}")
+    purpose = body.get("purpose")
+    if purpose is not None and purpose not in PURPOSES:
+        raise SchemaError("purpose", f"must be one of {', '.join(PURPOSES)}")
+    known = set(REQUIRED) | {
+        "customer_age", "account_age_days", "balance_before", "inbound_24h", "inbound_count_24h",
+        "teller_flags", "purpose",
+    }
+    return Event(
+        event_id=event_id,
+        ts=ts,
+        counter=counter,
+        kind=kind,
+        account=account,
+        amount=amount,
+        customer_age=_int(body, "customer_age", 0, MAX_AGE),
+        account_age_days=_int(body, "account_age_days", 0, MAX_ACCOUNT_AGE_DAYS),
+        balance_before=_money(body, "balance_before", positive=False),
+        inbound_24h=_money(body, "inbound_24h", positive=False),
+        inbound_count_24h=_int(body, "inbound_count_24h", 0, 1_000_000),
+        teller_flags=frozenset(flags),
+        purpose=purpose,
+        extra={k: v for k, v in body.items() if k not in known},
+    )
