@@ -54,6 +54,7 @@ class Verdict:
     score: float
     reasons: tuple
     text: str
+    counter: int = 0
 
     def ack_body(self) -> dict:
         """The ACK payload a terminal shows (docs/protocol.md)."""
@@ -119,4 +120,4 @@ def decide(event: Event, score: float, history: History, watchlisted: bool, thre
     reasons = signs(event, history, watchlisted) if level != GREEN else []
     if level != GREEN and not watchlisted and not reasons:
         reasons = ["model_score"]
-    return Verdict(event.event_id, level, float(score), tuple(reasons), verdict_text(level, reasons))
+    return Verdict(event.event_id, level, float(score), tuple(reasons), verdict_text(level, reasons), event.counter)

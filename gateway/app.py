@@ -1,0 +1,162 @@
+"""The composition root: builds the gateway's parts from a validated config, starts them in a
+visible order and stops them through one shared stop event. Nothing else opens ports or files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from . import __version__
+from .clock import Clock
+from .config import Config, ConfigError
+from .counter_line import CounterLine
+from .decision import Thresholds
+from .lamps import LampBoard, LampConsole, pin_factory_for
+from .model import FraudModel, default_model_path
+from .pinmap import default_pinmap_path, load_pinmap
+from .pipeline import Assessor, Pipeline
+from .serial_link import SerialLink
+from .store import Store
+from .uplink import Uplink
+from .watchlist import Watchlist
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """One branch gateway: counter lines in, lamps and uplink out, the store in the middle.
+
+    >>> from gateway.config import Config
+    >>> gw = Gateway(Config())      # embedded defaults; start() opens ports and connects
+    """
+
+    def __init__(self, config: Config, *, pin_factory=None, lamp_stream=None, clock: Clock | None = None):
+        self.config = config
+        self.clock = clock or Clock()
+        self.stop_event = threading.Event()
+        self._pin_factory = pin_factory
+        self._lamp_stream = lamp_stream
+        self.store = None
+        self.lines: list[CounterLine] = []
+        self.uplink = None
+        self.lamps = None
+        self.console = None
+        self._started = False
+        self._ack_lock = threading.Lock()
+
+    # -- start-up, in order ----------------------------------------------------------------------
+    def start(self) -> "Gateway":
+        cfg = self.config
+        t0 = time.monotonic()
+        path = cfg.store_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = Store(path, synchronous=cfg.store.synchronous)
+        self.watchlist = Watchlist(self.store)
+        if cfg.watchlist.file:
+            self.watchlist.load_file(cfg.watchlist.file)
+        self.model = FraudModel.load(cfg.model.path or default_model_path())
+        t = cfg.thresholds
+        self.thresholds = Thresholds(t.amber, t.red) if t.amber or t.red else self.model.thresholds
+        self.pipeline = Pipeline(Assessor(self.store, self.watchlist, self.model, self.thresholds),
+                                 gateway_id=cfg.gateway.id, clock=self.clock)
+
+        pinmap = load_pinmap(cfg.lamps.pinmap or default_pinmap_path())
+        factory = self._pin_factory or pin_factory_for(cfg.lamps.pins)
+        self.lamps = LampBoard.from_pinmap(pinmap, on_acknowledge=self._button_pressed, pin_factory=factory)
+        if self._lamp_stream is not None and cfg.lamps.show:
+            self.console = LampConsole(self.lamps, self._lamp_stream)
+        self.lamps.restore([a.counter for a in self.store.open_alerts(level="red")])
+
+        m = cfg.mqtt
+        tls = (m.ca_file, m.cert_file, m.key_file) if m.ca_file else None
+        self.uplink = Uplink(
+            self.store, self.watchlist, host=m.host, port=m.port, gateway_id=cfg.gateway.id,
+            region=cfg.gateway.region, branch=cfg.gateway.branch, keepalive=m.keepalive,
+            heartbeat_s=m.heartbeat_s, republish_after_s=m.republish_after_s,
+            backoff_min=m.backoff_min_s, backoff_max=m.backoff_max_s, tls=tls,
+            status_fields=self._status_fields, heartbeat_fields=self._heartbeat_fields,
+        )
+        self.uplink.start()
+
+        for port in cfg.serial:
+            link = SerialLink(port.path, baudrate=port.baudrate, name=port.name or None)
+            line = CounterLine(link, self.pipeline, heartbeat_s=cfg.link.heartbeat_s,
+                               silent_after_s=cfg.link.silent_after_s, on_verdicts=self._show,
+                               on_alerts=lambda alerts: self.uplink.wake(), name=port.name or port.path)
+            self.lines.append(line)
+            line.start(self.stop_event)
+        self._started = True
+        log.info("gateway %s ready in %.2f s: %d counter line(s), model %s (%s), watchlist v%d",
+                 cfg.gateway.id, time.monotonic() - t0, len(self.lines), self.model.version,
+                 self.model.runtime, self.watchlist.version)
+        return self
+
+    def stop(self) -> None:
+        """Stop counter lines first (no new verdicts), then the uplink (says `stopped`), then the rest."""
+        self.stop_event.set()
+        for line in self.lines:
+            line.join(5)
+            line.link.close()
+        if self.uplink is not None:
+            self.uplink.stop()
+        if self.lamps is not None:
+            self.lamps.close()
+        if self.store is not None:
+            self.store.close()
+        self._started = False
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- people ----------------------------------------------------------------------------------
+    def _show(self, verdicts) -> None:
+        for v in verdicts:
+            self.lamps.show_verdict(v.counter, v.level)
+
+    def _button_pressed(self) -> None:
+        self.acknowledge(by="supervisor", via="button")
+
+    def acknowledge(self, alert_id: str | None = None, *, counter: int | None = None,
+                    by: str = "supervisor", via: str = "console"):
+        """Acknowledge an open red alert (the oldest, unless one is named); lamps and uplink follow."""
+        with self._ack_lock:
+            ack = self.store.acknowledge(alert_id, counter=counter, by=by, via=via, stamp=self.clock.now())
+            if ack is None:
+                log.info("acknowledge pressed with no open red alert")
+                return None
+            left = self.store.open_alerts(level="red")
+            if any(a.counter == ack.counter for a in left):
+                self.lamps.panel.alarm(len(left))  # that counter still has a red alert open
+            else:
+                self.lamps.acknowledged(ack.counter, len(left))
+            self.uplink.wake()
+            return ack
+
+    # -- what the centre sees --------------------------------------------------------------------
+    def _status_fields(self) -> dict:
+        return {
+            "model_version": self.model.version,
+            "watchlist_version": self.watchlist.version,
+            "software_version": __version__,
+        }
+
+    def _heartbeat_fields(self) -> dict:
+        return {
+            **self._status_fields(),
+            "verdicts": dict(self.pipeline.counts),
+            "links": {line.name: line.health() for line in self.lines},
+        }
+
+
+def check_ready(config: Config) -> None:
+    """Fail fast, naming the key, on settings that point at files that are not there."""
+    for key, value in (("model.path", config.model.path), ("lamps.pinmap", config.lamps.pinmap),
+                       ("watchlist.file", config.watchlist.file)):
+        if value and not Path(value).exists():
+            raise ConfigError(config.source, key, f"file {value} does not exist")

@@ -1,0 +1,210 @@
+"""Gateway configuration: one TOML file, validated on load, every error naming the file and the key.
+
+Every setting has a default so a gateway runs on this machine's embedded defaults (the demo); a
+branch install overrides what differs (ids, serial ports, broker, pin map). docs/configuration.md
+is the reference and is checked against ``SECTIONS`` by the tests.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+_TOPIC_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class ConfigError(ValueError):
+    """A configuration file is unreadable or a key in it is wrong."""
+
+    def __init__(self, path: str | Path | None, key: str | None, message: str):
+        where = str(path) if path else "<defaults>"
+        text = f"{where}: {key}: {message}" if key else f"{where}: {message}"
+        super().__init__(text)
+        self.path = str(path) if path else None
+        self.key = key
+
+
+def _setting(default, doc: str, *, lo=None, hi=None, choices=None):
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices})
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    id: str = _setting("gw-demo-0001", "Gateway id: MQTT client id and certificate CN.")
+    region: str = _setting("demo-region", "Region code in the MQTT topic tree.")
+    branch: str = _setting("demo-branch", "Branch or outlet code in the MQTT topic tree.")
+    data_dir: str = _setting("/var/lib/counterguard", "Where the SQLite store lives.")
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    path: str = _setting("", "Serial device, e.g. /dev/serial/by-id/usb-...; a list of ports uses [[serial]].")
+    baudrate: int = _setting(115200, "Baud rate of the counter link.", lo=1200, hi=4_000_000)
+    name: str = _setting("", "Label for logs and the heartbeat (default: the path).")
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    heartbeat_s: float = _setting(2.0, "Seconds between link heartbeats when the line is idle.", lo=0.2, hi=60)
+    silent_after_s: float = _setting(6.0, "A counter link with no bytes for this long is reported silent.", lo=0.5, hi=600)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: str = _setting("", "A .tflite model with its .json manifest beside it (default: the bundled model).")
+
+
+@dataclass(frozen=True)
+class ThresholdSettings:
+    amber: float = _setting(0.0, "Score at or above which a verdict is amber (0: the model manifest's value).", lo=0.0, hi=1.0)
+    red: float = _setting(0.0, "Score at or above which a verdict is red (0: the model manifest's value).", lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class WatchlistSettings:
+    file: str = _setting("", "Optional stop-payment list to load at start (one account per line, # comments).")
+
+
+@dataclass(frozen=True)
+class LampSettings:
+    pinmap: str = _setting("", "Pin map file (default: hardware/pinmaps/pi4-4counter.toml).")
+    pins: str = _setting("auto", "auto: real pins on a Raspberry Pi, mock pins elsewhere.", choices=("auto", "mock", "real"))
+    show: bool = _setting(True, "Print lamp changes in the terminal when pins are mocked.")
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = _setting("127.0.0.1", "Broker host.")
+    port: int = _setting(1883, "Broker port.", lo=1, hi=65535)
+    keepalive: int = _setting(30, "MQTT keepalive in seconds.", lo=5, hi=3600)
+    heartbeat_s: float = _setting(30.0, "Seconds between heartbeats to the centre.", lo=1, hi=3600)
+    republish_after_s: float = _setting(30.0, "Resend an alert not receipted by the centre after this long.", lo=1, hi=86400)
+    backoff_min_s: float = _setting(1.0, "Shortest reconnect delay.", lo=0.1, hi=60)
+    backoff_max_s: float = _setting(120.0, "Longest reconnect delay.", lo=1, hi=3600)
+    ca_file: str = _setting("", "CA certificate for TLS (empty: plain MQTT on a trusted LAN or loopback).")
+    cert_file: str = _setting("", "This gateway's client certificate for TLS.")
+    key_file: str = _setting("", "This gateway's private key for TLS.")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: str = _setting("", "SQLite file (default: DATA_DIR/counterguard.db).")
+    synchronous: str = _setting("FULL", "SQLite synchronous mode; FULL survives a power cut.", choices=("FULL", "NORMAL"))
+    keep_days: int = _setting(90, "Days to keep green events; unreceipted alerts are always kept.", lo=1, hi=3650)
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    serial: tuple = ()
+    link: LinkSettings = field(default_factory=LinkSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    thresholds: ThresholdSettings = field(default_factory=ThresholdSettings)
+    watchlist: WatchlistSettings = field(default_factory=WatchlistSettings)
+    lamps: LampSettings = field(default_factory=LampSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    source: str | None = None
+
+    def with_changes(self, section: str, **values) -> "Config":
+        return replace(self, **{section: replace(getattr(self, section), **values)})
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.store.path) if self.store.path else Path(self.gateway.data_dir) / "counterguard.db"
+
+
+SECTIONS = {
+    "gateway": GatewaySettings,
+    "serial": SerialSettings,
+    "link": LinkSettings,
+    "model": ModelSettings,
+    "thresholds": ThresholdSettings,
+    "watchlist": WatchlistSettings,
+    "lamps": LampSettings,
+    "mqtt": MqttSettings,
+    "store": StoreSettings,
+}
+
+
+def _check_value(path, key: str, f, value: Any):
+    kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(path, key, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    meta = f.metadata
+    if meta.get("lo") is not None and value < meta["lo"]:
+        raise ConfigError(path, key, f"must be at least {meta['lo']}, got {value}")
+    if meta.get("hi") is not None and value > meta["hi"]:
+        raise ConfigError(path, key, f"must be at most {meta['hi']}, got {value}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(path, key, f"must be one of {', '.join(meta['choices'])}, got {value!r}")
+    return value
+
+
+def _section(path, name: str, cls, table: Any):
+    if not isinstance(table, dict):
+        raise ConfigError(path, name, "must be a table ([" + name + "])")
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in table.items():
+        dotted = f"{name}.{key}"
+        if key not in known:
+            raise ConfigError(path, dotted, f"unknown key; {name} takes {', '.join(known)}")
+        values[key] = _check_value(path, dotted, known[key], value)
+    return cls(**values)
+
+
+def parse_config(data: dict, path: str | Path | None = None) -> Config:
+    for name in data:
+        if name not in SECTIONS:
+            raise ConfigError(path, name, f"unknown section; expected {', '.join(SECTIONS)}")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        if name not in data:
+            continue
+        if name == "serial":
+            raw = data[name]
+            ports = raw if isinstance(raw, list) else [raw]
+            parsed = []
+            for i, table in enumerate(ports):
+                port = _section(path, f"serial[{i}]", cls, table)
+                if not port.path:
+                    raise ConfigError(path, f"serial[{i}].path", "is required")
+                parsed.append(port)
+            sections[name] = tuple(parsed)
+        else:
+            sections[name] = _section(path, name, cls, data[name])
+    cfg = Config(**sections, source=str(path) if path else None)
+    for key in ("id", "region", "branch"):
+        if not _TOPIC_SAFE.fullmatch(getattr(cfg.gateway, key)):
+            raise ConfigError(path, f"gateway.{key}", "must be 1-64 letters, digits, '.', '_' or '-' (it is part of MQTT topics)")
+    t = cfg.thresholds
+    if (t.amber or t.red) and not 0 < t.amber < t.red <= 1:
+        raise ConfigError(path, "thresholds", f"need 0 < amber < red <= 1 (or both 0 for the model's own), got amber={t.amber} red={t.red}")
+    if cfg.mqtt.backoff_min_s > cfg.mqtt.backoff_max_s:
+        raise ConfigError(path, "mqtt.backoff_min_s", "must not exceed mqtt.backoff_max_s")
+    tls = [cfg.mqtt.ca_file, cfg.mqtt.cert_file, cfg.mqtt.key_file]
+    if any(tls) and not all(tls):
+        raise ConfigError(path, "mqtt.ca_file", "TLS needs ca_file, cert_file and key_file together")
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, "no such file; write one from docs/configuration.md") from None
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, f"not valid TOML: {exc}") from None
+    return parse_config(data, path)

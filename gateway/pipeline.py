@@ -1,0 +1,132 @@
+"""The counter pipeline: frame -> event -> history -> features -> score -> verdict -> store -> reply.
+
+``Assessor`` is the pure scoring stage shared by the serial path and ``counterguard replay``, so a
+replayed event gets exactly the verdict the counter got. ``Pipeline`` adds the side effects in the
+order that keeps the promise "an alert is on disk before it is acknowledged": a whole batch of
+frames is scored and committed in one transaction (group commit), and only then are ACKs written
+and lamps set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from . import wire
+from .clock import Clock
+from .decision import Thresholds, Verdict, decide
+from .events import Event, SchemaError, parse_event
+from .features import DAY, History, event_features, summarise_history
+
+log = logging.getLogger(__name__)
+
+
+class Assessor:
+    """Scores one event against its account's local history, the watchlist and the model."""
+
+    def __init__(self, store, watchlist, model, thresholds: Thresholds):
+        self.store = store
+        self.watchlist = watchlist
+        self.model = model
+        self.thresholds = thresholds
+
+    def history(self, event: Event) -> History:
+        now = event.epoch
+        prior = self.store.account_history(event.account, now - DAY, now)
+        return summarise_history(prior, now, event.counter)
+
+    def assess(self, event: Event) -> Verdict:
+        history = self.history(event)
+        score = self.model.score(event_features(event, history))
+        return decide(event, score, history, self.watchlist.contains(event.account), self.thresholds)
+
+    def record(self, event: Event, payload: bytes, sha: str, verdict: Verdict, stamp, gateway_id: str):
+        return self.store.record_verdict(
+            event, payload, sha, verdict, stamp,
+            model_version=self.model.version,
+            watchlist_version=self.watchlist.version,
+            gateway_id=gateway_id,
+        )
+
+
+@dataclass
+class Outcome:
+    """What one batch produced: reply bytes to write, then verdicts for the lamps."""
+
+    replies: bytes
+    verdicts: list
+    alerts: list
+
+
+class Pipeline:
+    """Turns decoded frames from one counter line into replies, stored verdicts and alerts."""
+
+    def __init__(self, assessor: Assessor, *, gateway_id: str, clock: Clock | None = None):
+        self.assessor = assessor
+        self.store = assessor.store
+        self.gateway_id = gateway_id
+        self.clock = clock or Clock()
+        self.counts = Counter()  # verdicts by level since start, for the heartbeat
+        self.naks = Counter()  # NAKs by code since start
+
+    def process(self, items: list) -> Outcome:
+        replies: list[bytes] = []
+        verdicts: list[Verdict] = []
+        alerts: list = []
+        acked: list[int] = []  # indexes of ACK replies: all undone if the commit fails
+        try:
+            with self.store.batch():
+                for item in items:
+                    if isinstance(item, wire.FrameError):
+                        replies.append(self._nak(item.seq, item))
+                    elif item.type == "HB":
+                        replies.append(wire.encode_frame("HB", item.seq, {"role": "gateway", "ts": round(time.time(), 3)}))
+                    elif item.type != "EVT":
+                        replies.append(self._nak(item.seq, wire.FrameError(wire.BAD_TYPE, item.seq, f"the gateway does not accept {item.type} frames")))
+                    else:
+                        reply, verdict, alert = self._event(item)
+                        if reply.startswith(b"$ACK"):
+                            acked.append(len(replies))
+                        if verdict is not None:
+                            verdicts.append(verdict)
+                            if alert is not None:
+                                alerts.append(alert)
+                        replies.append(reply)
+        except (OSError, sqlite3.Error) as exc:  # disk full or I/O error: nothing was committed, so nothing is ACKed
+            log.error("store write failed, answering busy so the counter resends: %s", exc)
+            busy = wire.FrameError(wire.BUSY, 0, "gateway cannot store events right now; resend")
+            for i in acked:
+                seq = int(replies[i].split(b" ", 2)[1])
+                replies[i] = self._nak(seq, busy)
+            verdicts, alerts = [], []
+        for v in verdicts:
+            self.counts[v.level] += 1
+        return Outcome(b"".join(replies), verdicts, alerts)
+
+    def _nak(self, seq: int, error: wire.FrameError) -> bytes:
+        self.naks[error.code] += 1
+        return wire.encode_frame("NAK", seq, error.nak_body())
+
+    def _event(self, frame: wire.Frame):
+        try:
+            event = parse_event(frame.body)
+        except SchemaError as exc:
+            err = wire.FrameError(wire.SCHEMA, frame.seq, exc.detail, exc.field)
+            return self._nak(frame.seq, err), None, None
+        sha = hashlib.sha256(frame.payload).hexdigest()
+        earlier = self.store.decided(event.event_id)
+        if earlier is not None:
+            earlier_sha, ack_body = earlier
+            if earlier_sha != sha:
+                err = wire.FrameError(wire.CONFLICT, frame.seq, "event_id was already used for a different event", "event_id")
+                return self._nak(frame.seq, err), None, None
+            # A resend after a lost ACK: the same answer again, scored once.
+            return wire.encode_frame("ACK", frame.seq, json.loads(ack_body)), None, None
+        verdict = self.assessor.assess(event)
+        alert = self.assessor.record(event, frame.payload, sha, verdict, self.clock.now(), self.gateway_id)
+        return wire.encode_frame("ACK", frame.seq, verdict.ack_body()), verdict, alert

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up counterguard on a Debian machine (run as root): Debian packages, then a virtualenv in .venv
+# with the gateway and its test tools. Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need_apt+=(mosquitto)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian starts no broker by itself here; counterguard starts its own private one where it needs it.
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    python3 -m venv .venv
+fi
+stamp=.venv/.counterguard-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing counterguard and its dependencies into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+fi
+echo "setup: ready (.venv/bin/counterguard)"
