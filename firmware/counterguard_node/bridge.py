@@ -1,0 +1,149 @@
+"""The counter node's main loop: terminal lines in, frames to the gateway, verdicts back out.
+
+Every event is written to the journal before the terminal hears ``queued`` and stays there until
+the gateway answers, so a reset or a silent gateway loses nothing; a verdict is handed to the
+terminal before the journal forgets its event (after a reset the terminal may see a verdict twice,
+never zero times).
+"""
+
+import time
+from . import wire
+from .journal import JournalFull
+from .terminal import TerminalPort
+
+
+class Bridge:
+    """Wires a TerminalPort, a GatewayLink, a Journal, an Indicator and a watchdog together.
+
+    >>> bridge = Bridge(terminal, link, journal, indicator, machine.WDT(timeout=8000), counter=3)
+    >>> bridge.run(wait=lambda ms: poller.poll(ms))      # never returns on the board
+    """
+
+    def __init__(self, terminal, link, journal, indicator, watchdog, counter=0):
+        self.terminal = terminal
+        self.link = link
+        self.journal = journal
+        self.indicator = indicator
+        self.watchdog = watchdog
+        self.counter = counter
+        self.offline = None  # unknown until the gateway answers or stays silent
+        self.stopped = False  # the terminal was told to stop (journal full)
+
+    def start(self):
+        self.terminal.send({"type": "ready", "counter": self.counter, "pending": len(self.journal)})
+        self.indicator.offline = True  # until the gateway is heard
+        self.indicator.update(time.ticks_ms())
+        if self.journal.full:
+            self._tell_stop()
+
+    def run(self, wait=None, turns=-1):
+        self.start()
+        while turns != 0:
+            self.step()
+            if wait is not None:
+                wait(10)
+            else:
+                time.sleep_ms(5)
+            if turns > 0:
+                turns -= 1
+
+    def step(self):
+        now = time.ticks_ms()
+        self.watchdog.feed()  # fed only by a loop that is still turning
+        for line in self.terminal.lines():
+            self.take(line, now)
+        for frame in self.link.receive(now):
+            self.answer(frame, now)
+        self._health(now)
+        self.link.send_due(self.journal.pending, now, self.journal.frame)
+        self.link.heartbeat(now)
+        if self.stopped and not self.journal.full:
+            self.stopped = False
+            self.terminal.send({"type": "resume", "pending": len(self.journal),
+                                "detail": "room for events again; send the held transactions now"})
+        self.indicator.update(now)
+
+    # -- from the terminal -----------------------------------------------------------------------
+    def _error(self, code, detail, **extra):
+        msg = {"type": "error", "code": code, "detail": detail}
+        msg.update(extra)
+        self.terminal.send(msg)
+
+    def take(self, line, now):
+        if line is TerminalPort.TOO_LONG:
+            self._error(wire.TOO_LONG, "a line longer than %d bytes was not taken; send one event per line"
+                        % self.terminal.max_line)
+            return
+        if not line.strip():
+            return
+        try:
+            body, payload = wire.event_payload(line)
+        except wire.WireError as exc:
+            self._error(exc.code, exc.detail)
+            return
+        event_id = body.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            self._error(wire.SCHEMA, "every event needs a non-empty string event_id; the event was not taken",
+                        field="event_id")
+            return
+        try:
+            self.journal.put(payload, event_id)
+        except JournalFull:
+            self._error("queue_full", "not taken: %d events are waiting for the gateway; resend it after "
+                        "the resume line" % len(self.journal), event_id=event_id)
+            self._tell_stop()
+            return
+        self.terminal.send({"type": "queued", "event_id": event_id, "pending": len(self.journal)})
+        if self.journal.full:
+            self._tell_stop()
+
+    def _tell_stop(self):
+        if not self.stopped:
+            self.stopped = True
+            self.terminal.send({"type": "stop", "pending": len(self.journal),
+                                "detail": "the node holds %d events the gateway has not answered (its limit); "
+                                          "hold new transactions until the resume line" % len(self.journal)})
+
+    # -- from the gateway ------------------------------------------------------------------------
+    def answer(self, frame, now):
+        if frame.type not in ("ACK", "NAK"):
+            return  # HB: the link noted the gateway is alive
+        p = self.journal.find(frame.seq)
+        if p is None:
+            return  # a late answer to something already settled
+        if frame.type == "ACK":
+            if frame.body.get("event_id") != p.event_id:
+                return  # an answer meant for an older frame with this number; ours is resent
+            self.terminal.send_with_type("verdict", frame.payload)
+            self.journal.settle(p.seq)
+            return
+        code = frame.body.get("code")
+        if code in wire.RESEND_CODES:
+            # busy: the gateway could not store it; wait out the back-off. Damaged on the line: soon.
+            self.link.resend_soon(p, now, self.link.backoff_ms(p.attempts) if code == wire.BUSY else 50)
+            return
+        self.terminal.send_with_type("rejected", frame.payload, {"event_id": p.event_id})
+        self.journal.settle(p.seq)
+
+    def _health(self, now):
+        if self.link.last_rx is not None and not self.link.silent(now):
+            silent = False  # heard from within the timeout
+        elif self.link.silent(now):
+            silent = True
+        else:
+            return  # just booted: not heard yet, not silent long enough to say so
+        if silent == self.offline:
+            return
+        was = self.offline
+        self.offline = silent
+        self.indicator.offline = silent
+        if silent:
+            self.terminal.send({"type": "offline", "pending": len(self.journal),
+                                "detail": "fraud protection offline: no answer from the gateway for %d s; events "
+                                          "are kept and sent when it returns - use the branch's manual checks "
+                                          "meanwhile" % (self.link.silent_after_ms // 1000)})
+        else:
+            if was:  # back after silence: do not make queued events wait out long back-offs
+                self.link.rush(self.journal.pending, now)
+            self.terminal.send({"type": "online", "pending": len(self.journal),
+                                "detail": "fraud protection online"})

@@ -1,0 +1,230 @@
+"""MQTT topics and payloads between a gateway and the anti-fraud centre (docs/mqtt.md).
+
+Everything here is pure: names in, JSON text out (or JSON bytes in, checked values out). The
+uplink and the centre's receiver both use it, so the two ends cannot drift apart.
+
+An alert or acknowledgement is stored in the outbox as a JSON *body*; ``finalise`` adds what is
+only known when it is sent: the outbox ``seq``, the region/branch and ``historical`` (true when the
+message goes out more than ``historical_after_s`` after it was created, i.e. a replay after an
+outage).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+PREFIX = "counterguard/v1"
+CENTRE_STATUS = f"{PREFIX}/centre/status"
+ALL_WATCHLIST = f"{PREFIX}/all/watchlist"
+# What the centre subscribes to (one level each for region, branch and gateway id).
+CENTRE_SUBSCRIPTIONS = tuple(f"{PREFIX}/+/+/+/{leaf}" for leaf in ("alert", "ack", "status", "heartbeat"))
+
+STATES = ("online", "offline", "stopped")
+ALERT_REQUIRED = (
+    "type", "gateway_id", "region", "branch", "seq", "alert_id", "event_id", "counter", "level",
+    "score", "reasons", "text", "kind", "amount", "account", "event_ts", "raised_at", "mono",
+    "time_synced", "model_version", "watchlist_version", "historical",
+)
+ACK_REQUIRED = ("type", "gateway_id", "seq", "alert_id", "by", "via", "at", "mono", "time_synced", "historical")
+
+
+class TopicError(ValueError):
+    """A region, branch or gateway id cannot be used as one MQTT topic level."""
+
+
+class DownlinkError(ValueError):
+    """A message from the centre is malformed; the message says what was wrong."""
+
+
+def _level(name: str, value: str) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "/+#\0") or (
+            name == "region" and value in ("centre", "all")):  # those two names are the centre's topics
+        raise TopicError(f"{name} {value!r} must be a non-empty name without '/', '+' or '#' "
+                         "(a region is not 'centre' or 'all'); fix it in the [gateway] section of the config")
+    return value
+
+
+def topic_root(region: str, branch: str, gateway_id: str) -> str:
+    return f"{PREFIX}/{_level('region', region)}/{_level('branch', branch)}/{_level('gateway id', gateway_id)}"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic one gateway publishes or subscribes to."""
+
+    region: str
+    branch: str
+    gateway_id: str
+
+    @property
+    def root(self) -> str:
+        return topic_root(self.region, self.branch, self.gateway_id)
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status"
+
+    @property
+    def heartbeat(self) -> str:
+        return f"{self.root}/heartbeat"
+
+    @property
+    def alert(self) -> str:
+        return f"{self.root}/alert"
+
+    @property
+    def ack(self) -> str:
+        return f"{self.root}/ack"
+
+    @property
+    def receipt(self) -> str:
+        return f"{self.root}/receipt"
+
+    @property
+    def watchlists(self) -> tuple[str, str, str]:
+        """Watchlist updates for every gateway, for this region, and for this gateway alone."""
+        return (ALL_WATCHLIST, f"{PREFIX}/{self.region}/watchlist", f"{self.root}/watchlist")
+
+
+def root_of(topic: str) -> str:
+    """The gateway root of a gateway topic: ``counterguard/v1/r/b/g/alert`` -> ``counterguard/v1/r/b/g``."""
+    return topic.rsplit("/", 1)[0]
+
+
+def iso(wall: float) -> str:
+    """RFC 3339 UTC with milliseconds, as every time in the payloads is written."""
+    return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(body: dict) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- uplink ---------------------------------------------------------------------------------------
+def alert_body(alert_id: str, event, verdict, stamp, *, gateway_id: str, model_version: str,
+               watchlist_version: int) -> str:
+    """The stored body of an alert (``event``: gateway.events.Event, ``verdict``: Verdict, ``stamp``: Stamp)."""
+    return dumps({
+        "type": "alert",
+        "gateway_id": gateway_id,
+        "alert_id": alert_id,
+        "event_id": event.event_id,
+        "counter": event.counter,
+        "level": verdict.level,
+        "score": round(verdict.score, 4),
+        "reasons": list(verdict.reasons),
+        "text": verdict.text,
+        "kind": event.kind,
+        "amount": event.amount,
+        "account": event.account,
+        "event_ts": event.ts.isoformat(),
+        "raised_at": iso(stamp.wall),
+        "mono": round(stamp.mono, 3),
+        "time_synced": bool(stamp.synced),
+        "model_version": model_version,
+        "watchlist_version": watchlist_version,
+    })
+
+
+def ack_body(alert_id: str, *, by: str, via: str, stamp, gateway_id: str, counter: int) -> str:
+    """The stored body of a supervisor's acknowledgement of an alert."""
+    return dumps({
+        "type": "acknowledgement",
+        "gateway_id": gateway_id,
+        "alert_id": alert_id,
+        "counter": counter,
+        "by": by,
+        "via": via,
+        "at": iso(stamp.wall),
+        "mono": round(stamp.mono, 3),
+        "time_synced": bool(stamp.synced),
+    })
+
+
+def finalise(body: str, *, seq: int, region: str, branch: str, historical: bool) -> str:
+    """Add the send-time fields to a stored body (a JSON object text) without re-parsing it."""
+    extra = dumps({"seq": seq, "region": region, "branch": branch, "historical": historical})
+    return body[:-1] + "," + extra[1:]
+
+
+def status_payload(state: str, *, bdseq: int, stamp, gateway_id: str, fields: dict | None = None) -> str:
+    """The retained status; ``fields`` carries model, watchlist and software versions."""
+    if state not in STATES:
+        raise ValueError(f"status state must be one of {', '.join(STATES)}, got {state!r}")
+    body = {"state": state, "bdseq": bdseq, "ts": iso(stamp.wall), "time_synced": bool(stamp.synced),
+            "gateway_id": gateway_id, "model_version": None, "watchlist_version": None, "software_version": None}
+    body.update(fields or {})
+    return dumps(body)
+
+
+def heartbeat_payload(*, stamp, bdseq: int, outbox_depth: int, oldest_unreceipted_age_s: float | None,
+                      fields: dict | None = None) -> str:
+    body = {"ts": iso(stamp.wall), "mono": round(stamp.mono, 3), "time_synced": bool(stamp.synced),
+            "bdseq": bdseq, "outbox_depth": outbox_depth,
+            "oldest_unreceipted_age_s": None if oldest_unreceipted_age_s is None else round(oldest_unreceipted_age_s, 1),
+            "model_version": None, "watchlist_version": None, "verdicts": {}, "links": {}}
+    body.update(fields or {})
+    return dumps(body)
+
+
+# -- downlink -------------------------------------------------------------------------------------
+def _object(raw: bytes, what: str) -> dict:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DownlinkError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise DownlinkError(f"{what} must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def receipt_payload(seqs) -> str:
+    return dumps({"seqs": sorted(set(int(s) for s in seqs))})
+
+
+def parse_receipt(raw: bytes) -> list[int]:
+    body = _object(raw, "receipt")
+    seqs = body.get("seqs")
+    if not isinstance(seqs, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in seqs):
+        raise DownlinkError('receipt needs "seqs": a list of positive whole numbers')
+    return seqs
+
+
+def centre_status_payload(state: str, wall: float) -> str:
+    return dumps({"state": state, "ts": iso(wall)})
+
+
+def parse_centre_status(raw: bytes) -> str:
+    body = _object(raw, "centre status")
+    state = body.get("state")
+    if state not in ("online", "offline"):
+        raise DownlinkError(f'centre status "state" must be "online" or "offline", got {state!r}')
+    return state
+
+
+def parse_watchlist_update(raw: bytes) -> dict:
+    """JSON-decode a watchlist update; ``Watchlist.apply`` checks its content."""
+    return _object(raw, "watchlist update")
+
+
+def parse_alert(raw: bytes) -> dict:
+    """Check an alert as the centre receives it; raises DownlinkError naming a missing field."""
+    body = _object(raw, "alert")
+    for name in ALERT_REQUIRED:
+        if name not in body:
+            raise DownlinkError(f"alert is missing {name!r}")
+    if body["type"] != "alert" or not isinstance(body["seq"], int) or body["seq"] <= 0:
+        raise DownlinkError("alert needs type 'alert' and a positive whole-number seq")
+    return body
+
+
+def parse_ack(raw: bytes) -> dict:
+    body = _object(raw, "acknowledgement")
+    for name in ACK_REQUIRED:
+        if name not in body:
+            raise DownlinkError(f"acknowledgement is missing {name!r}")
+    if not isinstance(body["seq"], int) or body["seq"] <= 0:
+        raise DownlinkError("acknowledgement needs a positive whole-number seq")
+    return body

@@ -1,0 +1,453 @@
+"""The gateway's SQLite store: events, verdicts, alerts, acknowledgements, the outbox to the centre,
+the watchlist and a little state (docs/store.md).
+
+One file, one connection, WAL. Serial-line threads, the uplink thread and gpiozero's button thread
+all call in, so every call takes one re-entrant lock. The hot path wraps a whole batch of frames in
+``with store.batch():`` so a batch costs one fsync (group commit), and an alert is on disk before
+its ACK goes back over serial.
+
+    store = Store("/var/lib/counterguard/counterguard.db")
+    with store.batch():
+        if store.decided(event.event_id) is None:
+            alert = store.record_verdict(event, payload, sha, verdict, clock.now(),
+                                         model_version="m1", watchlist_version=3, gateway_id="gw-1")
+    store.close()
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from . import messages
+from .ulid import new_ulid
+
+DAY_S = 86400.0
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+ACK_VIA = ("button", "console", "cli")
+ALERT_LEVELS = ("amber", "red")
+# SQLite result codes that mean the medium, not the data, is the problem.
+_MEDIUM_CODES = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT"}
+
+
+class StoreError(OSError):
+    """The store cannot write (disk full, I/O error, unreadable file). Nothing was half-written:
+    the whole batch was rolled back, so the counter can be told ``busy`` and resend."""
+
+
+class UnknownAlert(LookupError):
+    """An acknowledgement named an alert id this gateway never raised."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert_id: str
+    seq: int
+    event_id: str
+    counter: int
+    level: str
+    reasons: tuple
+    raised_wall: float
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    alert_id: str
+    seq: int
+    counter: int
+    level: str
+    by: str
+    via: str
+    wall: float
+    mono: float
+    time_synced: bool
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    kind: str
+    ref_id: str
+    payload: str
+    created_wall: float
+    publish_count: int
+    last_published_wall: float | None
+
+
+# -- migrations: the schema is declared here, never inferred from data ------------------------------
+MIGRATIONS: list[tuple[int, str, object]] = []
+
+
+def migration(version: int, name: str):
+    def register(fn):
+        MIGRATIONS.append((version, name, fn))
+        MIGRATIONS.sort(key=lambda m: m[0])
+        return fn
+    return register
+
+
+@migration(1, "initial schema")
+def _initial(conn: sqlite3.Connection) -> None:
+    for sql in (
+        """CREATE TABLE events (
+            event_id TEXT PRIMARY KEY, counter INTEGER NOT NULL, account TEXT NOT NULL,
+            kind TEXT NOT NULL, amount REAL NOT NULL, ts TEXT NOT NULL, ts_epoch REAL NOT NULL,
+            payload TEXT NOT NULL, payload_sha256 TEXT NOT NULL, received_wall REAL NOT NULL,
+            received_mono REAL NOT NULL, time_synced INTEGER NOT NULL)""",
+        "CREATE INDEX events_account_ts ON events(account, ts_epoch)",
+        "CREATE INDEX events_received ON events(received_wall)",
+        """CREATE TABLE verdicts (
+            event_id TEXT PRIMARY KEY REFERENCES events(event_id) ON DELETE CASCADE,
+            level TEXT NOT NULL CHECK (level IN ('green', 'amber', 'red')), score REAL NOT NULL,
+            reasons TEXT NOT NULL, text TEXT NOT NULL, ack_body TEXT NOT NULL,
+            model_version TEXT NOT NULL, watchlist_version INTEGER NOT NULL, decided_wall REAL NOT NULL)""",
+        """CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL CHECK (kind IN ('alert', 'ack')),
+            ref_id TEXT NOT NULL, payload TEXT NOT NULL, created_wall REAL NOT NULL,
+            publish_count INTEGER NOT NULL DEFAULT 0, last_published_wall REAL, receipted_wall REAL)""",
+        "CREATE INDEX outbox_open ON outbox(seq) WHERE receipted_wall IS NULL",
+        """CREATE TABLE alerts (
+            alert_id TEXT PRIMARY KEY, event_id TEXT NOT NULL REFERENCES events(event_id),
+            counter INTEGER NOT NULL, level TEXT NOT NULL CHECK (level IN ('amber', 'red')),
+            reasons TEXT NOT NULL, raised_wall REAL NOT NULL, raised_mono REAL NOT NULL,
+            time_synced INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'acknowledged')),
+            seq INTEGER NOT NULL)""",  # the outbox seq the centre knows it by; the outbox row may be purged once receipted
+        "CREATE INDEX alerts_open ON alerts(state, level, counter, raised_wall)",
+        "CREATE INDEX alerts_event ON alerts(event_id)",
+        """CREATE TABLE acknowledgements (
+            alert_id TEXT PRIMARY KEY REFERENCES alerts(alert_id), by_whom TEXT NOT NULL,
+            via TEXT NOT NULL CHECK (via IN ('button', 'console', 'cli')), wall REAL NOT NULL,
+            mono REAL NOT NULL, time_synced INTEGER NOT NULL, seq INTEGER NOT NULL)""",
+        "CREATE TABLE watchlist (account TEXT PRIMARY KEY) WITHOUT ROWID",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ):
+        conn.execute(sql)
+
+
+def _is_medium_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError) or isinstance(exc, sqlite3.DatabaseError):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if any(name.startswith(code) for code in _MEDIUM_CODES):
+            return True
+        text = str(exc).lower()
+        return any(s in text for s in ("disk is full", "disk i/o", "unable to open", "readonly", "not a database"))
+    return False
+
+
+def _store_error(exc: BaseException, path) -> StoreError:
+    return StoreError(f"cannot write the store {path}: {exc}; nothing from this batch was kept. "
+                      "Check free space and the SD card (df -h, dmesg), then restart the gateway")
+
+
+class Store:
+    """The gateway's SQLite file. Thread-safe; a context manager; ``close()`` may be called twice."""
+
+    def __init__(self, path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._doomed = False
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly one transaction.
+            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal" and str(self.path) != ":memory:":
+                raise StoreError(f"{self.path}: SQLite would not switch to WAL (got {mode}); put the store on a local disk")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}; check the path and its permissions") from exc
+        self.db = sqlite_utils.Database(self._conn)
+        self._closed = False
+        self.migrate()
+        self._gateway_id = self.meta_get("gateway_id")
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Apply every migration not yet recorded; returns the versions applied now."""
+        applied = []
+        with self._lock:
+            self._conn.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, "
+                               "name TEXT NOT NULL, applied_wall REAL NOT NULL)")
+            done = {row[0] for row in self._conn.execute("SELECT version FROM migrations")}
+            for version, name, fn in MIGRATIONS:
+                if version in done:
+                    continue
+                with self.batch():
+                    fn(self._conn)
+                    self._conn.execute("INSERT INTO migrations VALUES (?, ?, strftime('%s','now'))", (version, name))
+                applied.append(version)
+        return applied
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def batch(self):
+        """One transaction for everything inside; nested batches join the outer one. Any exception
+        rolls the whole (outer) batch back; a disk or I/O failure comes out as ``StoreError``."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            outer = self._depth == 0
+            if outer:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
+                self._doomed = False
+            self._depth += 1
+            try:
+                yield self
+            except BaseException as exc:
+                self._depth -= 1
+                if outer:
+                    self._rollback()
+                    if _is_medium_error(exc):
+                        raise _store_error(exc, self.path) from exc
+                else:
+                    self._doomed = True
+                raise
+            self._depth -= 1
+            if not outer:
+                return
+            if self._doomed:
+                self._rollback()
+                raise StoreError("a nested store batch failed and was caught; nothing from this batch was kept")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
+
+    def _rollback(self) -> None:
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite may already have rolled back by itself (e.g. after SQLITE_FULL)
+
+    def _q(self, sql: str, params=()) -> list:
+        """A read: under the lock, but without opening a write transaction."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
+
+    # -- hot path ---------------------------------------------------------------------------------
+    def account_history(self, account: str, since_epoch: float, until_epoch: float) -> list[tuple[float, float, int]]:
+        """(ts_epoch, amount, counter) of this account's stored events in [since, until)."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT ts_epoch, amount, counter FROM events WHERE account = ? AND ts_epoch >= ? AND ts_epoch < ? "
+                "ORDER BY ts_epoch", (account, since_epoch, until_epoch)).fetchall()
+
+    def decided(self, event_id: str) -> tuple[str, str] | None:
+        """(payload_sha256, ack_body) if this event was already scored, else None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT e.payload_sha256, v.ack_body FROM verdicts v JOIN events e USING (event_id) "
+                "WHERE v.event_id = ?", (event_id,)).fetchone()
+        return tuple(row) if row else None
+
+    def record_verdict(self, event, payload: bytes, payload_sha256: str, verdict, stamp, *, model_version: str,
+                       watchlist_version: int, gateway_id: str) -> Alert | None:
+        """Store the event and its verdict; for amber/red also an alert and its outbox row."""
+        with self.batch():
+            c = self._conn
+            if gateway_id != self._gateway_id:  # remembered so acknowledgements carry it too
+                self.meta_set("gateway_id", gateway_id)
+                self._gateway_id = gateway_id
+            c.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
+                event.event_id, event.counter, event.account, event.kind, event.amount, event.ts.isoformat(),
+                event.epoch, payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload),
+                payload_sha256, stamp.wall, stamp.mono, int(bool(stamp.synced))))
+            c.execute("INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)", (
+                event.event_id, verdict.level, float(verdict.score), json.dumps(list(verdict.reasons)), verdict.text,
+                messages.dumps(verdict.ack_body()), model_version, int(watchlist_version), stamp.wall))
+            if verdict.level not in ALERT_LEVELS:
+                return None
+            alert_id = new_ulid(stamp.wall)
+            body = messages.alert_body(alert_id, event, verdict, stamp, gateway_id=gateway_id,
+                                       model_version=model_version, watchlist_version=watchlist_version)
+            seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('alert', ?, ?, ?)",
+                            (alert_id, body, stamp.wall)).lastrowid
+            c.execute("INSERT INTO alerts (alert_id, event_id, counter, level, reasons, raised_wall, raised_mono, "
+                      "time_synced, seq) VALUES (?,?,?,?,?,?,?,?,?)",
+                      (alert_id, event.event_id, event.counter, verdict.level, json.dumps(list(verdict.reasons)),
+                       stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
+            return Alert(alert_id, seq, event.event_id, event.counter, verdict.level, tuple(verdict.reasons), stamp.wall)
+
+    # -- supervisor -------------------------------------------------------------------------------
+    _ALERT_COLS = "alert_id, seq, event_id, counter, level, reasons, raised_wall"
+
+    @staticmethod
+    def _alert(row) -> Alert:
+        return Alert(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6])
+
+    def open_alerts(self, level: str | None = "red", counter: int | None = None) -> list[Alert]:
+        """Open (unacknowledged) alerts, oldest first; ``level=None`` for amber and red."""
+        sql = f"SELECT {self._ALERT_COLS} FROM alerts WHERE state = 'open'"
+        params: list = []
+        if level is not None:
+            sql += " AND level = ?"
+            params.append(level)
+        if counter is not None:
+            sql += " AND counter = ?"
+            params.append(counter)
+        return [self._alert(r) for r in self._q(sql + " ORDER BY raised_wall, alert_id", params)]
+
+    def alert(self, alert_id: str) -> Alert | None:
+        rows = self._q(f"SELECT {self._ALERT_COLS} FROM alerts WHERE alert_id = ?", (alert_id,))
+        return self._alert(rows[0]) if rows else None
+
+    def acknowledge(self, alert_id: str | None = None, *, counter: int | None = None, by: str, via: str,
+                    stamp, gateway_id: str | None = None) -> Acknowledgement | None:
+        """Acknowledge ``alert_id``, or else the oldest open red alert (of ``counter`` if given).
+        Returns None when there is nothing open to acknowledge."""
+        if via not in ACK_VIA:
+            raise ValueError(f"via must be one of {', '.join(ACK_VIA)}, got {via!r}")
+        if not by or not isinstance(by, str):
+            raise ValueError("by must name who acknowledged (e.g. 'supervisor' or a staff number)")
+        with self.batch():
+            c = self._conn
+            if alert_id is not None:
+                row = c.execute("SELECT alert_id, counter, level, state FROM alerts WHERE alert_id = ?",
+                                (alert_id,)).fetchone()
+                if row is None:
+                    raise UnknownAlert(f"no alert {alert_id!r} on this gateway; list open alerts with "
+                                       "'counterguard alerts' and use one of their ids")
+                if row[3] != "open":
+                    return None
+            else:
+                sql = "SELECT alert_id, counter, level, state FROM alerts WHERE state = 'open' AND level = 'red'"
+                params: tuple = ()
+                if counter is not None:
+                    sql += " AND counter = ?"
+                    params = (counter,)
+                row = c.execute(sql + " ORDER BY raised_wall, alert_id LIMIT 1", params).fetchone()
+                if row is None:
+                    return None
+            alert_id, alert_counter, level, _ = row
+            if gateway_id is None:
+                gateway_id = self._gateway_id or self._gateway_of(alert_id)
+            body = messages.ack_body(alert_id, by=by, via=via, stamp=stamp, gateway_id=gateway_id, counter=alert_counter)
+            seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('ack', ?, ?, ?)",
+                            (alert_id, body, stamp.wall)).lastrowid
+            c.execute("INSERT INTO acknowledgements VALUES (?,?,?,?,?,?,?)",
+                      (alert_id, by, via, stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
+            c.execute("UPDATE alerts SET state = 'acknowledged' WHERE alert_id = ?", (alert_id,))
+            return Acknowledgement(alert_id, seq, alert_counter, level, by, via, stamp.wall, stamp.mono, bool(stamp.synced))
+
+    def _gateway_of(self, alert_id: str) -> str:
+        row = self._conn.execute("SELECT o.payload FROM alerts a JOIN outbox o ON o.seq = a.seq WHERE a.alert_id = ?",
+                                 (alert_id,)).fetchone()
+        return json.loads(row[0]).get("gateway_id", "") if row else ""
+
+    # -- outbox -----------------------------------------------------------------------------------
+    def outbox_pending(self, limit: int, *, republish_after_s: float, now_wall: float | None = None) -> list[OutboxRow]:
+        """Unreceipted rows never published, or last published more than ``republish_after_s`` ago, in seq order."""
+        cutoff = (time.time() if now_wall is None else now_wall) - republish_after_s
+        rows = self._q(
+            "SELECT seq, kind, ref_id, payload, created_wall, publish_count, last_published_wall FROM outbox "
+            "WHERE receipted_wall IS NULL AND (last_published_wall IS NULL OR last_published_wall <= ?) "
+            "ORDER BY seq LIMIT ?", (cutoff, int(limit)))
+        return [OutboxRow(*r) for r in rows]
+
+    def mark_published(self, seqs, wall: float) -> None:
+        with self.batch():
+            self._conn.executemany(
+                "UPDATE outbox SET publish_count = publish_count + 1, last_published_wall = ? WHERE seq = ?",
+                [(wall, s) for s in seqs])
+
+    def outbox_unpublish(self) -> int:
+        """Forget when unreceipted rows were last sent, so all go out again now (after a reconnect or
+        when the centre comes back). Returns how many rows are waiting."""
+        with self.batch():
+            return self._conn.execute(
+                "UPDATE outbox SET last_published_wall = NULL WHERE receipted_wall IS NULL").rowcount
+
+    def receipt(self, seqs, wall: float | None = None) -> int:
+        """Close outbox rows the centre has stored. Idempotent; unknown seqs are ignored."""
+        wall = time.time() if wall is None else wall
+        with self.batch():
+            cur = self._conn.executemany(
+                "UPDATE outbox SET receipted_wall = ? WHERE seq = ? AND receipted_wall IS NULL",
+                [(wall, int(s)) for s in seqs])
+            return cur.rowcount
+
+    def outbox_depth(self) -> int:
+        return self._q("SELECT count(*) FROM outbox WHERE receipted_wall IS NULL")[0][0]
+
+    def oldest_unreceipted_wall(self) -> float | None:
+        return self._q("SELECT min(created_wall) FROM outbox WHERE receipted_wall IS NULL")[0][0]
+
+    # -- retention --------------------------------------------------------------------------------
+    def purge(self, now_wall: float, *, keep_days: int = 90) -> dict:
+        """Delete green events (and their verdicts) older than ``keep_days`` that raised no alert,
+        and receipted outbox rows older than that. Alerts and unreceipted rows are never deleted."""
+        cutoff = now_wall - keep_days * DAY_S
+        with self.batch():
+            c = self._conn
+            gone = c.execute(
+                "DELETE FROM events WHERE received_wall < ? AND event_id IN "
+                "(SELECT event_id FROM verdicts WHERE level = 'green') "
+                "AND event_id NOT IN (SELECT event_id FROM alerts)", (cutoff,)).rowcount
+            # Verdicts go with their events (ON DELETE CASCADE).
+            sent = c.execute("DELETE FROM outbox WHERE receipted_wall IS NOT NULL AND created_wall < ?",
+                             (cutoff,)).rowcount
+        return {"events": gone, "outbox": sent}
+
+    # -- state ------------------------------------------------------------------------------------
+    def meta_get(self, key: str, default: str | None = None) -> str | None:
+        rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else default
+
+    def meta_set(self, key: str, value) -> None:
+        with self.batch():
+            self._conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                               (key, str(value)))
+
+    def next_bdseq(self) -> int:
+        """The birth/death sequence number for a new MQTT session (persisted, increments each call)."""
+        with self.batch():
+            value = int(self.meta_get("bdseq", "0")) + 1
+            self.meta_set("bdseq", value)
+            return value
+
+    # -- watchlist (used by gateway.watchlist.Watchlist) -----------------------------------------
+    def watchlist_accounts(self) -> frozenset:
+        return frozenset(r[0] for r in self._q("SELECT account FROM watchlist"))
+
+    def watchlist_replace(self, version: int, *, full: bool, add=(), remove=()) -> None:
+        """Apply a watchlist change in one transaction (the caller has checked it)."""
+        with self.batch():
+            c = self._conn
+            if full:
+                c.execute("DELETE FROM watchlist")
+            c.executemany("DELETE FROM watchlist WHERE account = ?", [(a,) for a in remove])
+            c.executemany("INSERT OR IGNORE INTO watchlist VALUES (?)", [(a,) for a in add])
+            self.meta_set("watchlist_version", int(version))

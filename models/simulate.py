@@ -1,0 +1,377 @@
+"""A seeded simulator of one branch's counter traffic, labelled with the fraud typology behind each event.
+
+The first model is trained on this because real labelled counter events cannot leave the bank. It
+produces schema-v1 event objects (docs/events.md) exactly as a teller terminal would send them, in
+time order, from a population of customers who come back (so the 1 h / 24 h history features mean
+something), with these typologies:
+
+Legitimate (label 0)
+    ``ordinary``            everyday withdrawals, salary-day cash, family transfers; all ages.
+    ``business_cash``       shop and business owners taking out takings (large, many inbound transfers).
+    ``house_purchase``      a deposit or full payment transferred out: large share of the balance.
+    ``medical_bill``        hospital bills, often an elderly customer accompanied by family.
+    ``elderly_family``      an elderly customer with a relative for a large gift, home or family need.
+    ``own_investment``      customers moving their own savings to an investment or repaying a loan.
+
+Fraud (label 1)
+    ``safe_account``        elderly impersonation / "safe account" victims: large cash or transfer,
+                            most of the balance, often on the phone, anxious or urgent.
+    ``mule_cash_out``       "two cards" mule accounts: young, new account, many inbound transfers in
+                            24 h, cashing nearly all out, often just under 50,000 yuan, repeat visits
+                            at other counters.
+    ``investment_scam``     investment and loan-fee scam victims transferring to "platforms".
+
+It is deliberately not separable: teller flags are noisy (some victims show no sign, some honest
+customers are on the phone), some mules use old accounts, and legitimate large withdrawals share
+most of the fraud signs. Typologies are table entries (``TYPOLOGIES``) so a typology study can add
+or reweight them without touching the rest.
+
+Usage::
+
+    from models.simulate import simulate, SimConfig
+    items = simulate(seed=7, n_events=60_000)
+    items[0]  # {"event": {...schema v1...}, "label": 0, "typology": "ordinary"}
+
+Standard library only, so it runs in the training environment and on the gateway alike.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+CST = timezone(timedelta(hours=8))
+LEGITIMATE = ("ordinary", "business_cash", "house_purchase", "medical_bill", "elderly_family", "own_investment")
+FRAUD = ("safe_account", "mule_cash_out", "investment_scam")
+TYPOLOGIES = LEGITIMATE + FRAUD
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Knobs of the simulated branch. Defaults give about 1.5 % fraud events."""
+
+    start: date = date(2024, 3, 1)
+    """First simulated branch day (the branch opens every day, 09:00-17:00, +08:00)."""
+    events_per_day: float = 300.0
+    """Mean events per branch day (Poisson); the number of days follows from ``n_events``."""
+    counters: int = 4
+    """Teller counters at the branch (event ``counter`` 1..counters)."""
+    customers: int = 5000
+    """Size of the returning customer population (mule accounts come on top)."""
+    business_share: float = 0.04
+    """Share of customers who are shop or business owners."""
+    elderly_share: float = 0.30
+    """Share of customers aged 60 or over (counter customers skew old)."""
+    salary_days: tuple = (10, 25)
+    """Days of the month when salaries arrive: more cash and family transfers then."""
+    mix: dict = field(default_factory=lambda: {
+        "ordinary": 0.928,
+        "business_cash": 0.012,
+        "house_purchase": 0.006,
+        "medical_bill": 0.012,
+        "elderly_family": 0.012,
+        "own_investment": 0.015,
+        "safe_account": 0.0062,
+        "mule_cash_out": 0.0034,  # each mule visits 1-3 times, so mule events are about 0.6 %
+        "investment_scam": 0.0040,
+    })
+    """Probability that a customer arrival belongs to each typology."""
+    flag_noise: float = 1.0
+    """Multiplier on how often honest customers show the teller's warning signs."""
+    victim_silence: float = 0.2
+    """Share of fraud victims who show no teller flag at all."""
+    old_mule_share: float = 0.25
+    """Share of mule accounts that are old, bought or rented accounts instead of new ones."""
+    missing: float = 0.05
+    """Chance that each optional field (age, account age, balance, inbound) is not reported."""
+
+    def __post_init__(self):
+        unknown = set(self.mix) - set(TYPOLOGIES)
+        if unknown:
+            raise ValueError(f"SimConfig.mix has unknown typologies {sorted(unknown)}; known: {', '.join(TYPOLOGIES)}")
+        if not self.mix or sum(self.mix.values()) <= 0 or min(self.mix.values()) < 0:
+            raise ValueError("SimConfig.mix needs non-negative weights with a positive sum")
+        if not 1 <= self.counters <= 64:
+            raise ValueError(f"SimConfig.counters must be 1..64, got {self.counters}")
+        if self.events_per_day <= 0 or self.customers < 10:
+            raise ValueError("SimConfig needs events_per_day > 0 and at least 10 customers")
+
+
+@dataclass
+class _Customer:
+    account: str
+    age: int
+    opened: date
+    balance: float
+    business: bool = False
+
+
+class _Branch:
+    """The simulation state: customers, mule accounts, the day's visits."""
+
+    def __init__(self, rng: random.Random, cfg: SimConfig):
+        self.rng = rng
+        self.cfg = cfg
+        self.serial = 0
+        self.customers = [self._customer() for _ in range(cfg.customers)]
+        self.elderly = [c for c in self.customers if c.age >= 60]
+        self.working_age = [c for c in self.customers if 25 <= c.age <= 65]
+        self.business = [c for c in self.customers if c.business]
+
+    # --- population -------------------------------------------------------------------------------
+    def new_account(self) -> str:
+        self.serial += 1
+        return f"6222{self.rng.randrange(10 ** 8):08d}{self.serial:07d}"
+
+    def _customer(self) -> _Customer:
+        rng, cfg = self.rng, self.cfg
+        r = rng.random()
+        if r < cfg.elderly_share:
+            age = rng.randint(60, 90)
+        elif r < cfg.elderly_share + 0.2:
+            age = rng.randint(18, 29)
+        else:
+            age = rng.randint(30, 59)
+        business = 28 <= age <= 65 and rng.random() < cfg.business_share / 0.6
+        years = rng.uniform(0.3, max(0.5, min(age - 16, 30)))
+        opened = cfg.start - timedelta(days=int(years * 365))
+        median = 80_000 if age >= 60 else 25_000 if age < 30 else 50_000
+        balance = median * math.exp(rng.gauss(0, 1.0))
+        if business:
+            balance = 400_000 * math.exp(rng.gauss(0, 0.8))
+        return _Customer(self.new_account(), age, opened, round(balance, 2), business)
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def flags(self, **p: float) -> list[str]:
+        return [name for name, chance in p.items() if self.rng.random() < chance]
+
+    def honest_flags(self, elderly: bool) -> list[str]:
+        n = self.cfg.flag_noise
+        return self.flags(customer_on_phone=0.05 * n, accompanied=(0.15 if elderly else 0.02) * n,
+                          anxious=0.02 * n, urgent=0.04 * n, declared_purpose_mismatch=0.01 * n)
+
+    def victim_flags(self, **p: float) -> list[str]:
+        return [] if self.rng.random() < self.cfg.victim_silence else self.flags(**p)
+
+    def pick(self, table: dict):
+        r = self.rng.random() * sum(table.values())
+        for key, weight in table.items():
+            r -= weight
+            if r < 0:
+                return key
+        return key
+
+    def money(self, lo: float, hi: float, step: float = 100.0) -> float:
+        """A log-uniform amount rounded the way people ask for cash."""
+        value = math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
+        return float(max(step, round(value / step) * step))
+
+    def body(self, c: _Customer | None, day: date, kind: str, amount: float, *, account: str | None = None,
+             age: int | None = None, account_age: int | None = None, balance: float | None = None,
+             inbound: tuple[float, int] | None = None, flags=(), purpose: str | None = None) -> dict:
+        """A schema-v1 event, with optional fields dropped at the configured rate."""
+        rng, miss = self.rng, self.cfg.missing
+        if c is not None:
+            account = account or c.account
+            age = c.age if age is None else age
+            account_age = (day - c.opened).days if account_age is None else account_age
+            balance = c.balance * math.exp(rng.gauss(0, 0.15)) if balance is None else balance
+        balance = round(max(balance, amount), 2)
+        if inbound is None:
+            inbound = (0.0, 0) if rng.random() < 0.8 else (self.money(500, 20_000), rng.randint(1, 3))
+        event = {"kind": kind, "account": account, "amount": float(amount)}
+        if rng.random() >= miss:
+            event["customer_age"] = int(age)
+        if rng.random() >= miss:
+            event["account_age_days"] = max(0, int(account_age))
+        if rng.random() >= miss:
+            event["balance_before"] = balance
+        if rng.random() >= miss * 3:  # older terminals often do not report inbound transfers
+            event["inbound_24h"] = round(inbound[0], 2)
+            event["inbound_count_24h"] = int(inbound[1])
+        if flags:
+            event["teller_flags"] = sorted(set(flags))
+        if purpose is not None:
+            event["purpose"] = purpose
+        return event
+
+    # --- legitimate typologies ----------------------------------------------------------------------
+    def ordinary(self, day: date) -> list[dict]:
+        rng = self.rng
+        c = rng.choice(self.customers)
+        salary = day.day in self.cfg.salary_days
+        elderly = c.age >= 60
+        if rng.random() < (0.30 if salary else 0.18):
+            amount = self.money(300, 12_000)
+            purpose = self.pick({"transfer_to_relative": 0.55, "education": 0.1, "home": 0.1, "gift": 0.1,
+                                 "other": 0.1, "loan_repayment": 0.05})
+            kind = "transfer_out"
+        else:
+            amount = self.money(100, 6_000) if rng.random() < 0.9 else self.money(5_000, 30_000)
+            if salary:
+                amount = min(amount * 1.5, 60_000)
+            purpose = self.pick({"daily": 0.45, "shopping": 0.15, "medical": 0.07, "education": 0.05,
+                                 "travel": 0.05, "gift": 0.05, "other": 0.08, None: 0.10})
+            kind = "cash_withdrawal"
+        balance = c.balance * math.exp(rng.gauss(0, 0.15))
+        return [self.body(c, day, kind, round(amount, -2) or 100.0, balance=balance,
+                          flags=self.honest_flags(elderly), purpose=purpose)]
+
+    def business_cash(self, day: date) -> list[dict]:
+        rng = self.rng
+        c = rng.choice(self.business) if self.business else rng.choice(self.customers)
+        takings = self.money(20_000, 250_000)
+        count = rng.randint(8, 80)
+        # Some owners keep under the 50,000-yuan line to avoid the paperwork, like mules do.
+        amount = self.money(45_000, 49_900) if rng.random() < 0.2 else min(takings * rng.uniform(0.3, 1.0), 200_000)
+        out = [self.body(c, day, "cash_withdrawal", round(amount, -2), inbound=(takings, count),
+                         flags=self.honest_flags(False) + self.flags(urgent=0.1, customer_on_phone=0.1),
+                         purpose=self.pick({"business": 0.8, "other": 0.1, None: 0.1}))]
+        if rng.random() < 0.15:  # back for more later the same day
+            out.append(self.body(c, day, "cash_withdrawal", self.money(5_000, 49_000), inbound=(takings, count),
+                                 purpose="business"))
+        return out
+
+    def house_purchase(self, day: date) -> list[dict]:
+        c = self.rng.choice(self.working_age)
+        amount = self.money(80_000, 900_000, 1000)
+        balance = amount / self.rng.uniform(0.55, 1.0)
+        return [self.body(c, day, "transfer_out", amount, balance=balance,
+                          flags=self.honest_flags(False) + self.flags(urgent=0.2, anxious=0.05, customer_on_phone=0.1),
+                          purpose=self.pick({"home": 0.85, "other": 0.1, None: 0.05}))]
+
+    def medical_bill(self, day: date) -> list[dict]:
+        rng = self.rng
+        c = rng.choice(self.elderly if rng.random() < 0.6 else self.customers)
+        amount = self.money(8_000, 100_000)
+        balance = amount / rng.uniform(0.2, 1.0)
+        elderly = c.age >= 60
+        flags = self.honest_flags(elderly) + self.flags(accompanied=0.5 if elderly else 0.2, anxious=0.2,
+                                                         urgent=0.25, customer_on_phone=0.1)
+        kind = "cash_withdrawal" if rng.random() < 0.6 else "transfer_out"
+        return [self.body(c, day, kind, amount, balance=balance, flags=flags,
+                          purpose=self.pick({"medical": 0.85, "other": 0.1, None: 0.05}))]
+
+    def elderly_family(self, day: date) -> list[dict]:
+        rng = self.rng
+        c = rng.choice(self.elderly)
+        amount = self.money(20_000, 150_000)
+        balance = amount / rng.uniform(0.3, 0.95)
+        flags = self.flags(accompanied=0.8, customer_on_phone=0.1, urgent=0.05)
+        kind = "cash_withdrawal" if rng.random() < 0.6 else "transfer_out"
+        return [self.body(c, day, kind, amount, balance=balance, flags=flags,
+                          purpose=self.pick({"home": 0.3, "gift": 0.2, "transfer_to_relative": 0.3,
+                                             "education": 0.1, None: 0.1}))]
+
+    def own_investment(self, day: date) -> list[dict]:
+        rng = self.rng
+        c = rng.choice(self.working_age + self.elderly[: len(self.elderly) // 3])
+        purpose = self.pick({"investment": 0.6, "loan_repayment": 0.4})
+        amount = self.money(10_000, 300_000) if purpose == "investment" else self.money(2_000, 40_000)
+        balance = amount / rng.uniform(0.1, 0.7)
+        return [self.body(c, day, "transfer_out", amount, balance=balance,
+                          flags=self.honest_flags(c.age >= 60), purpose=purpose)]
+
+    # --- fraud typologies ---------------------------------------------------------------------------
+    def safe_account(self, day: date) -> list[dict]:
+        rng = self.rng
+        c = rng.choice(self.elderly)
+        balance = c.balance * math.exp(rng.gauss(0, 0.1))
+        share = rng.uniform(0.5, 1.0) if rng.random() < 0.75 else rng.uniform(0.2, 0.5)
+        amount = max(10_000.0, round(balance * share, -2))
+        kind = "cash_withdrawal" if rng.random() < 0.6 else "transfer_out"
+        purpose = self.pick({"home": 0.2, "medical": 0.15, "transfer_to_relative": 0.15, "other": 0.2,
+                             "daily": 0.1, "gift": 0.05, None: 0.15})
+        flags = self.victim_flags(customer_on_phone=0.5, anxious=0.35, urgent=0.45, declared_purpose_mismatch=0.3,
+                                  accompanied=0.05)
+        out = [self.body(c, day, kind, amount, balance=balance, flags=flags, purpose=purpose)]
+        if rng.random() < 0.15 and balance - amount > 5_000:  # comes back for the rest
+            rest = round(balance - amount, -2)
+            out.append(self.body(c, day, "transfer_out", rest, balance=balance - amount, flags=flags, purpose=purpose))
+        return out
+
+    def mule_cash_out(self, day: date) -> list[dict]:
+        rng = self.rng
+        old = rng.random() < self.cfg.old_mule_share
+        account = self.new_account()
+        age = rng.randint(18, 30) if rng.random() < 0.8 else rng.randint(31, 50)
+        account_age = rng.randint(400, 4000) if old else rng.randint(3, 120)
+        out = []
+        for _ in range(rng.choice((1, 1, 2, 2, 3))):
+            inbound = self.money(15_000, 200_000)
+            count = rng.randint(4, 40)
+            if rng.random() < 0.45:
+                amount = self.money(45_000, 49_900)
+                inbound = max(inbound, amount / rng.uniform(0.85, 1.0))
+            else:
+                amount = round(inbound * rng.uniform(0.85, 1.0), -2)
+            kind = "cash_withdrawal" if rng.random() < 0.8 else "transfer_out"
+            flags = self.flags(customer_on_phone=0.2, urgent=0.15, accompanied=0.15, anxious=0.05)
+            out.append(self.body(None, day, kind, amount, account=account, age=age, account_age=account_age,
+                                 balance=inbound * rng.uniform(1.0, 1.05), inbound=(inbound, count), flags=flags,
+                                 purpose=self.pick({"daily": 0.3, "business": 0.25, "other": 0.2, None: 0.25})))
+        return out
+
+    def investment_scam(self, day: date) -> list[dict]:
+        rng = self.rng
+        c = rng.choice(self.working_age)
+        purpose = self.pick({"investment": 0.5, "loan_repayment": 0.3, "other": 0.1, None: 0.1})
+        amount = self.money(5_000, 150_000)
+        balance = amount / rng.uniform(0.3, 1.0)
+        kind = "transfer_out" if rng.random() < 0.85 else "cash_withdrawal"
+        flags = self.victim_flags(customer_on_phone=0.3, urgent=0.3, anxious=0.2, declared_purpose_mismatch=0.15)
+        return [self.body(c, day, kind, amount, balance=balance, flags=flags, purpose=purpose)]
+
+
+def simulate(seed: int, n_events: int, *, config: SimConfig | None = None) -> list[dict]:
+    """``n_events`` labelled events in time order: ``{"event": dict, "label": 0|1, "typology": str}``.
+
+    The same seed and config always give the same list.
+    """
+    if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 1:
+        raise ValueError(f"n_events must be a positive whole number, got {n_events!r}")
+    cfg = config or SimConfig()
+    rng = random.Random(seed)
+    branch = _Branch(rng, cfg)
+    makers = {name: getattr(branch, name) for name in TYPOLOGIES}
+    opening = 9 * 3600
+    items: list[tuple[datetime, int, dict, str]] = []
+    day = cfg.start
+    while len(items) < n_events:
+        arrivals = _poisson(rng, cfg.events_per_day)
+        for _ in range(arrivals):
+            typology = branch.pick(cfg.mix)
+            first = opening + rng.uniform(0, 8 * 3600 - 600)
+            visit_at = first
+            for n, event in enumerate(makers[typology](day)):
+                if n:  # a later visit the same day, at another counter more often than not
+                    visit_at = min(visit_at + rng.uniform(600, 3 * 3600), opening + 8 * 3600 - 1)
+                ts = datetime(day.year, day.month, day.day, tzinfo=CST) + timedelta(seconds=int(visit_at))
+                event["counter"] = rng.randint(1, cfg.counters)
+                items.append((ts, len(items), event, typology))
+        day += timedelta(days=1)
+    items.sort(key=lambda item: (item[0], item[1]))
+    out = []
+    for i, (ts, _, event, typology) in enumerate(items[:n_events]):
+        body = {"event_id": f"sim{seed}-{i:07d}", "ts": ts.isoformat(timespec="seconds"), "counter": event.pop("counter")}
+        body.update(event)
+        out.append({"event": body, "label": 1 if typology in FRAUD else 0, "typology": typology})
+    return out
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    # Normal approximation: the daily mean is in the hundreds.
+    return max(1, int(round(rng.gauss(mean, math.sqrt(mean)))))
+
+
+if __name__ == "__main__":
+    import collections
+    import sys
+
+    sample = simulate(int(sys.argv[1]) if len(sys.argv) > 1 else 7, int(sys.argv[2]) if len(sys.argv) > 2 else 20_000)
+    counts = collections.Counter(item["typology"] for item in sample)
+    print(f"{len(sample)} events, fraud {sum(i['label'] for i in sample) / len(sample):.2%}")
+    for name in TYPOLOGIES:
+        print(f"  {name:16} {counts[name]}")

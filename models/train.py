@@ -1,0 +1,316 @@
+"""Train the counter fraud model: simulate, build features the gateway's way, fit, convert to int8.
+
+Reproduce the bundled model (needs the ``train`` extra, i.e. tensorflow-cpu; about a minute)::
+
+    python -m models.train --seed 7 --events 60000 --out models/
+
+Steps, each a function so tests and a later typology study can call them:
+
+1. ``simulate`` events (models/simulate.py), time-ordered.
+2. ``feature_rows``: replay them in time order through ``gateway.features`` exactly as the gateway
+   does (each account's history from its earlier events at this gateway), so training and serving
+   cannot drift.
+3. ``time_split``: the first 80 % of the time span trains, the last 20 % tests (never random: a
+   model is always used on days after the ones it learnt from).
+4. Standardise with the training split's mean and scale, fit a small Keras MLP with class weights.
+5. Convert to a full-int8 TFLite model (int8 in and out), calibrated on batches of training rows.
+6. Choose thresholds and measure on the int8 model itself, run through a TFLite interpreter, and
+   write ``counterguard-v1.tflite``, its manifest ``counterguard-v1.json`` and ``golden.json``.
+
+TensorFlow is imported only inside the functions that need it: the rest runs on the gateway's
+own Python, where the tests use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from collections import defaultdict, deque
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from gateway.events import parse_event
+from gateway.features import DAY, FEATURE_NAMES, FEATURES_VERSION, event_features, summarise_history
+from models.simulate import TYPOLOGIES, SimConfig, simulate
+
+NAME = "counterguard-v1"
+VERSION = "1.0.0"
+TRAIN_SHARE = 0.8
+# Amber: about 4 % of legitimate events get the caring questions (a teller can ask a dozen
+# customers a day at a 300-event branch). Red: about 0.5 % are held for the supervisor.
+AMBER_LEGIT_SHARE = 0.04
+RED_LEGIT_SHARE = 0.005
+HIDDEN = (32, 16)
+EPOCHS = 12
+BATCH = 256
+CALIBRATION_BATCH = 256
+CALIBRATION_BATCHES = 8
+GOLDEN_ROWS = 50
+CLIP = 6.0  # standardised inputs are kept within +-CLIP (see standardiser)
+
+
+def feature_rows(items: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, epochs) for time-ordered simulated items, replayed as the gateway would.
+
+    Each account's history is the ``(epoch, amount, counter)`` of its earlier events, summarised by
+    ``gateway.features.summarise_history`` exactly as the gateway summarises its SQLite history.
+    """
+    seen: dict[str, deque] = defaultdict(deque)
+    rows, labels, epochs = [], [], []
+    last = float("-inf")
+    for item in items:
+        event = parse_event(item["event"])
+        now = event.epoch
+        if now < last:
+            raise ValueError(f"event {event.event_id} is earlier than the one before it; replay needs time order")
+        last = now
+        prior = seen[event.account]
+        while prior and now - prior[0][0] > DAY:
+            prior.popleft()
+        rows.append(event_features(event, summarise_history(prior, now, event.counter)))
+        prior.append((now, event.amount, event.counter))
+        labels.append(int(item["label"]))
+        epochs.append(now)
+    return np.asarray(rows, np.float32), np.asarray(labels, np.int8), np.asarray(epochs, np.float64)
+
+
+def time_split(epochs: np.ndarray, share: float = TRAIN_SHARE) -> np.ndarray:
+    """Boolean mask of training rows: those in the first ``share`` of the time span."""
+    cut = epochs.min() + share * (epochs.max() - epochs.min())
+    return epochs < cut
+
+
+def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) per feature from the training rows.
+
+    The scale is the standard deviation, widened where needed so that every training value lands
+    within +-CLIP. The int8 input tensor has one scale for all features, so a rare flag standardised
+    to +14 would otherwise stretch the range and blur amounts and ages into a few coarse steps.
+    """
+    mean = x.mean(axis=0)
+    scale = np.maximum(x.std(axis=0), np.abs(x - mean).max(axis=0) / CLIP)
+    scale[scale < 1e-6] = 1.0
+    return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def seed_everything(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS):
+    """A small MLP N -> 32 -> 16 -> 1 (sigmoid) on standardised rows, fraud weighted up."""
+    import keras
+
+    seed_everything(seed)
+    n = x.shape[1]
+    model = keras.Sequential([keras.Input((n,), name="features")]
+                             + [keras.layers.Dense(h, activation="relu") for h in HIDDEN]
+                             + [keras.layers.Dense(1, activation="sigmoid", name="score")])
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+    positives = max(int(y.sum()), 1)
+    # Balance the classes only part way (weight ~ sqrt of the ratio): fully balanced weights push
+    # every large withdrawal towards 1 and leave no room between amber and red.
+    weight = float(np.sqrt((len(y) - positives) / positives))
+    model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=BATCH, shuffle=True, verbose=0,
+              class_weight={0: 1.0, 1: weight})
+    return model
+
+
+def to_int8_tflite(model, calibration: np.ndarray) -> bytes:
+    """Full-integer TFLite: int8 input, int8 output, calibrated on batches of standardised rows."""
+    import tensorflow as tf
+
+    def representative():
+        for start in range(0, len(calibration), CALIBRATION_BATCH):
+            yield [calibration[start:start + CALIBRATION_BATCH]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def int8_scores(tflite: bytes, x_std: np.ndarray) -> np.ndarray:
+    """Scores of standardised rows through a TFLite interpreter (LiteRT if present, else TF's own)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    interpreter = Interpreter(model_content=tflite)
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], [len(x_std), x_std.shape[1]])
+    interpreter.allocate_tensors()
+    s_in, z_in = inp["quantization"]
+    s_out, z_out = out["quantization"]
+    q = np.clip(np.rint(x_std / s_in + z_in), -128, 127).astype(np.int8)
+    interpreter.set_tensor(inp["index"], q)
+    interpreter.invoke()
+    return ((interpreter.get_tensor(out["index"]).astype(np.float32) - z_out) * s_out).reshape(-1)
+
+
+def choose_thresholds(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Amber and red as the lowest int8 score levels that alert at most the target legitimate shares."""
+    legit = np.sort(scores[y == 0])
+    levels = np.unique(scores)
+
+    def lowest_level_within(share: float) -> float:
+        for level in levels:
+            if (legit >= level).mean() <= share and level > 0:
+                return float(level)
+        return float(levels[-1])
+
+    amber = lowest_level_within(AMBER_LEGIT_SHARE)
+    red = max(lowest_level_within(RED_LEGIT_SHARE), amber + 1 / 256)
+    # Exact output levels (multiples of 1/256), never rounded: a threshold rounded up past its level
+    # would turn every event scored exactly at it a level down.
+    return amber, min(red, 1.0)
+
+
+def average_precision(scores: np.ndarray, y: np.ndarray) -> float:
+    order = np.argsort(-scores, kind="stable")
+    hits = y[order] == 1
+    if not hits.any():
+        return 0.0
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean())
+
+
+def metrics(scores: np.ndarray, y: np.ndarray, amber: float, red: float) -> dict:
+    fraud, legit = y == 1, y == 0
+    alerted, held = scores >= amber, scores >= red
+    return {
+        "events": int(len(y)),
+        "fraud_events": int(fraud.sum()),
+        "recall_alerted": round(float(alerted[fraud].mean()), 4) if fraud.any() else None,
+        "recall_red": round(float(held[fraud].mean()), 4) if fraud.any() else None,
+        "legit_alerted_share": round(float(alerted[legit].mean()), 4),
+        "legit_red_share": round(float(held[legit].mean()), 4),
+        "red_precision": round(float(fraud[held].mean()), 4) if held.any() else None,
+        "amber_or_red_precision": round(float(fraud[alerted].mean()), 4) if alerted.any() else None,
+        "average_precision": round(average_precision(scores, y), 4),
+    }
+
+
+def golden_rows(x: np.ndarray, float_scores: np.ndarray, amber: float, red: float) -> list[dict]:
+    """About 50 fixed raw rows with the float model's scores, spread over the whole score range.
+
+    Per level, rows are picked nearest to evenly spaced target scores (random picks would all sit
+    at 0 or right at a threshold), so the golden set checks the int8 model across each band.
+    """
+    bands = ((0.0, amber, 17), (amber, red, 17), (red, 1.0, 16))
+    chosen: list[int] = []
+    for lo, hi, count in bands:
+        inside = np.flatnonzero((float_scores >= lo) & (float_scores < hi if hi < 1.0 else float_scores <= hi))
+        for target in np.linspace(lo, hi, count):
+            free = inside[~np.isin(inside, chosen)]
+            if len(free):
+                chosen.append(int(free[np.argmin(np.abs(float_scores[free] - target))]))
+    return [{"features": [float(v) for v in x[i]], "float_score": round(float(float_scores[i]), 6)}
+            for i in sorted(chosen)]
+
+
+def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: SimConfig | None = None,
+          log=print) -> dict:
+    """The whole pipeline; writes the model, manifest and golden rows into ``out``. Returns the manifest."""
+    t0 = time.monotonic()
+    seed_everything(seed)
+    items = simulate(seed, n_events, config=config)
+    x, y, when = feature_rows(items)
+    train_mask = time_split(when)
+    x_train, y_train, x_test, y_test = x[train_mask], y[train_mask], x[~train_mask], y[~train_mask]
+    if y_train.sum() == 0 or y_test.sum() == 0:
+        raise SystemExit(f"{n_events} events give no fraud in one of the splits; simulate more events")
+    mean, scale = standardiser(x_train)
+    std = lambda rows: np.clip((rows - mean) / scale, -CLIP, CLIP).astype(np.float32)  # noqa: E731
+    log(f"simulated {len(y)} events ({y.mean():.2%} fraud): {len(y_train)} train, {len(y_test)} test")
+
+    model = fit(std(x_train), y_train, seed, epochs)
+    rng = np.random.default_rng(seed)
+    calibration = std(x_train[rng.choice(len(x_train), CALIBRATION_BATCH * CALIBRATION_BATCHES, replace=False)])
+    # Calibrate on the rare fraud rows and each feature's training extremes too, so the int8 input
+    # range covers every value seen in training and nothing the model learnt from is clipped.
+    extremes = std(np.stack([x_train.min(axis=0), x_train.max(axis=0)]))
+    calibration = np.concatenate([calibration, std(x_train[y_train == 1][:CALIBRATION_BATCH]), extremes])
+    tflite = to_int8_tflite(model, calibration)
+
+    train_scores = int8_scores(tflite, std(x_train))
+    amber, red = choose_thresholds(train_scores, y_train)
+    test_scores = int8_scores(tflite, std(x_test))
+    test_metrics = metrics(test_scores, y_test, amber, red)
+    typologies = np.asarray([item["typology"] for item in items])[~train_mask]
+    test_metrics["alerted_share_by_typology"] = {
+        name: round(float((test_scores[typologies == name] >= amber).mean()), 4)
+        for name in TYPOLOGIES if (typologies == name).any()}
+    float_test = model.predict(std(x_test), verbose=0, batch_size=4096).reshape(-1)
+
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / f"{NAME}.tflite"
+    model_path.write_bytes(tflite)
+    manifest = {
+        "name": NAME,
+        "version": VERSION,
+        "features_version": FEATURES_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "mean": [float(v) for v in mean],
+        "scale": [float(v) for v in scale],
+        "sha256": hashlib.sha256(tflite).hexdigest(),
+        "thresholds": {"amber": amber, "red": red},
+        "threshold_rule": f"lowest int8 score levels alerting at most {AMBER_LEGIT_SHARE:.1%} (amber) and "
+                          f"{RED_LEGIT_SHARE:.1%} (red) of legitimate training events",
+        "metrics": {"split": "last 20% of the simulated time span, int8 model", **test_metrics,
+                    "train_legit_alerted_share": round(float((train_scores[y_train == 0] >= amber).mean()), 4)},
+        "seed": seed,
+        "events": n_events,
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    golden = {
+        "model": NAME, "version": VERSION, "thresholds": manifest["thresholds"],
+        "rows": golden_rows(x_test, float_test, amber, red),
+    }
+    (out / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
+    log(f"model {model_path} ({len(tflite)} bytes), thresholds amber={amber} red={red}")
+    log("test split (int8): " + ", ".join(f"{k}={v}" for k, v in test_metrics.items()))
+    log(f"done in {time.monotonic() - t0:.1f} s")
+    return manifest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seed", type=int, default=7, help="seed for the simulator, numpy, python and keras (default 7)")
+    p.add_argument("--events", type=int, default=60_000, help="simulated events (default 60000)")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs (default {EPOCHS})")
+    p.add_argument("--out", type=Path, default=Path("models"), help="folder for the model, manifest and golden rows")
+    args = p.parse_args(argv)
+    if args.events < 1000:
+        p.error("--events must be at least 1000 so both splits hold some fraud")
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        p.error("training needs TensorFlow: pip install 'counterguard[train]' (tensorflow-cpu) and run again")
+    train(args.seed, args.events, args.out, epochs=args.epochs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tools run on a workstation to set up branch hardware (counter nodes)."""

