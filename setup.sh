@@ -23,7 +23,7 @@ fi
 stamp=.venv/.counterguard-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing counterguard and its dependencies into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,firmware]'
     touch "$stamp"
 fi
 echo "setup: ready (.venv/bin/counterguard)"

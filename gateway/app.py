@@ -25,6 +25,8 @@ from .watchlist import Watchlist
 
 log = logging.getLogger(__name__)
 
+HOUSEKEEPING_S = 24 * 3600
+
 
 class Gateway:
     """One branch gateway: counter lines in, lamps and uplink out, the store in the middle.
@@ -55,8 +57,11 @@ class Gateway:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.store = Store(path, synchronous=cfg.store.synchronous)
         self.watchlist = Watchlist(self.store)
-        if cfg.watchlist.file:
+        if cfg.watchlist.file and self.watchlist.version == 0:
+            # Only a first-boot seed: once the centre has pushed a list, a restart must not undo it.
             self.watchlist.load_file(cfg.watchlist.file)
+        elif cfg.watchlist.file:
+            log.info("watchlist v%d from the centre kept; %s not loaded", self.watchlist.version, cfg.watchlist.file)
         self.model = FraudModel.load(cfg.model.path or default_model_path())
         t = cfg.thresholds
         self.thresholds = Thresholds(t.amber, t.red) if t.amber or t.red else self.model.thresholds
@@ -88,11 +93,26 @@ class Gateway:
                                on_alerts=lambda alerts: self.uplink.wake(), name=port.name or port.path)
             self.lines.append(line)
             line.start(self.stop_event)
+        self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
+        self._housekeeping.start()
         self._started = True
         log.info("gateway %s ready in %.2f s: %d counter line(s), model %s (%s), watchlist v%d",
                  cfg.gateway.id, time.monotonic() - t0, len(self.lines), self.model.version,
                  self.model.runtime, self.watchlist.version)
         return self
+
+    def _housekeep(self) -> None:
+        """Once at start and then daily: drop old green events; alerts and unsynced rows stay."""
+        while True:
+            try:
+                gone = self.store.purge(time.time(), keep_days=self.config.store.keep_days)
+                if any(gone.values()):
+                    log.info("housekeeping: removed %d old green events, %d receipted outbox rows",
+                             gone["events"], gone["outbox"])
+            except Exception:
+                log.exception("housekeeping failed; will try again tomorrow")
+            if self.stop_event.wait(HOUSEKEEPING_S):
+                return
 
     def stop(self) -> None:
         """Stop counter lines first (no new verdicts), then the uplink (says `stopped`), then the rest."""
@@ -100,6 +120,8 @@ class Gateway:
         for line in self.lines:
             line.join(5)
             line.link.close()
+        if getattr(self, "_housekeeping", None) is not None:
+            self._housekeeping.join(5)
         if self.uplink is not None:
             self.uplink.stop()
         if self.lamps is not None:
@@ -127,6 +149,7 @@ class Gateway:
         """Acknowledge an open red alert (the oldest, unless one is named); lamps and uplink follow."""
         with self._ack_lock:
             ack = self.store.acknowledge(alert_id, counter=counter, by=by, via=via, stamp=self.clock.now())
+            # UnknownAlert (a mistyped id) goes to the caller, who can tell the supervisor.
             if ack is None:
                 log.info("acknowledge pressed with no open red alert")
                 return None

@@ -66,7 +66,7 @@ class ThresholdSettings:
 
 @dataclass(frozen=True)
 class WatchlistSettings:
-    file: str = _setting("", "Optional stop-payment list to load at start (one account per line, # comments).")
+    file: str = _setting("", "Stop-payment list to seed a new gateway (one account per line, # comments); ignored once the centre has pushed a list.")
 
 
 @dataclass(frozen=True)

