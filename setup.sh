@@ -8,6 +8,11 @@ need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need_apt+=(mosquitto)
+# Tests drive the centre dashboard and branch console in a real headless browser, and the centre's
+# PostgreSQL store against a real server started by the test harness.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -23,7 +28,7 @@ fi
 stamp=.venv/.counterguard-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing counterguard and its dependencies into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,firmware]'
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,firmware,centre]'
     touch "$stamp"
 fi
 echo "setup: ready (.venv/bin/counterguard)"
