@@ -64,6 +64,33 @@ def _receiver(args) -> int:
     return main(["--host", args.host, "--port", str(args.port)])
 
 
+# Commands owned by other parts of the project (hardware self-test, firmware flashing, the centre,
+# provisioning, the supervisor's tools). Each module offers add_commands(subparsers).
+_COMMAND_MODULES = (
+    "gateway.selftest",
+    "gateway.supervisor_cli",
+    "provisioning.flash",
+    "provisioning.cli",
+    "centre.cli",
+    "models.cli",
+)
+
+
+def _add_module_commands(sub) -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part is not installed in this build
+                continue
+            raise
+        add = getattr(module, "add_commands", None)
+        if add is not None:
+            add(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="counterguard",
@@ -105,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883)
     p.set_defaults(func=_receiver)
+
+    _add_module_commands(sub)
     return parser
 
 
