@@ -1,0 +1,245 @@
+"""The centre's intake worker: every gateway's alerts, acknowledgements, outcomes, escalations,
+status and heartbeats, checked, stored once, and receipted.
+
+Several workers can run side by side (on one machine or many): they subscribe with a shared
+subscription (``$share/centre/counterguard/v1/+/+/+/alert`` ...), so the broker hands each message
+to one of them, and the store's (gateway_id, seq) key keeps a message that reaches two workers
+(a gateway's resend) stored once. Status is subscribed to by every worker without sharing,
+because brokers give retained messages only to plain subscriptions; status writes are ordered by
+the gateway's birth/death sequence (centre/fleet.py), so writing one twice is harmless.
+
+The broker's network thread only queues what arrives; one writer thread takes it in batches:
+check each message (centre/schema.py), store the batch in one transaction, and only then send
+each gateway one receipt naming the seqs stored (duplicates too: the first receipt may have been
+lost). A malformed message goes to the quarantine table with its reason and is counted; it never
+stops the batch it came in. If the store fails, nothing of that batch is receipted, so the
+gateways send it again.
+
+    with IngestWorker(open_store("centre.db"), host="127.0.0.1", port=1883) as worker:
+        worker.wait_for(lambda w: w.stats.stored >= 10, timeout=30)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import messages
+
+from . import fleet, schema
+
+log = logging.getLogger(__name__)
+
+SHARED_LEAVES = ("alert", "ack", "outcome", "escalation", "heartbeat")
+
+
+def subscriptions(share: str | None) -> list[str]:
+    """The topics one worker subscribes to; ``share`` names the shared-subscription group (None: no sharing)."""
+    topics = [f"{messages.PREFIX}/+/+/+/{leaf}" for leaf in SHARED_LEAVES]
+    if share:
+        topics = [f"$share/{share}/{t}" for t in topics]
+    return topics + [f"{messages.PREFIX}/+/+/+/status", messages.CENTRE_STATUS]
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0          # new records kept
+    duplicates: int = 0      # records already kept (a gateway's resend), receipted again
+    quarantined: int = 0
+    statuses: int = 0
+    heartbeats: int = 0
+    receipts: int = 0        # receipt messages sent
+    store_errors: int = 0    # batches the store refused (not receipted, so gateways resend)
+
+
+def default_client_id() -> str:
+    return f"centre-{socket.gethostname()}-{os.getpid()}"
+
+
+class IngestWorker:
+    """One centre worker on one broker connection, writing to one store connection."""
+
+    def __init__(self, store, *, host: str = "127.0.0.1", port: int = 1883, client_id: str | None = None,
+                 share: str | None = "centre", keepalive: int = 30, batch_max: int = 5000,
+                 username: str | None = None, password: str | None = None, tls: dict | None = None):
+        self.store = store
+        self.host, self.port = host, int(port)
+        self.client_id = client_id or default_client_id()
+        self.share = share
+        self.keepalive = keepalive
+        self.batch_max = batch_max
+        self.stats = IngestStats()
+        self._auth = (username, password)
+        self._tls = tls
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._client: mqtt.Client | None = None
+        self._writer: threading.Thread | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> "IngestWorker":
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
+        client.will_set(messages.CENTRE_STATUS, fleet.will(), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=0.5, max_delay=10)
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        if self._auth[0]:
+            client.username_pw_set(*self._auth)
+        if self._tls:
+            client.tls_set(**self._tls)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+        self._stopping.clear()
+        self._writer = threading.Thread(target=self._write_loop, name=f"{self.client_id}-writer", daemon=True)
+        self._writer.start()
+        try:
+            client.connect(self.host, self.port, keepalive=self.keepalive)
+        except (OSError, ValueError) as exc:
+            self.stop()
+            raise ConnectionError(f"centre worker cannot reach the broker at {self.host}:{self.port}: {exc}") from None
+        client.loop_start()
+        if not self._connected.wait(timeout):
+            self.stop()
+            raise ConnectionError(f"centre worker could not connect to {self.host}:{self.port} within {timeout} s")
+        return self
+
+    def stop(self, *, say_offline: bool = True) -> None:
+        """Store and receipt what has arrived, then disconnect. Safe to call twice.
+
+        ``say_offline=False`` leaves the centre's retained status alone (other workers still run)."""
+        self._stopping.set()
+        if self._writer is not None:
+            self._writer.join(30)
+            self._writer = None
+        client, self._client = self._client, None
+        if client is not None:
+            if self._connected.is_set() and say_offline:
+                info = client.publish(messages.CENTRE_STATUS, fleet.will(), qos=1, retain=True)
+                try:
+                    info.wait_for_publish(2)
+                except (RuntimeError, ValueError):
+                    pass
+            client.disconnect()
+            client.loop_stop()
+        self._connected.clear()
+
+    def __enter__(self) -> "IngestWorker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        """Wait (bounded) until ``predicate(self)`` holds; returns whether it does."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return bool(predicate(self))
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    # -- broker side ----------------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("centre worker %s: the broker refused the connection: %s", self.client_id, reason_code)
+            return
+        client.subscribe([(t, 1) for t in subscriptions(self.share)])
+        # Announcing "online" makes every gateway re-announce and resend what is not yet receipted.
+        client.publish(messages.CENTRE_STATUS, fleet.announce(), qos=1, retain=True)
+        self._connected.set()
+        log.info("centre worker %s: connected to %s:%s", self.client_id, self.host, self.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("centre worker %s: lost the broker (%s); reconnecting", self.client_id, reason_code)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if msg.topic == messages.CENTRE_STATUS:
+            # Another worker's last will said the centre is offline while this one still runs: say
+            # online again, and the gateways resend whatever that worker had not receipted.
+            if not self._stopping.is_set() and b'"offline"' in msg.payload:
+                client.publish(messages.CENTRE_STATUS, fleet.announce(), qos=1, retain=True)
+            return
+        self._inbox.put((msg.topic, msg.payload))
+
+    # -- writer ---------------------------------------------------------------------------------
+    def _take(self) -> list:
+        try:
+            batch = [self._inbox.get(timeout=0.05)]
+        except queue.Empty:
+            return []
+        while len(batch) < self.batch_max:
+            try:
+                batch.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch:
+                try:
+                    self._write(batch)
+                except Exception:  # one bad batch must never stop the intake
+                    log.exception("centre worker %s: failed on a batch of %d messages", self.client_id, len(batch))
+            elif self._stopping.is_set():
+                return
+
+    def _write(self, batch: list) -> None:
+        records, bad = [], []
+        for topic, payload in batch:
+            try:
+                records.append(schema.check(topic, payload))
+            except schema.SchemaError as exc:
+                bad.append((topic, payload, str(exc)))
+                log.warning("centre worker %s: quarantined a message on %s: %s", self.client_id, topic, exc)
+        try:
+            result = self.store.ingest(records, quarantine=bad)
+        except Exception as exc:
+            log.error("centre worker %s: the store refused a batch of %d (not receipted; gateways will resend): %s",
+                      self.client_id, len(batch), exc)
+            with self._cond:
+                self.stats.received += len(batch)
+                self.stats.store_errors += 1
+                self._cond.notify_all()
+            return
+        to_receipt: dict[str, list[int]] = defaultdict(list)
+        for r in records:
+            if r.kind in schema.SEQUENCED:
+                to_receipt[r.root].append(r.body["seq"])
+        client = self._client
+        if client is not None:
+            for root, seqs in to_receipt.items():
+                client.publish(f"{root}/receipt", messages.receipt_payload(seqs), qos=1)
+        with self._cond:
+            s = self.stats
+            s.received += len(batch)
+            s.stored += result.new
+            s.duplicates += result.duplicates
+            s.quarantined += result.quarantined
+            s.statuses += result.statuses
+            s.heartbeats += result.heartbeats
+            s.receipts += len(to_receipt)
+            self._cond.notify_all()

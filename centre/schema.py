@@ -1,0 +1,189 @@
+"""What the centre accepts from a gateway: the payload schemas of docs/mqtt.md, checked field by field.
+
+``check(topic, payload)`` takes a message exactly as it came off the broker and returns a
+``Record`` (the topic's gateway, the record kind and the decoded body), or raises ``SchemaError``
+naming the field at fault. The required-field lists for alerts and acknowledgements are the ones
+``gateway.messages`` builds them from, so the two ends cannot drift apart.
+
+A record must also come from the gateway it names: its ``gateway_id`` (and ``region`` / ``branch``
+where it carries them) must match the topic it was published on, so one gateway cannot write into
+another's history.
+
+    record = check("counterguard/v1/610100/b0231/gw-0001/alert", raw_bytes)
+    record.kind, record.gateway_id, record.body["seq"]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from gateway import messages
+
+# The topic leaf says what a message is; the body's "type" must agree where it has one.
+LEAF_KIND = {"alert": "alert", "ack": "acknowledgement", "outcome": "outcome", "escalation": "escalation",
+             "status": "status", "heartbeat": "heartbeat"}
+# Kinds that are stored once per (gateway_id, seq) and receipted.
+SEQUENCED = ("alert", "acknowledgement", "outcome", "escalation")
+LEVELS = ("amber", "red")
+OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called")
+ACK_VIA = ("button", "console", "cli")
+OUTCOME_VIA = ("console", "cli")
+MAX_PAYLOAD = 64 * 1024  # far above any real record; a larger one is quarantined, not parsed
+
+
+class SchemaError(ValueError):
+    """A message does not match its documented schema; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: str
+    region: str
+    branch: str
+    gateway_id: str
+    body: dict
+
+    @property
+    def root(self) -> str:
+        return messages.topic_root(self.region, self.branch, self.gateway_id)
+
+
+# -- field checks ---------------------------------------------------------------------------------
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _text(v) -> bool:
+    return isinstance(v, str)
+
+
+def _name(v) -> bool:
+    return isinstance(v, str) and bool(v) and len(v) <= 200
+
+
+def _positive_int(v) -> bool:
+    return _is_int(v) and v > 0
+
+
+def _count(v) -> bool:
+    return _is_int(v) and v >= 0
+
+
+def _time(v) -> bool:
+    # RFC 3339; the centre keeps the text as sent and orders by seq and mono, not by this.
+    return isinstance(v, str) and 10 <= len(v) <= 40 and v[:4].isdigit()
+
+
+def _bool(v) -> bool:
+    return isinstance(v, bool)
+
+
+def _one_of(*allowed):
+    def check(v) -> bool:
+        return v in allowed
+    check.allowed = allowed
+    return check
+
+
+def _optional(check):
+    def inner(v) -> bool:
+        return v is None or check(v)
+    inner.allowed = getattr(check, "allowed", None)
+    inner.optional = True
+    return inner
+
+
+def _reasons(v) -> bool:
+    return isinstance(v, list) and all(isinstance(r, str) and r for r in v)
+
+
+def _score(v) -> bool:
+    return _is_num(v) and 0.0 <= v <= 1.0
+
+
+def _version(v) -> bool:
+    return v is None or _is_int(v) or isinstance(v, str)
+
+
+_SENT = {"seq": _positive_int, "region": _name, "branch": _name, "historical": _bool,
+         "gateway_id": _name, "mono": _is_num, "time_synced": _bool}
+
+FIELDS: dict[str, dict] = {
+    "alert": {**{n: None for n in messages.ALERT_REQUIRED}, **_SENT,
+              "type": _one_of("alert"), "alert_id": _name, "event_id": _name, "counter": _count,
+              "level": _one_of(*LEVELS), "score": _score, "reasons": _reasons, "text": _text,
+              "kind": _name, "amount": _is_num, "account": _text, "event_ts": _time, "raised_at": _time,
+              "model_version": _version, "watchlist_version": _version},
+    "acknowledgement": {**{n: None for n in messages.ACK_REQUIRED}, **_SENT,
+                        "type": _one_of("acknowledgement"), "alert_id": _name, "counter": _count,
+                        "by": _name, "via": _one_of(*ACK_VIA), "at": _time},
+    "outcome": {**_SENT, "type": _one_of("outcome"), "alert_id": _name, "counter": _count,
+                "outcome": _one_of(*OUTCOMES), "note": _text, "by": _name, "via": _one_of(*OUTCOME_VIA),
+                "at": _time},
+    "escalation": {**_SENT, "type": _one_of("escalation"), "alert_id": _name, "counter": _count,
+                   "level": _one_of(*LEVELS), "reason": _name, "waited_s": _is_num, "at": _time},
+    "status": {"state": _one_of(*messages.STATES), "bdseq": _count, "ts": _time, "gateway_id": _name,
+               "time_synced": _optional(_bool), "model_version": _optional(_version),
+               "watchlist_version": _optional(_version), "thresholds_version": _optional(_version),
+               "software_version": _optional(_version)},
+    "heartbeat": {"ts": _time, "bdseq": _count, "outbox_depth": _count,
+                  "oldest_unreceipted_age_s": _optional(_is_num), "mono": _optional(_is_num),
+                  "time_synced": _optional(_bool), "model_version": _optional(_version),
+                  "watchlist_version": _optional(_version), "thresholds_version": _optional(_version),
+                  "verdicts": _optional(lambda v: isinstance(v, dict)),
+                  "links": _optional(lambda v: isinstance(v, dict))},
+}
+# An acknowledgement's "counter" came later than the first gateways; tolerate its absence.
+OPTIONAL = {"acknowledgement": {"counter"}}
+
+
+def _check_fields(kind: str, body: dict) -> None:
+    optional = OPTIONAL.get(kind, set())
+    for name, check in FIELDS[kind].items():
+        if name not in body:
+            if getattr(check, "optional", False) or name in optional:
+                continue
+            raise SchemaError(f"{kind} is missing {name!r}")
+        if check is not None and not check(body[name]):
+            allowed = getattr(check, "allowed", None)
+            hint = f" (one of {', '.join(map(str, (a for a in allowed if a is not None)))})" if allowed else ""
+            raise SchemaError(f"{kind} field {name!r} has a bad value {body[name]!r}{hint}")
+
+
+def parse_topic(topic: str) -> tuple[str, str, str, str]:
+    """``counterguard/v1/{region}/{branch}/{gateway_id}/{leaf}`` -> (region, branch, gateway_id, kind)."""
+    parts = topic.split("/")
+    if len(parts) != 6 or "/".join(parts[:2]) != messages.PREFIX:
+        raise SchemaError(f"topic {topic!r} is not a gateway topic {messages.PREFIX}/region/branch/gateway/leaf")
+    region, branch, gateway_id, leaf = parts[2:]
+    if leaf not in LEAF_KIND:
+        raise SchemaError(f"topic {topic!r} ends in {leaf!r}, which the centre does not take "
+                          f"(one of {', '.join(LEAF_KIND)})")
+    return region, branch, gateway_id, LEAF_KIND[leaf]
+
+
+def check(topic: str, payload: bytes) -> Record:
+    """Decode and check one message; raises SchemaError naming what was wrong."""
+    region, branch, gateway_id, kind = parse_topic(topic)
+    if len(payload) > MAX_PAYLOAD:
+        raise SchemaError(f"{kind} is {len(payload)} bytes, more than the {MAX_PAYLOAD} the centre accepts")
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{kind} is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise SchemaError(f"{kind} must be a JSON object, got {type(body).__name__}")
+    _check_fields(kind, body)
+    if "gateway_id" in body and body["gateway_id"] != gateway_id:
+        raise SchemaError(f"{kind} field 'gateway_id' is {body['gateway_id']!r} but it came on the topic "
+                          f"of gateway {gateway_id!r}")
+    for name, value in (("region", region), ("branch", branch)):
+        if name in body and body[name] != value:
+            raise SchemaError(f"{kind} field {name!r} is {body[name]!r} but the topic says {value!r}")
+    return Record(kind, region, branch, gateway_id, body)

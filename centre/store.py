@@ -1,0 +1,427 @@
+"""The centre's store: every alert, acknowledgement, outcome and escalation once per (gateway_id, seq),
+the fleet's latest status and heartbeat, quarantined messages, and the manifests pushed down.
+
+SQLite by default (one file, WAL); PostgreSQL when the store URL says so, for a centre whose
+workers run on several machines. Both speak the same SQL through one small class, so the tests
+that run against both prove the same behaviour.
+
+    store = open_store("centre.db")                        # or "postgresql://user@host:5432/centre"
+    result = store.ingest(records, quarantine=[(topic, payload, reason)])
+    result.new, result.duplicates                          # stored now / already stored earlier
+    store.alerts(region="610100", level="red")
+
+``ingest`` writes a whole batch in one transaction; the worker sends receipts only after it
+returns, so a receipt always means "stored".
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import fleet
+from .schema import SEQUENCED, Record
+
+SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id {autoid},
+    gateway_id TEXT NOT NULL, seq BIGINT NOT NULL, type TEXT NOT NULL, alert_id TEXT NOT NULL,
+    region TEXT NOT NULL, branch TEXT NOT NULL, counter INTEGER, level TEXT, at TEXT,
+    received_at DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL,
+    UNIQUE (gateway_id, seq));
+CREATE INDEX IF NOT EXISTS records_alert ON records (alert_id);
+CREATE INDEX IF NOT EXISTS records_type ON records (type, id);
+CREATE TABLE IF NOT EXISTS gateways (
+    gateway_id TEXT PRIMARY KEY, region TEXT NOT NULL, branch TEXT NOT NULL,
+    state TEXT, bdseq BIGINT, status_ts TEXT, status_received_at DOUBLE PRECISION,
+    last_heartbeat_at DOUBLE PRECISION, heartbeat_ts TEXT, outbox_depth INTEGER,
+    oldest_unreceipted_age_s DOUBLE PRECISION, model_version TEXT, watchlist_version TEXT,
+    thresholds_version TEXT, software_version TEXT);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id {autoid}, received_at DOUBLE PRECISION NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
+    payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS manifests (
+    kind TEXT NOT NULL, version BIGINT NOT NULL, target TEXT NOT NULL, topic TEXT NOT NULL,
+    issued_at TEXT NOT NULL, summary TEXT NOT NULL, envelope TEXT NOT NULL,
+    published_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, version));
+CREATE TABLE IF NOT EXISTS watchlist_entries (
+    target TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (target, hash));
+"""
+
+VERSION_FIELDS = ("model_version", "watchlist_version", "thresholds_version", "software_version")
+
+
+class StoreError(RuntimeError):
+    """The centre's store cannot be opened or used; the message names the file or server."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    new: int
+    duplicates: int
+    quarantined: int
+    statuses: int
+    heartbeats: int
+
+
+def _version_text(v):
+    return None if v is None else str(v)
+
+
+class CentreStore:
+    """One connection to the centre's database. Use one per thread."""
+
+    placeholder = "?"
+    autoid = "INTEGER PRIMARY KEY"
+    lock_rows = ""  # PostgreSQL adds FOR UPDATE
+
+    def __init__(self, conn, where: str):
+        self._conn = conn
+        self.where = where
+        self._lock = threading.RLock()
+        self._migrate()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _begin(self) -> None:
+        pass
+
+    def _execute(self, sql: str, params=()):
+        cur = self._conn.cursor()
+        cur.execute(self._sql(sql), params)
+        return cur
+
+    def _query(self, sql: str, params=()) -> list[dict]:
+        with self._lock:
+            cur = self._execute(sql, params)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            self._end_read()
+            return rows
+
+    def _end_read(self) -> None:
+        pass
+
+    def _transaction(self, work):
+        """Run ``work()`` in one transaction; retried when the database reports a conflict."""
+        with self._lock:
+            for attempt in range(8):
+                try:
+                    self._begin()
+                    out = work()
+                    self._conn.commit()
+                    return out
+                except Exception as exc:
+                    self._conn.rollback()
+                    if attempt < 7 and self._retryable(exc):
+                        time.sleep(0.01 * (attempt + 1))
+                        continue
+                    raise
+
+    def _retryable(self, exc) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    def _migrate(self) -> None:
+        def work():
+            for statement in _TABLES.format(autoid=self.autoid).split(";"):
+                if statement.strip():
+                    self._execute(statement)
+            if not self._execute("SELECT version FROM schema_version").fetchall():
+                self._execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        self._transaction(work)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def ingest(self, records: list[Record], *, quarantine=(), received_at: float | None = None) -> IngestResult:
+        """Store one batch: sequenced records (once per gateway and seq), statuses and heartbeats
+        (only when newer than what is held), and quarantined messages with their reason."""
+        now = time.time() if received_at is None else received_at
+        sequenced = sorted((r for r in records if r.kind in SEQUENCED), key=lambda r: (r.gateway_id, r.body["seq"]))
+        fleet_updates = sorted((r for r in records if r.kind in ("status", "heartbeat")), key=lambda r: r.gateway_id)
+        rows = [(r.gateway_id, r.body["seq"], r.kind, r.body["alert_id"], r.region, r.branch, r.body.get("counter"),
+                 r.body.get("level"), r.body.get("raised_at") or r.body.get("at"), now,
+                 json.dumps(r.body, ensure_ascii=False, separators=(",", ":"))) for r in sequenced]
+        bad = [(now, topic, reason, payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload))
+               for topic, payload, reason in quarantine]
+
+        def work():
+            new = 0
+            if rows:
+                new = self._insert_records(rows)
+            if bad:
+                self._conn.cursor().executemany(self._sql(
+                    "INSERT INTO quarantine (received_at, topic, reason, payload) VALUES (?,?,?,?)"), bad)
+            statuses = heartbeats = 0
+            for r in fleet_updates:
+                if r.kind == "status":
+                    statuses += self._status(r, now)
+                else:
+                    heartbeats += self._heartbeat(r, now)
+            return new, statuses, heartbeats
+
+        new, statuses, heartbeats = self._transaction(work)
+        return IngestResult(new, len(rows) - new, len(bad), statuses, heartbeats)
+
+    def _insert_records(self, rows) -> int:
+        cur = self._conn.cursor()
+        cur.executemany(self._sql(
+            "INSERT INTO records (gateway_id, seq, type, alert_id, region, branch, counter, level, at, received_at, "
+            "payload) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"), rows)
+        return cur.rowcount
+
+    def _gateway_row(self, r: Record) -> dict | None:
+        self._execute("INSERT INTO gateways (gateway_id, region, branch) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                      (r.gateway_id, r.region, r.branch))
+        cur = self._execute(f"SELECT state, bdseq FROM gateways WHERE gateway_id = ?{self.lock_rows}", (r.gateway_id,))
+        state, bdseq = cur.fetchone()
+        return {"state": state, "bdseq": bdseq}
+
+    def _status(self, r: Record, now: float) -> int:
+        body = r.body
+        if not fleet.supersedes(body, self._gateway_row(r)):
+            return 0
+        versions = [_version_text(body.get(k)) for k in VERSION_FIELDS]
+        self._execute("UPDATE gateways SET region = ?, branch = ?, state = ?, bdseq = ?, status_ts = ?, "
+                      "status_received_at = ?, model_version = COALESCE(?, model_version), "
+                      "watchlist_version = COALESCE(?, watchlist_version), "
+                      "thresholds_version = COALESCE(?, thresholds_version), "
+                      "software_version = COALESCE(?, software_version) WHERE gateway_id = ?",
+                      (r.region, r.branch, body["state"], body["bdseq"], body["ts"], now, *versions, r.gateway_id))
+        return 1
+
+    def _heartbeat(self, r: Record, now: float) -> int:
+        body = r.body
+        if not fleet.heartbeat_is_current(body["bdseq"], self._gateway_row(r)):
+            return 0
+        versions = [_version_text(body.get(k)) for k in VERSION_FIELDS[:3]]
+        self._execute("UPDATE gateways SET last_heartbeat_at = ?, heartbeat_ts = ?, outbox_depth = ?, "
+                      "oldest_unreceipted_age_s = ?, model_version = COALESCE(?, model_version), "
+                      "watchlist_version = COALESCE(?, watchlist_version), "
+                      "thresholds_version = COALESCE(?, thresholds_version) WHERE gateway_id = ?",
+                      (now, body["ts"], body["outbox_depth"], body.get("oldest_unreceipted_age_s"), *versions,
+                       r.gateway_id))
+        return 1
+
+    # -- reading --------------------------------------------------------------------------------
+    @staticmethod
+    def _filters(region=None, branch=None, level=None, kind=None) -> tuple[str, list]:
+        where, params = [], []
+        for column, value in (("region", region), ("branch", branch), ("level", level), ("type", kind)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return (" AND " + " AND ".join(where)) if where else "", params
+
+    @staticmethod
+    def _decode(rows: list[dict]) -> list[dict]:
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    def records(self, *, after: int = 0, kind: str | None = None, region=None, branch=None, level=None,
+                limit: int = 500) -> list[dict]:
+        """Stored records with ``id > after``, oldest first, each with its decoded ``payload``."""
+        where, params = self._filters(region, branch, level, kind)
+        return self._decode(self._query(
+            f"SELECT id, type, gateway_id, seq, alert_id, region, branch, level, received_at, payload FROM records "
+            f"WHERE id > ?{where} ORDER BY id LIMIT ?", (after, *params, int(limit))))
+
+    def latest_alerts(self, *, region=None, branch=None, level=None, limit: int = 200) -> list[dict]:
+        """The newest alerts, oldest first."""
+        where, params = self._filters(region, branch, level, "alert")
+        rows = self._query(f"SELECT id, type, gateway_id, seq, alert_id, region, branch, level, received_at, payload "
+                           f"FROM records WHERE 1=1{where} ORDER BY id DESC LIMIT ?", (*params, int(limit)))
+        return self._decode(rows[::-1])
+
+    def trail(self, alert_ids) -> list[dict]:
+        """Acknowledgements, outcomes and escalations of these alerts, oldest first."""
+        ids = list(dict.fromkeys(alert_ids))
+        out: list[dict] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            out += self._query(f"SELECT id, type, gateway_id, seq, alert_id, region, branch, level, received_at, payload "
+                               f"FROM records WHERE type <> 'alert' AND alert_id IN ({marks}) ORDER BY id", chunk)
+        return self._decode(sorted(out, key=lambda r: r["id"]))
+
+    def count(self, kind: str | None = None) -> int:
+        where, params = self._filters(kind=kind)
+        return self._query(f"SELECT COUNT(*) AS n FROM records WHERE 1=1{where}", params)[0]["n"]
+
+    def duplicate_keys(self) -> int:
+        """(gateway_id, seq) pairs stored more than once: always 0 (the table forbids it)."""
+        return self._query("SELECT COUNT(*) AS n FROM (SELECT gateway_id, seq FROM records "
+                           "GROUP BY gateway_id, seq HAVING COUNT(*) > 1) d")[0]["n"]
+
+    def gateways(self) -> list[dict]:
+        return self._query("SELECT * FROM gateways ORDER BY region, branch, gateway_id")
+
+    def gateway(self, gateway_id: str) -> dict | None:
+        rows = self._query("SELECT * FROM gateways WHERE gateway_id = ?", (gateway_id,))
+        return rows[0] if rows else None
+
+    def quarantined(self, limit: int = 100) -> list[dict]:
+        return self._query("SELECT id, received_at, topic, reason, payload FROM quarantine ORDER BY id DESC LIMIT ?",
+                           (int(limit),))
+
+    def quarantine_count(self) -> int:
+        return self._query("SELECT COUNT(*) AS n FROM quarantine")[0]["n"]
+
+    def outcomes(self) -> list[dict]:
+        """Each recorded outcome with the level and time of the alert it is about (for accuracy)."""
+        return self._query(
+            "SELECT o.gateway_id, o.region, o.branch, o.alert_id, o.payload AS outcome, o.id, a.level, a.at AS raised_at "
+            "FROM records o JOIN records a ON a.alert_id = o.alert_id AND a.gateway_id = o.gateway_id "
+            "AND a.type = 'alert' WHERE o.type = 'outcome' ORDER BY o.id")
+
+    # -- downlink bookkeeping -------------------------------------------------------------------
+    def last_version(self, kind: str) -> int:
+        rows = self._query("SELECT MAX(version) AS v FROM manifests WHERE kind = ?", (kind,))
+        return rows[0]["v"] or 0
+
+    def record_manifest(self, *, kind: str, version: int, target: str, topic: str, issued_at: str, summary: dict,
+                        envelope: str, watchlist: list[str] | None = None) -> None:
+        """Keep a pushed manifest (and, for a watchlist, the target's list as it now stands)."""
+        def work():
+            self._execute("INSERT INTO manifests (kind, version, target, topic, issued_at, summary, envelope, "
+                          "published_at) VALUES (?,?,?,?,?,?,?,?)",
+                          (kind, version, target, topic, issued_at, json.dumps(summary), envelope, time.time()))
+            if watchlist is not None:
+                self._execute("DELETE FROM watchlist_entries WHERE target = ?", (target,))
+                self._conn.cursor().executemany(self._sql(
+                    "INSERT INTO watchlist_entries (target, hash) VALUES (?,?)"), [(target, h) for h in watchlist])
+        self._transaction(work)
+
+    def manifests(self, kind: str | None = None) -> list[dict]:
+        where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+        rows = self._query(f"SELECT kind, version, target, topic, issued_at, summary, published_at FROM manifests "
+                           f"{where} ORDER BY kind, version", params)
+        for row in rows:
+            row["summary"] = json.loads(row["summary"])
+        return rows
+
+    def watchlist(self, target: str) -> list[str]:
+        return [r["hash"] for r in self._query("SELECT hash FROM watchlist_entries WHERE target = ? ORDER BY hash",
+                                               (target,))]
+
+
+class SqliteStore(CentreStore):
+    def __init__(self, path):
+        path = Path(path)
+        try:
+            conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a crash of the process
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the centre store {path}: {exc}") from None
+        super().__init__(_SqliteTx(conn), str(path))
+
+    def _begin(self) -> None:
+        # Take the write lock up front, so two workers on one file queue instead of deadlocking.
+        self._conn.execute("BEGIN IMMEDIATE")
+
+
+class _SqliteTx:
+    """sqlite3 in autocommit mode with explicit BEGIN, so reads never hold a transaction open."""
+
+    def __init__(self, conn):
+        self._c = conn
+
+    def cursor(self):
+        return self._c.cursor()
+
+    def execute(self, sql, params=()):
+        return self._c.execute(sql, params)
+
+    def commit(self):
+        if self._c.in_transaction:
+            self._c.execute("COMMIT")
+
+    def rollback(self):
+        if self._c.in_transaction:
+            self._c.execute("ROLLBACK")
+
+    def close(self):
+        self._c.close()
+
+
+class PostgresStore(CentreStore):
+    placeholder = "%s"
+    autoid = "BIGSERIAL PRIMARY KEY"
+    lock_rows = " FOR UPDATE"
+
+    def __init__(self, dsn: str):
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError("the PostgreSQL store needs psycopg: pip install 'counterguard[centre]'") from None
+        self._psycopg = psycopg
+        try:
+            conn = psycopg.connect(dsn, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to the centre store {_safe(dsn)}: {exc}") from None
+        super().__init__(conn, _safe(dsn))
+
+    def _end_read(self) -> None:
+        self._conn.commit()  # end the read's implicit transaction so the next read sees new rows
+
+    def _migrate(self) -> None:
+        # One worker at a time creates the tables (two starting together would race on CREATE).
+        with self._lock:
+            self._execute("SELECT pg_advisory_lock(74231)")
+            try:
+                super()._migrate()
+            finally:
+                self._execute("SELECT pg_advisory_unlock(74231)")
+                self._conn.commit()
+
+    def _retryable(self, exc) -> bool:
+        errors = self._psycopg.errors
+        return isinstance(exc, (errors.DeadlockDetected, errors.SerializationFailure))
+
+    def _insert_records(self, rows) -> int:
+        # psycopg's executemany rowcount is the sum over the rows, as sqlite3's is.
+        cur = self._conn.cursor()
+        cur.executemany(self._sql(
+            "INSERT INTO records (gateway_id, seq, type, alert_id, region, branch, counter, level, at, received_at, "
+            "payload) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"), rows)
+        return cur.rowcount
+
+
+def _safe(dsn: str) -> str:
+    """A DSN without its password, for messages."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return dsn
+
+
+def open_store(url: str) -> CentreStore:
+    """``postgresql://...`` (or ``postgres://``) opens PostgreSQL; anything else is a SQLite file path
+    (``sqlite:///path`` is accepted too)."""
+    url = str(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    if url.startswith("sqlite:///"):
+        url = url[len("sqlite:///"):]
+    return SqliteStore(url)

@@ -1,0 +1,155 @@
+"""The centre's intake: every gateway's alerts stored once, receipted only once stored, malformed
+messages quarantined, and two workers sharing one stream (real mosquitto, real SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from centre import schema
+from centre.ingest import IngestWorker
+from centre.store import open_store
+from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
+
+
+def test_alerts_from_several_gateways_arrive_once_even_when_a_gateway_resends(broker, store_url):
+    store = open_store(store_url)
+    with IngestWorker(store, host=broker.host, port=broker.port, client_id="centre-a") as worker:
+        gateways = [SimGateway(broker.host, broker.port, f"gw-{i:04d}", branch=f"b{i:04d}") for i in range(3)]
+        sent = {}
+        for gw in gateways:
+            for n in range(40):
+                seq, alert_id, payload = gw.alert_payload(level="red" if n % 4 == 0 else "amber")
+                sent[(gw.gateway_id, seq)] = alert_id
+                gw.publish("alert", payload, wait=False)
+        for gw in gateways:
+            assert gw.wait_for(lambda g: g.receipted >= set(range(1, 41))), \
+                f"{gw.gateway_id} got receipts for {sorted(gw.receipted)[:5]}... only"
+        # The receipts for seqs 5..9 of the first gateway are "lost": it sends them again.
+        first = gateways[0]
+        first.receipted.clear()
+        resent = list(range(5, 10))
+        for seq in resent:
+            row = next(r for r in store.records(kind="alert", limit=1000)
+                       if r["gateway_id"] == first.gateway_id and r["seq"] == seq)
+            first.publish("alert", json.dumps(row["payload"]) .encode(), wait=False)
+        assert first.wait_for(lambda g: g.receipted >= set(resent)), "a resent alert must be receipted again"
+        assert worker.wait_for(lambda w: w.stats.duplicates >= len(resent), 20)
+
+        alerts = store.records(kind="alert", limit=1000)
+        assert len(alerts) == 120
+        assert {(a["gateway_id"], a["seq"]): a["alert_id"] for a in alerts} == sent
+        assert store.duplicate_keys() == 0
+        assert worker.stats.stored == 120 and worker.stats.quarantined == 0
+        for gw in gateways:
+            gw.close()
+    store.close()
+
+
+def test_acknowledgement_outcome_and_escalation_join_their_alert(broker, tmp_path):
+    store = open_store(tmp_path / "centre.db")
+    with IngestWorker(store, host=broker.host, port=broker.port, client_id="centre-a") as worker:
+        gw = SimGateway(broker.host, broker.port, "gw-0001")
+        _, alert_id, payload = gw.alert_payload(level="red")
+        gw.publish("alert", payload)
+        for kind, leaf in (("escalation", "escalation"), ("ack", "ack"), ("outcome", "outcome")):
+            gw.publish(leaf, gw.follow_up(kind, alert_id, outcome="customer_dissuaded")[1])
+        assert gw.wait_for(lambda g: g.receipted >= {1, 2, 3, 4})
+        trail = store.trail([alert_id])
+        assert [t["type"] for t in trail] == ["escalation", "acknowledgement", "outcome"]
+        assert trail[2]["payload"]["outcome"] == "customer_dissuaded"
+        gw.close()
+    store.close()
+
+
+MALFORMED = [
+    ("alert", b"{not json", "not JSON"),
+    ("alert", b"[1, 2]", "must be a JSON object"),
+    ("alert", "drop:reasons", "missing 'reasons'"),
+    ("alert", "set:level=purple", "'level'"),
+    ("alert", "set:seq=0", "'seq'"),
+    ("alert", "set:gateway_id=gw-9999", "'gateway_id'"),
+    ("alert", "set:branch=b9999", "'branch'"),
+    ("outcome", "set:outcome=maybe", "'outcome'"),
+    ("status", b'{"state":"sleeping","bdseq":1,"ts":"2024-05-06T01:30:00.120Z","gateway_id":"gw-0001"}', "'state'"),
+    ("heartbeat", b'{"ts":"2024-05-06T01:30:00.120Z","bdseq":1}', "'outbox_depth'"),
+]
+
+
+def test_malformed_payloads_land_in_quarantine_and_the_rest_still_flow(broker, tmp_path):
+    store = open_store(tmp_path / "centre.db")
+    with IngestWorker(store, host=broker.host, port=broker.port, client_id="centre-a") as worker:
+        gw = SimGateway(broker.host, broker.port, "gw-0001")
+        good_before = gw.alert_payload()
+        gw.publish("alert", good_before[2])
+        for leaf, spec, _ in MALFORMED:
+            if isinstance(spec, bytes):
+                payload = spec
+            else:
+                _, alert_id, text = gw.alert_payload(seq=1000)
+                body = json.loads(text) if leaf == "alert" else json.loads(gw.follow_up("outcome", alert_id)[1])
+                op, _, arg = spec.partition(":")
+                if op == "drop":
+                    del body[arg]
+                else:
+                    name, value = arg.split("=")
+                    body[name] = int(value) if value.isdigit() else value
+                payload = json.dumps(body).encode()
+            gw.publish(leaf, payload)
+        good_after = gw.alert_payload()
+        gw.publish("alert", good_after[2])
+        assert gw.wait_for(lambda g: {good_before[0], good_after[0]} <= g.receipted)
+        assert worker.wait_for(lambda w: w.stats.quarantined >= len(MALFORMED), 20)
+        quarantined = sorted(store.quarantined(), key=lambda q: q["id"])
+        assert len(quarantined) == len(MALFORMED) == store.quarantine_count()
+        for row, (leaf, _, fragment) in zip(quarantined, MALFORMED):
+            assert row["topic"].endswith("/" + leaf)
+            assert fragment in row["reason"], row["reason"]
+            assert row["payload"]  # kept as it came, for whoever investigates
+        # Nothing malformed was stored or receipted.
+        assert [a["seq"] for a in store.records(kind="alert")] == [good_before[0], good_after[0]]
+        assert 1000 not in gw.receipted and store.count("outcome") == 0
+        assert worker.connected
+        gw.close()
+    store.close()
+
+
+def test_two_workers_share_the_load_and_store_nothing_twice(broker, store_url):
+    stores = [open_store(store_url), open_store(store_url)]
+    workers = [IngestWorker(s, host=broker.host, port=broker.port, client_id=f"centre-{i}").start()
+               for i, s in enumerate(stores)]
+    try:
+        gateways = [SimGateway(broker.host, broker.port, f"gw-{i:04d}", branch="b0007") for i in range(4)]
+        for gw in gateways:
+            for _ in range(150):
+                gw.publish("alert", gw.alert_payload()[2], wait=False)
+            # And every one of them again, as a gateway does after a reconnect that lost the receipts.
+            for seq in range(1, 151):
+                gw.publish("alert", gw.alert_payload(seq=seq)[2], wait=False)
+        for gw in gateways:
+            assert gw.wait_for(lambda g: g.receipted >= set(range(1, 151)), 60), gw.gateway_id
+        assert all(w.wait_for(lambda w: True, 0) for w in workers)
+        total = lambda: sum(w.stats.stored + w.stats.duplicates for w in workers)  # noqa: E731
+        assert workers[0].wait_for(lambda _: total() == 1200, 30), [w.stats for w in workers]
+        assert stores[0].count("alert") == 600
+        assert stores[0].duplicate_keys() == 0
+        assert sum(w.stats.stored for w in workers) == 600
+        assert all(w.stats.received > 0 for w in workers), "the broker should give both workers a share"
+        for gw in gateways:
+            gw.close()
+    finally:
+        for w in workers:
+            w.stop()
+        for s in stores:
+            s.close()
+
+
+@pytest.mark.parametrize("topic, fragment", [
+    ("counterguard/v1/610100/b0231/gw-0001/weather", "'weather'"),
+    ("counterguard/v2/610100/b0231/gw-0001/alert", "not a gateway topic"),
+    ("counterguard/v1/610100/gw-0001/alert", "not a gateway topic"),
+])
+def test_a_message_on_an_unknown_topic_is_named(topic, fragment):
+    with pytest.raises(schema.SchemaError, match=fragment):
+        schema.check(topic, b"{}")
