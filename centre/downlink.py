@@ -1,0 +1,214 @@
+"""What the centre sends down: the stop-payment list, models and thresholds, as signed, versioned
+manifests (gateway/manifest.py encodes and signs them; this module decides what goes in them).
+
+Each push gets the next version of its kind (one sequence per kind across every target, because a
+gateway holds one version per kind and refuses anything not newer). It is published QoS 1 and
+retained on the target's topic, so a gateway that connects later still gets the latest, and is
+kept in the store with what it carried.
+
+Watchlist entries are keyed hashes of account numbers (HMAC-SHA256 with the watchlist key), never
+the numbers themselves. The centre keeps each target's list; a push adds and removes entries and
+publishes the whole resulting list (``full``): a retained delta would be useless to a gateway that
+connects later, since it holds another base version.
+
+``rollout`` answers "who has it?": for the latest manifest of each kind and target, the gateways
+in that target whose status or heartbeat reports that version (or a later one) and those that do
+not yet.
+
+    downlink = Downlink(store, load_private_key("centre-signing.pem"), watchlist_key=load_watchlist_key("wl.key"))
+    pushed = downlink.push_watchlist("all", add=["6217000099887766554"])
+    publish_retained("127.0.0.1", 1883, [(pushed.topic, pushed.envelope)])
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import manifest as signed
+from gateway import messages
+
+KIND_FIELD = {"watchlist": "watchlist_version", "model": "model_version", "thresholds": "thresholds_version"}
+
+
+class DownlinkError(ValueError):
+    """A push cannot be made; the message says what to fix (file, account, target, threshold)."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    kind: str
+    version: int
+    target: str
+    topic: str
+    envelope: bytes
+    summary: dict
+
+
+def _now() -> str:
+    return messages.iso(time.time())
+
+
+class Downlink:
+    """Builds, signs and records manifests; ``publish_retained`` puts them on the broker."""
+
+    def __init__(self, store, signing_key, *, watchlist_key: bytes | None = None, key_version: int = 1):
+        self.store = store
+        self.signing_key = signing_key
+        self.watchlist_key = watchlist_key
+        self.key_version = key_version
+
+    def _topic(self, target: str, kind: str) -> str:
+        root = None
+        if isinstance(target, str) and target.startswith("gateway/"):
+            gateway_id = target.split("/", 1)[1]
+            row = self.store.gateway(gateway_id)
+            if row is None:
+                raise DownlinkError(f"target {target!r}: the centre has never heard from gateway {gateway_id!r}, "
+                                    "so it does not know its region and branch")
+            root = messages.topic_root(row["region"], row["branch"], gateway_id)
+        try:
+            return signed.manifest_topic(target, kind, root=root)
+        except signed.ManifestError as exc:
+            raise DownlinkError(str(exc)) from None
+
+    def _push(self, kind: str, target: str, body: dict, summary: dict, watchlist: list[str] | None = None) -> Pushed:
+        topic = self._topic(target, kind)
+        version = self.store.last_version(kind) + 1
+        manifest = {"kind": kind, "version": version, "issued_at": _now(), "target": target, **body}
+        try:
+            envelope = signed.sign_envelope(manifest, self.signing_key)
+        except signed.ManifestError as exc:
+            raise DownlinkError(f"{kind} manifest refused: {exc}") from None
+        summary = {**summary, "bytes": len(envelope)}
+        self.store.record_manifest(kind=kind, version=version, target=target, topic=topic,
+                                   issued_at=manifest["issued_at"], summary=summary,
+                                   envelope=envelope.decode("ascii"), watchlist=watchlist)
+        return Pushed(kind, version, target, topic, envelope, summary)
+
+    # -- the stop-payment list ------------------------------------------------------------------
+    def _hash(self, account: str) -> str:
+        if self.watchlist_key is None:
+            raise DownlinkError("adding or removing accounts needs the watchlist key (--watchlist-key FILE)")
+        try:
+            return signed.account_hash(self.watchlist_key, account)
+        except signed.ManifestError as exc:
+            raise DownlinkError(f"watchlist account {exc}") from None
+
+    def push_watchlist(self, target: str, *, add=(), remove=(), add_hashes=(), remove_hashes=(),
+                       replace: bool = False) -> Pushed:
+        """Change ``target``'s list (accounts are hashed here; hashes are taken as they are) and push it.
+        ``replace`` starts from an empty list instead of the one in force."""
+        for h in list(add_hashes) + list(remove_hashes):
+            if not signed.is_account_hash(h):
+                raise DownlinkError(f"{h!r} is not a keyed account hash (64 lowercase hex digits)")
+        adding = {self._hash(a) for a in add} | set(add_hashes)
+        removing = {self._hash(a) for a in remove} | set(remove_hashes)
+        current = set() if replace else set(self.store.watchlist(target))
+        entries = sorted((current - removing) | adding)
+        body = {"full": True, "add": entries, "hash": signed.HASH_NAME, "key_version": self.key_version}
+        summary = {"entries": len(entries), "added": len(adding - current), "removed": len(current & removing)}
+        return self._push("watchlist", target, body, summary, watchlist=entries)
+
+    # -- models and thresholds ------------------------------------------------------------------
+    def push_model(self, target: str, tflite_path, *, card_path=None, model_version: str | None = None) -> Pushed:
+        """Push a .tflite file and its JSON sidecar (the model card, next to it by default)."""
+        tflite_path = Path(tflite_path)
+        card_path = Path(card_path) if card_path else tflite_path.with_suffix(".json")
+        try:
+            data = tflite_path.read_bytes()
+        except OSError as exc:
+            raise DownlinkError(f"{tflite_path}: cannot read the model: {exc.strerror or exc}") from None
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DownlinkError(f"{card_path}: cannot read the model card: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise DownlinkError(f"{card_path}: the model card is not JSON: {exc}") from None
+        if not isinstance(card, dict):
+            raise DownlinkError(f"{card_path}: the model card must be a JSON object")
+        model_version = model_version or card.get("version")
+        if not model_version:
+            raise DownlinkError(f"{card_path}: the model card has no \"version\"; give --model-version")
+        body = signed.model_manifest(data, card, version=0, model_version=str(model_version), target=target,
+                                     issued_at=_now())
+        body = {k: v for k, v in body.items() if k not in ("kind", "version", "issued_at", "target")}
+        return self._push("model", target, body, {"model_version": str(model_version), "sha256": body["sha256"],
+                                                  "model_bytes": len(data)})
+
+    def push_thresholds(self, target: str, *, amber: float, red: float) -> Pushed:
+        if not 0 < amber < red <= 1:
+            raise DownlinkError(f"thresholds need 0 < amber < red <= 1, got amber {amber} and red {red}")
+        return self._push("thresholds", target, {"amber": float(amber), "red": float(red)},
+                          {"amber": float(amber), "red": float(red)})
+
+
+# -- who has applied what -------------------------------------------------------------------------
+def _in_target(gateway: dict, target: str) -> bool:
+    if target == "all":
+        return True
+    scope, _, name = target.partition("/")
+    return gateway["region"] == name if scope == "region" else gateway["gateway_id"] == name
+
+
+def _has(gateway: dict, kind: str, manifest: dict) -> bool:
+    held = gateway.get(KIND_FIELD[kind])
+    if held is None:
+        return False
+    if kind == "model":
+        return held == manifest["summary"].get("model_version")
+    try:
+        return int(held) >= manifest["version"]
+    except ValueError:
+        return False
+
+
+def rollout(store) -> list[dict]:
+    """For the latest manifest of each (kind, target): which gateways report it applied, which not."""
+    latest: dict[tuple[str, str], dict] = {}
+    for m in store.manifests():
+        latest[(m["kind"], m["target"])] = m
+    gateways = store.gateways()
+    out = []
+    for (kind, target), m in sorted(latest.items()):
+        scope = [g for g in gateways if _in_target(g, target)]
+        applied = [g["gateway_id"] for g in scope if _has(g, kind, m)]
+        pending = [g["gateway_id"] for g in scope if not _has(g, kind, m)]
+        out.append({"kind": kind, "target": target, "version": m["version"], "summary": m["summary"],
+                    "published_at": m["published_at"], "applied": applied, "pending": pending})
+    return out
+
+
+def publish_retained(host: str, port: int, items, *, timeout: float = 30.0, client_id: str | None = None,
+                     username: str | None = None, password: str | None = None, tls: dict | None = None) -> None:
+    """Publish ``(topic, payload)`` pairs QoS 1 retained and wait until the broker has each one."""
+    connected = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"centre-downlink-{time.time_ns()}")
+    client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
+    if username:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set(**tls)
+    try:
+        client.connect(host, int(port), keepalive=30)
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the broker at {host}:{port}: {exc}") from None
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            raise ConnectionError(f"the broker at {host}:{port} did not accept the connection within {timeout} s")
+        infos = [client.publish(topic, payload, qos=1, retain=True) for topic, payload in items]
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            if not info.is_published():
+                raise ConnectionError(f"the broker at {host}:{port} did not confirm a manifest within {timeout} s")
+    finally:
+        client.disconnect()
+        client.loop_stop()
