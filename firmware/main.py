@@ -35,12 +35,14 @@ def main():
                         rx=machine.Pin(board.GATEWAY_RX), timeout=0, rxbuf=4096)
     gateway_port = uart if board.RS485_DE is None else Rs485Port(uart, machine.Pin(board.RS485_DE, machine.Pin.OUT))
     terminal_port = PolledPort(sys.stdin.buffer, sys.stdout.buffer)
+    # Armed before the journal is read back: a start-up that hangs resets too. Reading back and
+    # cleaning up a long journal feed it as they go, so a full queue never makes a reset loop.
     watchdog = machine.WDT(timeout=board.WATCHDOG_MS)
     bridge = Bridge(
         TerminalPort(terminal_port),
         GatewayLink(gateway_port, reply_timeout_ms=board.REPLY_TIMEOUT_MS, backoff_max_ms=board.BACKOFF_MAX_MS,
                     heartbeat_ms=board.HEARTBEAT_MS, silent_after_ms=board.SILENT_MS),
-        Journal(board.STATE_DIR, capacity=board.CAPACITY),
+        Journal(board.STATE_DIR, capacity=board.CAPACITY, feed=watchdog.feed),
         Indicator(light()),
         watchdog,
         counter=board.COUNTER,

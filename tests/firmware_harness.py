@@ -84,6 +84,7 @@ class TerminalSide:
         self.fd = fd
         self._buf = b""
         self.lines: list[dict] = []  # every line received, in order
+        self.cut: list[bytes] = []  # lines that are not JSON
 
     def send_line(self, raw: bytes):
         os.write(self.fd, raw if raw.endswith(b"\n") else raw + b"\n")
@@ -101,7 +102,10 @@ class TerminalSide:
             *complete, self._buf = self._buf.split(b"\n")
             for line in complete:
                 if line.strip():
-                    self.lines.append(json.loads(line))
+                    try:
+                        self.lines.append(json.loads(line))
+                    except ValueError:
+                        self.cut.append(line)  # a reply a reset cut short; the next line is whole again
 
     def wait_for(self, predicate, timeout=10.0, start=0):
         """The first line from index ``start`` on that satisfies ``predicate`` (AssertionError if none)."""

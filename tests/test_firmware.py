@@ -344,3 +344,80 @@ print(",".join(p.event_id for p in again.pending) == ",".join(kept), len(again.p
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "43", "300"]
     assert (tmp_path / "journal.log").stat().st_size < 4096  # settled events do not pile up
+
+
+def test_a_hung_node_is_reset_by_its_watchdog_and_then_delivers_what_it_held(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways(answering=False)
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", watchdog_ms=2000, **FAST)
+    _ready(terminal, node)
+    bodies = [event() for _ in range(3)]
+    for body in bodies:
+        terminal.send(body)
+    for body in bodies:
+        terminal.wait_for(lambda l: l["type"] == "queued" and l["event_id"] == body["event_id"])
+    # A turning loop keeps the watchdog fed: the amber light blinks (0.5 s a phase) well past its 2 s.
+    terminal.wait_for(lambda l: l["type"] == "offline")
+    deadline = time.monotonic() + 20
+    while (node.indicator() or "").split().count("amber") < 6:
+        assert node.proc.poll() is None, "a healthy node was reset: " + node.errors()
+        assert time.monotonic() < deadline, "the offline light never blinked"
+        time.sleep(0.1)
+    assert node.proc.poll() is None
+    # Now the loop hangs: the terminal stops reading, the node's replies fill the line and its next
+    # write never returns.
+    os.set_blocking(terminal_pty.master, False)
+    try:
+        for _ in range(5000):
+            os.write(terminal_pty.master, b"x\n")
+    except BlockingIOError:
+        pass  # the node stopped reading too
+    finally:
+        os.set_blocking(terminal_pty.master, True)
+    try:
+        node.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the hung node was not reset by its watchdog") from None
+    assert node.proc.returncode == -signal.SIGKILL
+    assert "watchdog: the main loop has not turned for 2000 ms" in node.errors()
+    # The board starts again after the reset; the gateway is back.
+    gateway.answering = True
+    mark = len(terminal.lines)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", watchdog_ms=2000, **FAST)
+    assert terminal.wait_for(lambda l: l["type"] == "ready", 20, mark)["pending"] == 3
+    for body in bodies:
+        terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == body["event_id"], 20, mark)
+    assert set(gateway.events) == {b["event_id"] for b in bodies}
+    assert node.proc.poll() is None
+    assert len(terminal.cut) <= 1  # at most the reply the reset cut in half
+
+
+def test_a_full_queue_of_the_largest_events_is_read_back_in_a_small_heap(tmp_path):
+    # 200 events of almost 1 KiB each (200 KB) read back after a reset by a node with a 128 KB heap
+    # (64-bit pointers: a Pico's objects are about half the size): only offsets are kept in RAM.
+    fill = f"""
+import sys
+sys.path.insert(0, {str(FIRMWARE)!r})
+from counterguard_node.journal import Journal
+j = Journal({str(tmp_path)!r}, capacity=200)
+for i in range(200):
+    j.put(b'{{"event_id":"e%03d","note":"%s"}}' % (i, "x" * 990), "e%03d" % i)
+j.close()
+"""
+    read_back = f"""
+import sys
+sys.path.insert(0, {str(FIRMWARE)!r})
+from counterguard_node.journal import Journal
+j = Journal({str(tmp_path)!r}, capacity=200)
+frames_ok = all(bytes(j.frame(p)).startswith(b'$EVT %d {{"event_id":"e%03d","note":"xxx' % (p.seq, p.seq - 1))
+                for p in j.pending)
+print(len(j.pending), j.pending[0].event_id, j.pending[-1].event_id, frames_ok, j.full)
+"""
+    result = subprocess.run([MICROPYTHON, "-c", fill], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "journal.log").stat().st_size > 200 * 1000
+    result = subprocess.run([MICROPYTHON, "-X", "heapsize=128K", "-c", read_back], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "e000", "e199", "True", "True"]

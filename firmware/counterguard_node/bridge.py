@@ -30,6 +30,7 @@ class Bridge:
         self.stopped = False  # the terminal was told to stop (journal full)
 
     def start(self):
+        self.terminal.send(b"")  # ends a reply line that a reset cut short, so "ready" stands alone
         self.terminal.send({"type": "ready", "counter": self.counter, "pending": len(self.journal)})
         self.indicator.offline = True  # until the gateway is heard
         self.indicator.update(time.ticks_ms())
@@ -92,6 +93,10 @@ class Bridge:
             self._error("queue_full", "not taken: %d events are waiting for the gateway; resend it after "
                         "the resume line" % len(self.journal), event_id=event_id)
             self._tell_stop()
+            return
+        except OSError as exc:
+            self._error("storage", "not taken: the node could not write it to flash (%s); resend it, and have "
+                        "the node checked if this repeats" % exc, event_id=event_id)
             return
         self.terminal.send({"type": "queued", "event_id": event_id, "pending": len(self.journal)})
         if self.journal.full:

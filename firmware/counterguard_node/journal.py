@@ -1,24 +1,27 @@
 """Events kept in flash until the gateway has answered them: the node's promise that nothing is lost.
 
-The journal is one append-only file of wire-protocol frames, so every record carries its own CRC-32
-and the frame decoder that reads the line also reads the journal:
+The journal is one append-only file of wire-protocol frames, one per line, so every record carries
+its own CRC-32 and is read back with the same codec that reads the line:
 
     $EVT <seq> <event>*crc     taken in from the terminal, not yet answered by the gateway
-    $ACK <seq> {...}*crc       the gateway answered (ACK, or a NAK that means "do not resend")
-    $HB <seq> {}*crc           written first by a compaction: the last sequence number used
+    $ACK <seq> {}*crc          the gateway answered (ACK, or a NAK that means "do not resend")
+    $HB <seq> {}*crc           written first by a clean-up: the last sequence number used
 
-A reset in the middle of an append leaves a torn last record; ``$`` always starts a new frame, so the
-next append resynchronises and the torn record (bad CRC or cut short) is ignored on reading. The
-terminal is only told an event was taken after its record is written.
+A record counts only once its line feed is written: the terminal hears ``queued`` after the whole
+record has been flushed, so a reset in the middle of an append leaves a torn record that was never
+confirmed to anyone. It is skipped on reading (a ``$`` always starts a new record, and a record
+without its line feed or with a bad CRC is not one).
 
-Compaction writes the live events to ``journal.new`` and renames it over ``journal.log`` (a rename
-is atomic on littlefs and POSIX), so a reset during compaction leaves either the old or the new file.
+Clean-up copies the live event records, byte for byte, one at a time, to ``journal.new`` and renames
+it over ``journal.log`` (a rename is atomic on littlefs and POSIX), so a reset during clean-up leaves
+either the old or the new file. Neither start-up nor clean-up holds more than one event in RAM.
 
-The bound (``capacity`` events, default 200) is what flash can promise: 200 events of at most 1056
-bytes each is about 210 KB, inside a Pico's 1.4 MB filesystem even with the log's settled records.
-RAM holds only where each event sits in the file (about 100 bytes per event); the frame is read back
-from flash for every send.
-When the journal is full ``put`` raises ``JournalFull`` and the bridge tells the terminal to stop.
+The bound (``capacity`` events, default 200) is what flash can promise: a clean-up briefly holds two
+copies of every waiting event (at most 1056 bytes each) plus up to ``compact_bytes`` of settled
+records, about 0.5 MB for 200 events, inside a Pico's 1.4 MB filesystem. RAM holds only where each
+event sits in the file and its resend state (one small object per event); the frame is read back from
+flash into one buffer, allocated once, for every send. When the journal is full ``put`` raises
+``JournalFull`` and the bridge tells the terminal to stop.
 """
 
 import os
@@ -26,6 +29,7 @@ from . import wire
 
 LOG = "journal.log"
 NEW = "journal.new"
+_LINE_LIMIT = 2 * wire.MAX_FRAME + 2  # a torn record and a whole one can share a line, never more
 
 
 class JournalFull(Exception):
@@ -33,8 +37,8 @@ class JournalFull(Exception):
 
 
 class Pending:
-    """One event waiting for the gateway: where its frame sits in the journal file (the bytes are
-    read back for each send, so RAM holds about 100 bytes per event, not the event) and resend state."""
+    """One event waiting for the gateway: where its frame (line feed included) sits in the journal
+    file, and its resend state."""
 
     __slots__ = ("seq", "event_id", "offset", "length", "attempts", "due")
 
@@ -59,16 +63,30 @@ def _exists(path):
         return False
 
 
+def _size(path):
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return 0
+
+
+def _nothing():
+    pass
+
+
 class Journal:
     """The pending events, oldest first, mirrored in ``<directory>/journal.log``.
 
-    >>> j = Journal("/state", capacity=200)    # on the board: a folder on the flash filesystem
+    ``feed`` is called after each record read or copied at start-up and clean-up (pass the
+    watchdog's ``feed``: a long clean-up is progress, not a hang).
+
+    >>> j = Journal("/state", capacity=200, feed=wdt.feed)    # on the board: a folder on flash
     >>> p = j.put(b'{"event_id":"e1",...}', "e1")
     >>> uart.write(j.frame(p))                  # the same bytes every time it is sent
     >>> j.settle(p.seq)                         # after the gateway's ACK
     """
 
-    def __init__(self, directory, capacity=200, compact_bytes=65536):
+    def __init__(self, directory, capacity=200, compact_bytes=65536, feed=None):
         if capacity < 1:
             raise ValueError("journal capacity must be at least 1 event")
         self.directory = directory
@@ -78,6 +96,8 @@ class Journal:
         self.last_seq = 0
         self._log = _join(directory, LOG)
         self._new = _join(directory, NEW)
+        self._feed = feed or _nothing
+        self._buf = bytearray(wire.MAX_FRAME + 1)  # one frame read back from flash, reused for every send
         self._size = 0
         self._file = None  # appends
         self._reader = None  # frames read back for sending
@@ -87,63 +107,90 @@ class Journal:
     def _recover(self):
         if _exists(self._new):
             if _exists(self._log):
-                os.remove(self._new)  # a compaction that never finished: the old log is whole
+                os.remove(self._new)  # a clean-up that never finished: the old log is whole
             else:
                 os.rename(self._new, self._log)
         live = {}
         order = []
         if _exists(self._log):
-            decoder = wire.FrameDecoder()
             with open(self._log, "rb") as f:
+                offset = 0
                 while True:
-                    chunk = f.read(512)
-                    if not chunk:
+                    line = f.readline(_LINE_LIMIT)
+                    if not line:
                         break
-                    for item in decoder.feed(chunk):
-                        self._replay(item, live, order)
-            for item in decoder.feed(b"\n"):  # a torn last record without its line feed
-                self._replay(item, live, order)
-        entries = [live[s] for s in order if s in live]  # (Pending, payload), oldest first
-        self.pending = [e[0] for e in entries]
-        self._compact([e[1] for e in entries])
+                    self._replay(line, offset, live, order)
+                    offset += len(line)
+                    self._feed()
+        self.pending = [live[s] for s in order if s in live]
+        try:
+            self._compact()
+        except OSError:
+            self._size = _size(self._log)  # flash full: go on appending to the old log, whose offsets hold
 
-    def _replay(self, item, live, order):
+    def _replay(self, line, offset, live, order):
+        if line[-1] != 0x0A:
+            return  # torn: its line feed never reached flash, so the terminal never heard "queued"
+        start = line.rfind(b"$")  # a torn record may sit before it on the same line
+        if start < 0:
+            return
+        item = wire.decode_line(line[start:-1])
         if not isinstance(item, wire.Frame):
-            return  # a torn record: it was never confirmed to anyone
+            return
         if item.seq > self.last_seq:
             self.last_seq = item.seq
         if item.type == "EVT":
             if item.seq not in live:
                 order.append(item.seq)
-            # Recovery keeps the payload until the rewrite below; after that only offsets stay in RAM.
-            live[item.seq] = (Pending(item.seq, item.body.get("event_id"), 0, 0), item.payload)
+            live[item.seq] = Pending(item.seq, item.body.get("event_id"), offset + start, len(line) - start)
         elif item.type == "ACK":
             live.pop(item.seq, None)
 
-    def _compact(self, payloads=None):
-        """Rewrite the live events to a new file and rename it over the log."""
-        if payloads is None:
-            payloads = [self._payload(p) for p in self.pending]
+    def _compact(self):
+        """Copy the live events to a new file and rename it over the log.
+
+        Offsets change only once the new file is in place, so a failed clean-up (flash full) leaves
+        the journal as it was.
+        """
         self.close()
-        with open(self._new, "wb") as f:
-            offset = f.write(wire.encode_frame("HB", self.last_seq, b"{}"))
-            for p, payload in zip(self.pending, payloads):
-                frame = wire.encode_frame("EVT", p.seq, payload)
-                p.offset, p.length = offset, len(frame)
-                offset += f.write(frame)
+        offsets = []
+        src = open(self._log, "rb") if _exists(self._log) else None
+        try:
+            with open(self._new, "wb") as f:
+                offset = f.write(wire.encode_frame("HB", self.last_seq, b"{}"))
+                for p in self.pending:
+                    offsets.append(offset)
+                    offset += f.write(self._read(src, p))
+                    self._feed()
+        except OSError:
+            try:
+                os.remove(self._new)
+            except OSError:
+                pass
+            raise
+        finally:
+            if src is not None:
+                src.close()
         os.rename(self._new, self._log)
+        for p, new_offset in zip(self.pending, offsets):
+            p.offset = new_offset
         self._size = offset
 
+    def _read(self, f, p):
+        f.seek(p.offset)
+        view = memoryview(self._buf)[:p.length]
+        if f.readinto(view) != p.length:
+            raise OSError("journal record %d is cut short in %s" % (p.seq, self._log))
+        return view
+
     def frame(self, p):
-        """The frame bytes of pending event ``p``, read back from flash."""
+        """The frame bytes of pending event ``p``, read back from flash.
+
+        A view of the journal's one read buffer: write it out before asking for the next frame.
+        """
         if self._reader is None:
             self._reader = open(self._log, "rb")
-        self._reader.seek(p.offset)
-        return self._reader.read(p.length)
-
-    def _payload(self, p):
-        frame = self.frame(p)
-        return frame[frame.index(b" ", 5) + 1:frame.rindex(b"*")]
+        return self._read(self._reader, p)
 
     # -- use -------------------------------------------------------------------------------------
     def __len__(self):
@@ -159,20 +206,29 @@ class Journal:
 
     def _append(self, data):
         """Append one record; returns its offset in the file."""
-        if self._file is None:
-            self._file = open(self._log, "ab")
         if self._reader is not None:
             # Reopened on the next read, so it surely sees this record (littlefs handles are separate).
             self._reader.close()
             self._reader = None
-        offset = self._size
-        self._file.write(data)
-        self._file.flush()  # on littlefs this commits the record; the terminal hears "queued" after it
+        try:
+            if self._file is None:
+                self._file = open(self._log, "ab")
+            offset = self._size
+            self._file.write(data)
+            self._file.flush()  # on littlefs this commits the record; the terminal hears "queued" after it
+        except OSError:
+            # Flash full or failing: whatever part was written is a torn record; later appends go after it.
+            self.close()
+            self._size = _size(self._log)
+            raise
         self._size += len(data)
         return offset
 
     def put(self, payload, event_id):
-        """Keep one event (compact payload bytes); returns its ``Pending``. Raises ``JournalFull``."""
+        """Keep one event (compact payload bytes); returns its ``Pending``.
+
+        Raises ``JournalFull``, or ``OSError`` if flash could not take it (the event is not kept).
+        """
         if self.full:
             raise JournalFull("%d events are waiting for the gateway (the limit)" % len(self.pending))
         seq = self.next_seq()
@@ -188,14 +244,21 @@ class Journal:
         return None
 
     def settle(self, seq):
-        """The gateway answered ``seq`` for good: forget it (and compact the file now and then)."""
+        """The gateway answered ``seq`` for good: forget it (and clean up the file now and then).
+
+        If flash cannot take the record, the event is forgotten in RAM only: after a reset it is
+        sent again and the gateway answers it again with the same verdict (twice, never zero times).
+        """
         p = self.find(seq)
         if p is None:
             return None
-        self._append(wire.encode_frame("ACK", seq, b"{}"))
         self.pending.remove(p)
-        if self._size > self.compact_bytes or (not self.pending and self._size > 4096):
-            self._compact()
+        try:
+            self._append(wire.encode_frame("ACK", seq, b"{}"))
+            if self._size > self.compact_bytes or (not self.pending and self._size > 4096):
+                self._compact()
+        except OSError:
+            pass  # see above; the next clean-up or append tries again
         return p
 
     def close(self):

@@ -1,7 +1,13 @@
 """Stand-ins for board parts, used ONLY when the firmware runs on the MicroPython unix port (tests,
 bench runs). On a board, main.py passes machine.WDT, a Pin or NeoPixel and machine.UART instead."""
 
+import os
+import sys
 import termios
+import time
+
+import _thread
+
 from .ports import PolledPort
 
 
@@ -26,7 +32,36 @@ class FileLight:
 
 
 class NullWatchdog:
-    """No hardware watchdog on the unix port; the supervisor (systemd, the test) restarts a dead node."""
+    """No watchdog at all (``--watchdog-ms 0``)."""
 
     def feed(self):
         pass
+
+
+class ThreadWatchdog:
+    """machine.WDT's stand-in: a thread that ends the whole process when ``feed()`` has not been
+    called for ``timeout`` ms, as the RP2040's watchdog resets the board. The process ends with
+    SIGKILL, like a power cut, after one line on stderr; whatever started it (systemd with
+    ``Restart=always``, a bench script, a test) starts it again, as a reset board runs main.py again.
+
+    >>> watchdog = ThreadWatchdog(timeout=8000)      # same signature as machine.WDT
+    >>> watchdog.feed()                               # every main-loop turn
+    """
+
+    def __init__(self, timeout=8000):
+        self.timeout = timeout
+        self._fed = time.ticks_ms()
+        _thread.start_new_thread(self._watch, ())
+
+    def feed(self):
+        self._fed = time.ticks_ms()
+
+    def _watch(self):
+        while True:
+            time.sleep_ms(50)
+            if time.ticks_diff(time.ticks_ms(), self._fed) >= self.timeout:
+                sys.stderr.write("watchdog: the main loop has not turned for %d ms; resetting the node\n"
+                                 % self.timeout)
+                # No os.kill on the unix port: the shell that system() starts is our child, so its
+                # $PPID is this process.
+                os.system("kill -KILL $PPID")
