@@ -1,5 +1,5 @@
-"""A minimal anti-fraud centre: receives alerts, acknowledgements, status and heartbeats from
-branch gateways, de-duplicates on (gateway_id, seq), and receipts what it has stored.
+"""A minimal anti-fraud centre: receives alerts, acknowledgements, outcomes, escalations, status and
+heartbeats from branch gateways, de-duplicates on (gateway_id, seq), and receipts what it has stored.
 
 The receipt is the only thing that closes a gateway's outbox row, so it is sent only after the
 alert is kept (in memory, and in SQLite when ``db_path`` is given). The receiver announces itself
@@ -35,9 +35,18 @@ from gateway import messages
 
 log = logging.getLogger(__name__)
 
+# Uplink records by topic leaf; each is stored, de-duplicated on (gateway_id, seq) and receipted alike.
+_PARSERS = {
+    "alert": messages.parse_alert,
+    "ack": messages.parse_ack,
+    "outcome": messages.parse_outcome,
+    "escalation": messages.parse_escalation,
+}
+
 
 class Receiver:
-    """Stand-in for the centre's MQTT intake. Thread-safe readers: ``alerts``, ``acks``, ``statuses``."""
+    """Stand-in for the centre's MQTT intake. Thread-safe readers: ``alerts``, ``acks``, ``outcomes``,
+    ``escalations``, ``statuses``."""
 
     def __init__(self, host: str, port: int, *, client_id: str = "centre-receiver", db_path=None,
                  on_alert=None, receipt_every_s: float = 0.02):
@@ -47,8 +56,8 @@ class Receiver:
         self.on_alert = on_alert
         self.receipt_every_s = receipt_every_s
         self._lock = threading.Condition()
-        self._alerts: list[dict] = []
-        self._acks: list[dict] = []
+        # Records by type, in arrival order: "alert", "ack", "outcome", "escalation".
+        self._records: dict[str, list[dict]] = {kind: [] for kind in _PARSERS}
         self._seen: set[tuple[str, int]] = set()
         self._statuses: dict[str, dict] = {}
         self._heartbeats: dict[str, dict] = {}
@@ -65,12 +74,24 @@ class Receiver:
     @property
     def alerts(self) -> list[dict]:
         with self._lock:
-            return list(self._alerts)
+            return list(self._records["alert"])
 
     @property
     def acks(self) -> list[dict]:
         with self._lock:
-            return list(self._acks)
+            return list(self._records["ack"])
+
+    @property
+    def outcomes(self) -> list[dict]:
+        """What supervisors recorded for alerts (confirmed fraud, customer dissuaded...)."""
+        with self._lock:
+            return list(self._records["outcome"])
+
+    @property
+    def escalations(self) -> list[dict]:
+        """Red alerts nobody at the branch acknowledged in time: the centre chases these."""
+        with self._lock:
+            return list(self._records["escalation"])
 
     @property
     def statuses(self) -> dict[str, dict]:
@@ -111,7 +132,7 @@ class Receiver:
             for gw, seq, kind, payload in self._db.execute(
                     "SELECT gateway_id, seq, type, payload FROM received ORDER BY rowid"):
                 self._seen.add((gw, seq))
-                (self._alerts if kind == "alert" else self._acks).append(json.loads(payload))
+                self._records.setdefault(kind, []).append(json.loads(payload))
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         client.will_set(messages.CENTRE_STATUS, messages.centre_status_payload("offline", time.time()), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=0.2, max_delay=2)  # a stand-in centre: come back quickly
@@ -183,10 +204,8 @@ class Receiver:
         leaf = msg.topic.rsplit("/", 1)[-1]
         gateway_id = msg.topic.split("/")[-2]
         try:
-            if leaf == "alert":
-                self._keep(msg.topic, messages.parse_alert(msg.payload), "alert")
-            elif leaf == "ack":
-                self._keep(msg.topic, messages.parse_ack(msg.payload), "acknowledgement")
+            if leaf in _PARSERS:
+                self._keep(msg.topic, _PARSERS[leaf](msg.payload), leaf)
             elif leaf == "status":
                 self._status(gateway_id, json.loads(msg.payload))
             elif leaf == "heartbeat":
@@ -210,9 +229,9 @@ class Receiver:
             else:
                 if self._db is not None:
                     self._db.execute("INSERT OR IGNORE INTO received VALUES (?,?,?,?,?)",
-                                     (key[0], key[1], "alert" if kind == "alert" else "ack", json.dumps(body), time.time()))
+                                     (key[0], key[1], kind, json.dumps(body), time.time()))
                 self._seen.add(key)
-                (self._alerts if kind == "alert" else self._acks).append(body)
+                self._records[kind].append(body)
                 new = True
             # Stored (or stored before): receipt it, so a duplicate whose receipt was lost is closed too.
             self._to_receipt[root].add(body["seq"])

@@ -14,7 +14,9 @@ from .clock import Clock
 from .config import Config, ConfigError
 from .counter_line import CounterLine
 from .decision import Thresholds
+from .escalation import EscalationWatch
 from .lamps import LampBoard, LampConsole, pin_factory_for
+from .lifecycle import Lifecycle
 from .model import FraudModel, default_model_path
 from .pinmap import default_pinmap_path, load_pinmap
 from .pipeline import Assessor, Pipeline
@@ -46,8 +48,10 @@ class Gateway:
         self.uplink = None
         self.lamps = None
         self.console = None
+        self.lifecycle = None
+        self.escalation = None
+        self.branch_console = None  # the web console on the branch LAN, when [console] enabled
         self._started = False
-        self._ack_lock = threading.Lock()
 
     # -- start-up, in order ----------------------------------------------------------------------
     def start(self) -> "Gateway":
@@ -73,7 +77,9 @@ class Gateway:
         self.lamps = LampBoard.from_pinmap(pinmap, on_acknowledge=self._button_pressed, pin_factory=factory)
         if self._lamp_stream is not None and cfg.lamps.show:
             self.console = LampConsole(self.lamps, self._lamp_stream)
-        self.lamps.restore([a.counter for a in self.store.open_alerts(level="red")])
+        self.lifecycle = Lifecycle(self.store, self.lamps, self.clock, gateway_id=cfg.gateway.id,
+                                   wake=self._wake_uplink)
+        self.lifecycle.restore_lamps()
 
         m = cfg.mqtt
         tls = (m.ca_file, m.cert_file, m.key_file) if m.ca_file else None
@@ -85,6 +91,13 @@ class Gateway:
             status_fields=self._status_fields, heartbeat_fields=self._heartbeat_fields,
         )
         self.uplink.start()
+        self.escalation = EscalationWatch(self.store, self.lamps, self.lifecycle, self.clock,
+                                          after_s=cfg.supervisor.escalate_after_s, gateway_id=cfg.gateway.id,
+                                          wake=self._wake_uplink).start(self.stop_event)
+        if cfg.console.enabled:
+            from .console.server import BranchConsole
+
+            self.branch_console = BranchConsole.from_config(cfg, self.store, self.lifecycle).start()
 
         for port in cfg.serial:
             link = SerialLink(port.path, baudrate=port.baudrate, name=port.name or None)
@@ -122,6 +135,10 @@ class Gateway:
             line.link.close()
         if getattr(self, "_housekeeping", None) is not None:
             self._housekeeping.join(5)
+        if self.branch_console is not None:
+            self.branch_console.stop()
+        if self.escalation is not None:
+            self.escalation.join(5)
         if self.uplink is not None:
             self.uplink.stop()
         if self.lamps is not None:
@@ -146,20 +163,17 @@ class Gateway:
 
     def acknowledge(self, alert_id: str | None = None, *, counter: int | None = None,
                     by: str = "supervisor", via: str = "console"):
-        """Acknowledge an open red alert (the oldest, unless one is named); lamps and uplink follow."""
-        with self._ack_lock:
-            ack = self.store.acknowledge(alert_id, counter=counter, by=by, via=via, stamp=self.clock.now())
-            # UnknownAlert (a mistyped id) goes to the caller, who can tell the supervisor.
-            if ack is None:
-                log.info("acknowledge pressed with no open red alert")
-                return None
-            left = self.store.open_alerts(level="red")
-            if any(a.counter == ack.counter for a in left):
-                self.lamps.panel.alarm(len(left))  # that counter still has a red alert open
-            else:
-                self.lamps.acknowledged(ack.counter, len(left))
+        """Acknowledge an open alert (the oldest red, unless one is named); lamps and uplink follow.
+        UnknownAlert (a mistyped id) goes to the caller, who can tell the supervisor."""
+        return self.lifecycle.acknowledge(alert_id, counter=counter, by=by, via=via)
+
+    def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str = "console"):
+        """Record what happened with an acknowledged alert and close it (docs/supervisor.md)."""
+        return self.lifecycle.record_outcome(alert_id, outcome, note=note, by=by, via=via)
+
+    def _wake_uplink(self) -> None:
+        if self.uplink is not None:
             self.uplink.wake()
-            return ack
 
     # -- what the centre sees --------------------------------------------------------------------
     def _status_fields(self) -> dict:

@@ -98,6 +98,21 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class SupervisorSettings:
+    escalate_after_s: float = _setting(120.0, "A red alert unacknowledged this long re-sounds the supervisor buzzer and is escalated to the centre (once per alert).", lo=1, hi=86400)
+    questions_file: str = _setting("", "Caring questions per reason, in Chinese and English (default: the bundled gateway/caring_questions.toml).")
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    enabled: bool = _setting(False, "Serve the branch console (open alerts, acknowledge, outcomes) on the branch LAN.")
+    listen: str = _setting("0.0.0.0", "Address the console listens on (127.0.0.1: this machine only).")
+    port: int = _setting(8080, "Console port (0: any free port, for tests).", lo=0, hi=65535)
+    password_hash: str = _setting("", "The branch's console password, hashed: make it with 'counterguard console-password'.")
+    session_hours: float = _setting(12.0, "A login lasts this long (one shift).", lo=0.1, hi=72)
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     serial: tuple = ()
@@ -108,6 +123,8 @@ class Config:
     lamps: LampSettings = field(default_factory=LampSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     source: str | None = None
 
     def with_changes(self, section: str, **values) -> "Config":
@@ -128,6 +145,8 @@ SECTIONS = {
     "lamps": LampSettings,
     "mqtt": MqttSettings,
     "store": StoreSettings,
+    "supervisor": SupervisorSettings,
+    "console": ConsoleSettings,
 }
 
 
@@ -192,6 +211,16 @@ def parse_config(data: dict, path: str | Path | None = None) -> Config:
     tls = [cfg.mqtt.ca_file, cfg.mqtt.cert_file, cfg.mqtt.key_file]
     if any(tls) and not all(tls):
         raise ConfigError(path, "mqtt.ca_file", "TLS needs ca_file, cert_file and key_file together")
+    if cfg.console.password_hash:
+        from .console.auth import PasswordError, check_hash_format
+
+        try:
+            check_hash_format(cfg.console.password_hash)
+        except PasswordError as exc:
+            raise ConfigError(path, "console.password_hash", str(exc)) from None
+    elif cfg.console.enabled:
+        raise ConfigError(path, "console.password_hash", "is required when the console is enabled; "
+                          "make one with 'counterguard console-password'")
     return cfg
 
 

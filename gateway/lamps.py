@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 BEEP_ON_S = 0.2
 BEEP_OFF_S = 0.2
+BLINK_ON_S = 0.5   # amber blinking: acknowledged, the supervisor still owes an outcome
+BLINK_OFF_S = 0.5
 COUNTER_BEEPS = 3   # the teller hears it without the customer being alarmed by a siren
 PANEL_BEEPS = 5
 LEVELS = ("green", "amber", "red")
@@ -34,7 +36,9 @@ class CounterLamp:
     """One counter's tower light: shows the latest verdict; red stays lit until acknowledged.
 
     While red is latched, later green or amber verdicts at that counter do not put it out: the
-    supervisor has not yet seen the customer who raised it.
+    supervisor has not yet seen the customer who raised it. Once acknowledged the amber lamp blinks
+    until the supervisor records an outcome; a newer verdict at the counter replaces the blinking
+    (the teller needs it for the next customer), the console keeps the reminder.
     """
 
     def __init__(self, pins, pin_factory=None):
@@ -44,10 +48,13 @@ class CounterLamp:
         self._leds = {level: LED(getattr(pins, level), pin_factory=pin_factory) for level in LEVELS}
         self._buzzer = Buzzer(pins.buzzer, pin_factory=pin_factory) if pins.buzzer is not None else None
         self.latched = False
+        self.blinking = False
         self.level: str | None = None  # None: idle, all lamps off
 
     @property
     def state(self) -> str:
+        if self.blinking:
+            return "amber-blinking"
         return self.level or "off"
 
     def show(self, level: str) -> None:
@@ -66,8 +73,26 @@ class CounterLamp:
         self.latched = False
         self._light(None)
 
+    def awaiting_outcome(self) -> None:
+        """Acknowledged, outcome not yet recorded: amber blinks."""
+        self.latched = False
+        self._light(None)
+        self.blinking = True
+        self.level = "amber"
+        self._leds["amber"].blink(BLINK_ON_S, BLINK_OFF_S, background=True)
+
+    def closed(self) -> None:
+        """The outcome is recorded: a blinking amber (or a red not yet seen acknowledged) goes out;
+        a newer verdict stays shown."""
+        if self.blinking or self.latched:
+            self.latched = False
+            self._light(None)
+
     def _light(self, level: str | None) -> None:
         self.level = level
+        if self.blinking:
+            self.blinking = False
+            self._leds["amber"].off()  # stops the blink thread
         for name, led in self._leds.items():
             led.value = name == level
 
@@ -111,6 +136,10 @@ class SupervisorPanel:
         self._red.value = open_reds > 0
         if sound and open_reds > 0:
             self._buzzer.beep(BEEP_ON_S, BEEP_OFF_S, n=PANEL_BEEPS, background=True)
+
+    def resound(self) -> None:
+        """An alert is still unanswered: beep again (the lamp is already on)."""
+        self._buzzer.beep(BEEP_ON_S, BEEP_OFF_S, n=PANEL_BEEPS, background=True)
 
     def settle(self, open_reds: int) -> None:
         """After an acknowledgement: lamp on only while others still wait; buzzer quiet."""
@@ -172,8 +201,39 @@ class LampBoard:
             self.panel.settle(open_reds_left)
             self._changed()
 
-    def restore(self, red_counters) -> None:
-        """After a restart: relight the red lamps of alerts still waiting, without sounding."""
+    def awaiting_outcome(self, counter: int, open_reds_left: int) -> None:
+        """An alert at ``counter`` was acknowledged and that counter has no red open: amber blinks."""
+        with self._lock:
+            lamp = self._lamp(counter)
+            if lamp is not None:
+                lamp.awaiting_outcome()
+            self.panel.settle(open_reds_left)
+            self._changed()
+
+    def closed(self, counter: int) -> None:
+        """The last alert awaiting an outcome at ``counter`` is closed."""
+        with self._lock:
+            lamp = self._lamp(counter)
+            if lamp is not None:
+                lamp.closed()
+            self._changed()
+
+    def settle(self, open_reds: int) -> None:
+        """``open_reds`` red alerts still wait: the supervisor lamp follows, the buzzer stops at none."""
+        with self._lock:
+            self.panel.settle(open_reds)
+            self._changed()
+
+    def escalated(self, open_reds: int) -> None:
+        """A red alert went unacknowledged too long: the supervisor's buzzer sounds again."""
+        with self._lock:
+            self.panel.waiting = open_reds
+            self.panel.resound()
+            self._changed()
+
+    def restore(self, red_counters, awaiting_counters=()) -> None:
+        """After a restart: relight the red lamps of alerts still waiting, without sounding, and
+        blink amber where an outcome is still owed."""
         with self._lock:
             red_counters = list(red_counters)
             for counter in set(red_counters):
@@ -181,6 +241,10 @@ class LampBoard:
                 if lamp is not None:
                     lamp.latched = True
                     lamp._light("red")
+            for counter in set(awaiting_counters) - set(red_counters):
+                lamp = self._lamp(counter)
+                if lamp is not None:
+                    lamp.awaiting_outcome()
             self.panel.alarm(len(red_counters), sound=False)
             self._changed()
 
@@ -236,6 +300,8 @@ class LampConsole:
         cells = []
         for n, lamp in board.counters.items():
             lit = [letter if lamp.level == level else "." for letter, level in zip("GAR", LEVELS)]
+            if lamp.blinking:
+                lit[1] = "a"  # lower case: blinking
             cells.append(f"c{n} [{' '.join(lit)}]")
         panel = ("R" if board.panel.lit else ".") + ("*" if board.panel.buzzing else "")
         return "lamps  " + "  ".join(cells) + f"  supervisor [{panel}]"

@@ -19,7 +19,8 @@ PREFIX = "counterguard/v1"
 CENTRE_STATUS = f"{PREFIX}/centre/status"
 ALL_WATCHLIST = f"{PREFIX}/all/watchlist"
 # What the centre subscribes to (one level each for region, branch and gateway id).
-CENTRE_SUBSCRIPTIONS = tuple(f"{PREFIX}/+/+/+/{leaf}" for leaf in ("alert", "ack", "status", "heartbeat"))
+CENTRE_SUBSCRIPTIONS = tuple(f"{PREFIX}/+/+/+/{leaf}"
+                             for leaf in ("alert", "ack", "outcome", "escalation", "status", "heartbeat"))
 
 STATES = ("online", "offline", "stopped")
 ALERT_REQUIRED = (
@@ -28,6 +29,11 @@ ALERT_REQUIRED = (
     "time_synced", "model_version", "watchlist_version", "historical",
 )
 ACK_REQUIRED = ("type", "gateway_id", "seq", "alert_id", "by", "via", "at", "mono", "time_synced", "historical")
+OUTCOME_REQUIRED = ("type", "gateway_id", "alert_id", "counter", "outcome", "note", "by", "via", "at", "mono",
+                    "time_synced", "seq", "region", "branch", "historical")
+ESCALATION_REQUIRED = ("type", "gateway_id", "alert_id", "counter", "level", "reason", "waited_s", "at", "mono",
+                       "time_synced", "seq", "region", "branch", "historical")
+OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called")
 
 
 class TopicError(ValueError):
@@ -77,6 +83,21 @@ class Topics:
     @property
     def ack(self) -> str:
         return f"{self.root}/ack"
+
+    @property
+    def outcome(self) -> str:
+        return f"{self.root}/outcome"
+
+    @property
+    def escalation(self) -> str:
+        return f"{self.root}/escalation"
+
+    def for_kind(self, kind: str) -> str:
+        """The topic an outbox row of this kind is published on."""
+        topic = {"alert": self.alert, "ack": self.ack, "outcome": self.outcome, "escalation": self.escalation}.get(kind)
+        if topic is None:
+            raise ValueError(f"no uplink topic for outbox kind {kind!r}")
+        return topic
 
     @property
     def receipt(self) -> str:
@@ -137,6 +158,41 @@ def ack_body(alert_id: str, *, by: str, via: str, stamp, gateway_id: str, counte
         "counter": counter,
         "by": by,
         "via": via,
+        "at": iso(stamp.wall),
+        "mono": round(stamp.mono, 3),
+        "time_synced": bool(stamp.synced),
+    })
+
+
+def outcome_body(alert_id: str, *, outcome: str, note: str, by: str, via: str, stamp, gateway_id: str,
+                 counter: int) -> str:
+    """The stored body of the outcome a supervisor recorded for an alert (closes it)."""
+    return dumps({
+        "type": "outcome",
+        "gateway_id": gateway_id,
+        "alert_id": alert_id,
+        "counter": counter,
+        "outcome": outcome,
+        "note": note,
+        "by": by,
+        "via": via,
+        "at": iso(stamp.wall),
+        "mono": round(stamp.mono, 3),
+        "time_synced": bool(stamp.synced),
+    })
+
+
+def escalation_body(alert_id: str, *, level: str, reason: str, waited_s: float, stamp, gateway_id: str,
+                    counter: int) -> str:
+    """The stored body of an escalation (a red alert nobody acknowledged in time)."""
+    return dumps({
+        "type": "escalation",
+        "gateway_id": gateway_id,
+        "alert_id": alert_id,
+        "counter": counter,
+        "level": level,
+        "reason": reason,
+        "waited_s": round(float(waited_s), 1),
         "at": iso(stamp.wall),
         "mono": round(stamp.mono, 3),
         "time_synced": bool(stamp.synced),
@@ -228,3 +284,24 @@ def parse_ack(raw: bytes) -> dict:
     if not isinstance(body["seq"], int) or body["seq"] <= 0:
         raise DownlinkError("acknowledgement needs a positive whole-number seq")
     return body
+
+
+def _uplink_record(raw: bytes, what: str, kind: str, required: tuple) -> dict:
+    body = _object(raw, what)
+    for name in required:
+        if name not in body:
+            raise DownlinkError(f"{what} is missing {name!r}")
+    if body["type"] != kind or not isinstance(body["seq"], int) or isinstance(body["seq"], bool) or body["seq"] <= 0:
+        raise DownlinkError(f"{what} needs type {kind!r} and a positive whole-number seq")
+    return body
+
+
+def parse_outcome(raw: bytes) -> dict:
+    body = _uplink_record(raw, "outcome", "outcome", OUTCOME_REQUIRED)
+    if body["outcome"] not in OUTCOMES:
+        raise DownlinkError(f"outcome must be one of {', '.join(OUTCOMES)}, got {body['outcome']!r}")
+    return body
+
+
+def parse_escalation(raw: bytes) -> dict:
+    return _uplink_record(raw, "escalation", "escalation", ESCALATION_REQUIRED)

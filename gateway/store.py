@@ -32,7 +32,11 @@ from .ulid import new_ulid
 DAY_S = 86400.0
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 ACK_VIA = ("button", "console", "cli")
+OUTCOME_VIA = ("console", "cli")
+OUTCOMES = messages.OUTCOMES
+ALERT_STATES = ("open", "acknowledged", "closed")
 ALERT_LEVELS = ("amber", "red")
+NOTE_MAX = 2000  # characters; a note is a few sentences, not a document
 # SQLite result codes that mean the medium, not the data, is the problem.
 _MEDIUM_CODES = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT"}
 
@@ -44,6 +48,11 @@ class StoreError(OSError):
 
 class UnknownAlert(LookupError):
     """An acknowledgement named an alert id this gateway never raised."""
+
+
+class LifecycleError(ValueError):
+    """A step of an alert's life cycle that cannot be taken now (e.g. an outcome for an alert
+    nobody has acknowledged, or a second outcome for a closed alert)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,58 @@ class Acknowledgement:
     wall: float
     mono: float
     time_synced: bool
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    alert_id: str
+    seq: int
+    counter: int
+    outcome: str
+    note: str
+    by: str
+    via: str
+    wall: float
+
+
+@dataclass(frozen=True)
+class Escalation:
+    alert_id: str
+    seq: int
+    counter: int
+    level: str
+    reason: str
+    waited_s: float
+    wall: float
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """One alert with everything that happened to it, for the console, the CLI and the report."""
+    alert_id: str
+    seq: int
+    event_id: str
+    counter: int
+    level: str
+    reasons: tuple
+    text: str
+    amount: float
+    kind: str
+    state: str
+    raised_wall: float
+    ack_by: str | None
+    ack_via: str | None
+    ack_wall: float | None
+    outcome: str | None
+    note: str | None
+    outcome_by: str | None
+    outcome_wall: float | None
+    escalated_wall: float | None
+
+    @property
+    def response_s(self) -> float | None:
+        """Seconds from raised to acknowledged (None while unacknowledged)."""
+        return None if self.ack_wall is None else max(0.0, self.ack_wall - self.raised_wall)
 
 
 @dataclass(frozen=True)
@@ -132,6 +193,51 @@ def _initial(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+@migration(2, "supervisor life cycle: outcomes, escalations, closed alerts")
+def _supervisor(conn: sqlite3.Connection) -> None:
+    # SQLite cannot change a CHECK constraint in place: rebuild alerts and outbox the documented way
+    # (new table, copy, drop, rename) with foreign keys off (Store.migrate), then recreate the indexes.
+    (next_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    for sql in (
+        """CREATE TABLE outbox_new (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ('alert', 'ack', 'outcome', 'escalation')),
+            ref_id TEXT NOT NULL, payload TEXT NOT NULL, created_wall REAL NOT NULL,
+            publish_count INTEGER NOT NULL DEFAULT 0, last_published_wall REAL, receipted_wall REAL)""",
+        "INSERT INTO outbox_new SELECT * FROM outbox",
+        "DROP TABLE outbox",
+        "ALTER TABLE outbox_new RENAME TO outbox",
+        "CREATE INDEX outbox_open ON outbox(seq) WHERE receipted_wall IS NULL",
+        """CREATE TABLE alerts_new (
+            alert_id TEXT PRIMARY KEY, event_id TEXT NOT NULL REFERENCES events(event_id),
+            counter INTEGER NOT NULL, level TEXT NOT NULL CHECK (level IN ('amber', 'red')),
+            reasons TEXT NOT NULL, raised_wall REAL NOT NULL, raised_mono REAL NOT NULL,
+            time_synced INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'acknowledged', 'closed')),
+            seq INTEGER NOT NULL)""",
+        "INSERT INTO alerts_new SELECT * FROM alerts",
+        "DROP TABLE alerts",
+        "ALTER TABLE alerts_new RENAME TO alerts",
+        "CREATE INDEX alerts_open ON alerts(state, level, counter, raised_wall)",
+        "CREATE INDEX alerts_event ON alerts(event_id)",
+        "CREATE INDEX alerts_raised ON alerts(raised_wall)",
+        """CREATE TABLE outcomes (
+            alert_id TEXT PRIMARY KEY REFERENCES alerts(alert_id),
+            outcome TEXT NOT NULL CHECK (outcome IN ('confirmed_fraud', 'customer_dissuaded', 'false_alarm', 'police_called')),
+            note TEXT NOT NULL, by_whom TEXT NOT NULL, via TEXT NOT NULL CHECK (via IN ('console', 'cli')),
+            wall REAL NOT NULL, mono REAL NOT NULL, time_synced INTEGER NOT NULL, seq INTEGER NOT NULL)""",
+        """CREATE TABLE escalations (
+            alert_id TEXT NOT NULL REFERENCES alerts(alert_id), reason TEXT NOT NULL,
+            waited_s REAL NOT NULL, wall REAL NOT NULL, mono REAL NOT NULL, time_synced INTEGER NOT NULL,
+            seq INTEGER NOT NULL, PRIMARY KEY (alert_id, reason))""",
+    ):
+        conn.execute(sql)
+    # Purged rows may have used seqs above today's maximum: a seq is never reused, so keep the counter.
+    conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'", (next_seq,))
+    if next_seq and conn.execute("SELECT count(*) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0] == 0:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (next_seq,))
+
+
 def _is_medium_error(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError) or isinstance(exc, sqlite3.DatabaseError):
         name = getattr(exc, "sqlite_errorname", "") or ""
@@ -181,13 +287,24 @@ class Store:
             self._conn.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, "
                                "name TEXT NOT NULL, applied_wall REAL NOT NULL)")
             done = {row[0] for row in self._conn.execute("SELECT version FROM migrations")}
-            for version, name, fn in MIGRATIONS:
-                if version in done:
-                    continue
-                with self.batch():
-                    fn(self._conn)
-                    self._conn.execute("INSERT INTO migrations VALUES (?, ?, strftime('%s','now'))", (version, name))
-                applied.append(version)
+            todo = [m for m in MIGRATIONS if m[0] not in done]
+            if not todo:
+                return applied
+            # Table rebuilds need foreign keys off (they cannot be switched inside a transaction);
+            # each migration checks them itself before it commits.
+            self._conn.execute("PRAGMA foreign_keys=OFF")
+            try:
+                for version, name, fn in todo:
+                    with self.batch():
+                        fn(self._conn)
+                        broken = self._conn.execute("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise StoreError(f"{self.path}: migration {version} ({name}) would break references: "
+                                             f"{broken[:3]}; the store was left as it was")
+                        self._conn.execute("INSERT INTO migrations VALUES (?, ?, strftime('%s','now'))", (version, name))
+                    applied.append(version)
+            finally:
+                self._conn.execute("PRAGMA foreign_keys=ON")
         return applied
 
     def close(self) -> None:
@@ -361,6 +478,123 @@ class Store:
                       (alert_id, by, via, stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
             c.execute("UPDATE alerts SET state = 'acknowledged' WHERE alert_id = ?", (alert_id,))
             return Acknowledgement(alert_id, seq, alert_counter, level, by, via, stamp.wall, stamp.mono, bool(stamp.synced))
+
+    def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str, stamp,
+                       gateway_id: str | None = None) -> OutcomeRecord:
+        """Record what happened with an acknowledged alert and close it (one transaction, one outbox row)."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        if via not in OUTCOME_VIA:
+            raise ValueError(f"via must be one of {', '.join(OUTCOME_VIA)}, got {via!r}")
+        if not by or not isinstance(by, str):
+            raise ValueError("by must name who recorded the outcome (a staff number)")
+        note = "" if note is None else str(note).strip()
+        if len(note) > NOTE_MAX:
+            raise ValueError(f"note is {len(note)} characters; keep it under {NOTE_MAX}")
+        with self.batch():
+            c = self._conn
+            row = c.execute("SELECT counter, state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            if row is None:
+                raise UnknownAlert(f"no alert {alert_id!r} on this gateway; list alerts with 'counterguard alerts'")
+            counter, state = row
+            if state == "open":
+                raise LifecycleError(f"alert {alert_id} is not acknowledged yet; acknowledge it first")
+            if state == "closed":
+                done = c.execute("SELECT outcome, by_whom FROM outcomes WHERE alert_id = ?", (alert_id,)).fetchone()
+                raise LifecycleError(f"alert {alert_id} is already closed"
+                                     + (f" with outcome {done[0]} by {done[1]}" if done else ""))
+            if gateway_id is None:
+                gateway_id = self._gateway_id or self._gateway_of(alert_id)
+            body = messages.outcome_body(alert_id, outcome=outcome, note=note, by=by, via=via, stamp=stamp,
+                                         gateway_id=gateway_id, counter=counter)
+            seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('outcome', ?, ?, ?)",
+                            (alert_id, body, stamp.wall)).lastrowid
+            c.execute("INSERT INTO outcomes VALUES (?,?,?,?,?,?,?,?,?)",
+                      (alert_id, outcome, note, by, via, stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
+            c.execute("UPDATE alerts SET state = 'closed' WHERE alert_id = ?", (alert_id,))
+            return OutcomeRecord(alert_id, seq, counter, outcome, note, by, via, stamp.wall)
+
+    def overdue_alerts(self, now_wall: float, after_s: float, *, reason: str = "unacknowledged") -> list[Alert]:
+        """Open red alerts raised at least ``after_s`` ago and not yet escalated for ``reason``."""
+        cols = ", ".join(f"a.{c.strip()}" for c in self._ALERT_COLS.split(","))
+        rows = self._q(
+            f"SELECT {cols} FROM alerts a WHERE a.state = 'open' AND a.level = 'red' AND a.raised_wall <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM escalations e WHERE e.alert_id = a.alert_id AND e.reason = ?) "
+            "ORDER BY a.raised_wall, a.alert_id", (now_wall - after_s, reason))
+        return [self._alert(r) for r in rows]
+
+    def escalate(self, alert_id: str, *, reason: str, waited_s: float, stamp,
+                 gateway_id: str | None = None) -> Escalation | None:
+        """Record an escalation of a still-open alert and queue it for the centre; None if the alert
+        was acknowledged meanwhile or was already escalated for this reason."""
+        with self.batch():
+            c = self._conn
+            row = c.execute("SELECT counter, level, state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            if row is None:
+                raise UnknownAlert(f"no alert {alert_id!r} on this gateway")
+            counter, level, state = row
+            if state != "open" or c.execute("SELECT 1 FROM escalations WHERE alert_id = ? AND reason = ?",
+                                            (alert_id, reason)).fetchone():
+                return None
+            if gateway_id is None:
+                gateway_id = self._gateway_id or self._gateway_of(alert_id)
+            body = messages.escalation_body(alert_id, level=level, reason=reason, waited_s=waited_s, stamp=stamp,
+                                            gateway_id=gateway_id, counter=counter)
+            seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('escalation', ?, ?, ?)",
+                            (alert_id, body, stamp.wall)).lastrowid
+            c.execute("INSERT INTO escalations VALUES (?,?,?,?,?,?,?)",
+                      (alert_id, reason, float(waited_s), stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
+            return Escalation(alert_id, seq, counter, level, reason, float(waited_s), stamp.wall)
+
+    _VIEW_SQL = (
+        "SELECT a.alert_id, a.seq, a.event_id, a.counter, a.level, a.reasons, coalesce(v.text, ''), "
+        "e.amount, e.kind, a.state, a.raised_wall, k.by_whom, k.via, k.wall, o.outcome, o.note, o.by_whom, o.wall, "
+        "(SELECT min(wall) FROM escalations s WHERE s.alert_id = a.alert_id) "
+        "FROM alerts a JOIN events e ON e.event_id = a.event_id LEFT JOIN verdicts v ON v.event_id = a.event_id "
+        "LEFT JOIN acknowledgements k ON k.alert_id = a.alert_id LEFT JOIN outcomes o ON o.alert_id = a.alert_id ")
+
+    @staticmethod
+    def _view(row) -> AlertView:
+        row = list(row)
+        row[5] = tuple(json.loads(row[5]))
+        return AlertView(*row)
+
+    def alert_view(self, alert_id: str) -> AlertView | None:
+        rows = self._q(self._VIEW_SQL + "WHERE a.alert_id = ?", (alert_id,))
+        return self._view(rows[0]) if rows else None
+
+    def alert_views(self, *, states=None, since_wall: float | None = None, until_wall: float | None = None) -> list[AlertView]:
+        """Alerts with their acknowledgement, outcome and escalation, oldest first."""
+        where, params = [], []
+        if states:
+            bad = [s for s in states if s not in ALERT_STATES]
+            if bad:
+                raise ValueError(f"unknown alert state {bad[0]!r}; states are {', '.join(ALERT_STATES)}")
+            where.append(f"a.state IN ({','.join('?' * len(states))})")
+            params += list(states)
+        if since_wall is not None:
+            where.append("a.raised_wall >= ?")
+            params.append(since_wall)
+        if until_wall is not None:
+            where.append("a.raised_wall < ?")
+            params.append(until_wall)
+        sql = self._VIEW_SQL + (("WHERE " + " AND ".join(where)) if where else "") + " ORDER BY a.raised_wall, a.alert_id"
+        return [self._view(r) for r in self._q(sql, params)]
+
+    def awaiting_outcome(self) -> list[Alert]:
+        """Acknowledged alerts with no outcome yet, oldest first."""
+        return [self._alert(r) for r in self._q(
+            f"SELECT {self._ALERT_COLS} FROM alerts WHERE state = 'acknowledged' ORDER BY raised_wall, alert_id")]
+
+    def verdict_times(self, since_wall: float, until_wall: float) -> list[tuple[float, str, int]]:
+        """(decided_wall, level, counter) of every verdict in [since, until), for the shift report."""
+        return [tuple(r) for r in self._q(
+            "SELECT v.decided_wall, v.level, e.counter FROM verdicts v JOIN events e USING (event_id) "
+            "WHERE v.decided_wall >= ? AND v.decided_wall < ? ORDER BY v.decided_wall", (since_wall, until_wall))]
+
+    def data_version(self) -> int:
+        """Changes when another connection (e.g. ``counterguard ack`` in a shell) commits to the file."""
+        return self._q("PRAGMA data_version")[0][0]
 
     def _gateway_of(self, alert_id: str) -> str:
         row = self._conn.execute("SELECT o.payload FROM alerts a JOIN outbox o ON o.seq = a.seq WHERE a.alert_id = ?",

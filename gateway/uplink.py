@@ -60,7 +60,7 @@ class Backoff:
 
 @dataclass
 class UplinkStats:
-    published: int = 0  # alert/ack publishes, replays included
+    published: int = 0  # outbox publishes (alerts, acks, outcomes, escalations), replays included
     receipted: int = 0  # outbox rows closed by the centre's receipts
     sessions: int = 0  # successful connections
     downlink_rejected: int = 0  # malformed or refused messages from the centre
@@ -82,7 +82,8 @@ class _Session:
 
 
 class Uplink:
-    """Publishes alerts, acknowledgements, status and heartbeats; applies receipts and watchlists."""
+    """Publishes alerts, acknowledgements, outcomes, escalations, status and heartbeats; applies
+    receipts and watchlists."""
 
     def __init__(self, store, watchlist, *, host: str, port: int, gateway_id: str, region: str, branch: str,
                  keepalive: int = 30, heartbeat_s: float = 30, republish_after_s: float = 30,
@@ -262,7 +263,7 @@ class Uplink:
             historical = now - row.created_wall > self.historical_after_s
             payload = messages.finalise(row.payload, seq=row.seq, region=self.region, branch=self.branch,
                                         historical=historical)
-            topic = self.topics.alert if row.kind == "alert" else self.topics.ack
+            topic = self.topics.for_kind(row.kind)
             with session.cond:
                 session.inflight += 1
             info = client.publish(topic, payload, qos=1)

@@ -12,7 +12,7 @@ import pytest
 from gateway.clock import Stamp
 from gateway.decision import Verdict
 from gateway.events import parse_event
-from gateway.store import Store, StoreError, UnknownAlert
+from gateway.store import MIGRATIONS, Store, StoreError, UnknownAlert
 from gateway.watchlist import Watchlist, WatchlistFileError, WatchlistRejected
 
 MULE = "6217000099887766554"
@@ -64,7 +64,7 @@ def test_reopening_the_store_applies_no_migration_twice_and_keeps_everything(tmp
         assert [a.alert_id for a in s.open_alerts()] == [alert.alert_id]
         assert s.decided("ev-2") is not None
         assert s.outbox_depth() == 1
-    assert count(path, "select count(*) from migrations") == 1
+    assert count(path, "select count(*) from migrations") == len(MIGRATIONS)
     with sqlite3.connect(path) as db:
         assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
 

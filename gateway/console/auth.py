@@ -1,0 +1,114 @@
+"""Branch console login: the branch password as a scrypt hash in the config, sessions in memory.
+
+Only staff who know the branch password can acknowledge an alert or record its outcome. A login
+gives a random session id (an HttpOnly, SameSite=Strict cookie) and a CSRF token the page sends
+back in a header with every POST, so another site open on the same tablet cannot post for it.
+
+    >>> h = hash_password("counter-3-pass")
+    >>> verify_password("counter-3-pass", h), verify_password("guess", h)
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+# scrypt with n=2**14, r=8: about 16 MB and a few tens of milliseconds on a Raspberry Pi 4,
+# cheap for a login, expensive for someone guessing from a stolen config file.
+_N, _R, _P = 2 ** 14, 8, 1
+_FORMAT = re.compile(r"scrypt\$(\d+)\$(\d+)\$(\d+)\$([0-9a-f]{32})\$([0-9a-f]{64})")
+FAILURES_ALLOWED = 5   # wrong passwords from one address ...
+LOCKOUT_S = 60.0       # ... lock it out this long
+
+
+class PasswordError(ValueError):
+    """A password hash in the config is not one this gateway can check."""
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    if not password:
+        raise PasswordError("the console password must not be empty")
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
+
+
+def check_hash_format(stored: str) -> tuple[int, int, int, bytes, bytes]:
+    m = _FORMAT.fullmatch(stored or "")
+    if not m:
+        raise PasswordError("not a console password hash (expected scrypt$N$r$p$salt$hash as printed by "
+                            "'counterguard console-password')")
+    n, r, p = (int(x) for x in m.groups()[:3])
+    if n < 2 ** 10 or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
+        raise PasswordError(f"scrypt parameters n={n} r={r} p={p} are out of range")
+    return n, r, p, bytes.fromhex(m.group(4)), bytes.fromhex(m.group(5))
+
+
+def verify_password(password: str, stored: str) -> bool:
+    n, r, p, salt, expected = check_hash_format(stored)
+    digest = hashlib.scrypt((password or "").encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=len(expected),
+                            maxmem=256 * 1024 * 1024)
+    return hmac.compare_digest(digest, expected)
+
+
+@dataclass(frozen=True)
+class Session:
+    sid: str
+    staff: str
+    csrf: str
+    expires_mono: float
+
+
+class Sessions:
+    """Logged-in staff, by session id; forgotten on restart (everyone logs in again)."""
+
+    def __init__(self, password_hash: str, *, lifetime_s: float = 12 * 3600):
+        check_hash_format(password_hash)
+        self._hash = password_hash
+        self.lifetime_s = lifetime_s
+        self._lock = threading.Lock()
+        self._sessions: dict[str, Session] = {}
+        self._failures: dict[str, list[float]] = {}
+
+    def login(self, staff: str, password: str, address: str = "") -> Session | None:
+        """A new session for ``staff``, or None for a wrong password (or an address locked out)."""
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(address, []) if now - t < LOCKOUT_S]
+            self._failures[address] = recent
+            if len(recent) >= FAILURES_ALLOWED:
+                return None
+        if not staff or not verify_password(password, self._hash):
+            with self._lock:
+                self._failures.setdefault(address, []).append(now)
+            return None
+        session = Session(secrets.token_urlsafe(32), staff, secrets.token_urlsafe(32), now + self.lifetime_s)
+        with self._lock:
+            self._failures.pop(address, None)
+            self._sessions[session.sid] = session
+        return session
+
+    def locked_out(self, address: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return len([t for t in self._failures.get(address, []) if now - t < LOCKOUT_S]) >= FAILURES_ALLOWED
+
+    def get(self, sid: str | None) -> Session | None:
+        if not sid:
+            return None
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is not None and time.monotonic() >= session.expires_mono:
+                del self._sessions[sid]
+                return None
+            return session
+
+    def logout(self, sid: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(sid or "", None)

@@ -1,0 +1,103 @@
+"""An alert's life at the branch: raised -> acknowledged -> outcome recorded (closed).
+
+Every step is one store transaction (the state change and its outbox row for the centre together),
+then the lamps follow and the uplink is woken:
+
+    red raised          counter red steady, supervisor lamp on, buzzers beep
+    acknowledged        counter amber blinking (unless another red is open there), panel settles
+    outcome recorded    counter lamp off (if it was still blinking), alert closed
+
+The lamps are driven from *changes* in the store, not from who made them: the panel button and
+the console act in this process, ``counterguard ack`` / ``outcome`` in a shell write the same file,
+and ``refresh()`` (called by the escalation watcher when another connection commits) brings the
+lamps in line either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    """Acknowledgements and outcomes for one gateway; thread-safe."""
+
+    def __init__(self, store, lamps, clock, *, gateway_id: str, wake=lambda: None):
+        self.store = store
+        self.lamps = lamps
+        self.clock = clock
+        self.gateway_id = gateway_id
+        self.wake = wake
+        self._lock = threading.RLock()
+        self._known: dict[str, tuple[str, int, str]] = self._live()  # alert_id -> (state, counter, level)
+
+    def _live(self) -> dict:
+        live = {a.alert_id: ("open", a.counter, a.level) for a in self.store.open_alerts(level=None)}
+        live.update({a.alert_id: ("acknowledged", a.counter, a.level) for a in self.store.awaiting_outcome()})
+        return live
+
+    def restore_lamps(self) -> None:
+        """After a restart: red where a red alert is open, amber blinking where an outcome is owed."""
+        with self._lock:
+            self._known = self._live()
+            reds = [c for s, c, lvl in self._known.values() if s == "open" and lvl == "red"]
+            awaiting = [c for s, c, _ in self._known.values() if s == "acknowledged"]
+            self.lamps.restore(reds, awaiting)
+
+    def acknowledge(self, alert_id: str | None = None, *, counter: int | None = None, by: str = "supervisor",
+                    via: str = "console"):
+        """Acknowledge ``alert_id`` (amber or red), or else the oldest open red alert (of ``counter``).
+        Returns the Acknowledgement, or None when there was nothing open; UnknownAlert for a wrong id."""
+        with self._lock:
+            ack = self.store.acknowledge(alert_id, counter=counter, by=by, via=via, stamp=self.clock.now(),
+                                         gateway_id=self.gateway_id)
+            if ack is None:
+                log.info("acknowledge (%s by %s) with nothing open to acknowledge", via, by)
+                return None
+            log.info("alert %s at counter %d acknowledged by %s via %s", ack.alert_id, ack.counter, by, via)
+            self.refresh()
+            self.wake()
+            return ack
+
+    def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str = "console"):
+        """Record what happened and close the alert; LifecycleError if it is not acknowledged yet."""
+        with self._lock:
+            record = self.store.record_outcome(alert_id, outcome, note=note, by=by, via=via, stamp=self.clock.now(),
+                                               gateway_id=self.gateway_id)
+            log.info("alert %s at counter %d closed: %s (by %s via %s)", alert_id, record.counter, outcome, by, via)
+            self.refresh()
+            self.wake()
+            return record
+
+    def refresh(self) -> None:
+        """Bring the lamps in line with acknowledgements and outcomes stored since the last look."""
+        with self._lock:
+            before, now = self._known, self._live()
+            self._known = now
+            acked: set[int] = set()  # counters where an alert left "open"
+            closed: set[int] = set()  # counters where an alert was closed
+            for alert_id, (state, counter, _) in before.items():
+                later = now.get(alert_id, ("closed",))[0]
+                if state == "open" and later != "open":
+                    acked.add(counter)
+                if later == "closed":
+                    closed.add(counter)
+            for alert_id, (state, counter, _) in now.items():
+                if state == "acknowledged" and alert_id not in before:  # raised and acknowledged between looks
+                    acked.add(counter)
+            if not acked and not closed:
+                return
+            red_counters = {c for s, c, lvl in now.values() if s == "open" and lvl == "red"}
+            awaiting = {c for s, c, _ in now.values() if s == "acknowledged"}
+            open_reds = sum(1 for s, _, lvl in now.values() if s == "open" and lvl == "red")
+            for counter in sorted(acked | closed):
+                if counter in red_counters:
+                    continue  # another red is still open there: the lamp stays latched red
+                if counter in awaiting:
+                    if counter in acked:
+                        self.lamps.awaiting_outcome(counter, open_reds)
+                else:
+                    self.lamps.closed(counter)
+            self.lamps.settle(open_reds)
