@@ -12,6 +12,10 @@ Legitimate (label 0)
     ``medical_bill``        hospital bills, often an elderly customer accompanied by family.
     ``elderly_family``      an elderly customer with a relative for a large gift, home or family need.
     ``own_investment``      customers moving their own savings to an investment or repaying a loan.
+    ``trader_cash``         market and online traders on young accounts cashing out many small inbound
+                            payments: the shape of a mule cash-out, for honest reasons.
+    ``family_emergency``    an older customer on the phone with family about a real emergency: the
+                            shape of a "safe account" victim, for honest reasons.
 
 Fraud (label 1)
     ``safe_account``        elderly impersonation / "safe account" victims: large cash or transfer,
@@ -21,9 +25,13 @@ Fraud (label 1)
                             at other counters.
     ``investment_scam``     investment and loan-fee scam victims transferring to "platforms".
 
+Some mule accounts are already on the centre's stop-payment watchlist (``item["watchlisted"]``).
+
 It is deliberately not separable: teller flags are noisy (some victims show no sign, some honest
-customers are on the phone), some mules use old accounts, and legitimate large withdrawals share
-most of the fraud signs. Typologies are table entries (``TYPOLOGIES``) so a typology study can add
+customers are on the phone), some mules use rented accounts that are years old, some victims are
+coached to give an ordinary purpose and stay calm, and legitimate large withdrawals share most of
+the fraud signs. ``SHIFTED`` is a deliberately different branch (other amounts, age mix, more
+coached victims, noisier flags) for judging a model on data it was not tuned on. Typologies are table entries (``TYPOLOGIES``) so a typology study can add
 or reweight them without touching the rest.
 
 Usage::
@@ -43,7 +51,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 CST = timezone(timedelta(hours=8))
-LEGITIMATE = ("ordinary", "business_cash", "house_purchase", "medical_bill", "elderly_family", "own_investment")
+LEGITIMATE = ("ordinary", "business_cash", "house_purchase", "medical_bill", "elderly_family", "own_investment",
+              "trader_cash", "family_emergency")
 FRAUD = ("safe_account", "mule_cash_out", "investment_scam")
 TYPOLOGIES = LEGITIMATE + FRAUD
 
@@ -64,15 +73,21 @@ class SimConfig:
     """Share of customers who are shop or business owners."""
     elderly_share: float = 0.30
     """Share of customers aged 60 or over (counter customers skew old)."""
+    young_share: float = 0.20
+    """Share of customers aged 18-29."""
+    amount_scale: float = 1.0
+    """Multiplier on balances and freely chosen amounts (not on draws pinned to the 50,000-yuan line)."""
     salary_days: tuple = (10, 25)
     """Days of the month when salaries arrive: more cash and family transfers then."""
     mix: dict = field(default_factory=lambda: {
-        "ordinary": 0.928,
+        "ordinary": 0.920,
         "business_cash": 0.012,
         "house_purchase": 0.006,
         "medical_bill": 0.012,
         "elderly_family": 0.012,
         "own_investment": 0.015,
+        "trader_cash": 0.004,
+        "family_emergency": 0.004,
         "safe_account": 0.0062,
         "mule_cash_out": 0.0034,  # each mule visits 1-3 times, so mule events are about 0.6 %
         "investment_scam": 0.0040,
@@ -84,6 +99,11 @@ class SimConfig:
     """Share of fraud victims who show no teller flag at all."""
     old_mule_share: float = 0.25
     """Share of mule accounts that are old, bought or rented accounts instead of new ones."""
+    coached_share: float = 0.2
+    """Share of scam victims coached to give an ordinary purpose and hide the signs (no purpose
+    mismatch, rarely on the phone at the counter)."""
+    watchlisted_mule_share: float = 0.3
+    """Share of mule accounts the centre already has on its stop-payment watchlist."""
     missing: float = 0.05
     """Chance that each optional field (age, account age, balance, inbound) is not reported."""
 
@@ -97,6 +117,14 @@ class SimConfig:
             raise ValueError(f"SimConfig.counters must be 1..64, got {self.counters}")
         if self.events_per_day <= 0 or self.customers < 10:
             raise ValueError("SimConfig needs events_per_day > 0 and at least 10 customers")
+        if self.amount_scale <= 0:
+            raise ValueError(f"SimConfig.amount_scale must be positive, got {self.amount_scale}")
+        for name in ("business_share", "elderly_share", "young_share", "victim_silence", "old_mule_share",
+                     "missing", "coached_share", "watchlisted_mule_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"SimConfig.{name} must be a share between 0 and 1, got {getattr(self, name)}")
+        if self.elderly_share + self.young_share > 1.0:
+            raise ValueError("SimConfig.elderly_share + young_share must not exceed 1")
 
 
 @dataclass
@@ -119,6 +147,7 @@ class _Branch:
         self.elderly = [c for c in self.customers if c.age >= 60]
         self.working_age = [c for c in self.customers if 25 <= c.age <= 65]
         self.business = [c for c in self.customers if c.business]
+        self.watchlisted: set[str] = set()
 
     # --- population -------------------------------------------------------------------------------
     def new_account(self) -> str:
@@ -130,7 +159,7 @@ class _Branch:
         r = rng.random()
         if r < cfg.elderly_share:
             age = rng.randint(60, 90)
-        elif r < cfg.elderly_share + 0.2:
+        elif r < cfg.elderly_share + cfg.young_share:
             age = rng.randint(18, 29)
         else:
             age = rng.randint(30, 59)
@@ -138,9 +167,9 @@ class _Branch:
         years = rng.uniform(0.3, max(0.5, min(age - 16, 30)))
         opened = cfg.start - timedelta(days=int(years * 365))
         median = 80_000 if age >= 60 else 25_000 if age < 30 else 50_000
-        balance = median * math.exp(rng.gauss(0, 1.0))
+        balance = median * cfg.amount_scale * math.exp(rng.gauss(0, 1.0))
         if business:
-            balance = 400_000 * math.exp(rng.gauss(0, 0.8))
+            balance = 400_000 * cfg.amount_scale * math.exp(rng.gauss(0, 0.8))
         return _Customer(self.new_account(), age, opened, round(balance, 2), business)
 
     # --- helpers ------------------------------------------------------------------------------------
@@ -155,6 +184,10 @@ class _Branch:
     def victim_flags(self, **p: float) -> list[str]:
         return [] if self.rng.random() < self.cfg.victim_silence else self.flags(**p)
 
+    def coached(self) -> bool:
+        """Scammers rehearse the counter with their victims: an ordinary purpose, no phone call."""
+        return self.rng.random() < self.cfg.coached_share
+
     def pick(self, table: dict):
         r = self.rng.random() * sum(table.values())
         for key, weight in table.items():
@@ -164,9 +197,13 @@ class _Branch:
         return key
 
     def money(self, lo: float, hi: float, step: float = 100.0) -> float:
-        """A log-uniform amount rounded the way people ask for cash."""
-        value = math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
+        """A log-uniform amount (times ``amount_scale``) rounded the way people ask for cash."""
+        value = math.exp(self.rng.uniform(math.log(lo), math.log(hi))) * self.cfg.amount_scale
         return float(max(step, round(value / step) * step))
+
+    def under_line(self) -> float:
+        """An amount kept just under the 50,000-yuan line; the line does not move with amount_scale."""
+        return float(round(self.rng.uniform(45_000, 49_900), -2))
 
     def body(self, c: _Customer | None, day: date, kind: str, amount: float, *, account: str | None = None,
              age: int | None = None, account_age: int | None = None, balance: float | None = None,
@@ -225,7 +262,7 @@ class _Branch:
         takings = self.money(20_000, 250_000)
         count = rng.randint(8, 80)
         # Some owners keep under the 50,000-yuan line to avoid the paperwork, like mules do.
-        amount = self.money(45_000, 49_900) if rng.random() < 0.2 else min(takings * rng.uniform(0.3, 1.0), 200_000)
+        amount = self.under_line() if rng.random() < 0.2 else min(takings * rng.uniform(0.3, 1.0), 200_000)
         out = [self.body(c, day, "cash_withdrawal", round(amount, -2), inbound=(takings, count),
                          flags=self.honest_flags(False) + self.flags(urgent=0.1, customer_on_phone=0.1),
                          purpose=self.pick({"business": 0.8, "other": 0.1, None: 0.1}))]
@@ -274,6 +311,32 @@ class _Branch:
         return [self.body(c, day, "transfer_out", amount, balance=balance,
                           flags=self.honest_flags(c.age >= 60), purpose=purpose)]
 
+    def trader_cash(self, day: date) -> list[dict]:
+        """A stallholder or online seller on a young account: dozens of small payments in, cash out."""
+        rng = self.rng
+        c = rng.choice(self.working_age)
+        account_age = rng.randint(20, 360)
+        count = rng.randint(10, 120)
+        inbound = count * self.money(150, 900, 10)
+        amount = self.under_line() if inbound > 50_000 and rng.random() < 0.3 else round(inbound * rng.uniform(0.6, 1.0), -2)
+        amount = max(amount, 1_000.0)
+        flags = self.honest_flags(False) + self.flags(customer_on_phone=0.15, urgent=0.15)
+        return [self.body(c, day, "cash_withdrawal", amount, age=min(c.age, 55), account_age=account_age,
+                          balance=inbound * rng.uniform(1.0, 1.3), inbound=(inbound, count), flags=flags,
+                          purpose=self.pick({"business": 0.6, "daily": 0.15, "other": 0.1, None: 0.15}))]
+
+    def family_emergency(self, day: date) -> list[dict]:
+        """An older customer on the phone with a son or daughter about a real accident or illness."""
+        rng = self.rng
+        c = rng.choice(self.elderly)
+        balance = c.balance * math.exp(rng.gauss(0, 0.1))
+        amount = max(5_000.0, round(balance * rng.uniform(0.2, 0.9), -2))
+        flags = self.flags(customer_on_phone=0.75, urgent=0.5, anxious=0.35, accompanied=0.2,
+                           declared_purpose_mismatch=0.03)
+        kind = "cash_withdrawal" if rng.random() < 0.5 else "transfer_out"
+        return [self.body(c, day, kind, amount, balance=balance, flags=flags,
+                          purpose=self.pick({"medical": 0.45, "transfer_to_relative": 0.35, "other": 0.1, None: 0.1}))]
+
     # --- fraud typologies ---------------------------------------------------------------------------
     def safe_account(self, day: date) -> list[dict]:
         rng = self.rng
@@ -282,10 +345,14 @@ class _Branch:
         share = rng.uniform(0.5, 1.0) if rng.random() < 0.75 else rng.uniform(0.2, 0.5)
         amount = max(10_000.0, round(balance * share, -2))
         kind = "cash_withdrawal" if rng.random() < 0.6 else "transfer_out"
-        purpose = self.pick({"home": 0.2, "medical": 0.15, "transfer_to_relative": 0.15, "other": 0.2,
-                             "daily": 0.1, "gift": 0.05, None: 0.15})
-        flags = self.victim_flags(customer_on_phone=0.5, anxious=0.35, urgent=0.45, declared_purpose_mismatch=0.3,
-                                  accompanied=0.05)
+        if self.coached():  # told to say it is for the family or the house, and to hang up first
+            purpose = self.pick({"home": 0.35, "transfer_to_relative": 0.3, "medical": 0.2, "daily": 0.15})
+            flags = self.victim_flags(anxious=0.15, urgent=0.2)
+        else:
+            purpose = self.pick({"home": 0.2, "medical": 0.15, "transfer_to_relative": 0.15, "other": 0.2,
+                                 "daily": 0.1, "gift": 0.05, None: 0.15})
+            flags = self.victim_flags(customer_on_phone=0.5, anxious=0.35, urgent=0.45,
+                                      declared_purpose_mismatch=0.3, accompanied=0.05)
         out = [self.body(c, day, kind, amount, balance=balance, flags=flags, purpose=purpose)]
         if rng.random() < 0.15 and balance - amount > 5_000:  # comes back for the rest
             rest = round(balance - amount, -2)
@@ -296,6 +363,8 @@ class _Branch:
         rng = self.rng
         old = rng.random() < self.cfg.old_mule_share
         account = self.new_account()
+        if rng.random() < self.cfg.watchlisted_mule_share:
+            self.watchlisted.add(account)
         age = rng.randint(18, 30) if rng.random() < 0.8 else rng.randint(31, 50)
         account_age = rng.randint(400, 4000) if old else rng.randint(3, 120)
         out = []
@@ -303,7 +372,7 @@ class _Branch:
             inbound = self.money(15_000, 200_000)
             count = rng.randint(4, 40)
             if rng.random() < 0.45:
-                amount = self.money(45_000, 49_900)
+                amount = self.under_line()
                 inbound = max(inbound, amount / rng.uniform(0.85, 1.0))
             else:
                 amount = round(inbound * rng.uniform(0.85, 1.0), -2)
@@ -317,16 +386,21 @@ class _Branch:
     def investment_scam(self, day: date) -> list[dict]:
         rng = self.rng
         c = rng.choice(self.working_age)
-        purpose = self.pick({"investment": 0.5, "loan_repayment": 0.3, "other": 0.1, None: 0.1})
         amount = self.money(5_000, 150_000)
         balance = amount / rng.uniform(0.3, 1.0)
         kind = "transfer_out" if rng.random() < 0.85 else "cash_withdrawal"
-        flags = self.victim_flags(customer_on_phone=0.3, urgent=0.3, anxious=0.2, declared_purpose_mismatch=0.15)
+        if self.coached():  # "say it is for your son's school fees"
+            purpose = self.pick({"transfer_to_relative": 0.4, "education": 0.2, "home": 0.2, "other": 0.2})
+            flags = self.victim_flags(urgent=0.15, anxious=0.1)
+        else:
+            purpose = self.pick({"investment": 0.5, "loan_repayment": 0.3, "other": 0.1, None: 0.1})
+            flags = self.victim_flags(customer_on_phone=0.3, urgent=0.3, anxious=0.2, declared_purpose_mismatch=0.15)
         return [self.body(c, day, kind, amount, balance=balance, flags=flags, purpose=purpose)]
 
 
 def simulate(seed: int, n_events: int, *, config: SimConfig | None = None) -> list[dict]:
-    """``n_events`` labelled events in time order: ``{"event": dict, "label": 0|1, "typology": str}``.
+    """``n_events`` labelled events in time order:
+    ``{"event": dict, "label": 0|1, "typology": str, "watchlisted": bool}``.
 
     The same seed and config always give the same list.
     """
@@ -357,8 +431,23 @@ def simulate(seed: int, n_events: int, *, config: SimConfig | None = None) -> li
     for i, (ts, _, event, typology) in enumerate(items[:n_events]):
         body = {"event_id": f"sim{seed}-{i:07d}", "ts": ts.isoformat(timespec="seconds"), "counter": event.pop("counter")}
         body.update(event)
-        out.append({"event": body, "label": 1 if typology in FRAUD else 0, "typology": typology})
+        out.append({"event": body, "label": 1 if typology in FRAUD else 0, "typology": typology,
+                    "watchlisted": body["account"] in branch.watchlisted})
     return out
+
+
+# A branch unlike the training one, for judging a model on data it was not tuned on: an older
+# clientele, a third more money, half the victims coached, more silent victims, more rented mule
+# accounts, noisier teller flags, more honest look-alikes, and another season.
+SHIFTED = SimConfig(
+    start=date(2025, 10, 6), events_per_day=260.0, customers=6000, elderly_share=0.40, young_share=0.15,
+    amount_scale=1.35, flag_noise=1.5, victim_silence=0.3, old_mule_share=0.4, coached_share=0.5,
+    missing=0.08, watchlisted_mule_share=0.2,
+    mix={"ordinary": 0.905, "business_cash": 0.012, "house_purchase": 0.008, "medical_bill": 0.015,
+         "elderly_family": 0.015, "own_investment": 0.012, "trader_cash": 0.006, "family_emergency": 0.006,
+         "safe_account": 0.0075, "mule_cash_out": 0.0030, "investment_scam": 0.0035})
+SHIFTED_SEEDS = (1009, 2027, 4093)
+"""Seeds for the shifted set; the training seed (7) is not among them."""
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

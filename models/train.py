@@ -56,14 +56,13 @@ GOLDEN_ROWS = 50
 CLIP = 6.0  # standardised inputs are kept within +-CLIP (see standardiser)
 
 
-def feature_rows(items: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features, labels, epochs) for time-ordered simulated items, replayed as the gateway would.
+def replay_items(items: list[dict]):
+    """Yield ``(event, history, item)`` for time-ordered simulated items, as the gateway would see them.
 
     Each account's history is the ``(epoch, amount, counter)`` of its earlier events, summarised by
     ``gateway.features.summarise_history`` exactly as the gateway summarises its SQLite history.
     """
     seen: dict[str, deque] = defaultdict(deque)
-    rows, labels, epochs = [], [], []
     last = float("-inf")
     for item in items:
         event = parse_event(item["event"])
@@ -74,10 +73,17 @@ def feature_rows(items: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         prior = seen[event.account]
         while prior and now - prior[0][0] > DAY:
             prior.popleft()
-        rows.append(event_features(event, summarise_history(prior, now, event.counter)))
+        yield event, summarise_history(prior, now, event.counter), item
         prior.append((now, event.amount, event.counter))
+
+
+def feature_rows(items: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, epochs) for time-ordered simulated items, replayed as the gateway would."""
+    rows, labels, epochs = [], [], []
+    for event, history, item in replay_items(items):
+        rows.append(event_features(event, history))
         labels.append(int(item["label"]))
-        epochs.append(now)
+        epochs.append(event.epoch)
     return np.asarray(rows, np.float32), np.asarray(labels, np.int8), np.asarray(epochs, np.float64)
 
 

@@ -1,0 +1,324 @@
+"""Judge a fraud model honestly: on the later part of time, on a shifted branch, against the rule book.
+
+``counterguard evaluate`` (models/cli.py) runs ``evaluate()`` and prints ``report_text()``:
+
+- **own test split**: the simulator with the training seed, the last 20 % of time (``time_split``,
+  never a random draw) - what the model saw the like of in training;
+- **shifted set**: ``models.simulate.SHIFTED`` with seeds the model never trained on - an older
+  clientele, other amounts, half the victims coached to hide the signs, noisier teller flags;
+- on each: recall at amber or red, share of legitimate events alerted, red precision, average
+  precision, alerted share by typology - for the model (through the gateway's own features,
+  ``FraudModel`` and ``decide``) and for the rule book (``models.rulebook``);
+- **leakage checks**, fitted on the own training split: an amount-only model and a model fitted on
+  shuffled labels must do badly; if either does well, the simulator gives the answer away.
+
+Needs only numpy and the gateway's runtime (no TensorFlow); the plot needs matplotlib.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.decision import AMBER, GREEN, RED, Thresholds, decide
+from gateway.features import FEATURE_NAMES, event_features
+from gateway.model import FraudModel
+from models.rulebook import rulebook_level
+from models.simulate import FRAUD, SHIFTED, SHIFTED_SEEDS, TYPOLOGIES, simulate
+from models.train import replay_items, time_split
+
+# Targets on the shifted set: what the branch network asked of the model.
+TARGET_RECALL = 0.95
+TARGET_LEGIT_ALERTED = 0.01
+TARGET_RED_PRECISION = 0.80
+# A leakage model "does badly" if it catches at most this share of fraud when alerting the target
+# share of legitimate events, and the shuffled one stays near chance.
+LEAK_MAX_RECALL = 0.5
+LEAK_SHUFFLED_MAX_AP_RATIO = 5.0  # average precision at most 5x the fraud share (chance is 1x)
+AMOUNT_BINS = 200  # 0.5 % of training events a bin: fine enough to act within a 1 % alert budget
+
+
+class Scored:
+    """One data set scored both ways: arrays aligned with its events."""
+
+    def __init__(self, name: str, items: list[dict], model: FraudModel, thresholds: Thresholds):
+        rows, scores, levels, rule, labels, typologies, epochs = [], [], [], [], [], [], []
+        for event, history, item in replay_items(items):
+            row = event_features(event, history)
+            score = model.score(row)
+            watchlisted = bool(item.get("watchlisted"))
+            rows.append(row)
+            # The gateway ranks a watchlist hit above any score: it is red whatever the model says.
+            scores.append(max(score, 1.0) if watchlisted else score)
+            levels.append(decide(event, score, history, watchlisted, thresholds).level)
+            rule.append(rulebook_level(event, watchlisted))
+            labels.append(int(item["label"]))
+            typologies.append(item["typology"])
+            epochs.append(event.epoch)
+        self.name = name
+        self.rows = np.asarray(rows, np.float64)
+        self.scores = np.asarray(scores)
+        self.levels = np.asarray(levels)
+        self.rule_levels = np.asarray(rule)
+        self.labels = np.asarray(labels, np.int8)
+        self.typologies = np.asarray(typologies)
+        self.epochs = np.asarray(epochs)
+
+    def subset(self, mask: np.ndarray, name: str) -> "Scored":
+        part = object.__new__(Scored)
+        part.name = name
+        for key in ("rows", "scores", "levels", "rule_levels", "labels", "typologies", "epochs"):
+            setattr(part, key, getattr(self, key)[mask])
+        return part
+
+    @classmethod
+    def concat(cls, parts: list["Scored"], name: str) -> "Scored":
+        whole = object.__new__(cls)
+        whole.name = name
+        for key in ("rows", "scores", "levels", "rule_levels", "labels", "typologies", "epochs"):
+            setattr(whole, key, np.concatenate([getattr(p, key) for p in parts]))
+        return whole
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the precision-recall steps, ties counted together (a level-valued rule book ties a lot)."""
+    fraud = labels == 1
+    if not fraud.any():
+        return 0.0
+    order = np.argsort(-scores, kind="stable")
+    s, hit = scores[order], fraud[order]
+    last_of_tie = np.r_[s[1:] != s[:-1], True]
+    caught = np.cumsum(hit)[last_of_tie]
+    alerted = (np.arange(1, len(s) + 1))[last_of_tie]
+    precision = caught / alerted
+    recall_step = np.diff(np.r_[0, caught]) / fraud.sum()
+    return float((precision * recall_step).sum())
+
+
+def level_metrics(levels: np.ndarray, labels: np.ndarray, typologies: np.ndarray, ranking: np.ndarray) -> dict:
+    fraud, legit = labels == 1, labels == 0
+    alerted, red = levels != GREEN, levels == RED
+    share = lambda mask, within: round(float(mask[within].mean()), 4) if within.any() else None  # noqa: E731
+    return {
+        "events": int(len(labels)),
+        "fraud_events": int(fraud.sum()),
+        "recall_alerted": share(alerted, fraud),
+        "recall_red": share(red, fraud),
+        "legit_alerted_share": share(alerted, legit),
+        "legit_red_share": share(red, legit),
+        "red_precision": share(fraud, red),
+        "average_precision": round(average_precision(ranking, labels), 4),
+        "alerted_share_by_typology": {name: share(alerted, typologies == name)
+                                      for name in TYPOLOGIES if (typologies == name).any()},
+    }
+
+
+def model_metrics(data: Scored) -> dict:
+    return level_metrics(data.levels, data.labels, data.typologies, data.scores)
+
+
+def rulebook_metrics(data: Scored) -> dict:
+    rank = np.select([data.rule_levels == RED, data.rule_levels == AMBER], [2.0, 1.0], 0.0)
+    return level_metrics(data.rule_levels, data.labels, data.typologies, rank)
+
+
+def recall_at_legit_share(scores: np.ndarray, labels: np.ndarray, legit_share: float) -> float:
+    """Share of fraud caught by the score cut that alerts at most ``legit_share`` of legitimate events."""
+    legit = np.sort(scores[labels == 0])[::-1]
+    allowed = int(np.floor(legit_share * len(legit)))
+    # Cut strictly above the (allowed+1)-th highest legitimate score: ties must not sneak in.
+    cut = legit[allowed] if allowed < len(legit) else -np.inf
+    return float((scores[labels == 1] > cut).mean()) if (labels == 1).any() else 0.0
+
+
+# --- leakage checks --------------------------------------------------------------------------------
+
+class AmountOnly:
+    """Fraud rate by amount: its size (quantile bins of the training amounts) and its roundness (whole
+    thousands, whole hundreds, other). Any quirk of the amount alone that gives fraud away, it learns."""
+
+    def __init__(self, amounts: np.ndarray, labels: np.ndarray):
+        self.edges = np.unique(np.quantile(amounts, np.linspace(0, 1, AMOUNT_BINS + 1)[1:-1]))
+        cells = self._cells(amounts)
+        size = (len(self.edges) + 1) * 3
+        counts = np.bincount(cells, minlength=size)
+        hits = np.bincount(cells, weights=labels, minlength=size)
+        self.rate = (hits + labels.mean()) / (counts + 1)  # one pseudo-event at the base rate per cell
+
+    def _cells(self, amounts: np.ndarray) -> np.ndarray:
+        cents = np.rint(np.asarray(amounts) * 100).astype(np.int64)
+        roundness = np.where(cents % 100_000 == 0, 0, np.where(cents % 10_000 == 0, 1, 2))
+        return np.searchsorted(self.edges, amounts, side="right") * 3 + roundness
+
+    def score(self, amounts: np.ndarray) -> np.ndarray:
+        return self.rate[self._cells(amounts)]
+
+
+class Logistic:
+    """Plain logistic regression on standardised features, fitted by full-batch gradient descent."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, steps: int = 300, rate: float = 0.5):
+        self.mean, self.scale = x.mean(axis=0), x.std(axis=0)
+        self.scale[self.scale < 1e-9] = 1.0
+        z = (x - self.mean) / self.scale
+        self.w, self.b = np.zeros(x.shape[1]), 0.0
+        for _ in range(steps):
+            p = 1 / (1 + np.exp(-(z @ self.w + self.b)))
+            self.w -= rate * z.T @ (p - y) / len(y)
+            self.b -= rate * float((p - y).mean())
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(((x - self.mean) / self.scale) @ self.w + self.b)))
+
+
+def leakage_checks(train: Scored, tests: list[Scored], legit_share: float, seed: int) -> dict:
+    """Amount-only and shuffled-label models fitted on ``train``, judged on each of ``tests``."""
+    amount = FEATURE_NAMES.index("log_amount")
+    yuan = lambda data: np.expm1(data.rows[:, amount])  # noqa: E731  (log_amount is log1p of the amount)
+    y = train.labels.astype(np.float64)
+    amount_model = AmountOnly(yuan(train), y)
+    shuffled = Logistic(train.rows, np.random.default_rng(seed).permutation(y))
+    out = {"legit_alerted_share": legit_share, "max_recall": LEAK_MAX_RECALL,
+           "max_shuffled_ap_ratio": LEAK_SHUFFLED_MAX_AP_RATIO, "sets": {}}
+    ok = True
+    for data in tests:
+        base = float(data.labels.mean())
+        a = amount_model.score(yuan(data))
+        s = shuffled.score(data.rows)
+        result = {
+            "fraud_share": round(base, 4),
+            "amount_only": {"recall": round(recall_at_legit_share(a, data.labels, legit_share), 4),
+                            "average_precision": round(average_precision(a, data.labels), 4)},
+            "shuffled_labels": {"recall": round(recall_at_legit_share(s, data.labels, legit_share), 4),
+                                "average_precision": round(average_precision(s, data.labels), 4)},
+        }
+        result["passed"] = (result["amount_only"]["recall"] <= LEAK_MAX_RECALL
+                            and result["shuffled_labels"]["recall"] <= LEAK_MAX_RECALL
+                            and result["shuffled_labels"]["average_precision"] <= LEAK_SHUFFLED_MAX_AP_RATIO * base)
+        ok &= result["passed"]
+        out["sets"][data.name] = result
+    out["passed"] = ok
+    return out
+
+
+# --- the whole evaluation --------------------------------------------------------------------------
+
+def shifted_set(model: FraudModel, thresholds: Thresholds, events: int, seeds=SHIFTED_SEEDS) -> Scored:
+    """The shifted branches, each replayed on its own (its own accounts and histories)."""
+    per_seed = max(1, events // len(seeds))
+    parts = [Scored(f"shifted seed {s}", simulate(s, per_seed, config=SHIFTED), model, thresholds) for s in seeds]
+    return Scored.concat(parts, "shifted")
+
+
+def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: int = 7, events: int = 60_000,
+             shifted_events: int = 60_000, shifted_seeds=SHIFTED_SEEDS) -> tuple[dict, dict]:
+    """(report, scored sets). The report is JSON-ready; the scored sets feed the plot."""
+    if seed in shifted_seeds:
+        raise ValueError(f"seed {seed} is also a shifted-set seed; the shifted set must be independent of training")
+    thresholds = thresholds or model.thresholds
+    own = Scored("own", simulate(seed, events), model, thresholds)
+    train_mask = time_split(own.epochs)
+    train, test = own.subset(train_mask, "own training split"), own.subset(~train_mask, "own test split")
+    shifted = shifted_set(model, thresholds, shifted_events, shifted_seeds)
+    sets = {"own_test": test, "shifted": shifted}
+    report = {
+        "model": {"name": model.name, "version": model.version, "sha256": model.sha256,
+                  "thresholds": {"amber": thresholds.amber, "red": thresholds.red}},
+        "data": {"seed": seed, "events": events, "test_split": "last 20% of the simulated time span",
+                 "shifted_seeds": list(shifted_seeds), "shifted_events": len(shifted.labels)},
+        "model_metrics": {key: model_metrics(data) for key, data in sets.items()},
+        "rulebook_metrics": {key: rulebook_metrics(data) for key, data in sets.items()},
+    }
+    # Judged at the alert budget the branches asked for, the operating point that matters.
+    report["leakage"] = leakage_checks(train, [test.subset(np.ones(len(test.labels), bool), "own_test"),
+                                               shifted.subset(np.ones(len(shifted.labels), bool), "shifted")],
+                                       TARGET_LEGIT_ALERTED, seed)
+    m = report["model_metrics"]["shifted"]
+    report["targets"] = {
+        "recall_alerted": {"target": TARGET_RECALL, "measured": m["recall_alerted"],
+                           "met": (m["recall_alerted"] or 0) >= TARGET_RECALL},
+        "legit_alerted_share": {"target": TARGET_LEGIT_ALERTED, "measured": m["legit_alerted_share"],
+                                "met": (m["legit_alerted_share"] or 0) <= TARGET_LEGIT_ALERTED},
+        "red_precision": {"target": TARGET_RED_PRECISION, "measured": m["red_precision"],
+                          "met": (m["red_precision"] or 0) >= TARGET_RED_PRECISION},
+    }
+    return report, sets
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def report_text(report: dict) -> str:
+    """The report as a teller-manager would read it: a table per set, then the leakage verdict."""
+    lines = [f"model {report['model']['name']} {report['model']['version']} "
+             f"(amber {report['model']['thresholds']['amber']:.4f}, red {report['model']['thresholds']['red']:.4f})"]
+    rows = (("fraud alerted (amber or red)", "recall_alerted"), ("fraud held red", "recall_red"),
+            ("legitimate alerted", "legit_alerted_share"), ("legitimate held red", "legit_red_share"),
+            ("red precision", "red_precision"))
+    for key, title in (("own_test", "own test split (last 20 % of time)"),
+                       ("shifted", "shifted set (seeds " + ", ".join(map(str, report["data"]["shifted_seeds"])) + ")")):
+        m, r = report["model_metrics"][key], report["rulebook_metrics"][key]
+        lines += ["", f"{title}: {m['events']} events, {m['fraud_events']} fraud",
+                  f"  {'':32}{'model':>10}{'rule book':>12}"]
+        lines += [f"  {label:32}{_pct(m[k]):>10}{_pct(r[k]):>12}" for label, k in rows]
+        lines.append(f"  {'average precision':32}{m['average_precision']:>10.3f}{r['average_precision']:>12.3f}")
+        lines.append("  alerted share by typology:")
+        for name, share in m["alerted_share_by_typology"].items():
+            kind = "fraud" if name in FRAUD else "legit"
+            lines.append(f"    {name:18} {kind:6}{_pct(share):>10}{_pct(r['alerted_share_by_typology'].get(name)):>12}")
+    leak = report["leakage"]
+    lines += ["", f"leakage checks (fitted on the own training split, judged at "
+                  f"{_pct(leak['legit_alerted_share'])} of legitimate events alerted):"]
+    for name, res in leak["sets"].items():
+        lines.append(f"  {name}: amount-only catches {_pct(res['amount_only']['recall'])} "
+                     f"(AP {res['amount_only']['average_precision']:.3f}), shuffled labels catch "
+                     f"{_pct(res['shuffled_labels']['recall'])} (AP {res['shuffled_labels']['average_precision']:.3f}, "
+                     f"fraud share {_pct(res['fraud_share'])}) -> {'ok' if res['passed'] else 'LEAK'}")
+    lines += ["", "targets on the shifted set:"]
+    for name, t in report["targets"].items():
+        lines.append(f"  {name:22} target {_pct(t['target'])}, measured {_pct(t['measured'])}: "
+                     f"{'met' if t['met'] else 'NOT MET'}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(sets: dict, report: dict, path) -> None:
+    """Precision and recall against the share of all events alerted, model curve and rule-book point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["svg.hashsalt"] = "counterguard"  # stable ids: the committed file only changes with the data
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.2), sharey=True)
+    for ax, (key, data) in zip(np.atleast_1d(axes), sets.items()):
+        order = np.argsort(-data.scores, kind="stable")
+        hit = data.labels[order] == 1
+        n = np.arange(1, len(hit) + 1)
+        last = np.r_[data.scores[order][1:] != data.scores[order][:-1], True]
+        rate, recall, precision = n[last] / len(hit), np.cumsum(hit)[last] / hit.sum(), np.cumsum(hit)[last] / n[last]
+        ax.plot(rate, recall, color="tab:blue", label="model recall")
+        ax.plot(rate, precision, color="tab:orange", label="model precision")
+        for levels, marker, who in ((data.levels, "o", "model"), (data.rule_levels, "s", "rule book")):
+            for lv, colour in ((AMBER, "goldenrod"), (RED, "firebrick")):
+                alerted = levels != GREEN if lv == AMBER else levels == RED
+                r = float(alerted[data.labels == 1].mean())
+                p = float((data.labels[alerted] == 1).mean()) if alerted.any() else 0.0
+                x = float(alerted.mean())
+                label = f"{who} {'amber+red' if lv == AMBER else 'red'}"
+                ax.scatter([x], [r], marker=marker, color=colour, edgecolor="black", zorder=3, label=label + " recall")
+                ax.scatter([x], [p], marker=marker, facecolor="white", edgecolor=colour, zorder=3,
+                           label=label + " precision")
+        ax.set_xscale("log")
+        ax.set_xlim(1e-3, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("share of all events alerted")
+        ax.set_title(f"{data.name}: {len(hit)} events, {int(hit.sum())} fraud")
+        ax.grid(True, which="both", alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("recall / precision")
+    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{report['model']['name']} {report['model']['version']}: precision and recall against alert rate")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Date": None} if str(path).endswith(".svg") else None)
+    plt.close(fig)

@@ -1,0 +1,37 @@
+"""The counter rule book: the paper rules branches used before the model, kept as the baseline to beat.
+
+- red if the account is on the stop-payment watchlist;
+- amber if the amount is 50,000 yuan or more, or the customer is 60 or over and the amount is
+  20,000 or more, or the account is younger than 90 days and the amount is 10,000 or more;
+- an amber becomes red if the customer is on the phone or anxious.
+
+A field the terminal did not report (age, account age) cannot trigger its rule, as on paper: the
+teller had nothing to compare. Levels are the gateway's own (``gateway.decision``).
+"""
+
+from __future__ import annotations
+
+from gateway.decision import AMBER, GREEN, RED
+from gateway.events import Event
+from gateway.features import REPORTING_LINE
+
+ELDERLY_AGE = 60
+ELDERLY_AMOUNT = 20_000.0
+NEW_ACCOUNT_DAYS = 90
+NEW_ACCOUNT_AMOUNT = 10_000.0
+ESCALATING_FLAGS = frozenset({"customer_on_phone", "anxious"})
+
+
+def rulebook_level(event: Event, watchlisted: bool) -> str:
+    """green, amber or red for one event by the rule book."""
+    if watchlisted:
+        return RED
+    amount = event.amount
+    age = event.customer_age
+    account_age = event.account_age_days
+    amber = (amount >= REPORTING_LINE
+             or (age is not None and age >= ELDERLY_AGE and amount >= ELDERLY_AMOUNT)
+             or (account_age is not None and account_age < NEW_ACCOUNT_DAYS and amount >= NEW_ACCOUNT_AMOUNT))
+    if not amber:
+        return GREEN
+    return RED if ESCALATING_FLAGS & set(event.teller_flags) else AMBER

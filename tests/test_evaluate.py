@@ -1,0 +1,212 @@
+"""The rule book baseline, the shifted evaluation branch, and ``counterguard evaluate``: what the
+centre relies on to judge a model honestly before pushing it to branches."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from gateway.events import parse_event
+from gateway.model import FraudModel, default_model_path
+from models.evaluate import (AmountOnly, Logistic, Scored, average_precision, leakage_checks, level_metrics,
+                             recall_at_legit_share)
+from models.rulebook import rulebook_level
+from models.simulate import FRAUD, SHIFTED, SHIFTED_SEEDS, SimConfig, simulate
+
+CST = timezone(timedelta(hours=8))
+
+
+def counter_event(amount: float, **fields) -> dict:
+    body = {"event_id": "rb-1", "ts": datetime(2024, 5, 6, 10, 30, tzinfo=CST).isoformat(), "counter": 1,
+            "kind": "cash_withdrawal", "account": "6222020200000000101", "amount": amount}
+    body.update(fields)
+    return body
+
+
+# --- the rule book ----------------------------------------------------------------------------------
+
+RULE_BOOK = [
+    # (what the teller sees, event fields, watchlisted, level)
+    ("watchlisted account, tiny amount", counter_event(100, customer_age=30, account_age_days=3000), True, "red"),
+    ("watchlisted account, nothing else", counter_event(100), True, "red"),
+    ("everyday 3,000", counter_event(3000, customer_age=40, account_age_days=3000), False, "green"),
+    ("exactly 50,000", counter_event(50000, customer_age=40, account_age_days=3000), False, "amber"),
+    ("49,999 by a 40-year-old", counter_event(49999, customer_age=40, account_age_days=3000), False, "green"),
+    ("60-year-old, 20,000", counter_event(20000, customer_age=60, account_age_days=3000), False, "amber"),
+    ("59-year-old, 20,000", counter_event(20000, customer_age=59, account_age_days=3000), False, "green"),
+    ("60-year-old, 19,999", counter_event(19999, customer_age=60, account_age_days=3000), False, "green"),
+    ("89-day account, 10,000", counter_event(10000, customer_age=25, account_age_days=89), False, "amber"),
+    ("90-day account, 10,000", counter_event(10000, customer_age=25, account_age_days=90), False, "green"),
+    ("new account, 9,999", counter_event(9999, customer_age=25, account_age_days=5), False, "green"),
+    ("50,000 on the phone", counter_event(50000, customer_age=40, account_age_days=3000,
+                                          teller_flags=["customer_on_phone"]), False, "red"),
+    ("elderly 30,000 anxious", counter_event(30000, customer_age=72, account_age_days=9000,
+                                             teller_flags=["anxious"]), False, "red"),
+    ("new account 12,000 urgent only", counter_event(12000, customer_age=22, account_age_days=10,
+                                                     teller_flags=["urgent"]), False, "amber"),
+    ("small amount on the phone stays green", counter_event(500, customer_age=70, account_age_days=9000,
+                                                            teller_flags=["customer_on_phone", "anxious"]), False, "green"),
+    ("age not reported: no age rule", counter_event(30000, account_age_days=3000), False, "green"),
+    ("account age not reported: no new-account rule", counter_event(15000, customer_age=25), False, "green"),
+    ("transfer out counts the same", counter_event(60000, kind="transfer_out", customer_age=35,
+                                                   account_age_days=2000), False, "amber"),
+]
+
+
+@pytest.mark.parametrize("body, watchlisted, expected", [c[1:] for c in RULE_BOOK], ids=[c[0] for c in RULE_BOOK])
+def test_the_rule_book_gives_its_documented_verdicts(body, watchlisted, expected):
+    assert rulebook_level(parse_event(body), watchlisted) == expected
+
+
+# --- the simulator's hard cases and the shifted branch ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def own():
+    return simulate(7, 20_000)
+
+
+@pytest.fixture(scope="module")
+def shifted():
+    return simulate(SHIFTED_SEEDS[0], 20_000, config=SHIFTED)
+
+
+def test_the_simulator_has_honest_look_alikes_of_mules_and_safe_account_victims(own):
+    events = {name: [parse_event(i["event"]) for i in own if i["typology"] == name]
+              for name in ("trader_cash", "family_emergency", "mule_cash_out")}
+    traders = events["trader_cash"]
+    assert traders and all(i["label"] == 0 for i in own if i["typology"] in ("trader_cash", "family_emergency"))
+    # Traders: young accounts with many inbound payments, cashed out - a mule's shape.
+    assert np.median([e.inbound_count_24h for e in traders if e.inbound_count_24h is not None]) >= 20
+    assert np.median([e.account_age_days for e in traders if e.account_age_days is not None]) < 365
+    # Families in an emergency: mostly elderly and on the phone - a victim's shape.
+    family = events["family_emergency"]
+    assert family and sum("customer_on_phone" in e.teller_flags for e in family) / len(family) > 0.5
+    assert all(e.customer_age is None or e.customer_age >= 60 for e in family)
+
+
+def test_some_mule_accounts_are_years_old_and_some_are_on_the_watchlist(own):
+    mules = [i for i in own if i["typology"] == "mule_cash_out"]
+    ages = [i["event"].get("account_age_days") for i in mules if "account_age_days" in i["event"]]
+    assert any(a >= 365 for a in ages) and any(a < 90 for a in ages)
+    assert 0 < sum(i["watchlisted"] for i in mules) < len(mules)
+    assert not any(i["watchlisted"] for i in own if i["typology"] not in FRAUD)
+
+
+def test_coached_victims_give_ordinary_purposes():
+    everyone = SimConfig(coached_share=1.0, victim_silence=0.0)
+    nobody = SimConfig(coached_share=0.0, victim_silence=0.0)
+    purposes = lambda cfg: Counter(i["event"].get("purpose") for i in simulate(5, 20_000, config=cfg)  # noqa: E731
+                                   if i["typology"] == "investment_scam")
+    coached, plain = purposes(everyone), purposes(nobody)
+    assert coached["investment"] == 0 and coached["loan_repayment"] == 0
+    assert plain["investment"] + plain["loan_repayment"] > 0.5 * sum(plain.values())
+
+
+def test_the_shifted_branch_is_older_richer_and_not_the_training_seed(own, shifted):
+    assert 7 not in SHIFTED_SEEDS
+    age = lambda items: np.mean([i["event"]["customer_age"] for i in items if "customer_age" in i["event"]])  # noqa: E731
+    amount = lambda items: np.median([i["event"]["amount"] for i in items])  # noqa: E731
+    assert age(shifted) > age(own) + 2
+    assert amount(shifted) > amount(own)
+    assert {i["event"]["ts"][:4] for i in shifted} != {i["event"]["ts"][:4] for i in own}
+
+
+@pytest.mark.parametrize("knob, value", [("amount_scale", 0), ("coached_share", 1.5), ("young_share", 0.9)])
+def test_an_impossible_simulator_knob_is_refused_by_name(knob, value):
+    with pytest.raises(ValueError, match=knob):
+        SimConfig(**{knob: value})
+
+
+# --- metrics and leakage checks ---------------------------------------------------------------------
+
+def test_average_precision_of_a_perfect_a_reversed_and_a_tied_ranking():
+    labels = np.array([1, 1, 0, 0, 0, 0])
+    assert average_precision(np.array([0.9, 0.8, 0.1, 0.1, 0.1, 0.1]), labels) == 1.0
+    assert average_precision(np.array([0.1, 0.2, 0.9, 0.8, 0.7, 0.6]), labels) == pytest.approx((1 / 5 + 2 / 6) / 2)
+    # A ranking that ties everything is worth exactly the fraud share.
+    assert average_precision(np.zeros(6), labels) == pytest.approx(2 / 6)
+
+
+def test_level_metrics_count_amber_and_red_as_alerts():
+    levels = np.array(["red", "amber", "green", "amber", "green", "green"])
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    m = level_metrics(levels, labels, np.array(["safe_account"] * 3 + ["ordinary"] * 3), np.arange(6)[::-1] * 1.0)
+    assert m["recall_alerted"] == pytest.approx(2 / 3, abs=1e-4) and m["recall_red"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["legit_alerted_share"] == pytest.approx(1 / 3, abs=1e-4) and m["red_precision"] == 1.0
+    assert m["alerted_share_by_typology"] == {"ordinary": pytest.approx(1 / 3, abs=1e-4),
+                                              "safe_account": pytest.approx(2 / 3, abs=1e-4)}
+
+
+def test_recall_at_a_legit_budget_never_lets_tied_legit_scores_in():
+    scores = np.array([0.9, 0.5, 0.5, 0.5, 0.1])
+    labels = np.array([1, 1, 0, 0, 0])
+    assert recall_at_legit_share(scores, labels, 0.34) == 0.5  # one legit allowed, but 0.5 ties two
+    assert recall_at_legit_share(scores, labels, 1.0) == 1.0
+
+
+def test_the_leakage_checks_catch_a_simulator_that_gives_the_answer_away(own):
+    model = FraudModel.load(default_model_path())
+    data = Scored("own", own, model, model.thresholds)
+    half = np.arange(len(data.labels)) < len(data.labels) // 2
+    train, test = data.subset(half, "train"), data.subset(~half, "test")
+    honest = leakage_checks(train, [test], 0.01, seed=1)
+    assert honest["passed"], honest
+    # Now let every fraud amount end in 777 yuan, a quirk an amount-only model learns at once.
+    leaky = [dict(i, event=dict(i["event"])) for i in own]
+    for item in leaky:
+        if item["label"]:
+            item["event"]["amount"] = float(round(item["event"]["amount"] / 1000) * 1000 + 777)
+    data = Scored("leaky", leaky, model, model.thresholds)
+    result = leakage_checks(data.subset(half, "train"), [data.subset(~half, "test")], 0.01, seed=1)
+    assert not result["passed"] and result["sets"]["test"]["amount_only"]["recall"] > 0.5
+
+
+def test_a_logistic_model_learns_real_labels_but_not_shuffled_ones():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3))
+    y = (x[:, 0] + 0.3 * rng.normal(size=4000) > 1.5).astype(float)
+    real, shuffled = Logistic(x, y), Logistic(x, rng.permutation(y))
+    assert average_precision(real.score(x), y) > 0.8
+    assert average_precision(shuffled.score(x), y) < 3 * y.mean()
+    amount = AmountOnly(x[:, 0], y)
+    assert average_precision(amount.score(x[:, 0]), y) > 0.8
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_counterguard_evaluate_reports_model_and_rule_book_on_both_sets(tmp_path):
+    out = tmp_path / "report.json"
+    done = run_cli("evaluate", "--events", "12000", "--shifted-events", "12000", "--json", str(out))
+    assert done.returncode in (0, 1), done.stderr
+    assert "own test split" in done.stdout and "shifted set" in done.stdout and "rule book" in done.stdout
+    report = json.loads(out.read_text())
+    for who in ("model_metrics", "rulebook_metrics"):
+        for key in ("own_test", "shifted"):
+            m = report[who][key]
+            assert 0 <= m["recall_alerted"] <= 1 and 0 <= m["legit_alerted_share"] <= 1
+            assert set(FRAUD) <= set(m["alerted_share_by_typology"])
+    assert report["data"]["shifted_events"] == 12000
+    assert set(report["leakage"]["sets"]) == {"own_test", "shifted"}
+    # The exit code says whether the leakage checks passed.
+    assert done.returncode == (0 if report["leakage"]["passed"] else 1)
+
+
+@pytest.mark.parametrize("args, problem", [
+    (("--amber", "0.1"), "both --amber and --red"),
+    (("--events", "10"), "--events must be at least 1000"),
+    (("--model", "/nonexistent/m.tflite"), "no such model file"),
+    (("--seed", str(SHIFTED_SEEDS[0])), "also a shifted-set seed"),
+])
+def test_counterguard_evaluate_refuses_bad_arguments_clearly(args, problem):
+    done = run_cli("evaluate", "--events", "1000", "--shifted-events", "1000", *args)
+    assert done.returncode == 2 and problem in done.stderr
