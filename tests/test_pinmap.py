@@ -67,6 +67,18 @@ def test_a_good_map_reads_back_what_it_says(tmp_path):
     (("number = 2", "number = 65"), "counter[1].number", "not a counter number 1-64"),
     (("acknowledge = 16", "ack = 16"), "supervisor.ack", "unknown key"),
     (("buzzer = 4", "buzer = 4"), "counter 2.buzer", "unknown key"),
+    (("green = 5", "green = true"), "counter 2.green", "not a BCM pin number"),
+    (("green = 5", "green = -1"), "counter 2.green", "outside BCM 0-27"),
+    (("green = 5", "green = 0"), "counter 2.green", "reserved for ID EEPROM (ID_SD)"),
+    (("green = 5", "green = 3"), "counter 2.green", "reserved for I2C SCL"),
+    (("green = 5", "green = 15"), "counter 2.green", "reserved for UART RXD"),
+    (("buzzer = 18", "buzzer = 17"), "counter 1.green", "pin 17 is already used by supervisor.buzzer"),
+    (("buzzer = 4", "buzzer = 27"), "counter 2.buzzer", "already used by counter 1.amber"),
+    (("acknowledge = 16\n", ""), "supervisor.acknowledge", "missing"),
+    (("[board]", "[bord]"), "(top level).bord", "unknown key"),
+    (('model = "Raspberry Pi 4 Model B"', 'modle = "x"'), "board.modle", "unknown key"),
+    (("number = 2", "number = true"), "counter[1].number", "not a counter number 1-64"),
+    (("number = 2", "number = 0"), "counter[1].number", "not a counter number 1-64"),
 ])
 def test_a_bad_map_is_refused_naming_file_key_and_pin(tmp_path, change, key, words):
     path = tmp_path / "branch.toml"
@@ -83,6 +95,10 @@ def test_a_bad_map_is_refused_naming_file_key_and_pin(tmp_path, change, key, wor
     ("[board]\nname = 'x'\n", "missing [supervisor]"),
     ("[supervisor]\nred = 12\nbuzzer = 18\nacknowledge = 16\n", "add one [[counter]] table"),
     ("[supervisor\n", "not valid TOML"),
+    ("board = 3\n[supervisor]\nred = 12\nbuzzer = 18\nacknowledge = 16\n", "board: must be a table"),
+    ("counter = []\n[supervisor]\nred = 12\nbuzzer = 18\nacknowledge = 16\n", "add one [[counter]] table"),
+    ("counter = [1]\n[supervisor]\nred = 12\nbuzzer = 18\nacknowledge = 16\n", "counter[0]: must be a table"),
+    ("supervisor = 12\n", "missing [supervisor] table"),
 ])
 def test_a_map_missing_a_section_says_which(tmp_path, text, words):
     path = tmp_path / "bad.toml"
@@ -90,6 +106,14 @@ def test_a_map_missing_a_section_says_which(tmp_path, text, words):
     with pytest.raises(PinMapError) as caught:
         load_pinmap(path)
     assert words in str(caught.value)
+
+
+def test_a_file_that_is_not_text_is_a_pin_map_error_naming_it(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"# Z\xfcrich\n")
+    with pytest.raises(PinMapError, match="cannot read") as caught:
+        load_pinmap(path)
+    assert str(path) in str(caught.value)
 
 
 def test_a_missing_file_is_a_pin_map_error_naming_it(tmp_path):
