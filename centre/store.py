@@ -285,12 +285,16 @@ class CentreStore:
     def quarantine_count(self) -> int:
         return self._query("SELECT COUNT(*) AS n FROM quarantine")[0]["n"]
 
+    def alert_index(self) -> list[dict]:
+        """Every alert's identity, place, level and time (no payload), oldest first."""
+        return self._query("SELECT gateway_id, alert_id, region, branch, level, at FROM records "
+                           "WHERE type = 'alert' ORDER BY id")
+
     def outcomes(self) -> list[dict]:
-        """Each recorded outcome with the level and time of the alert it is about (for accuracy)."""
-        return self._query(
-            "SELECT o.gateway_id, o.region, o.branch, o.alert_id, o.payload AS outcome, o.id, a.level, a.at AS raised_at "
-            "FROM records o JOIN records a ON a.alert_id = o.alert_id AND a.gateway_id = o.gateway_id "
-            "AND a.type = 'alert' WHERE o.type = 'outcome' ORDER BY o.id")
+        """Every recorded outcome (gateway_id, alert_id, outcome), in the order they were stored."""
+        rows = self._query("SELECT gateway_id, alert_id, payload FROM records WHERE type = 'outcome' ORDER BY id")
+        return [{"gateway_id": r["gateway_id"], "alert_id": r["alert_id"],
+                 "outcome": json.loads(r["payload"])["outcome"]} for r in rows]
 
     # -- downlink bookkeeping -------------------------------------------------------------------
     def last_version(self, kind: str) -> int:

@@ -32,9 +32,10 @@ CST = timezone(timedelta(hours=8))
 
 
 class SimGateway:
-    """A branch gateway on MQTT: retained status with a last will, alerts with seq, receipts recorded."""
+    """A branch gateway on MQTT: retained status with a last will, alerts with seq, receipts recorded.
+    With ``host=None`` it only builds payloads."""
 
-    def __init__(self, host: str, port: int, gateway_id: str, *, region: str = "610100", branch: str = "b0231",
+    def __init__(self, host: str | None, port: int | None, gateway_id: str, *, region: str = "610100", branch: str = "b0231",
                  bdseq: int = 1, keepalive: int = 30, subscribe_manifests: bool = False):
         self.topics = messages.Topics(region, branch, gateway_id)
         self.gateway_id, self.region, self.branch = gateway_id, region, branch
@@ -51,6 +52,8 @@ class SimGateway:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.max_inflight_messages_set(500)
+        if host is None:  # payloads only, no connection
+            return
         self.client.connect(host, port, keepalive=keepalive)
         self.client.loop_start()
         assert self._ready.wait(10), f"simulated gateway {gateway_id} could not connect to {host}:{port}"
