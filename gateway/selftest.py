@@ -213,6 +213,16 @@ def selftest_command(args, *, pin_factory=None, out=None) -> int:
     ports += [(path, args.baudrate, None) for path in args.port]
     if pin_factory is None:
         pin_factory = pin_factory_for("mock" if args.mock else config.lamps.pins)
+    if pin_factory is None:  # real pins: find out now, not once per lamp, if this machine has none
+        from gpiozero import Device
+        from gpiozero.exc import BadPinFactory
+
+        try:
+            pin_factory = Device.ensure_pin_factory()
+        except BadPinFactory as exc:
+            print(f"counterguard selftest: lamps.pins is real but this machine has no usable GPIO ({exc}); "
+                  "run it on the gateway, or use --mock", file=sys.stderr)
+            return 2
 
     def say(line: str) -> None:
         out.write(line + "\n")

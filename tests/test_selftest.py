@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from firmware_harness import Node, Pty, Relay
 from gateway import wire
 from gateway.cli import build_parser
+from gateway.lamps import on_raspberry_pi
 from gateway.pinmap import default_pinmap_path, load_pinmap, pinmap_dir
 from gateway.selftest import check_button, check_serial_port, outputs_of, selftest_command, walk_outputs
 
@@ -263,3 +264,13 @@ def test_a_bad_pin_map_stops_the_command_naming_the_file_and_key(tmp_path, capsy
     assert selftest_command(args, pin_factory=MockFactory()) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "counter 1.amber" in err and "reserved for UART TXD" in err
+
+
+@pytest.mark.skipif(on_raspberry_pi(), reason="a Raspberry Pi has real pins")
+def test_real_pins_asked_for_off_a_pi_stop_the_command_saying_to_use_mock(tmp_path, capsys):
+    config = tmp_path / "gateway.toml"
+    config.write_text('[lamps]\npins = "real"\n')
+    args = build_parser().parse_args(["selftest", "--config", str(config), "--step", "0"])
+    assert selftest_command(args) == 2
+    err = capsys.readouterr().err
+    assert "no usable GPIO" in err and "use --mock" in err
