@@ -1,29 +1,43 @@
 """The anti-fraud centre's stop-payment watchlist (止付名单): accounts whose withdrawals are red
 whatever the model says.
 
-The list lives in the store's ``watchlist`` table, so it survives a restart, and in a frozenset in
-memory, so the hot path asks ``contains(account)`` without touching SQLite. Updates from the centre
-are versioned: a full list replaces everything, a delta must be based on the version this gateway
-holds. An update is applied in one transaction and only then swapped in; a rejected update changes
-nothing.
+The gateway never holds the account numbers themselves: every entry is a keyed hash, lowercase hex
+HMAC-SHA256(watchlist key, account digits) (gateway/manifest.py ``account_hash``), so a stolen SD
+card does not give away the list. The centre sends hashes in signed manifests; a plain list (a
+``watchlist.file`` seed, ``counterguard replay --watchlist``, an older centre) is hashed here as it
+is loaded. ``contains(account)`` hashes the event's account and looks it up.
 
-    wl = Watchlist(store)
+The hashes live in the store's ``watchlist`` table, so they survive a restart, and in a frozenset in
+memory, so the hot path does not touch SQLite. Updates are versioned: a full list replaces
+everything, a delta must be based on the version this gateway holds. An update is applied in one
+transaction and only then swapped in; a rejected update changes nothing.
+
+    wl = Watchlist(store, key=load_watchlist_key("/etc/counterguard/watchlist.key"))
     wl.apply({"version": 8, "full": False, "base_version": 7, "add": ["6217000099887766554"], "remove": []})
     wl.contains("6217000099887766554")   # True
+
+Without ``key`` (tests, replay, the demo) the watchlist makes a local key and keeps it in the store;
+a provisioned gateway always uses the centre's key from its bundle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .manifest import account_hash, generate_watchlist_key, is_account_hash
+
 log = logging.getLogger(__name__)
 
 _ACCOUNT = re.compile(r"[0-9]{6,34}")
 MAX_ACCOUNTS = 5_000_000  # far above any real list; stops a runaway update filling the SD card
+_LOCAL_KEY = "watchlist_local_key"
+_KEY_ID = "watchlist_key_id"
+_MANIFEST_FIELDS = {"kind", "target", "hash", "key_version"}  # a signed manifest (gateway/downlink.py)
 
 
 class WatchlistRejected(ValueError):
@@ -47,31 +61,75 @@ class WatchlistResult:
     full: bool
 
 
-def _accounts(value, name: str) -> list[str]:
+def _entries(value, name: str, key: bytes) -> list[str]:
+    """Keyed hashes for ``value``: hashes are kept, account numbers are hashed here."""
     if value is None:
         return []
     if not isinstance(value, list):
-        raise WatchlistRejected(f'"{name}" must be a list of account numbers')
-    for account in value:
-        if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
-            raise WatchlistRejected(f'"{name}" holds {account!r}, which is not an account number of 6 to 34 digits')
-    return value
+        raise WatchlistRejected(f'"{name}" must be a list of account numbers or keyed hashes')
+    out = []
+    for entry in value:
+        if isinstance(entry, str) and _ACCOUNT.fullmatch(entry):
+            out.append(account_hash(key, entry))
+        elif is_account_hash(entry):
+            out.append(entry)
+        else:
+            raise WatchlistRejected(f'"{name}" holds {entry!r}, which is neither an account number of 6 to 34 '
+                                    "digits nor a 64-hex-digit keyed hash")
+    return out
+
+
+def key_id(key: bytes) -> str:
+    """A short fingerprint of a watchlist key, safe to log and to keep beside the hashes."""
+    return hashlib.sha256(b"counterguard watchlist key id\0" + key).hexdigest()[:16]
 
 
 class Watchlist:
     """The stop-payment list, persisted in ``store`` and held in memory for the hot path."""
 
-    def __init__(self, store):
+    def __init__(self, store, key: bytes | None = None, *, key_version: int | None = None):
         self._store = store
         self._lock = threading.Lock()  # one update at a time; readers never wait
-        self._accounts: frozenset = store.watchlist_accounts()
+        if key is None:
+            stored = store.meta_get(_LOCAL_KEY)
+            key = bytes.fromhex(stored) if stored else generate_watchlist_key()
+            if not stored:
+                store.meta_set(_LOCAL_KEY, key.hex())
+        self._key = key
+        self.key_version = key_version
+        self.key_id = key_id(key)
         self._version = int(store.meta_get("watchlist_version", "0"))
+        entries = store.watchlist_accounts()
+        held_by = store.meta_get(_KEY_ID)
+        if held_by and held_by != self.key_id and entries:
+            # Hashes made with another key can never match: start empty so the centre's next full list applies.
+            log.error("watchlist: the %d entries held were hashed with key %s but this gateway now has key %s; "
+                      "they cannot match and are dropped until the centre sends a full list (version reset to 0)",
+                      len(entries), held_by, self.key_id)
+            store.watchlist_replace(0, full=True, add=[])
+            entries, self._version = frozenset(), 0
+        plain = [e for e in entries if not is_account_hash(e)]
+        if plain:
+            # A store from before keyed hashes: hash its account numbers in place, same version.
+            hashed = frozenset(account_hash(key, a) if _ACCOUNT.fullmatch(a) else a for a in entries)
+            store.watchlist_replace(self._version, full=True, add=sorted(hashed))
+            log.info("watchlist: %d account numbers in the store replaced by their keyed hashes", len(plain))
+            entries = hashed
+        if held_by != self.key_id:
+            store.meta_set(_KEY_ID, self.key_id)
+        self._accounts: frozenset = entries
+
+    def hash(self, account: str) -> str:
+        return account_hash(self._key, account)
 
     def contains(self, account: str) -> bool:
-        return account in self._accounts
+        try:
+            return account_hash(self._key, account) in self._accounts
+        except ValueError:  # not an account number at all: cannot be on the list
+            return False
 
     def __contains__(self, account: str) -> bool:
-        return account in self._accounts
+        return self.contains(account)
 
     def __len__(self) -> int:
         return len(self._accounts)
@@ -81,10 +139,15 @@ class Watchlist:
         return self._version
 
     def apply(self, update: dict) -> WatchlistResult:
-        """Apply ``{"version", "full", "base_version", "add", "remove"}``; raises WatchlistRejected."""
+        """Apply ``{"version", "full", "base_version", "add", "remove"}``; raises WatchlistRejected.
+
+        Entries are account numbers (hashed here) or keyed hashes; a signed watchlist manifest
+        (kind, target, hash, key_version) is accepted as it is, if its key version is this gateway's.
+        """
         if not isinstance(update, dict):
             raise WatchlistRejected("an update must be a JSON object")
-        unknown = set(update) - {"version", "full", "base_version", "add", "remove", "issued_at", "note"}
+        unknown = set(update) - {"version", "full", "base_version", "add", "remove", "issued_at", "note"} \
+            - _MANIFEST_FIELDS
         if unknown:
             raise WatchlistRejected(f"unknown field(s) {', '.join(sorted(unknown))}")
         version = update.get("version")
@@ -93,8 +156,12 @@ class Watchlist:
         full = update.get("full")
         if not isinstance(full, bool):
             raise WatchlistRejected('"full" must be true (replace the list) or false (a delta)')
-        add = _accounts(update.get("add"), "add")
-        remove = _accounts(update.get("remove"), "remove")
+        if "key_version" in update and self.key_version is not None and update["key_version"] != self.key_version:
+            raise WatchlistRejected(f"entries are hashed with watchlist key version {update['key_version']!r} but this "
+                                    f"gateway holds key version {self.key_version}; install the new key "
+                                    "(downlink.watchlist_key) from the gateway's bundle")
+        add = _entries(update.get("add"), "add", self._key)
+        remove = _entries(update.get("remove"), "remove", self._key)
         with self._lock:
             current = self._version
             if version <= current:
@@ -116,7 +183,7 @@ class Watchlist:
             self._accounts = accounts  # swapped only after the commit
             self._version = version
         result = WatchlistResult(version, len(accounts), len(accounts - before), len(before - accounts), full)
-        log.info("watchlist now version %d: %d accounts (+%d -%d)", version, result.size, result.added, result.removed)
+        log.info("watchlist now version %d: %d entries (+%d -%d)", version, result.size, result.added, result.removed)
         return result
 
     def load_file(self, path) -> WatchlistResult | None:
@@ -132,14 +199,14 @@ class Watchlist:
             raise WatchlistFileError(f"{path}: no such watchlist file; check watchlist.file in the config") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise WatchlistFileError(f"{path}: cannot read the watchlist: {exc}") from None
-        accounts = []
+        accounts = []  # keyed hashes; the numbers are not kept
         for number, line in enumerate(text.splitlines(), 1):
             entry = line.split("#", 1)[0].strip()
             if not entry:
                 continue
             if not _ACCOUNT.fullmatch(entry):
                 raise WatchlistFileError(f"{path}, line {number}: {entry!r} is not an account number of 6 to 34 digits")
-            accounts.append(entry)
+            accounts.append(account_hash(self._key, entry))
         if frozenset(accounts) == self._accounts and self._version > 0:
             return None
         return self.apply({"version": self._version + 1, "full": True, "add": accounts})
