@@ -87,6 +87,9 @@ def walk_outputs(pinmap, pin_factory, *, step_s: float = STEP_S, say=lambda line
             device.off()
             went_low = not device.pin.state
             time.sleep(step_s / 4)
+        except GPIOZeroError as exc:
+            checks.append(Check(item, False, f"BCM {pin} failed while switching: {exc}"))
+            continue
         finally:
             device.close()
         if went_high and went_low:
