@@ -113,6 +113,13 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class DownlinkSettings:
+    centre_public_key: str = _setting("", "The centre's Ed25519 public key (PEM): signed models, thresholds and watchlists are applied only if it verifies them (empty: no signed downlink).")
+    watchlist_key: str = _setting("", "Key file (hex) the stop-payment list is hashed with, from the gateway's bundle (empty: a key of this gateway's own).")
+    watchlist_key_version: int = _setting(1, "Version of that key; a watchlist hashed with another version is refused.", lo=1, hi=1_000_000)
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     serial: tuple = ()
@@ -125,6 +132,7 @@ class Config:
     store: StoreSettings = field(default_factory=StoreSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    downlink: DownlinkSettings = field(default_factory=DownlinkSettings)
     source: str | None = None
 
     def with_changes(self, section: str, **values) -> "Config":
@@ -147,6 +155,7 @@ SECTIONS = {
     "store": StoreSettings,
     "supervisor": SupervisorSettings,
     "console": ConsoleSettings,
+    "downlink": DownlinkSettings,
 }
 
 
