@@ -1,0 +1,339 @@
+"""The branch console: a small web page the gateway serves on the branch LAN (a PC or a tablet).
+
+It shows the open alerts with their reasons in plain words and the caring questions to ask, in
+Chinese and English; staff acknowledge an alert and record its outcome there; today's history is
+below. Only staff who log in with the branch password can change anything:
+
+- the session id travels in a cookie that scripts cannot read (HttpOnly) and that the browser
+  never sends from another site (SameSite=Strict);
+- every POST must also carry the session's CSRF token in ``X-CSRF-Token`` (the page reads it from
+  a meta tag), and an ``Origin`` header, if sent, must be this console's own;
+- five wrong passwords from one address lock it out for a minute.
+
+The page polls ``/api/state`` every two seconds, so a new alert shows up without a reload.
+
+    console = BranchConsole.from_config(config, store, lifecycle).start()
+    print(console.url)      # http://0.0.0.0:8080/
+    console.stop()
+
+Standard library only (http.server): nothing to install on the Pi, nothing that opens a port at
+import time.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import threading
+import time
+from datetime import datetime
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from string import Template
+from urllib.parse import parse_qs, urlsplit
+
+from ..questions import LEVEL_TEXT, OUTCOME_TEXT, load_questions
+from ..store import OUTCOMES, LifecycleError, UnknownAlert
+from .auth import Sessions
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+COOKIE = "cg_session"
+MAX_BODY = 16 * 1024  # a form or a note, never more
+STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make browsers send "Origin: null" on our own forms
+}
+
+
+class ConsoleError(Exception):
+    """A request the console refuses; becomes a JSON error with this status."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _template(name: str) -> Template:
+    return Template((HERE / "templates" / name).read_text(encoding="utf-8"))
+
+
+def local_day_start(now: float) -> float:
+    d = datetime.fromtimestamp(now).astimezone()
+    return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+class BranchConsole:
+    """The console's HTTP server, bound to one gateway's store and life cycle."""
+
+    def __init__(self, store, lifecycle, sessions: Sessions, questions, *, host: str = "0.0.0.0", port: int = 8080,
+                 branch: str = "", lamps=None):
+        self.store = store
+        self.lifecycle = lifecycle
+        self.sessions = sessions
+        self.questions = questions
+        self.branch = branch
+        self.lamps = lamps
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_config(cls, config, store, lifecycle) -> "BranchConsole":
+        c = config.console
+        sessions = Sessions(c.password_hash, lifetime_s=c.session_hours * 3600)
+        return cls(store, lifecycle, sessions, load_questions(config.supervisor.questions_file or None),
+                   host=c.listen, port=c.port, branch=config.gateway.branch, lamps=lifecycle.lamps)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self._server.server_address[0]
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> "BranchConsole":
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="branch-console", daemon=True)
+        self._thread.start()
+        log.info("branch console at %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self._server.server_close()
+
+    # -- what the page shows ----------------------------------------------------------------------
+    def _alert_json(self, view) -> dict:
+        q = self.questions
+        return {
+            "alert_id": view.alert_id,
+            "counter": view.counter,
+            "level": view.level,
+            "level_text": LEVEL_TEXT[view.level],
+            "state": view.state,
+            "amount": view.amount,
+            "kind": view.kind,
+            "text": view.text,
+            "reasons": [{"code": r, "en": q.label(r, "en"), "zh": q.label(r, "zh")} for r in view.reasons],
+            "questions": {"en": q.for_reasons(view.reasons, "en"), "zh": q.for_reasons(view.reasons, "zh")},
+            "raised_at": view.raised_wall,
+            "escalated": view.escalated_wall is not None,
+            "ack_by": view.ack_by,
+            "ack_via": view.ack_via,
+            "ack_at": view.ack_wall,
+            "response_s": None if view.response_s is None else round(view.response_s, 1),
+            "outcome": view.outcome,
+            "outcome_text": OUTCOME_TEXT.get(view.outcome) if view.outcome else None,
+            "note": view.note,
+            "outcome_by": view.outcome_by,
+        }
+
+    def state(self, session) -> dict:
+        now = time.time()
+        live = self.store.alert_views(states=("open", "acknowledged"))
+        today = self.store.alert_views(since_wall=local_day_start(now))
+        return {
+            "staff": session.staff,
+            "branch": self.branch,
+            "now": now,
+            "open": [self._alert_json(v) for v in live if v.state == "open"],
+            "awaiting_outcome": [self._alert_json(v) for v in live if v.state == "acknowledged"],
+            "today": [self._alert_json(v) for v in reversed(today)],
+            "lamps": {str(k): v for k, v in self.lamps.states().items()} if self.lamps is not None else {},
+            "outcomes": [{"code": o, **OUTCOME_TEXT[o]} for o in OUTCOMES],
+        }
+
+    def acknowledge(self, session, body: dict) -> dict:
+        alert_id = _field(body, "alert_id")
+        ack = self.lifecycle.acknowledge(alert_id, by=session.staff, via="console")
+        if ack is None:
+            view = self.store.alert_view(alert_id)
+            raise ConsoleError(HTTPStatus.CONFLICT, f"alert {alert_id} is already acknowledged"
+                               + (f" by {view.ack_by}" if view and view.ack_by else ""))
+        return {"ok": True, "alert_id": ack.alert_id, "seq": ack.seq}
+
+    def record_outcome(self, session, body: dict) -> dict:
+        alert_id = _field(body, "alert_id")
+        outcome = _field(body, "outcome")
+        if outcome not in OUTCOMES:
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, f"outcome must be one of {', '.join(OUTCOMES)}")
+        note = body.get("note", "")
+        if not isinstance(note, str):
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "note must be text")
+        rec = self.lifecycle.record_outcome(alert_id, outcome, note=note, by=session.staff, via="console")
+        return {"ok": True, "alert_id": rec.alert_id, "seq": rec.seq}
+
+
+def _field(body: dict, name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ConsoleError(HTTPStatus.BAD_REQUEST, f"{name} is required")
+    return value.strip()
+
+
+def _handler_for(console: BranchConsole):
+    class Handler(_Handler):
+        pass
+
+    Handler.console = console
+    return Handler
+
+
+class _Handler(BaseHTTPRequestHandler):
+    console: BranchConsole
+    server_version = "counterguard-console"
+    sys_version = ""
+
+    def log_message(self, fmt, *args) -> None:  # into the gateway's log, not stderr
+        log.debug("console %s: " + fmt, self.client_address[0], *args)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in {**SECURITY_HEADERS, **(headers or {})}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, payload: dict, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8",
+                   headers)
+
+    def _html(self, status: HTTPStatus, text: str, headers: dict | None = None) -> None:
+        self._send(status, text.encode("utf-8"), "text/html; charset=utf-8", headers)
+
+    def _session(self):
+        raw = self.headers.get("Cookie")
+        if not raw:
+            return None
+        try:
+            morsel = SimpleCookie(raw).get(COOKIE)
+        except CookieError:
+            return None
+        return self.console.sessions.get(morsel.value if morsel else None)
+
+    def _body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "Content-Length must be a number") from None
+        if length > MAX_BODY:
+            raise ConsoleError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {MAX_BODY} bytes")
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _same_origin(self) -> bool:
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return True  # browsers send Origin on cross-site POSTs; its absence is a same-site form or a tool
+        return urlsplit(origin).netloc == self.headers.get("Host", "")
+
+    # -- routes -----------------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        try:
+            if path == "/":
+                return self._page()
+            if path.startswith("/static/") and path[len("/static/"):] in STATIC:
+                name = path[len("/static/"):]
+                return self._send(HTTPStatus.OK, (HERE / "static" / name).read_bytes(), STATIC[name])
+            if path == "/api/state":
+                session = self._session()
+                if session is None:
+                    raise ConsoleError(HTTPStatus.UNAUTHORIZED, "log in first")
+                return self._json(HTTPStatus.OK, self.console.state(session))
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {path}"})
+        except ConsoleError as exc:
+            self._json(exc.status, {"error": str(exc)})
+        except Exception:
+            log.exception("console: GET %s failed", path)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the gateway could not answer; see its log"})
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        try:
+            if not self._same_origin():
+                raise ConsoleError(HTTPStatus.FORBIDDEN, "request from another site refused")
+            if path == "/login":
+                return self._login()
+            session = self._session()
+            if session is None:
+                raise ConsoleError(HTTPStatus.UNAUTHORIZED, "log in first: only branch staff can acknowledge alerts")
+            if self.headers.get("X-CSRF-Token") != session.csrf:
+                raise ConsoleError(HTTPStatus.FORBIDDEN, "missing or wrong CSRF token; reload the page")
+            if path == "/logout":
+                self.console.sessions.logout(session.sid)
+                return self._json(HTTPStatus.OK, {"ok": True},
+                                  {"Set-Cookie": f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"})
+            raw = self._body()
+            try:
+                body = json.loads(raw or b"{}")
+            except (ValueError, UnicodeDecodeError):
+                raise ConsoleError(HTTPStatus.BAD_REQUEST, "the request body must be JSON") from None
+            if not isinstance(body, dict):
+                raise ConsoleError(HTTPStatus.BAD_REQUEST, "the request body must be a JSON object")
+            if path == "/api/ack":
+                return self._json(HTTPStatus.OK, self.console.acknowledge(session, body))
+            if path == "/api/outcome":
+                return self._json(HTTPStatus.OK, self.console.record_outcome(session, body))
+            raise ConsoleError(HTTPStatus.NOT_FOUND, f"no action {path}")
+        except ConsoleError as exc:
+            self._json(exc.status, {"error": str(exc)})
+        except UnknownAlert as exc:
+            self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+        except LifecycleError as exc:
+            self._json(HTTPStatus.CONFLICT, {"error": str(exc)})
+        except ValueError as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        except Exception:
+            log.exception("console: POST %s failed", path)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the gateway could not record that; see its log"})
+
+    def _page(self, error: str = "", status: HTTPStatus = HTTPStatus.OK) -> None:
+        session = self._session()
+        branch = html.escape(self.console.branch)
+        if session is None:
+            text = _template("login.html").substitute(branch=branch, error=html.escape(error),
+                                                      error_class="error" if error else "error hidden")
+            return self._html(status, text)
+        text = _template("console.html").substitute(branch=branch, staff=html.escape(session.staff),
+                                                    csrf=html.escape(session.csrf))
+        self._html(HTTPStatus.OK, text)
+
+    def _login(self) -> None:
+        address = self.client_address[0]
+        form = parse_qs(self._body().decode("utf-8", "replace"))
+        staff = (form.get("staff") or [""])[0].strip()[:64]
+        password = (form.get("password") or [""])[0]
+        if self.console.sessions.locked_out(address):
+            return self._page("Too many wrong passwords: wait a minute. 密码错误次数过多，请一分钟后再试。",
+                              HTTPStatus.TOO_MANY_REQUESTS)
+        session = self.console.sessions.login(staff, password, address) if staff else None
+        if session is None:
+            log.warning("console: failed login for %r from %s", staff, address)
+            return self._page("Staff number or password is wrong. 工号或密码错误。", HTTPStatus.UNAUTHORIZED)
+        log.info("console: %s logged in from %s", staff, address)
+        max_age = int(self.console.sessions.lifetime_s)
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", "/")
+        self.send_header("Set-Cookie", f"{COOKIE}={session.sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}")
+        self.send_header("Content-Length", "0")
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()

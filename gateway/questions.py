@@ -1,0 +1,121 @@
+"""Caring questions (关爱式提问) for the branch console: what to ask a customer, per verdict reason,
+in Chinese and English, and each reason in plain words.
+
+The bundled gateway/caring_questions.toml is the default; a branch can point
+``supervisor.questions_file`` at its own file, and reasons that file leaves out keep the bundled
+text. English reason labels come from gateway.decision, so the console, the teller's ACK text and
+the report say the same thing.
+
+    >>> q = load_questions()
+    >>> q.label("customer_on_phone", "zh"), q.label("customer_on_phone", "en")
+    ('客户正在通话', 'customer on the phone')
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .decision import REASON_TEXT, REASONS
+
+LANGS = ("en", "zh")
+DEFAULT_PATH = Path(__file__).with_name("caring_questions.toml")
+
+# What a supervisor records when an alert is closed, in both languages.
+OUTCOME_TEXT = {
+    "confirmed_fraud": {"en": "Confirmed fraud", "zh": "确认诈骗"},
+    "customer_dissuaded": {"en": "Customer dissuaded", "zh": "成功劝阻"},
+    "false_alarm": {"en": "False alarm", "zh": "误报"},
+    "police_called": {"en": "Police called", "zh": "已报警"},
+}
+LEVEL_TEXT = {"green": {"en": "green", "zh": "绿"}, "amber": {"en": "amber", "zh": "黄"}, "red": {"en": "red", "zh": "红"}}
+
+
+class QuestionsError(ValueError):
+    """A caring-questions file is unreadable or a key in it is wrong; the message names both."""
+
+    def __init__(self, path, key: str | None, message: str):
+        super().__init__(f"{path}: {key}: {message}" if key else f"{path}: {message}")
+        self.path, self.key = str(path), key
+
+
+@dataclass(frozen=True)
+class CaringQuestions:
+    labels_zh: dict = field(default_factory=dict)  # reason -> plain Chinese words
+    questions: dict = field(default_factory=dict)  # reason -> {"en": [...], "zh": [...]}
+    general: dict = field(default_factory=dict)    # {"en": [...], "zh": [...]}: asked for any alert
+
+    def label(self, reason: str, lang: str = "en") -> str:
+        if lang == "zh":
+            return self.labels_zh.get(reason, REASON_TEXT.get(reason, reason))
+        return REASON_TEXT.get(reason, reason)
+
+    def for_reasons(self, reasons, lang: str = "en") -> list[str]:
+        """The questions to ask for these reasons, in reading order, without repeats; the general
+        questions last."""
+        out: list[str] = []
+        for reason in reasons:
+            for q in self.questions.get(reason, {}).get(lang, []):
+                if q not in out:
+                    out.append(q)
+        return out + [q for q in self.general.get(lang, []) if q not in out]
+
+
+def _texts(path, key: str, value) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise QuestionsError(path, key, "must be a list of non-empty strings")
+    return [v.strip() for v in value]
+
+
+def _parse(data: dict, path) -> CaringQuestions:
+    for top in data:
+        if top not in ("general", "reasons"):
+            raise QuestionsError(path, top, "unknown section; expected [general] and [reasons.<reason>]")
+    general = data.get("general", {})
+    if not isinstance(general, dict):
+        raise QuestionsError(path, "general", "must be a table")
+    for key in general:
+        if key not in LANGS:
+            raise QuestionsError(path, f"general.{key}", f"unknown key; use {' and '.join(LANGS)}")
+    labels, questions = {}, {}
+    reasons = data.get("reasons", {})
+    if not isinstance(reasons, dict):
+        raise QuestionsError(path, "reasons", "must be a table of [reasons.<reason>]")
+    for reason, table in reasons.items():
+        where = f"reasons.{reason}"
+        if reason not in REASONS:
+            raise QuestionsError(path, where, f"unknown reason; reasons are {', '.join(REASONS)}")
+        if not isinstance(table, dict):
+            raise QuestionsError(path, where, "must be a table")
+        for key in table:
+            if key not in ("label_zh", *LANGS):
+                raise QuestionsError(path, f"{where}.{key}", "unknown key; use label_zh, en and zh")
+        if "label_zh" in table:
+            if not isinstance(table["label_zh"], str) or not table["label_zh"].strip():
+                raise QuestionsError(path, f"{where}.label_zh", "must be a non-empty string")
+            labels[reason] = table["label_zh"].strip()
+        questions[reason] = {lang: _texts(path, f"{where}.{lang}", table.get(lang, [])) for lang in LANGS}
+    return CaringQuestions(labels, questions,
+                           {lang: _texts(path, f"general.{lang}", general.get(lang, [])) for lang in LANGS})
+
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise QuestionsError(path, None, "no such file (supervisor.questions_file)") from None
+    except OSError as exc:
+        raise QuestionsError(path, None, f"cannot read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise QuestionsError(path, None, f"not valid TOML: {exc}") from None
+
+
+def load_questions(path: str | Path | None = None) -> CaringQuestions:
+    """The bundled questions, overlaid with the branch's own file if given."""
+    base = _parse(_read(DEFAULT_PATH), DEFAULT_PATH)
+    if not path:
+        return base
+    own = _parse(_read(Path(path)), path)
+    general = {lang: own.general.get(lang) or base.general.get(lang, []) for lang in LANGS}
+    return CaringQuestions({**base.labels_zh, **own.labels_zh}, {**base.questions, **own.questions}, general)

@@ -1,0 +1,241 @@
+"""The branch console: a real gateway serving the page on loopback, driven over HTTP and in real
+headless Chromium (selenium + /usr/bin/chromedriver)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import urllib.parse
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from gateway.app import Gateway
+from gateway.broker import PrivateBroker
+from gateway.config import ConfigError, parse_config
+from gateway.console.auth import hash_password, verify_password
+from gateway.questions import QuestionsError, load_questions
+from gateway.terminal import TellerTerminal
+
+from conftest import wait_until
+from harness import gateway_config, intercept, pty_pair
+
+PASSWORD = "yanta-017-branch"
+PASSWORD_HASH = hash_password(PASSWORD)
+
+
+@pytest.fixture
+def broker():
+    with PrivateBroker() as b:
+        yield b
+
+
+@pytest.fixture
+def gateway(tmp_path, broker):
+    factory = MockFactory()
+    with pty_pair() as (master, path):
+        cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path)
+        cfg = cfg.with_changes("console", enabled=True, listen="127.0.0.1", port=0, password_hash=PASSWORD_HASH)
+        gw = Gateway(cfg, pin_factory=factory)
+        gw.start()
+        yield gw, TellerTerminal(master, timeout=2.0)
+        gw.stop()
+    factory.reset()
+
+
+class Client:
+    """A plain HTTP client that keeps the session cookie, as a browser would."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cookie = None
+        self.csrf = None
+
+    def request(self, method: str, path: str, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = dict(headers or {})
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        if isinstance(body, dict):
+            body = json.dumps(body)
+            headers.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=body, headers=headers)
+        res = conn.getresponse()
+        data = res.read()
+        conn.close()
+        return res, data
+
+    def login(self, staff="S1024", password=PASSWORD):
+        form = urllib.parse.urlencode({"staff": staff, "password": password})
+        res, data = self.request("POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        if res.status == 303:
+            self.cookie = res.getheader("Set-Cookie").split(";")[0]
+            _, page = self.request("GET", "/")
+            marker = b'name="csrf-token" content="'
+            start = page.index(marker) + len(marker)
+            self.csrf = page[start:page.index(b'"', start)].decode()
+        return res, data
+
+    def post(self, path, body, csrf=True):
+        return self.request("POST", path, body, {"X-CSRF-Token": self.csrf} if csrf and self.csrf else {})
+
+
+def raise_red(gw, terminal, event_id="console-1"):
+    assert terminal.send(intercept(counter=3, event_id=event_id)).body["level"] == "red"
+    return gw.store.open_alerts()[0].alert_id
+
+
+def test_acknowledging_without_logging_in_is_refused_and_changes_nothing(gateway):
+    gw, terminal = gateway
+    alert_id = raise_red(gw, terminal)
+    anon = Client(gw.branch_console.port)
+    res, data = anon.post("/api/ack", {"alert_id": alert_id})
+    assert res.status == 401 and "log in" in json.loads(data)["error"]
+    res, _ = anon.request("GET", "/api/state")
+    assert res.status == 401
+    res, page = anon.request("GET", "/")
+    assert res.status == 200 and b'id="login-form"' in page and alert_id.encode() not in page
+    res, _ = anon.login(password="wrong")
+    assert res.status == 401 and anon.cookie is None
+    assert gw.store.alert_view(alert_id).state == "open"
+
+
+def test_a_logged_in_post_needs_the_csrf_token_and_this_origin(gateway):
+    gw, terminal = gateway
+    alert_id = raise_red(gw, terminal)
+    staff = Client(gw.branch_console.port)
+    res, _ = staff.login()
+    assert res.status == 303
+    cookie = res.getheader("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    res, data = staff.post("/api/ack", {"alert_id": alert_id}, csrf=False)
+    assert res.status == 403 and "CSRF" in json.loads(data)["error"]
+    res, _ = staff.request("POST", "/api/ack", {"alert_id": alert_id},
+                           {"X-CSRF-Token": staff.csrf, "Origin": "http://evil.example"})
+    assert res.status == 403
+    assert gw.store.alert_view(alert_id).state == "open"
+    res, data = staff.post("/api/ack", {"alert_id": alert_id})
+    assert res.status == 200, data
+    view = gw.store.alert_view(alert_id)
+    assert (view.state, view.ack_by, view.ack_via) == ("acknowledged", "S1024", "console")
+    res, data = staff.post("/api/ack", {"alert_id": alert_id})
+    assert res.status == 409 and "already acknowledged by S1024" in json.loads(data)["error"]
+
+
+def test_outcomes_are_checked_by_name_and_close_the_alert(gateway):
+    gw, terminal = gateway
+    alert_id = raise_red(gw, terminal)
+    staff = Client(gw.branch_console.port)
+    staff.login()
+    res, data = staff.post("/api/outcome", {"alert_id": alert_id, "outcome": "police_called"})
+    assert res.status == 409 and "acknowledge it first" in json.loads(data)["error"]
+    staff.post("/api/ack", {"alert_id": alert_id})
+    res, data = staff.post("/api/outcome", {"alert_id": alert_id, "outcome": "sent_home"})
+    assert res.status == 400 and "outcome must be one of" in json.loads(data)["error"]
+    res, data = staff.post("/api/outcome", {"outcome": "police_called"})
+    assert res.status == 400 and "alert_id is required" in json.loads(data)["error"]
+    res, data = staff.post("/api/outcome", {"alert_id": "nope", "outcome": "police_called"})
+    assert res.status == 404
+    res, _ = staff.post("/api/outcome", {"alert_id": alert_id, "outcome": "police_called", "note": "110 at 09:41"})
+    assert res.status == 200
+    state = json.loads(staff.request("GET", "/api/state")[1])
+    assert state["open"] == [] and state["awaiting_outcome"] == []
+    today = state["today"][0]
+    assert (today["outcome"], today["note"], today["outcome_by"]) == ("police_called", "110 at 09:41", "S1024")
+    assert today["outcome_text"]["zh"] == "已报警" and today["response_s"] >= 0
+
+
+def test_five_wrong_passwords_lock_the_address_out(gateway):
+    gw, _ = gateway
+    client = Client(gw.branch_console.port)
+    for _ in range(5):
+        assert client.login(password="guess")[0].status == 401
+    res, _ = client.login()  # even the right password waits now
+    assert res.status == 429 and client.cookie is None
+
+
+def test_the_state_gives_reasons_in_plain_words_and_caring_questions_in_both_languages(gateway):
+    gw, terminal = gateway
+    raise_red(gw, terminal)
+    staff = Client(gw.branch_console.port)
+    staff.login()
+    alert = json.loads(staff.request("GET", "/api/state")[1])["open"][0]
+    reasons = {r["code"]: r for r in alert["reasons"]}
+    assert reasons["customer_on_phone"]["zh"] == "客户正在通话"
+    assert reasons["customer_on_phone"]["en"] == "customer on the phone"
+    assert "请问您在和谁通电话？" in alert["questions"]["zh"]
+    assert "Who are you talking to on the phone?" in alert["questions"]["en"]
+
+
+def test_a_console_without_a_password_or_with_a_bad_hash_is_refused_by_key():
+    with pytest.raises(ConfigError, match="console.password_hash: is required"):
+        parse_config({"console": {"enabled": True}})
+    with pytest.raises(ConfigError, match="console.password_hash: not a console password hash"):
+        parse_config({"console": {"password_hash": "plaintext"}})
+    assert verify_password(PASSWORD, PASSWORD_HASH) and not verify_password("x", PASSWORD_HASH)
+
+
+def test_a_branch_questions_file_overrides_some_reasons_and_bad_keys_are_named(tmp_path):
+    own = tmp_path / "questions.toml"
+    own.write_text('[reasons.urgent]\nlabel_zh = "着急"\nen = ["Why today?"]\nzh = ["为什么今天办？"]\n')
+    q = load_questions(own)
+    assert q.for_reasons(["urgent"], "en")[0] == "Why today?"
+    assert q.label("urgent", "zh") == "着急" and q.label("customer_on_phone", "zh") == "客户正在通话"
+    own.write_text('[reasons.hurry]\nen = ["?"]\n')
+    with pytest.raises(QuestionsError, match=r"reasons.hurry: unknown reason"):
+        load_questions(own)
+    own.write_text('[reasons.urgent]\nen = "not a list"\n')
+    with pytest.raises(QuestionsError, match=r"reasons.urgent.en: must be a list"):
+        load_questions(own)
+
+
+# -- in a real browser ------------------------------------------------------------------------------
+@pytest.fixture
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not shutil.which("chromedriver") and not shutil.which("/usr/bin/chromedriver"):
+        pytest.skip("chromedriver is not installed (./setup.sh installs it)")
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--lang=zh-CN"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromium(gateway, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    gw, terminal = gateway
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"http://127.0.0.1:{gw.branch_console.port}/")
+    browser.find_element(By.ID, "staff").send_keys("S1024")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login").click()
+    wait.until(lambda d: d.find_elements(By.ID, "no-open") and d.find_element(By.ID, "no-open").is_displayed())
+    assert browser.get_cookie("cg_session")["httpOnly"] is True
+
+    # The alert is raised after the page is open: the page picks it up by itself.
+    alert_id = raise_red(gw, terminal, "browser-1")
+    card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#open .card[data-alert-id="{alert_id}"]'))[0]
+    assert "客户正在通话" in card.text and "请问您在和谁通电话？" in card.text
+    card.find_element(By.CSS_SELECTOR, "button.ack").click()
+    assert wait_until(lambda: gw.store.alert_view(alert_id).state == "acknowledged", timeout=30)
+    view = gw.store.alert_view(alert_id)
+    assert (view.ack_by, view.ack_via) == ("S1024", "console")
+
+    # The card moves to "waiting for an outcome"; record one with a note, in English this time.
+    browser.find_element(By.ID, "lang").click()
+    card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#awaiting .card[data-alert-id="{alert_id}"]'))[0]
+    assert "customer on the phone" in card.text
+    card.find_element(By.CSS_SELECTOR, "select.outcome option[value='customer_dissuaded']").click()
+    card.find_element(By.CSS_SELECTOR, "textarea.note").send_keys("daughter came; kept her savings")
+    card.find_element(By.CSS_SELECTOR, "button.record").click()
+    assert wait_until(lambda: gw.store.alert_view(alert_id).state == "closed", timeout=30)
+    assert gw.store.alert_view(alert_id).note == "daughter came; kept her savings"
+    row = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#today tr[data-alert-id="{alert_id}"]'))[0]
+    wait.until(lambda d: "Customer dissuaded" in row.text)
