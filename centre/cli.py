@@ -1,0 +1,387 @@
+"""``counterguard centre ...``: run the anti-fraud centre and push manifests to the gateways.
+
+| command | what it does |
+|---|---|
+| `centre run` | intake workers + live dashboard, until SIGTERM or Ctrl-C |
+| `centre push-watchlist --target T --add ACCOUNT --remove ACCOUNT [--file FILE]` | change the stop-payment list and push it |
+| `centre push-model --target T MODEL.tflite` | push a model and its card |
+| `centre push-thresholds --target T --amber A --red R` | push amber/red thresholds |
+| `centre rollout` | which gateways have applied which pushed version |
+| `centre fleet` | every gateway: online / offline / stopped / silent, heartbeat, outbox, versions |
+| `centre accuracy [--by branch]` | precision of red and amber warnings |
+| `centre quarantine` | malformed messages and why they were refused |
+| `centre keys DIR` | create a signing key pair and a watchlist key |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .config import CentreConfig, CentreConfigError, load_config
+
+log = logging.getLogger(__name__)
+_ACCOUNT = re.compile(r"[0-9]{6,34}")
+
+
+class CommandError(Exception):
+    """A user error; printed as one line and exit status 2."""
+
+
+def _config(args) -> CentreConfig:
+    cfg = load_config(args.config) if args.config else CentreConfig()
+    if args.host:
+        cfg.broker.host = args.host
+    if args.port:
+        cfg.broker.port = args.port
+    if args.store:
+        cfg.store.url = args.store
+    return cfg
+
+
+def _open_store(cfg: CentreConfig):
+    from .store import open_store
+
+    return open_store(cfg.store.url)
+
+
+# -- run ------------------------------------------------------------------------------------------
+def _run(args) -> int:
+    from .ingest import IngestWorker, default_client_id
+    from .web import Dashboard
+
+    cfg = _config(args)
+    if args.workers:
+        cfg.ingest.workers = args.workers
+    if args.web_port is not None:
+        cfg.dashboard.port = args.web_port
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    base_id = cfg.ingest.client_id or default_client_id()
+    workers = []
+    dashboard = None
+    try:
+        for i in range(cfg.ingest.workers):
+            client_id = base_id if cfg.ingest.workers == 1 else f"{base_id}-{i + 1}"
+            workers.append(IngestWorker(_open_store(cfg), host=cfg.broker.host, port=cfg.broker.port,
+                                        client_id=client_id, share=cfg.ingest.share or None,
+                                        username=cfg.broker.username or None, password=cfg.broker.password(),
+                                        tls=cfg.broker.tls()).start())
+        if not args.no_dashboard:
+            dashboard = Dashboard(_open_store(cfg), host=cfg.dashboard.host, port=cfg.dashboard.port,
+                                  heartbeat_s=cfg.dashboard.heartbeat_s).start()
+        print(f"counterguard centre: {len(workers)} worker(s) on {cfg.broker.host}:{cfg.broker.port}, "
+              f"store {workers[0].store.where}" + (f", dashboard {dashboard.url}" if dashboard else ""), flush=True)
+        while not stop.wait(args.report_every or 3600):
+            if args.report_every:
+                totals = [w.stats for w in workers]
+                print(json.dumps({"stored": sum(s.stored for s in totals), "duplicates": sum(s.duplicates for s in totals),
+                                  "quarantined": sum(s.quarantined for s in totals)}), flush=True)
+    except ConnectionError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        for i, w in enumerate(workers):
+            w.stop(say_offline=(i == len(workers) - 1))
+            w.store.close()
+    return 0
+
+
+# -- pushes ---------------------------------------------------------------------------------------
+def _downlink(cfg: CentreConfig, store, *, need_watchlist_key: bool = False):
+    from gateway import manifest as signed
+
+    from .downlink import Downlink
+
+    if not cfg.signing.key:
+        raise CommandError("pushing needs the centre signing key: --signing-key FILE or [signing] key in --config")
+    try:
+        key = signed.load_private_key(cfg.signing.key)
+        wl_key = signed.load_watchlist_key(cfg.signing.watchlist_key) if cfg.signing.watchlist_key else None
+    except signed.ManifestError as exc:
+        raise CommandError(str(exc)) from None
+    if need_watchlist_key and wl_key is None:
+        raise CommandError("accounts are hashed with the watchlist key: --watchlist-key FILE or "
+                           "[signing] watchlist_key in --config")
+    return Downlink(store, key, watchlist_key=wl_key, key_version=cfg.signing.key_version)
+
+
+def _signing_config(args) -> CentreConfig:
+    cfg = _config(args)
+    if args.signing_key:
+        cfg.signing.key = args.signing_key
+    if getattr(args, "watchlist_key", None):
+        cfg.signing.watchlist_key = args.watchlist_key
+    return cfg
+
+
+def _accounts_file(path) -> list[str]:
+    """A plain list of accounts: one per line, ``#`` starts a comment (the gateway's file format)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"{path}: cannot read the list: {getattr(exc, 'strerror', None) or exc}") from None
+    accounts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if entry and not _ACCOUNT.fullmatch(entry):
+            raise CommandError(f"{path}, line {number}: {entry!r} is not an account number of 6 to 34 digits")
+        if entry:
+            accounts.append(entry)
+    return accounts
+
+
+def _publish(cfg: CentreConfig, pushed) -> None:
+    from .downlink import publish_retained
+
+    try:
+        publish_retained(cfg.broker.host, cfg.broker.port, [(pushed.topic, pushed.envelope)],
+                         username=cfg.broker.username or None, password=cfg.broker.password(), tls=cfg.broker.tls())
+    except ConnectionError as exc:
+        raise CommandError(f"{pushed.kind} version {pushed.version} was recorded but not published: {exc}; "
+                           "push again when the broker is back (the next version supersedes it)") from None
+    print(json.dumps({"kind": pushed.kind, "version": pushed.version, "target": pushed.target, "topic": pushed.topic,
+                      **pushed.summary}), flush=True)
+
+
+def _push(args, build, *, need_watchlist_key: bool = False) -> int:
+    from .downlink import DownlinkError
+
+    cfg = _signing_config(args)
+    store = _open_store(cfg)
+    try:
+        downlink = _downlink(cfg, store, need_watchlist_key=need_watchlist_key)
+        try:
+            pushed = build(downlink)
+        except DownlinkError as exc:
+            raise CommandError(str(exc)) from None
+        _publish(cfg, pushed)
+    finally:
+        store.close()
+    return 0
+
+
+def _push_watchlist(args) -> int:
+    adds = list(args.add or [])
+    if args.file:
+        adds += _accounts_file(args.file)
+    needs_key = bool(adds or args.remove)
+    return _push(args, lambda d: d.push_watchlist(args.target, add=adds, remove=args.remove or [],
+                                                  add_hashes=args.add_hash or [], remove_hashes=args.remove_hash or [],
+                                                  replace=bool(args.file)), need_watchlist_key=needs_key)
+
+
+def _push_model(args) -> int:
+    return _push(args, lambda d: d.push_model(args.target, args.model, card_path=args.card,
+                                              model_version=args.model_version))
+
+
+def _push_thresholds(args) -> int:
+    return _push(args, lambda d: d.push_thresholds(args.target, amber=args.amber, red=args.red))
+
+
+# -- reports --------------------------------------------------------------------------------------
+def _report(args, build, render) -> int:
+    cfg = _config(args)
+    store = _open_store(cfg)
+    try:
+        data = build(store)
+    finally:
+        store.close()
+    print(json.dumps(data, ensure_ascii=False, default=str, indent=1) if args.json else render(data), flush=True)
+    return 0
+
+
+def _rollout(args) -> int:
+    from .downlink import rollout
+
+    def render(rows):
+        lines = [f"{'kind':<11} {'target':<22} {'version':>7}  applied  waiting"]
+        for r in rows:
+            lines.append(f"{r['kind']:<11} {r['target']:<22} {r['version']:>7}  {len(r['applied']):>7}  "
+                         f"{', '.join(r['pending']) or '-'}")
+        return "\n".join(lines)
+    return _report(args, rollout, render)
+
+
+def _fleet(args) -> int:
+    from . import fleet
+
+    def build(store):
+        now = time.time()
+        return [{**g, "presence": fleet.presence(g, now=now, heartbeat_s=args.heartbeat_s)} for g in store.gateways()]
+
+    def render(rows):
+        lines = [f"{'gateway':<16} {'region/branch':<20} {'state':<8} {'heartbeat':>10} {'outbox':>6}  "
+                 f"model / watchlist / thresholds"]
+        now = time.time()
+        for g in rows:
+            hb = "-" if g["last_heartbeat_at"] is None else f"{now - g['last_heartbeat_at']:.0f} s ago"
+            lines.append(f"{g['gateway_id']:<16} {g['region'] + '/' + g['branch']:<20} {g['presence']:<8} {hb:>10} "
+                         f"{'-' if g['outbox_depth'] is None else g['outbox_depth']:>6}  "
+                         f"{g['model_version'] or '-'} / {g['watchlist_version'] or '-'} / {g['thresholds_version'] or '-'}")
+        return "\n".join(lines)
+    return _report(args, build, render)
+
+
+def _accuracy(args) -> int:
+    from . import accuracy
+
+    def build(store):
+        try:
+            return [r.as_dict() for r in accuracy.precision(store, by=args.by, since=args.since, until=args.until)]
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+    def render(rows):
+        return accuracy.table([accuracy.Precision(**{k: v for k, v in r.items() if k != "precision"}) for r in rows])
+    return _report(args, build, render)
+
+
+def _quarantine(args) -> int:
+    def build(store):
+        return {"count": store.quarantine_count(), "latest": store.quarantined(args.limit)}
+
+    def render(data):
+        lines = [f"{data['count']} message(s) quarantined; latest first:"]
+        for q in data["latest"]:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(q["received_at"]))
+            lines.append(f"{when}Z {q['topic']}: {q['reason']}")
+        return "\n".join(lines)
+    return _report(args, build, render)
+
+
+def _keys(args) -> int:
+    from gateway import manifest as signed
+
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"signing": out / "centre-signing.pem", "public": out / "centre-public.pem",
+             "watchlist": out / "watchlist.key"}
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing:
+        raise CommandError(f"will not overwrite {', '.join(existing)}: a new key would orphan every gateway")
+    key = signed.generate_signing_key()
+    signed.save_private_key(key, paths["signing"])
+    signed.save_public_key(key, paths["public"])
+    signed.save_watchlist_key(signed.generate_watchlist_key(), paths["watchlist"])
+    print(json.dumps({"key_id": signed.key_id(key), **{k: str(v) for k, v in paths.items()}}))
+    return 0
+
+
+# -- argparse -------------------------------------------------------------------------------------
+def _guard(func):
+    def run(args) -> int:
+        try:
+            return func(args)
+        except (CommandError, CentreConfigError) as exc:
+            print(f"counterguard centre: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:
+            from .store import StoreError
+
+            if isinstance(exc, StoreError):
+                print(f"counterguard centre: {exc}", file=sys.stderr)
+                return 2
+            raise
+    return run
+
+
+def _common(p) -> None:
+    p.add_argument("-c", "--config", help="centre TOML file (docs/centre.md); flags override it")
+    p.add_argument("--host", help="broker host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="broker port (default 1883)")
+    p.add_argument("--store", help="SQLite file or postgresql:// URL (default centre.db)")
+
+
+def _signing(p, *, watchlist: bool = False) -> None:
+    p.add_argument("--signing-key", help="the centre's Ed25519 private key (PEM)")
+    if watchlist:
+        p.add_argument("--watchlist-key", help="the watchlist hashing key file (hex)")
+    p.add_argument("--target", required=True, help='"all", "region/<region>" or "gateway/<gateway id>"')
+
+
+def add_commands(sub) -> None:
+    centre = sub.add_parser("centre", help="the anti-fraud centre: intake, dashboard, pushes, accuracy",
+                            description="Run the anti-fraud centre and push signed manifests to gateways "
+                                        "(docs/centre.md).")
+    cmds = centre.add_subparsers(dest="centre_command", metavar="COMMAND", required=True)
+
+    p = cmds.add_parser("run", help="run intake workers and the live dashboard",
+                        description="Subscribe (shared) to every gateway's stream, store, receipt, and serve "
+                                    "the dashboard, until SIGTERM or Ctrl-C.")
+    _common(p)
+    p.add_argument("--workers", type=int, help="intake workers in this process (default 1)")
+    p.add_argument("--web-port", type=int, help="dashboard port (default 8080; 0 picks a free one)")
+    p.add_argument("--no-dashboard", action="store_true", help="intake only (extra workers on other hosts)")
+    p.add_argument("--report-every", type=float, default=0, help="print intake counts every N seconds")
+    p.set_defaults(func=_guard(_run))
+
+    p = cmds.add_parser("push-watchlist", help="add/remove stop-payment accounts and push the list",
+                        description="Accounts are hashed with the watchlist key; the target's whole list is "
+                                    "pushed as the next version, signed and retained.")
+    _common(p)
+    _signing(p, watchlist=True)
+    p.add_argument("--add", action="append", metavar="ACCOUNT", help="account to stop (repeatable)")
+    p.add_argument("--remove", action="append", metavar="ACCOUNT", help="account to release (repeatable)")
+    p.add_argument("--add-hash", action="append", metavar="HASH", help="an already keyed hash to add")
+    p.add_argument("--remove-hash", action="append", metavar="HASH", help="an already keyed hash to remove")
+    p.add_argument("--file", help="replace the target's list with the accounts in FILE (one per line, # comments)")
+    p.set_defaults(func=_guard(_push_watchlist))
+
+    p = cmds.add_parser("push-model", help="push a TFLite model and its card",
+                        description="Push MODEL.tflite with its JSON card (MODEL.json beside it by default).")
+    _common(p)
+    _signing(p)
+    p.add_argument("model", metavar="MODEL.tflite")
+    p.add_argument("--card", help="the model's JSON card (default: MODEL.json)")
+    p.add_argument("--model-version", help="the version gateways report (default: the card's version)")
+    p.set_defaults(func=_guard(_push_model))
+
+    p = cmds.add_parser("push-thresholds", help="push amber and red thresholds",
+                        description="Push new verdict thresholds (0 < amber < red <= 1).")
+    _common(p)
+    _signing(p)
+    p.add_argument("--amber", type=float, required=True)
+    p.add_argument("--red", type=float, required=True)
+    p.set_defaults(func=_guard(_push_thresholds))
+
+    p = cmds.add_parser("rollout", help="which gateways applied which pushed version")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_rollout))
+
+    p = cmds.add_parser("fleet", help="every gateway's state, heartbeat, outbox and versions")
+    _common(p)
+    p.add_argument("--heartbeat-s", type=float, default=30.0, help="gateways' heartbeat period (default 30)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_fleet))
+
+    p = cmds.add_parser("accuracy", help="precision of red and amber warnings from recorded outcomes")
+    _common(p)
+    p.add_argument("--by", default="branch", help="branch, region, day, week, month or all (default branch)")
+    p.add_argument("--since", help="alerts raised at or after this UTC date/time (RFC 3339)")
+    p.add_argument("--until", help="alerts raised before this UTC date/time")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_accuracy))
+
+    p = cmds.add_parser("quarantine", help="malformed messages and why they were refused")
+    _common(p)
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guard(_quarantine))
+
+    p = cmds.add_parser("keys", help="create the centre signing key pair and a watchlist key in DIR",
+                        description="Write centre-signing.pem (keep it at the centre), centre-public.pem (for every "
+                                    "gateway) and watchlist.key (centre and gateways); refuses to overwrite.")
+    p.add_argument("dir")
+    p.set_defaults(func=_guard(_keys))
