@@ -421,3 +421,37 @@ print(len(j.pending), j.pending[0].event_id, j.pending[-1].event_id, frames_ok, 
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["200", "e000", "e199", "True", "True"]
+
+
+def test_a_gateway_silent_for_longer_than_the_tick_counter_wraps_still_reads_as_offline():
+    # ticks_ms wraps (every 12.4 days on a Pico, 2**62 ms on the unix port); the node looks at the
+    # link every loop turn. Here it looks every quarter period, for two whole periods of silence.
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(FIRMWARE)!r})
+from counterguard_node.link import GatewayLink
+period = time.ticks_add(0, -1) + 1
+link = GatewayLink(None, silent_after_ms=6000)
+now = time.ticks_ms()
+link.last_rx = now
+answers = [link.silent(time.ticks_add(now, 5000))]
+for quarter in range(8):
+    now = time.ticks_add(now, period // 4)
+    answers.append(link.silent(now))
+print(" ".join(str(a) for a in answers))
+"""
+    result = subprocess.run([MICROPYTHON, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"] + ["True"] * 8
+
+
+def test_an_event_sent_while_the_node_is_still_starting_is_taken(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways()
+    terminal = TerminalSide(terminal_pty.master)
+    body = event()
+    terminal.send(body)  # before the node has even opened its ports
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", **FAST)
+    _ready(terminal, node)
+    assert terminal.wait_for(lambda l: l["type"] == "verdict")["event_id"] == body["event_id"]
+    assert list(gateway.events) == [body["event_id"]]

@@ -48,7 +48,13 @@ class GatewayLink:
 
     def silent(self, now):
         since = self.started if self.last_rx is None else self.last_rx
-        return time.ticks_diff(now, since) >= self.silent_after_ms
+        if time.ticks_diff(now, since) < self.silent_after_ms:
+            return False
+        # Keep the reference just inside the timeout: ticks wrap, and a silence longer than half their
+        # period (about 6 days on a Pico) would otherwise read as a fresh answer.
+        self.last_rx = None
+        self.started = time.ticks_add(now, -self.silent_after_ms)
+        return True
 
     # -- sending ---------------------------------------------------------------------------------
     def _write(self, data, now):

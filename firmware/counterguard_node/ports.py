@@ -25,14 +25,18 @@ class PolledPort:
         self._one = bytearray(1)
 
     def readinto(self, buf):
+        # ipoll and the one-byte buffer allocate nothing per byte.
         n = 0
-        mv = memoryview(buf)
+        one = self._one
         limit = min(len(buf), self.limit)
-        while n < limit and self._poll.poll(0):
-            got = self.stream.readinto(mv[n:n + 1])
-            if not got:
+        while n < limit:
+            ready = False
+            for _ in self._poll.ipoll(0):
+                ready = True
+            if not ready or not self.stream.readinto(one):
                 break
-            n += got
+            buf[n] = one[0]
+            n += 1
         return n
 
     def write(self, data):

@@ -11,11 +11,30 @@ import _thread
 from .ports import PolledPort
 
 
+# Linux termios bits that cfmakeraw() clears or sets. termios.setraw() would do the same, but it also
+# throws away input already waiting: events a terminal sent while the node was restarting.
+_IFLAG_OFF = 0o1 | 0o2 | 0o10 | 0o40 | 0o100 | 0o200 | 0o400 | 0o2000  # IGNBRK BRKINT PARMRK ISTRIP INLCR IGNCR ICRNL IXON
+_OPOST = 0o1
+_CFLAG_OFF = 0o60 | 0o400  # CSIZE PARENB
+_CS8 = 0o60
+_LFLAG_OFF = 0o1 | 0o2 | 0o10 | 0o100 | 0o100000  # ISIG ICANON ECHO ECHONL IEXTEN
+_VTIME = 5
+_VMIN = 6
+
+
+def _make_raw(fd):
+    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(fd)
+    cc[_VMIN] = 1
+    cc[_VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, [iflag & ~_IFLAG_OFF, oflag & ~_OPOST, (cflag & ~_CFLAG_OFF) | _CS8,
+                                            lflag & ~_LFLAG_OFF, ispeed, ospeed, cc])
+
+
 def open_tty(path):
-    """A serial device or pty opened raw, as a non-blocking port (``flush()`` is never called on it:
-    the unix port raises OSError 22 for flush on a pty)."""
+    """A serial device or pty (Linux) opened raw, keeping any input already waiting, as a non-blocking
+    port (``flush()`` is never called on it: the unix port raises OSError 22 for flush on a pty)."""
     f = open(path, "r+b")
-    termios.setraw(f.fileno())
+    _make_raw(f.fileno())
     return PolledPort(f), f
 
 
