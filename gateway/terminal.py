@@ -47,10 +47,22 @@ class TellerTerminal:
         return self.seq
 
     def write(self, data: bytes) -> None:
+        """Write all of ``data``, reading replies meanwhile: a long burst must not fill the line's
+        buffer in the other direction while the gateway is answering it."""
         view = memoryview(data)
         while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
+            readable, writable, _ = select.select([self.fd], [self.fd], [], 5.0)
+            if readable:
+                self.pending.extend(self.read(0))
+            if writable:
+                os.set_blocking(self.fd, False)
+                try:
+                    n = os.write(self.fd, view[:4096])
+                except BlockingIOError:
+                    n = 0
+                finally:
+                    os.set_blocking(self.fd, True)
+                view = view[n:]
 
     def read(self, timeout: float) -> list:
         """Frames (and errors) that arrive within ``timeout``; heartbeats are counted and dropped."""
@@ -61,6 +73,9 @@ class TellerTerminal:
             data = os.read(self.fd, 65536)
         except OSError:
             return []
+        return self._decode(data)
+
+    def _decode(self, data: bytes) -> list:
         out = []
         for item in self.decoder.feed(data):
             if isinstance(item, wire.Frame) and item.type == "HB":
