@@ -44,6 +44,7 @@ class Record:
     branch: str
     gateway_id: str
     body: dict
+    raw: str = ""  # the payload as received (UTF-8 text), stored as it came
 
     @property
     def root(self) -> str:
@@ -174,7 +175,8 @@ def check(topic: str, payload: bytes) -> Record:
     if len(payload) > MAX_PAYLOAD:
         raise SchemaError(f"{kind} is {len(payload)} bytes, more than the {MAX_PAYLOAD} the centre accepts")
     try:
-        body = json.loads(payload)
+        raw = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SchemaError(f"{kind} is not JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -186,4 +188,4 @@ def check(topic: str, payload: bytes) -> Record:
     for name, value in (("region", region), ("branch", branch)):
         if name in body and body[name] != value:
             raise SchemaError(f"{kind} field {name!r} is {body[name]!r} but the topic says {value!r}")
-    return Record(kind, region, branch, gateway_id, body)
+    return Record(kind, region, branch, gateway_id, body, raw)

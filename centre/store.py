@@ -158,7 +158,7 @@ class CentreStore:
         fleet_updates = sorted((r for r in records if r.kind in ("status", "heartbeat")), key=lambda r: r.gateway_id)
         rows = [(r.gateway_id, r.body["seq"], r.kind, r.body["alert_id"], r.region, r.branch, r.body.get("counter"),
                  r.body.get("level"), r.body.get("raised_at") or r.body.get("at"), now,
-                 json.dumps(r.body, ensure_ascii=False, separators=(",", ":"))) for r in sequenced]
+                 r.raw or json.dumps(r.body, ensure_ascii=False, separators=(",", ":"))) for r in sequenced]
         bad = [(now, topic, reason, payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload))
                for topic, payload, reason in quarantine]
 
