@@ -4,4 +4,7 @@
 # main.py and board.py stay plain files on the board's filesystem (board.py holds the counter number).
 metadata(description="counterguard counter node: teller terminal to gateway bridge, wire protocol v1",
          version="1.0.0")
+# The protection indicator's NeoPixel driver comes from micropython-lib (the rp2 port's own manifest
+# already freezes it; a manifest includes each package once).
+require("neopixel")
 package("counterguard_node")

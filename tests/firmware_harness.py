@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -47,7 +48,8 @@ class Pty:
 class Node:
     """The counter-node firmware run by ``micropython firmware/unix_main.py``."""
 
-    def __init__(self, terminal_path, gateway_path, state_dir, **options):
+    def __init__(self, terminal_path, gateway_path, state_dir, *, max_file_bytes=None, **options):
+        self.max_file_bytes = max_file_bytes  # no file of the node's may grow past this: a full flash
         self.args = [MICROPYTHON, str(FIRMWARE / "unix_main.py"), "--terminal", terminal_path,
                      "--gateway", gateway_path, "--state", str(state_dir)]
         for key, value in options.items():
@@ -56,8 +58,14 @@ class Node:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=self._limit_files if self.max_file_bytes else None)
         return self
+
+    def _limit_files(self):
+        # A write past the limit then fails with EFBIG, as a write to a full flash fails with ENOSPC.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
 
     def kill(self):
         """Pull the plug: SIGKILL, as a power cut or a watchdog reset would."""

@@ -455,3 +455,44 @@ def test_an_event_sent_while_the_node_is_still_starting_is_taken(lines, gateways
     _ready(terminal, node)
     assert terminal.wait_for(lambda l: l["type"] == "verdict")["event_id"] == body["event_id"]
     assert list(gateway.events) == [body["event_id"]]
+
+
+def test_the_manifest_freezes_the_node_package_and_takes_the_neopixel_driver_from_micropython_lib():
+    # Read with the three manifest functions it uses, as the firmware build reads it.
+    calls = []
+    names = {name: (lambda *a, _n=name, **k: calls.append((_n, a, k))) for name in ("metadata", "require", "package")}
+    exec((FIRMWARE / "manifest.py").read_text(), names)
+    assert ("require", ("neopixel",), {}) in calls
+    packages = [a[0] for n, a, k in calls if n == "package"]
+    assert packages == ["counterguard_node"] and (FIRMWARE / "counterguard_node" / "__init__.py").exists()
+    version = next(k["version"] for n, a, k in calls if n == "metadata")
+    assert f'VERSION = "{version}"' in (FIRMWARE / "counterguard_node" / "__init__.py").read_text()
+
+
+def test_events_the_flash_cannot_take_are_refused_by_name_and_taken_once_there_is_room(lines, gateways, nodes, tmp_path):
+    terminal_pty, gateway_pty = lines
+    gateway = gateways(answering=False)
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", max_file_bytes=4000, **FAST)
+    _ready(terminal, node)
+    bodies = [event() for _ in range(20)]  # about 330 bytes each in the journal: not all fit
+    for body in bodies:
+        terminal.send(body)
+    outcome = {}
+    for body in bodies:
+        line = terminal.wait_for(lambda l: l.get("event_id") == body["event_id"] and l["type"] in ("queued", "error"))
+        outcome[body["event_id"]] = line
+    queued = [i for i, l in outcome.items() if l["type"] == "queued"]
+    refused = [i for i, l in outcome.items() if l["type"] == "error"]
+    assert queued and refused
+    assert {l["code"] for l in outcome.values() if l["type"] == "error"} == {"storage"}
+    assert "flash" in outcome[refused[0]]["detail"]
+    assert node.proc.poll() is None
+    gateway.answering = True
+    for event_id in queued:
+        terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == event_id, 15)
+    for body in bodies:  # answered events make room: the terminal sends the refused ones again
+        if body["event_id"] in refused:
+            terminal.send(body)
+            terminal.wait_for(lambda l: l["type"] == "verdict" and l["event_id"] == body["event_id"], 15)
+    assert set(gateway.events) == {b["event_id"] for b in bodies}

@@ -95,8 +95,8 @@ class Bridge:
             self._tell_stop()
             return
         except OSError as exc:
-            self._error("storage", "not taken: the node could not write it to flash (%s); resend it, and have "
-                        "the node checked if this repeats" % exc, event_id=event_id)
+            self._error("storage", "not taken: the node could not write it to flash (full or failing, error %s); "
+                        "resend it, and have the node checked if this repeats" % exc.args[0], event_id=event_id)
             return
         self.terminal.send({"type": "queued", "event_id": event_id, "pending": len(self.journal)})
         if self.journal.full:

@@ -214,7 +214,8 @@ class Journal:
             if self._file is None:
                 self._file = open(self._log, "ab")
             offset = self._size
-            self._file.write(data)
+            if self._file.write(data) != len(data):
+                raise OSError("flash took only part of a journal record")
             self._file.flush()  # on littlefs this commits the record; the terminal hears "queued" after it
         except OSError:
             # Flash full or failing: whatever part was written is a torn record; later appends go after it.
@@ -233,7 +234,12 @@ class Journal:
             raise JournalFull("%d events are waiting for the gateway (the limit)" % len(self.pending))
         seq = self.next_seq()
         frame = wire.encode_frame("EVT", seq, payload)
-        p = Pending(seq, event_id, self._append(frame), len(frame))
+        try:
+            offset = self._append(frame)
+        except OSError:
+            self._compact()  # flash full: answered events' records may be what fills it; then try once more
+            offset = self._append(frame)
+        p = Pending(seq, event_id, offset, len(frame))
         self.pending.append(p)
         return p
 
@@ -246,8 +252,10 @@ class Journal:
     def settle(self, seq):
         """The gateway answered ``seq`` for good: forget it (and clean up the file now and then).
 
-        If flash cannot take the record, the event is forgotten in RAM only: after a reset it is
-        sent again and the gateway answers it again with the same verdict (twice, never zero times).
+        If flash cannot take the record (it is full), a clean-up is tried at once: it leaves out every
+        answered event and so makes room. If that fails too, the event is forgotten in RAM only: after a
+        reset it is sent again and the gateway answers it again with the same verdict (twice, never
+        zero times).
         """
         p = self.find(seq)
         if p is None:
@@ -255,10 +263,14 @@ class Journal:
         self.pending.remove(p)
         try:
             self._append(wire.encode_frame("ACK", seq, b"{}"))
-            if self._size > self.compact_bytes or (not self.pending and self._size > 4096):
-                self._compact()
+            full = False
         except OSError:
-            pass  # see above; the next clean-up or append tries again
+            full = True
+        if full or self._size > self.compact_bytes or (not self.pending and self._size > 4096):
+            try:
+                self._compact()
+            except OSError:
+                pass  # see above; the next settle tries again
         return p
 
     def close(self):
