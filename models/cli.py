@@ -18,7 +18,7 @@ def _evaluate(args) -> int:
         print("counterguard evaluate: give both --amber and --red, or neither", file=sys.stderr)
         return 2
     for name in ("events", "shifted_events"):
-        if getattr(args, name) < 1000:
+        if getattr(args, name) is not None and getattr(args, name) < 1000:
             print(f"counterguard evaluate: --{name.replace('_', '-')} must be at least 1000 so every set "
                   "holds some fraud", file=sys.stderr)
             return 2
@@ -57,8 +57,9 @@ def add_commands(sub) -> None:
     p.add_argument("--model", metavar="FILE.tflite", help="model to judge (default: the bundled model)")
     p.add_argument("--amber", type=float, help="amber threshold to try (with --red; default: the model's)")
     p.add_argument("--red", type=float, help="red threshold to try (with --amber)")
-    p.add_argument("--seed", type=int, default=7, help="simulator seed the model was trained on (default 7)")
-    p.add_argument("--events", type=int, default=60_000, help="events simulated with that seed (default 60000)")
+    p.add_argument("--seed", type=int, help="simulator seed for the own test split (default: the model's training seed)")
+    p.add_argument("--events", type=int, help="events simulated with that seed (default: as many as the model "
+                                               "trained on, so the last 20 %% of time is unseen)")
     p.add_argument("--shifted-events", type=int, default=60_000, help="events in the shifted set (default 60000)")
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     p.add_argument("--plot", metavar="FILE", help="also draw precision and recall against alert rate (.svg or .png)")
