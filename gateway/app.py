@@ -13,6 +13,7 @@ from . import __version__
 from .clock import Clock
 from .config import Config, ConfigError
 from .counter_line import CounterLine
+from .downlink import Downlink
 from .decision import Thresholds
 from .escalation import EscalationWatch
 from .lamps import LampBoard, LampConsole, pin_factory_for
@@ -24,6 +25,7 @@ from .serial_link import SerialLink
 from .store import Store
 from .uplink import Uplink
 from .watchlist import Watchlist
+from . import manifest, sd_notify
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class Gateway:
         self.console = None
         self.lifecycle = None
         self.escalation = None
+        self.downlink = None  # signed models, thresholds and watchlists, when [downlink] is configured
         self.branch_console = None  # the web console on the branch LAN, when [console] enabled
         self._started = False
 
@@ -60,7 +63,14 @@ class Gateway:
         path = cfg.store_path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.store = Store(path, synchronous=cfg.store.synchronous)
-        self.watchlist = Watchlist(self.store)
+        d = cfg.downlink
+        # The centre's key from the bundle, so its hashed stop-payment list matches here.
+        try:
+            wkey = manifest.load_watchlist_key(d.watchlist_key) if d.watchlist_key else None
+            centre_key = manifest.load_public_key(d.centre_public_key) if d.centre_public_key else None
+        except manifest.ManifestError as exc:
+            raise ConfigError(cfg.source, "downlink", str(exc)) from None
+        self.watchlist = Watchlist(self.store, wkey, key_version=d.watchlist_key_version if wkey else None)
         if cfg.watchlist.file and self.watchlist.version == 0:
             # Only a first-boot seed: once the centre has pushed a list, a restart must not undo it.
             self.watchlist.load_file(cfg.watchlist.file)
@@ -71,6 +81,15 @@ class Gateway:
         self.thresholds = Thresholds(t.amber, t.red) if t.amber or t.red else self.model.thresholds
         self.pipeline = Pipeline(Assessor(self.store, self.watchlist, self.model, self.thresholds),
                                  gateway_id=cfg.gateway.id, clock=self.clock)
+        self.downlink = None
+        if d.centre_public_key:
+            from .messages import topic_root
+
+            self.downlink = Downlink(self.store, self.pipeline.assessor,
+                                     public_key=centre_key,
+                                     root=topic_root(cfg.gateway.region, cfg.gateway.branch, cfg.gateway.id),
+                                     region=cfg.gateway.region, state_dir=Path(cfg.gateway.data_dir) / "downlink",
+                                     on_change=self._reannounce)
 
         pinmap = load_pinmap(cfg.lamps.pinmap or default_pinmap_path())
         factory = self._pin_factory or pin_factory_for(cfg.lamps.pins)
@@ -89,8 +108,11 @@ class Gateway:
             heartbeat_s=m.heartbeat_s, republish_after_s=m.republish_after_s,
             backoff_min=m.backoff_min_s, backoff_max=m.backoff_max_s, tls=tls,
             status_fields=self._status_fields, heartbeat_fields=self._heartbeat_fields,
+            downlink=self.downlink,
         )
         self.uplink.start()
+        if self.downlink is not None:
+            self.downlink.start()
         self.escalation = EscalationWatch(self.store, self.lamps, self.lifecycle, self.clock,
                                           after_s=cfg.supervisor.escalate_after_s, gateway_id=cfg.gateway.id,
                                           wake=self._wake_uplink).start(self.stop_event)
@@ -109,6 +131,8 @@ class Gateway:
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
         self._housekeeping.start()
         self._started = True
+        sd_notify.Watchdog(healthy=self._healthy).start(self.stop_event)
+        sd_notify.ready(f"gateway {cfg.gateway.id}: {len(self.lines)} counter line(s)")
         log.info("gateway %s ready in %.2f s: %d counter line(s), model %s (%s), watchlist v%d",
                  cfg.gateway.id, time.monotonic() - t0, len(self.lines), self.model.version,
                  self.model.runtime, self.watchlist.version)
@@ -139,6 +163,8 @@ class Gateway:
             self.branch_console.stop()
         if self.escalation is not None:
             self.escalation.join(5)
+        if self.downlink is not None:
+            self.downlink.stop()
         if self.uplink is not None:
             self.uplink.stop()
         if self.lamps is not None:
@@ -171,17 +197,29 @@ class Gateway:
         """Record what happened with an acknowledged alert and close it (docs/supervisor.md)."""
         return self.lifecycle.record_outcome(alert_id, outcome, note=note, by=by, via=via)
 
+    def _healthy(self) -> bool:
+        """For the systemd watchdog: every counter line's thread still running."""
+        return all(line._thread is not None and line._thread.is_alive() for line in self.lines)
+
+    def _reannounce(self) -> None:
+        """A new model, thresholds or watchlist is in force: tell the centre (status is republished)."""
+        if self.uplink is not None:
+            self.uplink.reannounce()
+
     def _wake_uplink(self) -> None:
         if self.uplink is not None:
             self.uplink.wake()
 
     # -- what the centre sees --------------------------------------------------------------------
     def _status_fields(self) -> dict:
-        return {
-            "model_version": self.model.version,
+        fields = {
+            "model_version": self.pipeline.assessor.model.version,  # the centre may have swapped the model
             "watchlist_version": self.watchlist.version,
             "software_version": __version__,
         }
+        if self.downlink is not None:
+            fields.update(self.downlink.fields())
+        return fields
 
     def _heartbeat_fields(self) -> dict:
         return {
@@ -194,6 +232,8 @@ class Gateway:
 def check_ready(config: Config) -> None:
     """Fail fast, naming the key, on settings that point at files that are not there."""
     for key, value in (("model.path", config.model.path), ("lamps.pinmap", config.lamps.pinmap),
-                       ("watchlist.file", config.watchlist.file)):
+                       ("watchlist.file", config.watchlist.file),
+                       ("downlink.centre_public_key", config.downlink.centre_public_key),
+                       ("downlink.watchlist_key", config.downlink.watchlist_key)):
         if value and not Path(value).exists():
             raise ConfigError(config.source, key, f"file {value} does not exist")

@@ -89,8 +89,9 @@ class Uplink:
                  keepalive: int = 30, heartbeat_s: float = 30, republish_after_s: float = 30,
                  historical_after_s: float = 10, status_fields=None, heartbeat_fields=None,
                  backoff_min: float = 1.0, backoff_max: float = 120.0, tls=None, window: int = 200,
-                 connect_timeout: float = 5.0, clock: Clock | None = None):
+                 connect_timeout: float = 5.0, clock: Clock | None = None, downlink=None):
         self.store = store
+        self.downlink = downlink  # gateway.downlink.Downlink: signed manifests from the centre
         self.watchlist = watchlist
         self.host, self.port = host, int(port)
         self.gateway_id, self.region, self.branch = gateway_id, region, branch
@@ -130,6 +131,13 @@ class Uplink:
             self._thread = threading.Thread(target=self._run, name=f"uplink-{self.gateway_id}", daemon=True)
             self._thread.start()
         return self
+
+    def reannounce(self) -> None:
+        """Versions in force changed (a manifest was applied): publish the status again."""
+        s = self._session
+        if s is not None:
+            s.reannounce = True
+        self._wake.set()
 
     def wake(self) -> None:
         """Something new is in the outbox: publish it now rather than at the next poll."""
@@ -309,7 +317,8 @@ class Uplink:
         else:
             session.ok = True
             client.subscribe([(self.topics.receipt, 1), (messages.CENTRE_STATUS, 1)]
-                             + [(t, 1) for t in self.topics.watchlists])
+                             + [(t, 1) for t in self.topics.watchlists]
+                             + [(t, 1) for t in (self.downlink.topics() if self.downlink else ())])
         session.connack.set()
 
     def _on_disconnect(self, client, session, flags, reason_code, properties) -> None:
@@ -339,6 +348,8 @@ class Uplink:
                     session.republish_all = True
                     self._wake.set()
                 session.centre = state
+            elif self.downlink is not None and self.downlink.wants(msg.topic):
+                self.downlink.handle(msg.topic, msg.payload)  # logs and counts a rejection itself
             elif msg.topic in self._watchlist_topics:
                 result = self.watchlist.apply(messages.parse_watchlist_update(msg.payload))
                 log.info("uplink: watchlist version %d applied from %s (%d accounts)", result.version, msg.topic,

@@ -226,3 +226,47 @@ def test_hashes_from_an_older_key_are_dropped_loudly_so_a_full_list_can_follow(t
         with caplog.at_level(logging.ERROR, logger="gateway.watchlist"):
             wl = Watchlist(store, b"b" * 32)
         assert wl.version == 0 and len(wl) == 0 and "cannot match" in caplog.text
+
+
+# -- end to end: a whole gateway, a real broker, the centre publishing retained manifests ----------
+def test_a_gateway_takes_signed_manifests_from_the_broker_and_reports_the_versions(tmp_path, centre_key, broker, probe):
+    from dataclasses import replace
+
+    from gpiozero.pins.mock import MockFactory
+
+    from gateway.app import Gateway
+    from gateway.config import DownlinkSettings, GatewaySettings
+    from harness import gateway_config
+
+    m.save_public_key(centre_key, tmp_path / "centre-public.pem")
+    m.save_watchlist_key(bytes(range(32)), tmp_path / "watchlist.key")
+    config = replace(gateway_config(tmp_path, broker_port=broker.port, serial_path=None, watchlist=False),
+                     gateway=GatewaySettings(id="gw-7", region=REGION, branch="b012", data_dir=str(tmp_path)),
+                     downlink=DownlinkSettings(centre_public_key=str(tmp_path / "centre-public.pem"),
+                                               watchlist_key=str(tmp_path / "watchlist.key")))
+    # Published before the gateway exists: retained, so it gets them when it connects.
+    probe.publish(ALL + "thresholds", signed(thresholds(6, 0.35, 0.75), centre_key), retain=True)
+    probe.publish("counterguard/v1/east/manifest/watchlist",
+                  signed(watchlist_body(3, [m.account_hash(bytes(range(32)), MULE)]), centre_key), retain=True)
+    probe.subscribe(f"{ROOT}/status")
+    gw = Gateway(config, pin_factory=MockFactory())
+    gw.start()
+    try:
+        def status_has(p, **want):
+            return any(all(s.get(k) == v for k, v in want.items()) for s in p.received(f"{ROOT}/status"))
+
+        assert probe.wait_for(lambda p: status_has(p, thresholds_version=6, watchlist_version=3), 30)
+        assert gw.pipeline.assessor.thresholds == Thresholds(0.35, 0.75)
+        assert gw.watchlist.contains(MULE)
+        # A forged update on the same topic is refused and changes nothing.
+        rogue = m.generate_signing_key()
+        forged = json.loads(signed(thresholds(7, 0.01, 0.02), rogue))
+        forged["key_id"] = m.key_id(centre_key)
+        probe.publish(ALL + "thresholds", json.dumps(forged))
+        deadline = time.monotonic() + 30
+        while gw.downlink.stats.rejected == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gw.downlink.stats.rejected == 1
+        assert gw.pipeline.assessor.thresholds == Thresholds(0.35, 0.75) and gw.downlink.version("thresholds") == 6
+    finally:
+        gw.stop()
