@@ -28,7 +28,8 @@ fi
 stamp=.venv/.counterguard-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing counterguard and its dependencies into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,firmware,centre]'
+    # train: TensorFlow, so the test suite retrains the fraud model end to end and it cannot rot.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,firmware,centre,train]'
     touch "$stamp"
 fi
 echo "setup: ready (.venv/bin/counterguard)"
