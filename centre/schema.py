@@ -100,6 +100,10 @@ def _optional(check):
     return inner
 
 
+def _note(v) -> bool:
+    return isinstance(v, str) and len(v) <= 2000  # docs/mqtt.md: free text, at most 2,000 characters
+
+
 def _reasons(v) -> bool:
     return isinstance(v, list) and all(isinstance(r, str) and r for r in v)
 
@@ -125,7 +129,8 @@ FIELDS: dict[str, dict] = {
                         "type": _one_of("acknowledgement"), "alert_id": _name, "counter": _count,
                         "by": _name, "via": _one_of(*ACK_VIA), "at": _time},
     "outcome": {**_SENT, "type": _one_of("outcome"), "alert_id": _name, "counter": _count,
-                "outcome": _one_of(*OUTCOMES), "note": _text, "by": _name, "via": _one_of(*OUTCOME_VIA),
+                "outcome": _one_of(*OUTCOMES), "note": _note, "by": _name,
+                "via": _one_of(*OUTCOME_VIA),
                 "at": _time},
     "escalation": {**_SENT, "type": _one_of("escalation"), "alert_id": _name, "counter": _count,
                    "level": _one_of(*LEVELS), "reason": _name, "waited_s": _is_num, "at": _time},
