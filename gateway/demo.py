@@ -79,6 +79,18 @@ class _Summary:
         self.naks: list = []
 
 
+def _record_outcome(gateway, event: dict, say, timeout: float = 5.0) -> None:
+    """The supervisor, back at the console, records what happened (the lamp stops blinking)."""
+    deadline = time.monotonic() + timeout
+    while not gateway.store.awaiting_outcome() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the button press is handled on gpiozero's thread
+    for alert in gateway.store.awaiting_outcome():
+        outcome, note = (("police_called", "card holder detained for the police") if event["account"] == MULE_ACCOUNT
+                         else ("customer_dissuaded", "son reached on the phone; she kept her savings"))
+        gateway.record_outcome(alert.alert_id, outcome, note=note, by="S-demo", via="console")
+        say(f"  supervisor records the outcome on the console: {outcome} ({note})")
+
+
 def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
     """Play the morning; print lamps, verdicts, what the centre got, and a summary. 0 if all arrived."""
     from gpiozero.pins.mock import MockFactory
@@ -136,6 +148,7 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
                     ack_pin.drive_low()
                     time.sleep(0.05)
                     ack_pin.drive_high()
+                    _record_outcome(gateway, event, say)
                 time.sleep(pace)
             # A terminal with a bad cable: noise on the line, then an event with a typo.
             terminal.write(b"\x00\x13garbled\n")
@@ -147,7 +160,8 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
             raised = gateway.store.outbox_depth()  # rows still waiting for the centre
             expected_alerts = summary.levels.get("amber", 0) + summary.levels.get("red", 0)
             done = receiver.wait_for(
-                lambda r: len(r.alerts) >= expected_alerts and len(r.acks) >= reds and gateway.store.outbox_depth() == 0,
+                lambda r: len(r.alerts) >= expected_alerts and len(r.acks) >= reds and len(r.outcomes) >= reds
+                and gateway.store.outbox_depth() == 0,
                 timeout=max(1.0, deadline_s - (time.monotonic() - started)),
             )
             latencies = sorted(x for line in gateway.lines for x in line.latencies)
@@ -158,6 +172,8 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
             say(f"  frames refused (NAK): {gateway.pipeline.naks.total()} ({', '.join(sorted(gateway.pipeline.naks))})")
             say(f"  alerts delivered    : {len(receiver.alerts)} of {expected_alerts} (duplicates dropped: {receiver.duplicates})")
             say(f"  acknowledgements    : {len(receiver.acks)} of {reds} delivered")
+            say(f"  outcomes            : {len(receiver.outcomes)} of {reds} delivered "
+                f"({', '.join(o['outcome'] for o in receiver.outcomes)})")
             say(f"  outbox still open   : {gateway.store.outbox_depth()} (was {raised} before the drain)")
             if latencies:
                 p50 = statistics.median(latencies) * 1000

@@ -287,7 +287,9 @@ class LampBoard:
 class LampConsole:
     """Prints the lamps as one line whenever they change, for mock pins and the demo:
 
-    ``lamps  c1 [G . .]  c2 [. . R]  c3 [. A .]  c4 [. . .]  supervisor [R]``
+    ``lamps  c1 [G . .]  c2 [. . R]  c3 [. A .]  c4 [. a .]  supervisor [R]``
+
+    (lower-case ``a``: amber blinking, an outcome is owed; ``*``: the supervisor's buzzer sounds)
     """
 
     def __init__(self, board: LampBoard, stream):

@@ -208,10 +208,11 @@ def browser():
 
 def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromium(gateway, browser):
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     gw, terminal = gateway
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(f"http://127.0.0.1:{gw.branch_console.port}/")
     browser.find_element(By.ID, "staff").send_keys("S1024")
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
@@ -237,5 +238,6 @@ def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromiu
     card.find_element(By.CSS_SELECTOR, "button.record").click()
     assert wait_until(lambda: gw.store.alert_view(alert_id).state == "closed", timeout=30)
     assert gw.store.alert_view(alert_id).note == "daughter came; kept her savings"
-    row = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#today tr[data-alert-id="{alert_id}"]'))[0]
-    wait.until(lambda d: "Customer dissuaded" in row.text)
+    # The history redraws itself: look the row up afresh each time.
+    wait.until(lambda d: any("Customer dissuaded" in r.text
+                             for r in d.find_elements(By.CSS_SELECTOR, f'#today tr[data-alert-id="{alert_id}"]')))

@@ -90,6 +90,8 @@ def test_a_red_alert_goes_from_frame_to_closed_with_the_lamps_at_each_step(runni
     # Raised: red steady at counter 3, the supervisor's lamp on.
     reply = terminal.send(intercept(counter=3, event_id="life-1"))
     assert reply.body["level"] == "red"
+    # The teller's terminal gets a human line saying what to do.
+    assert reply.body["text"].startswith("Hold: 50,000 yuan or more") and reply.body["text"].endswith("call supervisor")
     assert lamp(factory, 3, "red") and supervisor_lamp(factory)
     assert gw.lamps.states()[3] == "red"
     alert_id = gw.store.open_alerts()[0].alert_id
@@ -246,3 +248,13 @@ def test_the_centre_keeps_an_outcome_once_and_refuses_one_without_its_fields(cen
     assert [o["seq"] for o in centre.outcomes] == [9]
     assert probe.wait_for(lambda p: any(9 in r["seqs"] for r in p.received("counterguard/v1/r/b/gw-x/receipt")))
     assert not any(10 in r["seqs"] for r in probe.received("counterguard/v1/r/b/gw-x/receipt"))
+
+
+@pytest.mark.parametrize("level, opening", [("amber", "Ask the caring questions: "), ("red", "Hold: ")])
+def test_the_teller_text_stays_short_with_the_three_longest_reasons(level, opening):
+    from gateway.decision import REASON_TEXT, verdict_text
+
+    longest = sorted((r for r in REASON_TEXT if r != "model_score"), key=lambda r: -len(REASON_TEXT[r]))[:3]
+    text = verdict_text(level, longest)
+    assert text.startswith(opening) and len(text) <= 130
+    assert all(REASON_TEXT[r] in text for r in longest)

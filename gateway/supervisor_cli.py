@@ -1,0 +1,167 @@
+"""The supervisor's commands: ``counterguard alerts``, ``ack``, ``outcome``, ``report`` and
+``console-password``. They work on the gateway's store file (from ``--config``), alongside a
+running gateway: its lamps and uplink pick up what is written here within a second.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import date, datetime
+
+from .store import OUTCOMES
+
+
+def _config(args):
+    from .config import Config, load_config
+
+    return load_config(args.config) if args.config else Config()
+
+
+def _open_store(config):
+    from .config import ConfigError
+    from .store import Store
+
+    path = config.store_path
+    if not path.exists():
+        raise ConfigError(config.source, "store.path", f"no gateway store at {path}; give the gateway's --config")
+    return Store(path)
+
+
+def _alerts(args) -> int:
+    from .questions import load_questions
+
+    config = _config(args)
+    q = load_questions(config.supervisor.questions_file or None)
+    states = ("open", "acknowledged", "closed") if args.all else ("open", "acknowledged")
+    with _open_store(config) as store:
+        views = store.alert_views(states=states)
+    if not views:
+        print("no alerts" if args.all else "no open alerts and no outcomes owed")
+        return 0
+    for v in views:
+        when = datetime.fromtimestamp(v.raised_wall).strftime("%Y-%m-%d %H:%M:%S")
+        extra = f"  by {v.ack_by} via {v.ack_via}" if v.ack_by else ""
+        extra += f"  outcome {v.outcome}" if v.outcome else ""
+        print(f"{v.alert_id}  {when}  counter {v.counter}  {v.level:<5}  {v.state:<12}{extra}  "
+              f"{', '.join(q.label(r) for r in v.reasons)}")
+    return 0
+
+
+def _ack(args) -> int:
+    from .clock import Clock
+    from .store import UnknownAlert
+
+    config = _config(args)
+    with _open_store(config) as store:
+        try:
+            ack = store.acknowledge(args.alert_id, counter=args.counter, by=args.by, via="cli", stamp=Clock().now(),
+                                    gateway_id=config.gateway.id)
+        except (UnknownAlert, ValueError) as exc:
+            print(f"counterguard ack: {exc}", file=sys.stderr)
+            return 1
+    if ack is None:
+        what = f"alert {args.alert_id} is not open (already acknowledged?)" if args.alert_id else "no open red alert"
+        print(f"counterguard ack: {what}; see 'counterguard alerts'", file=sys.stderr)
+        return 1
+    print(f"acknowledged {ack.alert_id} (counter {ack.counter}, {ack.level}) by {ack.by}; "
+          f"record its outcome with 'counterguard outcome {ack.alert_id} OUTCOME --by {ack.by}'")
+    return 0
+
+
+def _outcome(args) -> int:
+    from .clock import Clock
+    from .store import LifecycleError, UnknownAlert
+
+    config = _config(args)
+    with _open_store(config) as store:
+        try:
+            rec = store.record_outcome(args.alert_id, args.outcome, note=args.note, by=args.by, via="cli",
+                                       stamp=Clock().now(), gateway_id=config.gateway.id)
+        except (UnknownAlert, LifecycleError, ValueError) as exc:
+            print(f"counterguard outcome: {exc}", file=sys.stderr)
+            return 1
+    print(f"alert {rec.alert_id} closed: {rec.outcome} (by {rec.by})")
+    return 0
+
+
+def _report(args) -> int:
+    from .report import build_report, render_html, render_text
+
+    try:
+        day = date.today() if args.day == "today" else date.fromisoformat(args.day)
+    except ValueError:
+        print(f"counterguard report: --day must be YYYY-MM-DD or 'today', got {args.day!r}", file=sys.stderr)
+        return 2
+    config = _config(args)
+    with _open_store(config) as store:
+        report = build_report(store, day, branch=config.gateway.branch, gateway_id=config.gateway.id)
+    sys.stdout.write(render_text(report))
+    if args.html:
+        try:
+            with open(args.html, "w", encoding="utf-8") as out:
+                out.write(render_html(report))
+        except OSError as exc:
+            print(f"counterguard report: cannot write {args.html}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"HTML report written to {args.html}")
+    return 0
+
+
+def _console_password(args) -> int:
+    from .console.auth import PasswordError, hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("branch console password: ")
+        if getpass.getpass("again: ") != password:
+            print("counterguard console-password: the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        print(hash_password(password))
+    except PasswordError as exc:
+        print(f"counterguard console-password: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_commands(sub) -> None:
+    config_help = "gateway TOML file (default: embedded defaults)"
+
+    p = sub.add_parser("alerts", help="list open alerts and alerts still owed an outcome",
+                       description="List alerts that are open or acknowledged without an outcome (all with --all).")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--all", action="store_true", help="closed alerts too")
+    p.set_defaults(func=_alerts)
+
+    p = sub.add_parser("ack", help="acknowledge an alert from the command line",
+                       description="Acknowledge ALERT_ID, or else the oldest open red alert (of --counter). "
+                                   "The running gateway's lamps follow within a second.")
+    p.add_argument("alert_id", nargs="?", metavar="ALERT_ID", help="alert id from 'counterguard alerts'")
+    p.add_argument("--by", required=True, help="your staff number")
+    p.add_argument("--counter", type=int, help="the oldest open red alert at this counter")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=_ack)
+
+    p = sub.add_parser("outcome", help="record what happened with an acknowledged alert, and close it",
+                       description="Record the outcome of ALERT_ID: " + ", ".join(OUTCOMES) + ".")
+    p.add_argument("alert_id", metavar="ALERT_ID")
+    p.add_argument("outcome", choices=OUTCOMES, metavar="OUTCOME", help=" | ".join(OUTCOMES))
+    p.add_argument("--by", required=True, help="your staff number")
+    p.add_argument("--note", default="", help="what happened, in a sentence or two")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=_outcome)
+
+    p = sub.add_parser("report", help="the day's verdicts, alerts, response times and outcomes",
+                       description="Print a branch day's shift report; --html also writes it as a page with a chart "
+                                   "(print it to PDF from a browser).")
+    p.add_argument("--day", required=True, metavar="DATE", help="YYYY-MM-DD (local time) or 'today'")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--html", metavar="OUT", help="also write the report as HTML to this file")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("console-password", help="hash a branch console password for the config",
+                       description="Read a password (prompted, or one line on stdin) and print the hash for "
+                                   "console.password_hash.")
+    p.set_defaults(func=_console_password)
