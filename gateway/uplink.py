@@ -112,7 +112,8 @@ class Uplink:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._session: _Session | None = None
-        self._watchlist_topics = set(self.topics.watchlists)
+        # With the signed downlink on, an unsigned watchlist update is not listened to at all.
+        self._watchlist_topics = set() if downlink is not None else set(self.topics.watchlists)
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -317,7 +318,7 @@ class Uplink:
         else:
             session.ok = True
             client.subscribe([(self.topics.receipt, 1), (messages.CENTRE_STATUS, 1)]
-                             + [(t, 1) for t in self.topics.watchlists]
+                             + [(t, 1) for t in sorted(self._watchlist_topics)]
                              + [(t, 1) for t in (self.downlink.topics() if self.downlink else ())])
         session.connack.set()
 

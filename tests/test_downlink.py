@@ -258,7 +258,9 @@ def test_a_gateway_takes_signed_manifests_from_the_broker_and_reports_the_versio
         assert probe.wait_for(lambda p: status_has(p, thresholds_version=6, watchlist_version=3), 30)
         assert gw.pipeline.assessor.thresholds == Thresholds(0.35, 0.75)
         assert gw.watchlist.contains(MULE)
-        # A forged update on the same topic is refused and changes nothing.
+        # An unsigned update on the old watchlist topic is not even listened to ...
+        probe.publish("counterguard/v1/east/watchlist", {"version": 9, "full": True, "add": []})
+        # ... and a forged one on the manifest topic is refused; neither changes anything.
         rogue = m.generate_signing_key()
         forged = json.loads(signed(thresholds(7, 0.01, 0.02), rogue))
         forged["key_id"] = m.key_id(centre_key)
@@ -268,5 +270,6 @@ def test_a_gateway_takes_signed_manifests_from_the_broker_and_reports_the_versio
             time.sleep(0.02)
         assert gw.downlink.stats.rejected == 1
         assert gw.pipeline.assessor.thresholds == Thresholds(0.35, 0.75) and gw.downlink.version("thresholds") == 6
+        assert gw.watchlist.version == 3 and gw.watchlist.contains(MULE)
     finally:
         gw.stop()
