@@ -159,8 +159,7 @@ SystemCallArchitectures=native
 DevicePolicy=closed
 DeviceAllow=char-ttyACM rw
 DeviceAllow=char-ttyUSB rw
-DeviceAllow=/dev/gpiochip0 rw
-DeviceAllow=/dev/gpiochip4 rw
+DeviceAllow=char-gpiochip rw
 DeviceAllow=/dev/gpiomem rw
 
 [Install]
