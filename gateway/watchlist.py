@@ -156,7 +156,10 @@ class Watchlist:
         full = update.get("full")
         if not isinstance(full, bool):
             raise WatchlistRejected('"full" must be true (replace the list) or false (a delta)')
-        if "key_version" in update and self.key_version is not None and update["key_version"] != self.key_version:
+        if "key_version" in update and self.key_version is None:
+            raise WatchlistRejected("entries are hashed with the centre's watchlist key, but this gateway has no "
+                                    "key from the centre; set downlink.watchlist_key to the bundle's watchlist.key")
+        if "key_version" in update and update["key_version"] != self.key_version:
             raise WatchlistRejected(f"entries are hashed with watchlist key version {update['key_version']!r} but this "
                                     f"gateway holds key version {self.key_version}; install the new key "
                                     "(downlink.watchlist_key) from the gateway's bundle")

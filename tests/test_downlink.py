@@ -210,6 +210,17 @@ def test_a_watchlist_hashed_with_another_key_version_is_rejected(gateway, centre
     assert "key version 2" in downlink.stats.last_rejection and assessor.watchlist.version == 0
 
 
+def test_a_hashed_watchlist_is_refused_by_a_gateway_without_the_centre_key(tmp_path, centre_key):
+    with Store(tmp_path / "g.db") as store:
+        model = FraudModel.load(default_model_path())
+        assessor = Assessor(store, Watchlist(store), model, model.thresholds)  # its own local key only
+        downlink = Downlink(store, assessor, public_key=centre_key.public_key(), root=ROOT, region=REGION,
+                            state_dir=tmp_path / "downlink")
+        body = watchlist_body(2, [m.account_hash(bytes(range(32)), MULE)])
+        assert downlink.handle("counterguard/v1/east/manifest/watchlist", signed(body, centre_key)) == "rejected"
+        assert "downlink.watchlist_key" in downlink.stats.last_rejection and assessor.watchlist.version == 0
+
+
 def test_a_watchlist_file_of_plain_numbers_is_kept_as_hashes(tmp_path):
     (tmp_path / "list.txt").write_text(f"{MULE}\n")
     with Store(tmp_path / "g.db") as store:
