@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.config import ConfigError
 from gateway.manifest import ManifestError, load_public_key, load_watchlist_key
 from gateway.pinmap import PinMapError, load_pinmap, pinmap_dir
 
@@ -177,7 +178,7 @@ def batch(ca: CertificateAuthority, csv_path, out_root, centre: CentreFiles, *, 
                 done.append(out)
             else:
                 done.append(write_bundle(ca, branch, out_root, centre, days=days))
-        except (ProvisionError, BranchError, ManifestError, OSError) as exc:
+        except (ProvisionError, BranchError, ManifestError, ConfigError, OSError) as exc:
             problems.append(f"{branch.gateway_id}: {exc}")
         bar.show(i, branch.gateway_id)
     return done, problems
