@@ -51,15 +51,20 @@ class CaringQuestions:
             return self.labels_zh.get(reason, REASON_TEXT.get(reason, reason))
         return REASON_TEXT.get(reason, reason)
 
-    def for_reasons(self, reasons, lang: str = "en") -> list[str]:
-        """The questions to ask for these reasons, in reading order, without repeats; the general
-        questions last."""
+    def for_reasons(self, reasons, lang: str = "en", limit: int | None = None) -> list[str]:
+        """The questions to ask for these reasons, without repeats, the general questions last.
+        With ``limit``, every reason's first question comes before any reason's second one, so a
+        short list still covers the most reasons (in the teller's reading order)."""
+        lists = [self.questions.get(r, {}).get(lang, []) for r in reasons] + [self.general.get(lang, [])]
         out: list[str] = []
-        for reason in reasons:
-            for q in self.questions.get(reason, {}).get(lang, []):
-                if q not in out:
-                    out.append(q)
-        return out + [q for q in self.general.get(lang, []) if q not in out]
+        for depth in range(max(map(len, lists), default=0)):
+            for qs in lists if limit else []:
+                if depth < len(qs) and qs[depth] not in out:
+                    out.append(qs[depth])
+        if not limit:
+            for qs in lists:
+                out += [q for q in qs if q not in out]
+        return out[:limit] if limit else out
 
 
 def _texts(path, key: str, value) -> list[str]:

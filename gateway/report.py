@@ -8,16 +8,26 @@ The day runs midnight to midnight in the gateway's local time zone (the ``TZ`` o
 from __future__ import annotations
 
 import html
+import shutil
 import statistics
+import subprocess
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime, timedelta
+
+from pathlib import Path
 
 from .decision import LEVELS
 from .questions import OUTCOME_TEXT, load_questions
 from .store import OUTCOMES
 
 COLOURS = {"green": "#2e7d32", "amber": "#f9a825", "red": "#c62828"}
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+class ReportError(RuntimeError):
+    """The report could not be written in the form asked for; the message says what to do."""
 
 
 @dataclass
@@ -178,3 +188,24 @@ tr.red td:nth-child(3) {{ color: {COLOURS['red']}; font-weight: bold; }} tr.ambe
 <tbody>{''.join(rows)}</tbody></table>
 </body></html>
 """
+
+
+def write_pdf(html_text: str, out: str | Path, *, browser: str | None = None, timeout_s: float = 120.0) -> Path:
+    """Print the HTML report to PDF with headless Chromium (no PDF library on the gateway)."""
+    exe = browser or next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if not exe:
+        raise ReportError("no Chromium to print the PDF with: install chromium, or open the --html file in a "
+                          "browser and print it")
+    out = Path(out).resolve()
+    with tempfile.TemporaryDirectory(prefix="counterguard-report-") as tmp:
+        page = Path(tmp) / "report.html"
+        page.write_text(html_text, encoding="utf-8")
+        cmd = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+               f"--user-data-dir={tmp}/profile", f"--print-to-pdf={out}", page.as_uri()]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise ReportError(f"{exe} did not finish printing {out} within {timeout_s:.0f} s") from None
+    if done.returncode != 0 or not out.exists() or out.stat().st_size == 0:
+        raise ReportError(f"{exe} could not print {out}: {done.stderr.strip()[-300:] or 'no output'}")
+    return out

@@ -86,7 +86,7 @@ def _outcome(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import build_report, render_html, render_text
+    from .report import ReportError, build_report, render_html, render_text, write_pdf
 
     try:
         day = date.today() if args.day == "today" else date.fromisoformat(args.day)
@@ -105,6 +105,13 @@ def _report(args) -> int:
             print(f"counterguard report: cannot write {args.html}: {exc.strerror}", file=sys.stderr)
             return 1
         print(f"HTML report written to {args.html}")
+    if args.pdf:
+        try:
+            write_pdf(render_html(report), args.pdf)
+        except (ReportError, OSError) as exc:
+            print(f"counterguard report: {exc}", file=sys.stderr)
+            return 1
+        print(f"PDF report written to {args.pdf}")
     return 0
 
 
@@ -154,11 +161,12 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_outcome)
 
     p = sub.add_parser("report", help="the day's verdicts, alerts, response times and outcomes",
-                       description="Print a branch day's shift report; --html also writes it as a page with a chart "
-                                   "(print it to PDF from a browser).")
+                       description="Print a branch day's shift report; --html also writes it as a page with a chart, "
+                                   "--pdf prints that page to PDF with headless Chromium.")
     p.add_argument("--day", required=True, metavar="DATE", help="YYYY-MM-DD (local time) or 'today'")
     p.add_argument("-c", "--config", help=config_help)
     p.add_argument("--html", metavar="OUT", help="also write the report as HTML to this file")
+    p.add_argument("--pdf", metavar="OUT", help="also print the report to PDF (needs Chromium)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("console-password", help="hash a branch console password for the config",

@@ -182,6 +182,9 @@ def test_a_branch_questions_file_overrides_some_reasons_and_bad_keys_are_named(t
     q = load_questions(own)
     assert q.for_reasons(["urgent"], "en")[0] == "Why today?"
     assert q.label("urgent", "zh") == "着急" and q.label("customer_on_phone", "zh") == "客户正在通话"
+    # A short list takes every reason's first question before anyone's second.
+    assert q.for_reasons(["elderly_customer", "customer_on_phone"], "en", limit=2) == [
+        "Do your children or family know about this withdrawal?", "Who are you talking to on the phone?"]
     own.write_text('[reasons.hurry]\nen = ["?"]\n')
     with pytest.raises(QuestionsError, match=r"reasons.hurry: unknown reason"):
         load_questions(own)

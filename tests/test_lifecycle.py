@@ -92,7 +92,7 @@ def test_a_red_alert_goes_from_frame_to_closed_with_the_lamps_at_each_step(runni
     assert reply.body["level"] == "red"
     # The teller's terminal gets a human line saying what to do.
     assert reply.body["text"].startswith("Hold: 50,000 yuan or more") and reply.body["text"].endswith("call supervisor")
-    assert lamp(factory, 3, "red") and supervisor_lamp(factory)
+    assert wait_until(lambda: lamp(factory, 3, "red") and supervisor_lamp(factory), timeout=10)  # lamps follow the ACK
     assert gw.lamps.states()[3] == "red"
     alert_id = gw.store.open_alerts()[0].alert_id
 
@@ -127,6 +127,7 @@ def test_a_counter_with_a_second_red_open_stays_red_after_the_first_is_acknowled
     gw, terminal = running
     terminal.send(intercept(counter=1, event_id="two-1"))
     terminal.send(intercept(counter=1, event_id="two-2"))
+    assert wait_until(lambda: gw.lamps.panel.waiting == 2, timeout=10)  # lamps follow the ACKs
     first = gw.acknowledge(by="S1", via="console")
     assert first is not None and gw.lamps.states()[1] == "red" and supervisor_lamp(factory)
     gw.acknowledge(by="S1", via="console")
@@ -141,6 +142,7 @@ def test_a_counter_with_a_second_red_open_stays_red_after_the_first_is_acknowled
 def test_an_acknowledgement_typed_in_a_shell_moves_the_lamps_of_the_running_gateway(running, factory):
     gw, terminal = running
     terminal.send(intercept(counter=2, event_id="shell-1"))
+    assert wait_until(lambda: gw.lamps.states()[2] == "red", timeout=10)
     alert_id = gw.store.open_alerts()[0].alert_id
     # A second connection to the same file, as `counterguard ack` uses.
     with Store(gw.config.store_path) as other:
@@ -158,6 +160,7 @@ def test_an_amber_alert_can_be_acknowledged_and_closed_from_the_console(running,
     reply = terminal.send(event(counter=4, amount=40000, customer_age=72, balance_before=45000,
                                 teller_flags=["customer_on_phone"], event_id="amber-1"))
     assert reply.body["level"] in ("amber", "red")
+    assert wait_until(lambda: gw.lamps.states()[4] == reply.body["level"], timeout=10)
     alert = gw.store.open_alerts(level=None)[0]
     gw.acknowledge(alert.alert_id, by="S2", via="console")
     assert blinks(factory, 4)

@@ -123,3 +123,15 @@ def test_the_console_password_hash_checks_the_password(capsys, monkeypatch):
     assert main(["console-password"]) == 0
     hashed = capsys.readouterr().out.strip()
     assert verify_password("branch-secret", hashed) and not verify_password("branch-secre", hashed)
+
+
+def test_the_report_prints_to_pdf_with_headless_chromium(branch_day, capsys, tmp_path):
+    import shutil
+
+    if not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (./setup.sh installs it)")
+    cfg, *_ = branch_day
+    pdf = tmp_path / "day.pdf"
+    assert main(["report", "--day", DAY.isoformat(), "--config", str(cfg), "--pdf", str(pdf)]) == 0
+    assert f"PDF report written to {pdf}" in capsys.readouterr().out
+    assert pdf.read_bytes().startswith(b"%PDF-") and pdf.stat().st_size > 2000

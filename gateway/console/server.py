@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 COOKIE = "cg_session"
 MAX_BODY = 16 * 1024  # a form or a note, never more
+QUESTIONS_SHOWN = 6   # enough to start a conversation, short enough to read at the counter
 STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -116,7 +117,7 @@ class BranchConsole:
         self._server.server_close()
 
     # -- what the page shows ----------------------------------------------------------------------
-    def _alert_json(self, view) -> dict:
+    def _alert_json(self, view, *, questions: bool = True) -> dict:
         q = self.questions
         return {
             "alert_id": view.alert_id,
@@ -128,7 +129,8 @@ class BranchConsole:
             "kind": view.kind,
             "text": view.text,
             "reasons": [{"code": r, "en": q.label(r, "en"), "zh": q.label(r, "zh")} for r in view.reasons],
-            "questions": {"en": q.for_reasons(view.reasons, "en"), "zh": q.for_reasons(view.reasons, "zh")},
+            "questions": {lang: q.for_reasons(view.reasons, lang, limit=QUESTIONS_SHOWN) if questions else []
+                          for lang in ("en", "zh")},
             "raised_at": view.raised_wall,
             "escalated": view.escalated_wall is not None,
             "ack_by": view.ack_by,
@@ -151,7 +153,8 @@ class BranchConsole:
             "now": now,
             "open": [self._alert_json(v) for v in live if v.state == "open"],
             "awaiting_outcome": [self._alert_json(v) for v in live if v.state == "acknowledged"],
-            "today": [self._alert_json(v) for v in reversed(today)],
+            # The history table needs no questions: it keeps a busy day's poll small.
+            "today": [self._alert_json(v, questions=False) for v in reversed(today)],
             "lamps": {str(k): v for k, v in self.lamps.states().items()} if self.lamps is not None else {},
             "outcomes": [{"code": o, **OUTCOME_TEXT[o]} for o in OUTCOMES],
         }
