@@ -70,7 +70,7 @@ class IngestWorker:
     """One centre worker on one broker connection, writing to one store connection."""
 
     def __init__(self, store, *, host: str = "127.0.0.1", port: int = 1883, client_id: str | None = None,
-                 share: str | None = "centre", keepalive: int = 30, batch_max: int = 5000,
+                 share: str | None = "centre", keepalive: int = 30, batch_max: int = 5000, linger_s: float = 0.01,
                  username: str | None = None, password: str | None = None, tls: dict | None = None):
         self.store = store
         self.host, self.port = host, int(port)
@@ -78,6 +78,7 @@ class IngestWorker:
         self.share = share
         self.keepalive = keepalive
         self.batch_max = batch_max
+        self.linger_s = linger_s
         self.stats = IngestStats()
         self._auth = (username, password)
         self._tls = tls
@@ -93,7 +94,8 @@ class IngestWorker:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         client.will_set(messages.CENTRE_STATUS, fleet.will(), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=0.5, max_delay=10)
-        client.max_inflight_messages_set(1000)
+        # Receipts are small and few; no in-flight cap (paho rescans its whole queue on each PUBACK when capped).
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         if self._auth[0]:
             client.username_pw_set(*self._auth)
@@ -185,15 +187,26 @@ class IngestWorker:
 
     # -- writer ---------------------------------------------------------------------------------
     def _take(self) -> list:
+        """The next batch: what is queued, plus what arrives within a few milliseconds (bounded), so
+        a busy stream is stored in big transactions with one receipt per gateway per batch."""
         try:
             batch = [self._inbox.get(timeout=0.05)]
         except queue.Empty:
             return []
+        deadline = time.monotonic() + self.linger_s
         while len(batch) < self.batch_max:
             try:
                 batch.append(self._inbox.get_nowait())
+                continue
             except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
+            try:
+                batch.append(self._inbox.get(timeout=min(left, 0.002)))
+            except queue.Empty:
+                break  # the stream paused: store what there is now
         return batch
 
     def _write_loop(self) -> None:
