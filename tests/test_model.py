@@ -278,3 +278,12 @@ def test_training_end_to_end_writes_a_model_the_gateway_loads(tmp_path):
     assert 0 <= manifest["metrics"]["average_precision"] <= 1
     golden = json.loads((tmp_path / "golden.json").read_text())
     assert all(0.0 <= model.score(r["features"]) <= 1.0 for r in golden["rows"])
+
+
+def test_the_documented_training_command_is_the_one_behind_the_bundled_model():
+    # `python -m models.train` with its defaults must reproduce the committed model (models/README.md).
+    import models.train as training
+
+    manifest = json.loads(default_model_path().with_suffix(".json").read_text())
+    assert (manifest["seed"], manifest["events"], manifest["version"]) == (7, training.EVENTS, training.VERSION)
+    assert manifest["metrics"]["int8_float_level_agreement"] >= 0.99
