@@ -109,3 +109,14 @@ def test_when_one_worker_dies_the_other_says_online_again_so_gateways_resend(bro
     a.stop(say_offline=False)
     b.stop()
     probe.close()
+
+
+@pytest.mark.parametrize("row, now, shown", [
+    ({"state": "online", "last_heartbeat_at": 1000.0}, 1060.0, "online"),    # two heartbeats late: still online
+    ({"state": "online", "last_heartbeat_at": 1000.0}, 1091.0, "silent"),    # three missed: the link is suspect
+    ({"state": "online", "last_heartbeat_at": None, "status_received_at": 1000.0}, 1200.0, "silent"),
+    ({"state": "offline", "last_heartbeat_at": 1000.0}, 5000.0, "offline"),
+    ({"state": None, "last_heartbeat_at": 1000.0}, 1001.0, "unknown"),       # heartbeats but no status yet
+])
+def test_an_online_gateway_whose_heartbeats_stop_is_shown_silent(row, now, shown):
+    assert fleet.presence(row, now=now, heartbeat_s=30.0) == shown

@@ -4,6 +4,8 @@ messages quarantined, and two workers sharing one stream (real mosquitto, real S
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +13,7 @@ from centre import schema
 from centre.ingest import IngestWorker
 from centre.store import open_store
 from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
+from gateway import messages
 
 
 def test_alerts_from_several_gateways_arrive_once_even_when_a_gateway_resends(broker, store_url):
@@ -153,3 +156,24 @@ def test_two_workers_share_the_load_and_store_nothing_twice(broker, store_url):
 def test_a_message_on_an_unknown_topic_is_named(topic, fragment):
     with pytest.raises(schema.SchemaError, match=fragment):
         schema.check(topic, b"{}")
+
+
+def test_every_documented_record_kind_is_accepted_as_the_gateway_sends_it():
+    gw = SimGateway(None, None, "gw-0001")
+    _, alert_id, alert = gw.alert_payload()
+    sent = {"alert": alert, "ack": gw.follow_up("ack", alert_id)[1],
+            "outcome": gw.follow_up("outcome", alert_id, note="")[1],
+            "escalation": gw.follow_up("escalation", alert_id)[1],
+            "status": gw.status("online", model_version="1.0.0", watchlist_version=3, thresholds_version=2),
+            "heartbeat": messages.heartbeat_payload(stamp=SimpleNamespace(wall=time.time(), mono=5.0, synced=True),
+                                                    bdseq=1, outbox_depth=0, oldest_unreceipted_age_s=None)}
+    kinds = {leaf: schema.check(f"{gw.topics.root}/{leaf}", p.encode()).kind for leaf, p in sent.items()}
+    assert kinds == {"alert": "alert", "ack": "acknowledgement", "outcome": "outcome", "escalation": "escalation",
+                     "status": "status", "heartbeat": "heartbeat"}
+
+
+def test_an_outcome_note_longer_than_documented_is_refused():
+    gw = SimGateway(None, None, "gw-0001")
+    _, payload = gw.follow_up("outcome", "01HX", note="x" * 2001)
+    with pytest.raises(schema.SchemaError, match="'note'"):
+        schema.check(f"{gw.topics.root}/outcome", payload.encode())
