@@ -165,9 +165,11 @@ class IngestWorker:
         if reason_code.is_failure:
             log.error("centre worker %s: the broker refused the connection: %s", self.client_id, reason_code)
             return
-        client.subscribe([(t, 1) for t in subscriptions(self.share)])
         # Announcing "online" makes every gateway re-announce and resend what is not yet receipted.
+        # It goes before the subscriptions, so the retained centre status this worker then receives
+        # is its own "online", not a stale "offline" it would answer with a second announcement.
         client.publish(messages.CENTRE_STATUS, fleet.announce(), qos=1, retain=True)
+        client.subscribe([(t, 1) for t in subscriptions(self.share)])
         self._connected.set()
         log.info("centre worker %s: connected to %s:%s", self.client_id, self.host, self.port)
 
