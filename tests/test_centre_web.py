@@ -80,6 +80,11 @@ def test_the_dashboard_shows_a_new_alert_with_its_reasons_and_trail(broker, cent
     state = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-gateway-id="gw-0231"] td.state'))[0]
     _wait(browser, lambda d: state.text == "online")
 
+    # The outcome counts towards the branch's precision (refreshed on load and every 10 s).
+    browser.refresh()
+    _wait(browser, lambda d: [td.text for td in d.find_elements(By.CSS_SELECTOR, "#precision td")][:3]
+          == ["610100/b0231", "red", "100.0%"])
+
     shot = tmp_path / "centre-dashboard.png"
     browser.save_screenshot(str(shot))
     print(f"dashboard screenshot: {shot}")

@@ -170,5 +170,22 @@ async function refreshFleet() {
   setTimeout(refreshFleet, FLEET_MS);
 }
 
+async function refreshAccuracy() {
+  try {
+    const data = await getJson("/api/accuracy?by=branch");
+    const body = document.querySelector("#precision tbody");
+    body.replaceChildren();
+    for (const r of data.rows) {
+      const tr = el("tr");
+      const p = r.precision === null ? "-" : (100 * r.precision).toFixed(1) + "%";
+      for (const v of [r.group, r.level, p, r.with_outcome, r.alerts]) tr.appendChild(el("td", null, v));
+      body.appendChild(tr);
+    }
+  } catch (e) {
+    linkState(false);
+  }
+  setTimeout(refreshAccuracy, 10000);
+}
+
 document.getElementById("filters").addEventListener("submit", (ev) => { ev.preventDefault(); reload(); });
-reload().catch(() => linkState(false)).finally(() => { poll(); refreshFleet(); });
+reload().catch(() => linkState(false)).finally(() => { poll(); refreshFleet(); refreshAccuracy(); });
