@@ -13,7 +13,7 @@ import pytest
 from centre.ingest import IngestWorker
 from centre.store import open_store
 from centre.web import Dashboard
-from centre_support import SimGateway
+from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -119,3 +119,24 @@ def test_the_dashboard_api_names_a_bad_parameter(centre):
     assert status == 400 and "'year'" in body["error"]
     status, _ = _get(dashboard.url + "assets/../store.py")
     assert status == 404
+
+
+def test_the_stream_endpoints_give_each_record_once_in_order(store_url):
+    from centre import schema
+
+    store = open_store(store_url)
+    gw = SimGateway(None, None, "gw-0001")
+    with Dashboard(open_store(store_url), port=0) as dashboard:
+        _, red_id, red = gw.alert_payload(level="red")
+        _, amber_id, amber = gw.alert_payload(level="amber")
+        store.ingest([schema.check(f"{gw.topics.root}/alert", p.encode()) for p in (red, amber)])
+        _, first = _get(dashboard.url + "api/alerts?level=red")
+        assert [r["alert_id"] for r in first["records"]] == [red_id]
+        ack = gw.follow_up("ack", red_id)[1]
+        store.ingest([schema.check(f"{gw.topics.root}/ack", ack.encode())])
+        _, more = _get(dashboard.url + f"api/records?level=red&after={first['last_id']}")
+        # After the red alert: the amber one is filtered out, the red one's acknowledgement comes.
+        assert [(r["type"], r["alert_id"]) for r in more["records"]] == [("acknowledgement", red_id)]
+        _, nothing = _get(dashboard.url + f"api/records?after={more['last_id']}")
+        assert nothing["records"] == [] and nothing["last_id"] == more["last_id"]
+    store.close()
