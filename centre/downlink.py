@@ -158,11 +158,14 @@ def _in_target(gateway: dict, target: str) -> bool:
 
 
 def _has(gateway: dict, kind: str, manifest: dict) -> bool:
-    held = gateway.get(KIND_FIELD[kind])
+    if kind == "model" and gateway.get("model_manifest_version") is not None:
+        held = gateway["model_manifest_version"]  # the manifest version the gateway applied
+    elif kind == "model":
+        return gateway.get("model_version") == manifest["summary"].get("model_version")
+    else:
+        held = gateway.get(KIND_FIELD[kind])
     if held is None:
         return False
-    if kind == "model":
-        return held == manifest["summary"].get("model_version")
     try:
         return int(held) >= manifest["version"]
     except ValueError:

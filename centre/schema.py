@@ -137,11 +137,13 @@ FIELDS: dict[str, dict] = {
     "status": {"state": _one_of(*messages.STATES), "bdseq": _count, "ts": _time, "gateway_id": _name,
                "time_synced": _optional(_bool), "model_version": _optional(_version),
                "watchlist_version": _optional(_version), "thresholds_version": _optional(_version),
+               "model_manifest_version": _optional(_version), "downlink_rejected": _optional(_count),
                "software_version": _optional(_version)},
     "heartbeat": {"ts": _time, "bdseq": _count, "outbox_depth": _count,
                   "oldest_unreceipted_age_s": _optional(_is_num), "mono": _optional(_is_num),
                   "time_synced": _optional(_bool), "model_version": _optional(_version),
                   "watchlist_version": _optional(_version), "thresholds_version": _optional(_version),
+                  "model_manifest_version": _optional(_version), "downlink_rejected": _optional(_count),
                   "verdicts": _optional(lambda v: isinstance(v, dict)),
                   "links": _optional(lambda v: isinstance(v, dict))},
 }

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS gateways (
     state TEXT, bdseq BIGINT, status_ts TEXT, status_received_at DOUBLE PRECISION,
     last_heartbeat_at DOUBLE PRECISION, heartbeat_ts TEXT, outbox_depth INTEGER,
     oldest_unreceipted_age_s DOUBLE PRECISION, model_version TEXT, watchlist_version TEXT,
-    thresholds_version TEXT, software_version TEXT);
+    thresholds_version TEXT, software_version TEXT, model_manifest_version TEXT, downlink_rejected BIGINT);
 CREATE TABLE IF NOT EXISTS quarantine (
     id {autoid}, received_at DOUBLE PRECISION NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
     payload TEXT NOT NULL);
@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS watchlist_entries (
     target TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (target, hash));
 """
 
-VERSION_FIELDS = ("model_version", "watchlist_version", "thresholds_version", "software_version")
+VERSION_FIELDS = ("model_version", "watchlist_version", "thresholds_version", "model_manifest_version",
+                  "software_version")
 
 
 class StoreError(RuntimeError):
@@ -203,21 +204,26 @@ class CentreStore:
                       "status_received_at = ?, model_version = COALESCE(?, model_version), "
                       "watchlist_version = COALESCE(?, watchlist_version), "
                       "thresholds_version = COALESCE(?, thresholds_version), "
-                      "software_version = COALESCE(?, software_version) WHERE gateway_id = ?",
-                      (r.region, r.branch, body["state"], body["bdseq"], body["ts"], now, *versions, r.gateway_id))
+                      "model_manifest_version = COALESCE(?, model_manifest_version), "
+                      "software_version = COALESCE(?, software_version), "
+                      "downlink_rejected = COALESCE(?, downlink_rejected) WHERE gateway_id = ?",
+                      (r.region, r.branch, body["state"], body["bdseq"], body["ts"], now, *versions,
+                       body.get("downlink_rejected"), r.gateway_id))
         return 1
 
     def _heartbeat(self, r: Record, now: float) -> int:
         body = r.body
         if not fleet.heartbeat_is_current(body["bdseq"], self._gateway_row(r)):
             return 0
-        versions = [_version_text(body.get(k)) for k in VERSION_FIELDS[:3]]
+        versions = [_version_text(body.get(k)) for k in VERSION_FIELDS[:4]]
         self._execute("UPDATE gateways SET last_heartbeat_at = ?, heartbeat_ts = ?, outbox_depth = ?, "
                       "oldest_unreceipted_age_s = ?, model_version = COALESCE(?, model_version), "
                       "watchlist_version = COALESCE(?, watchlist_version), "
-                      "thresholds_version = COALESCE(?, thresholds_version) WHERE gateway_id = ?",
+                      "thresholds_version = COALESCE(?, thresholds_version), "
+                      "model_manifest_version = COALESCE(?, model_manifest_version), "
+                      "downlink_rejected = COALESCE(?, downlink_rejected) WHERE gateway_id = ?",
                       (now, body["ts"], body["outbox_depth"], body.get("oldest_unreceipted_age_s"), *versions,
-                       r.gateway_id))
+                       body.get("downlink_rejected"), r.gateway_id))
         return 1
 
     # -- reading --------------------------------------------------------------------------------

@@ -77,3 +77,46 @@ def test_a_centre_that_restarts_gets_everything_it_missed_once(broker, tmp_path,
         assert wait_until(lambda: store.outbox_depth() == 0, 30), f"outbox still {store.outbox_depth()}"
     assert centre.count("alert") == 40 and centre.duplicate_keys() == 0
     centre.close()
+
+
+def test_a_push_from_the_centre_is_applied_by_a_real_gateway_and_the_centre_sees_it(broker, tmp_path):
+    from dataclasses import replace
+
+    from gpiozero.pins.mock import MockFactory
+
+    from centre.downlink import Downlink, publish_retained, rollout
+    from gateway import manifest as signed
+    from gateway.app import Gateway
+    from gateway.config import DownlinkSettings, GatewaySettings
+    from gateway.decision import Thresholds
+    from harness import gateway_config
+
+    mule = "6217000099887766554"
+    key, wl_key = signed.generate_signing_key(), signed.generate_watchlist_key()
+    signed.save_public_key(key, tmp_path / "centre-public.pem")
+    signed.save_watchlist_key(wl_key, tmp_path / "watchlist.key")
+    config = replace(gateway_config(tmp_path, broker_port=broker.port, serial_path=None, watchlist=False),
+                     gateway=GatewaySettings(id="gw-push-1", region=REGION, branch=BRANCH, data_dir=str(tmp_path)),
+                     downlink=DownlinkSettings(centre_public_key=str(tmp_path / "centre-public.pem"),
+                                               watchlist_key=str(tmp_path / "watchlist.key")))
+    centre = open_store(tmp_path / "centre.db")
+    downlink = Downlink(centre, key, watchlist_key=wl_key)
+    with IngestWorker(open_store(tmp_path / "centre.db"), host=broker.host, port=broker.port):
+        gw = Gateway(config, pin_factory=MockFactory())
+        gw.start()
+        try:
+            assert wait_until(lambda: (centre.gateway("gw-push-1") or {}).get("state") == "online", 20)
+            lists = downlink.push_watchlist(f"region/{REGION}", add=[mule])
+            limits = downlink.push_thresholds("gateway/gw-push-1", amber=0.35, red=0.75)
+            publish_retained(broker.host, broker.port, [(lists.topic, lists.envelope), (limits.topic, limits.envelope)])
+
+            assert wait_until(lambda: gw.watchlist.contains(mule), 20), "the gateway never applied the list"
+            assert wait_until(lambda: gw.pipeline.assessor.thresholds == Thresholds(0.35, 0.75), 20)
+            # The gateway's status and heartbeats now report the versions; the centre shows them applied.
+            assert wait_until(lambda: all(r["applied"] == ["gw-push-1"] for r in rollout(centre)), 30), rollout(centre)
+            row = centre.gateway("gw-push-1")
+            assert (row["watchlist_version"], row["thresholds_version"]) == (str(lists.version), str(limits.version))
+            assert row["downlink_rejected"] == 0
+        finally:
+            gw.stop()
+    centre.close()

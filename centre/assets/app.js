@@ -150,7 +150,9 @@ async function refreshFleet() {
       tr.appendChild(el("td", "state " + g.presence, g.presence));
       tr.appendChild(el("td", null, ageText(g.heartbeat_age_s)));
       tr.appendChild(el("td", null, g.outbox_depth ?? "-"));
-      for (const v of [g.model_version, g.watchlist_version, g.thresholds_version]) tr.appendChild(el("td", null, v ?? "-"));
+      for (const v of [g.model_version, g.watchlist_version, g.thresholds_version, g.downlink_rejected]) {
+        tr.appendChild(el("td", null, v ?? "-"));
+      }
       body.appendChild(tr);
     }
     const c = data.counts;
