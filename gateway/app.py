@@ -99,6 +99,8 @@ class Gateway:
         self.lifecycle = Lifecycle(self.store, self.lamps, self.clock, gateway_id=cfg.gateway.id,
                                    wake=self._wake_uplink)
         self.lifecycle.restore_lamps()
+        if cfg.console.enabled:
+            self.branch_console = self._bind_console()
 
         m = cfg.mqtt
         tls = (m.ca_file, m.cert_file, m.key_file) if m.ca_file else None
@@ -116,10 +118,6 @@ class Gateway:
         self.escalation = EscalationWatch(self.store, self.lamps, self.lifecycle, self.clock,
                                           after_s=cfg.supervisor.escalate_after_s, gateway_id=cfg.gateway.id,
                                           wake=self._wake_uplink).start(self.stop_event)
-        if cfg.console.enabled:
-            from .console.server import BranchConsole
-
-            self.branch_console = BranchConsole.from_config(cfg, self.store, self.lifecycle).start()
 
         for port in cfg.serial:
             link = SerialLink(port.path, baudrate=port.baudrate, name=port.name or None)
@@ -130,6 +128,8 @@ class Gateway:
             line.start(self.stop_event)
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
         self._housekeeping.start()
+        if self.branch_console is not None:
+            self.branch_console.start()
         self._started = True
         sd_notify.Watchdog(healthy=self._healthy).start(self.stop_event)
         sd_notify.ready(f"gateway {cfg.gateway.id}: {len(self.lines)} counter line(s)")
@@ -137,6 +137,22 @@ class Gateway:
                  cfg.gateway.id, time.monotonic() - t0, len(self.lines), self.model.version,
                  self.model.runtime, self.watchlist.version)
         return self
+
+    def _bind_console(self):
+        """Open the console's port before anything else runs, so a busy port stops start-up cleanly."""
+        from .console.server import BranchConsole
+        from .questions import QuestionsError
+
+        c = self.config.console
+        try:
+            return BranchConsole.from_config(self.config, self.store, self.lifecycle)
+        except (OSError, QuestionsError) as exc:
+            self.lamps.close()
+            self.store.close()
+            if isinstance(exc, QuestionsError):
+                raise ConfigError(self.config.source, "supervisor.questions_file", str(exc)) from None
+            raise ConfigError(self.config.source, "console.port",
+                              f"cannot listen on {c.listen}:{c.port}: {exc.strerror or exc}") from None
 
     def _housekeep(self) -> None:
         """Once at start and then daily: drop old green events; alerts and unsynced rows stay."""
@@ -234,6 +250,14 @@ def check_ready(config: Config) -> None:
     for key, value in (("model.path", config.model.path), ("lamps.pinmap", config.lamps.pinmap),
                        ("watchlist.file", config.watchlist.file),
                        ("downlink.centre_public_key", config.downlink.centre_public_key),
-                       ("downlink.watchlist_key", config.downlink.watchlist_key)):
+                       ("downlink.watchlist_key", config.downlink.watchlist_key),
+                       ("supervisor.questions_file", config.supervisor.questions_file)):
         if value and not Path(value).exists():
             raise ConfigError(config.source, key, f"file {value} does not exist")
+    if config.supervisor.questions_file:
+        from .questions import QuestionsError, load_questions
+
+        try:
+            load_questions(config.supervisor.questions_file)
+        except QuestionsError as exc:
+            raise ConfigError(config.source, "supervisor.questions_file", str(exc)) from None

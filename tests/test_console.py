@@ -244,3 +244,17 @@ def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromiu
     # The history redraws itself: look the row up afresh each time.
     wait.until(lambda d: any("Customer dissuaded" in r.text
                              for r in d.find_elements(By.CSS_SELECTOR, f'#today tr[data-alert-id="{alert_id}"]')))
+
+
+def test_a_busy_console_port_or_a_bad_questions_file_stops_start_up_by_key(gateway, tmp_path):
+    from gateway.app import check_ready
+
+    gw, _ = gateway
+    taken = gw.config.with_changes("store", path=str(tmp_path / "other.db")).with_changes(
+        "console", port=gw.branch_console.port, listen="127.0.0.1")
+    with pytest.raises(ConfigError, match="console.port: cannot listen on 127.0.0.1"):
+        Gateway(taken, pin_factory=MockFactory()).start()
+    bad = tmp_path / "q.toml"
+    bad.write_text("[reasons.nope]\n")
+    with pytest.raises(ConfigError, match="supervisor.questions_file: .*reasons.nope: unknown reason"):
+        check_ready(gw.config.with_changes("supervisor", questions_file=str(bad)))

@@ -115,6 +115,9 @@ def test_watchlisted_account_is_red_whatever_the_model_says(running):
 def test_red_lamp_stays_on_until_the_supervisor_presses_acknowledge(running, centre, factory):
     gw, terminal = running
     assert terminal.send(intercept(counter=2, event_id="red-lamp-1")).body["level"] == "red"
+    deadline = time.monotonic() + 10  # the lamps are set just after the ACK is written
+    while not red_lamp(factory, 2) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert red_lamp(factory, 2) is True
     assert pin(factory, PINMAP.supervisor.red).state is True
     # Ordinary customers at the same counter do not clear it.
