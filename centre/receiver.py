@@ -49,11 +49,12 @@ class Receiver:
     ``escalations``, ``statuses``."""
 
     def __init__(self, host: str, port: int, *, client_id: str = "centre-receiver", db_path=None,
-                 on_alert=None, receipt_every_s: float = 0.02):
+                 on_alert=None, on_record=None, receipt_every_s: float = 0.02):
         self.host, self.port = host, int(port)
         self.client_id = client_id
         self.db_path = db_path
         self.on_alert = on_alert
+        self.on_record = on_record  # on_record(kind, body) for every new alert, ack, outcome and escalation
         self.receipt_every_s = receipt_every_s
         self._lock = threading.Condition()
         # Records by type, in arrival order: "alert", "ack", "outcome", "escalation".
@@ -241,6 +242,11 @@ class Receiver:
                 self.on_alert(body)
             except Exception:
                 log.exception("centre receiver: on_alert failed")
+        if new and self.on_record is not None:
+            try:
+                self.on_record(kind, body)
+            except Exception:
+                log.exception("centre receiver: on_record failed")
 
     def _status(self, gateway_id: str, body: dict) -> None:
         if not isinstance(body, dict) or body.get("state") not in messages.STATES:
@@ -273,7 +279,8 @@ class Receiver:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="counterguard receiver",
-                                     description="A minimal centre: print alerts from gateways and receipt them.")
+                                     description="A minimal centre: print alerts, acknowledgements, outcomes and "
+                                                 "escalations from gateways (one JSON line each) and receipt them.")
     parser.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
     parser.add_argument("--db", default=None, help="keep received alerts in this SQLite file")
@@ -282,13 +289,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out_lock = threading.Lock()
 
-    def show(alert: dict) -> None:
+    def show(kind: str, record: dict) -> None:
         with out_lock:
-            print(json.dumps(alert, ensure_ascii=False), flush=True)
+            print(json.dumps(record, ensure_ascii=False), flush=True)
 
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    receiver = Receiver(args.host, args.port, client_id=args.client_id, db_path=args.db, on_alert=show)
+    receiver = Receiver(args.host, args.port, client_id=args.client_id, db_path=args.db, on_record=show)
     try:
         receiver.start()
     except (OSError, ConnectionError) as exc:

@@ -240,6 +240,8 @@ def test_upgrading_a_store_keeps_alerts_and_never_reuses_a_seq(tmp_path, monkeyp
 
 
 def test_the_centre_keeps_an_outcome_once_and_refuses_one_without_its_fields(centre, probe):
+    seen = []
+    centre.on_record = lambda kind, body: seen.append((kind, body["seq"]))
     body = {"type": "outcome", "gateway_id": "gw-x", "alert_id": "A1", "counter": 3, "outcome": "police_called",
             "note": "", "by": "S1", "via": "cli", "at": "2026-11-25T01:00:00.000Z", "mono": 1.0,
             "time_synced": True, "seq": 9, "region": "r", "branch": "b", "historical": False}
@@ -249,6 +251,7 @@ def test_the_centre_keeps_an_outcome_once_and_refuses_one_without_its_fields(cen
     probe.publish("counterguard/v1/r/b/gw-x/outcome", {k: v for k, v in body.items() if k != "by"} | {"seq": 10})
     assert centre.wait_for(lambda r: r.duplicates == 1 and r.rejected == 1, timeout=10)
     assert [o["seq"] for o in centre.outcomes] == [9]
+    assert seen == [("outcome", 9)]  # what `counterguard receiver` prints: new records only
     assert probe.wait_for(lambda p: any(9 in r["seqs"] for r in p.received("counterguard/v1/r/b/gw-x/receipt")))
     assert not any(10 in r["seqs"] for r in probe.received("counterguard/v1/r/b/gw-x/receipt"))
 
