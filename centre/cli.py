@@ -140,17 +140,19 @@ def _accounts_file(path) -> list[str]:
     return accounts
 
 
-def _publish(cfg: CentreConfig, pushed) -> None:
+def _publish(cfg: CentreConfig, pushes) -> None:
     from .downlink import publish_retained
 
     try:
-        publish_retained(cfg.broker.host, cfg.broker.port, [(pushed.topic, pushed.envelope)],
+        publish_retained(cfg.broker.host, cfg.broker.port, [(p.topic, p.envelope) for p in pushes],
                          username=cfg.broker.username or None, password=cfg.broker.password(), tls=cfg.broker.tls())
     except ConnectionError as exc:
-        raise CommandError(f"{pushed.kind} version {pushed.version} was recorded but not published: {exc}; "
-                           "push again when the broker is back (the next version supersedes it)") from None
-    print(json.dumps({"kind": pushed.kind, "version": pushed.version, "target": pushed.target, "topic": pushed.topic,
-                      **pushed.summary}), flush=True)
+        made = ", ".join(f"{p.kind} version {p.version} for {p.target}" for p in pushes)
+        raise CommandError(f"{made}: recorded but not published: {exc}; push again when the broker is back "
+                           "(the next version supersedes it)") from None
+    for p in pushes:
+        print(json.dumps({"kind": p.kind, "version": p.version, "target": p.target, "topic": p.topic, **p.summary}),
+              flush=True)
 
 
 def _push(args, build, *, need_watchlist_key: bool = False) -> int:
@@ -164,7 +166,7 @@ def _push(args, build, *, need_watchlist_key: bool = False) -> int:
             pushed = build(downlink)
         except DownlinkError as exc:
             raise CommandError(str(exc)) from None
-        _publish(cfg, pushed)
+        _publish(cfg, pushed if isinstance(pushed, list) else [pushed])
     finally:
         store.close()
     return 0

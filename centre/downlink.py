@@ -7,17 +7,18 @@ retained on the target's topic, so a gateway that connects later still gets the 
 kept in the store with what it carried.
 
 Watchlist entries are keyed hashes of account numbers (HMAC-SHA256 with the watchlist key), never
-the numbers themselves. The centre keeps each target's list; a push adds and removes entries and
-publishes the whole resulting list (``full``): a retained delta would be useless to a gateway that
-connects later, since it holds another base version.
+the numbers themselves. The centre keeps each target's own entries; a push adds and removes entries
+and publishes the whole resulting list (``full``): a retained delta would be useless to a gateway
+that connects later, since it holds another base version. A gateway holds one list, so a region's
+or a gateway's list also carries the entries of the targets above it (see ``push_watchlist``).
 
 ``rollout`` answers "who has it?": for the latest manifest of each kind and target, the gateways
 in that target whose status or heartbeat reports that version (or a later one) and those that do
 not yet.
 
     downlink = Downlink(store, load_private_key("centre-signing.pem"), watchlist_key=load_watchlist_key("wl.key"))
-    pushed = downlink.push_watchlist("all", add=["6217000099887766554"])
-    publish_retained("127.0.0.1", 1883, [(pushed.topic, pushed.envelope)])
+    pushes = downlink.push_watchlist("all", add=["6217000099887766554"])
+    publish_retained("127.0.0.1", 1883, [(p.topic, p.envelope) for p in pushes])
 """
 
 from __future__ import annotations
@@ -101,20 +102,62 @@ class Downlink:
         except signed.ManifestError as exc:
             raise DownlinkError(f"watchlist account {exc}") from None
 
+    def _scopes(self, target: str) -> list[str]:
+        """The targets whose lists a gateway under ``target`` must hold: all, its region, itself."""
+        if target == "all":
+            return ["all"]
+        if target.startswith("region/"):
+            return ["all", target]
+        gateway_id = target.split("/", 1)[1]
+        row = self.store.gateway(gateway_id)
+        return ["all"] + ([f"region/{row['region']}"] if row else []) + [target]
+
+    def _under(self, target: str) -> list[str]:
+        """Targets with a list of their own below ``target`` (regions before gateways)."""
+        if target.startswith("gateway/"):
+            return []
+        below = []
+        for other in self.store.watchlist_targets():
+            if other == target or other == "all":
+                continue
+            if target == "all" or (other.startswith("gateway/") and
+                                   f"region/{(self.store.gateway(other.split('/', 1)[1]) or {}).get('region')}"
+                                   == target):
+                below.append(other)
+        return sorted(below, key=lambda t: (t.startswith("gateway/"), t))
+
+    def _list_manifest(self, target: str, own: list[str], summary: dict) -> Pushed:
+        entries = set(own)
+        for scope in self._scopes(target)[:-1]:
+            entries |= set(self.store.watchlist(scope))
+        entries = sorted(entries)
+        body = {"full": True, "add": entries, "hash": signed.HASH_NAME, "key_version": self.key_version}
+        return self._push("watchlist", target, body, {**summary, "entries": len(entries)}, watchlist=own)
+
     def push_watchlist(self, target: str, *, add=(), remove=(), add_hashes=(), remove_hashes=(),
-                       replace: bool = False) -> Pushed:
-        """Change ``target``'s list (accounts are hashed here; hashes are taken as they are) and push it.
-        ``replace`` starts from an empty list instead of the one in force."""
+                       replace: bool = False) -> list[Pushed]:
+        """Change ``target``'s own list (accounts are hashed here; hashes are taken as they are) and
+        push it; ``replace`` starts from an empty list instead of the one in force.
+
+        A gateway holds one list, so what goes to a region or a gateway is its own entries plus
+        those of every target above it (all, its region). When a list changes, the targets below it
+        that have entries of their own are pushed again after it, with newer versions, so their
+        gateways keep both. Returns every manifest made, the target's first."""
         for h in list(add_hashes) + list(remove_hashes):
             if not signed.is_account_hash(h):
                 raise DownlinkError(f"{h!r} is not a keyed account hash (64 lowercase hex digits)")
         adding = {self._hash(a) for a in add} | set(add_hashes)
         removing = {self._hash(a) for a in remove} | set(remove_hashes)
+        self._topic(target, "watchlist")  # an unknown target is refused before anything is recorded
         current = set() if replace else set(self.store.watchlist(target))
-        entries = sorted((current - removing) | adding)
-        body = {"full": True, "add": entries, "hash": signed.HASH_NAME, "key_version": self.key_version}
-        summary = {"entries": len(entries), "added": len(adding - current), "removed": len(current & removing)}
-        return self._push("watchlist", target, body, summary, watchlist=entries)
+        own = sorted((current - removing) | adding)
+        pushed = [self._list_manifest(target, own, {"own_entries": len(own), "added": len(adding - current),
+                                                    "removed": len(current & removing)})]
+        for below in self._under(target):
+            mine = self.store.watchlist(below)
+            pushed.append(self._list_manifest(below, mine, {"own_entries": len(mine), "added": 0, "removed": 0,
+                                                            "because_of": target}))
+        return pushed
 
     # -- models and thresholds ------------------------------------------------------------------
     def push_model(self, target: str, tflite_path, *, card_path=None, model_version: str | None = None) -> Pushed:

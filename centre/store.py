@@ -331,6 +331,10 @@ class CentreStore:
             row["summary"] = json.loads(row["summary"])
         return rows
 
+    def watchlist_targets(self) -> list[str]:
+        """Targets that have stop-payment entries of their own."""
+        return [r["target"] for r in self._query("SELECT DISTINCT target FROM watchlist_entries ORDER BY target")]
+
     def watchlist(self, target: str) -> list[str]:
         return [r["hash"] for r in self._query("SELECT hash FROM watchlist_entries WHERE target = ? ORDER BY hash",
                                                (target,))]

@@ -33,8 +33,8 @@ def test_a_watchlist_push_reaches_every_connected_gateway_and_one_that_connects_
     downlink = Downlink(store, private, watchlist_key=wl_key)
     early = [SimGateway(broker.host, broker.port, f"gw-{i:04d}", region=r, subscribe_manifests=True)
              for i, r in enumerate(["610100", "610100", "440300"])]
-    first = downlink.push_watchlist("all", add=[MULE, OTHER])
-    second = downlink.push_watchlist("all", remove=[OTHER])
+    [first] = downlink.push_watchlist("all", add=[MULE, OTHER])
+    [second] = downlink.push_watchlist("all", remove=[OTHER])
     publish_retained(broker.host, broker.port, [(first.topic, first.envelope), (second.topic, second.envelope)])
     for gw in early:
         assert gw.wait_for(lambda g: len(_opened(g, public, "watchlist")) == 2), gw.gateway_id
@@ -93,7 +93,7 @@ def test_the_centre_shows_which_gateways_applied_which_version(broker, tmp_path,
     private, _, wl_key = keys
     store = open_store(tmp_path / "centre.db")
     downlink = Downlink(store, private, watchlist_key=wl_key)
-    pushed = downlink.push_watchlist("region/610100", add=[MULE])
+    [pushed] = downlink.push_watchlist("region/610100", add=[MULE])
     with IngestWorker(open_store(tmp_path / "centre.db"), host=broker.host, port=broker.port) as worker:
         a = SimGateway(broker.host, broker.port, "gw-0001")
         b = SimGateway(broker.host, broker.port, "gw-0002")
@@ -124,4 +124,42 @@ def test_a_bad_push_is_refused_with_a_reason_and_publishes_nothing(tmp_path, key
     with pytest.raises(DownlinkError, match=fragment.replace("(", r"\(")):
         call(Downlink(store, private, watchlist_key=wl_key))
     assert store.manifests() == []
+    store.close()
+
+
+def test_a_region_keeps_the_national_entries_and_its_own_when_either_changes(broker, tmp_path, keys):
+    private, public, wl_key = keys
+    store = open_store(tmp_path / "centre.db")
+    downlink = Downlink(store, private, watchlist_key=wl_key)
+    h = lambda account: signed.account_hash(wl_key, account)  # noqa: E731
+    national, local, later = MULE, OTHER, "6228480012345678"
+    xian = SimGateway(broker.host, broker.port, "gw-0001", region="610100", subscribe_manifests=True)
+    shenzhen = SimGateway(broker.host, broker.port, "gw-0002", region="440300", subscribe_manifests=True)
+
+    def held(gw):
+        """The list a gateway ends up with: the newest version among what it received."""
+        return max(_opened(gw, public, "watchlist"), key=lambda m: m["version"])
+
+    pushes = downlink.push_watchlist("all", add=[national])
+    pushes += downlink.push_watchlist("region/610100", add=[local])
+    assert [(p.target, p.version) for p in pushes] == [("all", 1), ("region/610100", 2)]
+    publish_retained(broker.host, broker.port, [(p.topic, p.envelope) for p in pushes])
+    assert xian.wait_for(lambda g: _opened(g, public, "watchlist") and held(g)["version"] == 2)
+    assert held(xian)["add"] == sorted([h(national), h(local)])
+
+    # A national change is followed by the region's list again, newer, so Xi'an keeps its own entry.
+    pushes = downlink.push_watchlist("all", add=[later])
+    assert [(p.target, p.version) for p in pushes] == [("all", 3), ("region/610100", 4)]
+    publish_retained(broker.host, broker.port, [(p.topic, p.envelope) for p in pushes])
+    assert xian.wait_for(lambda g: held(g)["version"] == 4)
+    assert held(xian)["add"] == sorted([h(national), h(local), h(later)])
+    assert shenzhen.wait_for(lambda g: _opened(g, public, "watchlist") and held(g)["version"] == 3)
+    assert held(shenzhen)["add"] == sorted([h(national), h(later)])
+
+    # A gateway of the region that connects later gets the same list from the retained manifests.
+    late = SimGateway(broker.host, broker.port, "gw-0003", region="610100", subscribe_manifests=True)
+    assert late.wait_for(lambda g: len(_opened(g, public, "watchlist")) == 2)
+    assert held(late)["add"] == held(xian)["add"]
+    for gw in (xian, shenzhen, late):
+        gw.close()
     store.close()

@@ -106,7 +106,7 @@ def test_a_push_from_the_centre_is_applied_by_a_real_gateway_and_the_centre_sees
         gw.start()
         try:
             assert wait_until(lambda: (centre.gateway("gw-push-1") or {}).get("state") == "online", 20)
-            lists = downlink.push_watchlist(f"region/{REGION}", add=[mule])
+            [lists] = downlink.push_watchlist(f"region/{REGION}", add=[mule])
             limits = downlink.push_thresholds("gateway/gw-push-1", amber=0.35, red=0.75)
             publish_retained(broker.host, broker.port, [(lists.topic, lists.envelope), (limits.topic, limits.envelope)])
 
