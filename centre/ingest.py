@@ -231,15 +231,17 @@ class IngestWorker:
                 bad.append((topic, payload, str(exc)))
                 log.warning("centre worker %s: quarantined a message on %s: %s", self.client_id, topic, exc)
         try:
-            result = self.store.ingest(records, quarantine=bad)
+            results = [self.store.ingest(records, quarantine=bad)]
         except Exception as exc:
-            log.error("centre worker %s: the store refused a batch of %d (not receipted; gateways will resend): %s",
-                      self.client_id, len(batch), exc)
-            with self._cond:
-                self.stats.received += len(batch)
-                self.stats.store_errors += 1
-                self._cond.notify_all()
-            return
+            log.warning("centre worker %s: the store refused a batch of %d (%s); storing it one by one",
+                        self.client_id, len(batch), exc)
+            results, records = self._one_by_one(records, bad)
+            if results is None:
+                with self._cond:
+                    self.stats.received += len(batch)
+                    self.stats.store_errors += 1
+                    self._cond.notify_all()
+                return
         to_receipt: dict[str, list[int]] = defaultdict(list)
         for r in records:
             if r.kind in schema.SEQUENCED:
@@ -251,10 +253,39 @@ class IngestWorker:
         with self._cond:
             s = self.stats
             s.received += len(batch)
-            s.stored += result.new
-            s.duplicates += result.duplicates
-            s.quarantined += result.quarantined
-            s.statuses += result.statuses
-            s.heartbeats += result.heartbeats
+            for result in results:
+                s.stored += result.new
+                s.duplicates += result.duplicates
+                s.quarantined += result.quarantined
+                s.statuses += result.statuses
+                s.heartbeats += result.heartbeats
             s.receipts += len(to_receipt)
             self._cond.notify_all()
+
+    def _one_by_one(self, records: list, bad: list):
+        """After a refused batch: store each message alone, so one the database cannot take (say, a
+        character PostgreSQL refuses) is quarantined instead of sinking its neighbours on every
+        resend. Returns (results, records stored), or (None, []) if the store is down altogether
+        (then nothing is receipted and the gateways resend)."""
+        results, stored = [], []
+        try:
+            for r in records:
+                try:
+                    results.append(self.store.ingest([r]))
+                    stored.append(r)
+                except Exception as exc:
+                    reason = f"the store refused this {r.kind}: {exc}"
+                    results.append(self.store.ingest([], quarantine=[(f"{r.root}/{_leaf(r.kind)}", r.raw, reason)]))
+                    log.warning("centre worker %s: quarantined a %s from %s: %s", self.client_id, r.kind,
+                                r.gateway_id, reason)
+            if bad:
+                results.append(self.store.ingest([], quarantine=bad))
+        except Exception as exc:
+            log.error("centre worker %s: the store is refusing everything (not receipted; gateways will "
+                      "resend): %s", self.client_id, exc)
+            return None, []
+        return results, stored
+
+
+def _leaf(kind: str) -> str:
+    return next(leaf for leaf, k in schema.LEAF_KIND.items() if k == kind)

@@ -69,7 +69,7 @@ def _name(v) -> bool:
 
 
 def _positive_int(v) -> bool:
-    return _is_int(v) and v > 0
+    return _is_int(v) and 0 < v < 2**63  # a seq fits a 64-bit signed column in either database
 
 
 def _count(v) -> bool:

@@ -72,6 +72,12 @@ class IngestResult:
     heartbeats: int
 
 
+def _printable(payload) -> str:
+    """A quarantined payload as text any database takes: undecodable bytes replaced, NUL escaped."""
+    text = payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray)) else str(payload)
+    return text.replace("\x00", "\\u0000")
+
+
 def _version_text(v):
     return None if v is None else str(v)
 
@@ -160,8 +166,7 @@ class CentreStore:
         rows = [(r.gateway_id, r.body["seq"], r.kind, r.body["alert_id"], r.region, r.branch, r.body.get("counter"),
                  r.body.get("level"), r.body.get("raised_at") or r.body.get("at"), now,
                  r.raw or json.dumps(r.body, ensure_ascii=False, separators=(",", ":"))) for r in sequenced]
-        bad = [(now, topic, reason, payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload))
-               for topic, payload, reason in quarantine]
+        bad = [(now, topic, reason, _printable(payload)) for topic, payload, reason in quarantine]
 
         def work():
             new = 0

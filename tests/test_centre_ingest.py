@@ -72,6 +72,7 @@ MALFORMED = [
     ("alert", "drop:reasons", "missing 'reasons'"),
     ("alert", "set:level=purple", "'level'"),
     ("alert", "set:seq=0", "'seq'"),
+    ("alert", "set:seq=9223372036854775808", "'seq'"),  # 2**63: beyond any 64-bit column
     ("alert", "set:gateway_id=gw-9999", "'gateway_id'"),
     ("alert", "set:branch=b9999", "'branch'"),
     ("outcome", "set:outcome=maybe", "'outcome'"),
@@ -177,3 +178,27 @@ def test_an_outcome_note_longer_than_documented_is_refused():
     _, payload = gw.follow_up("outcome", "01HX", note="x" * 2001)
     with pytest.raises(schema.SchemaError, match="'note'"):
         schema.check(f"{gw.topics.root}/outcome", payload.encode())
+
+
+def test_a_record_the_database_refuses_is_quarantined_without_sinking_its_batch(broker, store_url):
+    store = open_store(store_url)
+    with IngestWorker(open_store(store_url), host=broker.host, port=broker.port) as worker:
+        gw = SimGateway(broker.host, broker.port, "gw-0001")
+        before = gw.alert_payload()
+        odd = json.loads(gw.alert_payload()[2])
+        odd["alert_id"] = "01HX\u0000NUL"  # valid JSON; PostgreSQL text cannot hold a NUL character
+        after = gw.alert_payload()
+        for payload in (before[2], json.dumps(odd), after[2]):
+            gw.publish("alert", payload, wait=False)
+        assert gw.wait_for(lambda g: {before[0], after[0]} <= g.receipted), "the good alerts must be receipted"
+        if store_url.startswith("postgresql"):
+            assert worker.wait_for(lambda w: w.stats.quarantined == 1, 20)
+            [q] = store.quarantined()
+            assert "the store refused this alert" in q["reason"] and q["topic"].endswith("/alert")
+            assert odd["seq"] not in gw.receipted
+            assert [a["seq"] for a in store.records(kind="alert")] == [before[0], after[0]]
+        else:  # SQLite keeps it like any other text
+            assert gw.wait_for(lambda g: odd["seq"] in g.receipted)
+            assert store.count("alert") == 3
+        gw.close()
+    store.close()
