@@ -17,6 +17,7 @@ returns, so a receipt always means "stored".
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -25,6 +26,8 @@ from pathlib import Path
 
 from . import fleet
 from .schema import SEQUENCED, Record
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -109,11 +112,28 @@ class CentreStore:
 
     def _query(self, sql: str, params=()) -> list[dict]:
         with self._lock:
-            cur = self._execute(sql, params)
-            names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r)) for r in cur.fetchall()]
-            self._end_read()
-            return rows
+            for attempt in (0, 1):
+                try:
+                    cur = self._execute(sql, params)
+                    names = [d[0] for d in cur.description]
+                    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+                    self._end_read()
+                    return rows
+                except Exception as exc:
+                    self._rollback()
+                    if attempt == 0 and self._reconnected(exc):
+                        continue
+                    raise
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.rollback()
+        except Exception:  # a dead connection cannot roll back; it is replaced by _reconnected
+            pass
+
+    def _reconnected(self, exc) -> bool:
+        """Replace a connection the server dropped; True if the work should be tried again."""
+        return False
 
     def _end_read(self) -> None:
         pass
@@ -128,8 +148,8 @@ class CentreStore:
                     self._conn.commit()
                     return out
                 except Exception as exc:
-                    self._conn.rollback()
-                    if attempt < 7 and self._retryable(exc):
+                    self._rollback()
+                    if attempt < 7 and (self._retryable(exc) or self._reconnected(exc)):
                         time.sleep(0.01 * (attempt + 1))
                         continue
                     raise
@@ -397,11 +417,25 @@ class PostgresStore(CentreStore):
         except ImportError:
             raise StoreError("the PostgreSQL store needs psycopg: pip install 'counterguard[centre]'") from None
         self._psycopg = psycopg
+        self._dsn = dsn
         try:
             conn = psycopg.connect(dsn, connect_timeout=10)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to the centre store {_safe(dsn)}: {exc}") from None
         super().__init__(conn, _safe(dsn))
+
+    def _reconnected(self, exc) -> bool:
+        # A server restart or a dropped connection: connect again, once per failure, and retry.
+        if not (self._conn.closed or isinstance(exc, (self._psycopg.OperationalError, self._psycopg.InterfaceError))):
+            return False
+        try:
+            self._conn.close()
+            self._conn = self._psycopg.connect(self._dsn, connect_timeout=10)
+        except self._psycopg.Error as again:
+            log.error("centre store %s: cannot reconnect: %s", self.where, again)
+            return False
+        log.warning("centre store %s: connection lost (%s); reconnected", self.where, exc)
+        return True
 
     def _begin(self) -> None:
         # Writers take turns (as SQLite's single writer does), so record ids become visible in

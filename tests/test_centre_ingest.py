@@ -202,3 +202,18 @@ def test_a_record_the_database_refuses_is_quarantined_without_sinking_its_batch(
             assert store.count("alert") == 3
         gw.close()
     store.close()
+
+
+def test_a_centre_store_whose_postgresql_connection_drops_reconnects(postgres):
+    import psycopg
+
+    url = postgres.create_database("centre_reconnect")
+    store = open_store(url)
+    gw = SimGateway(None, None, "gw-0001")
+    first, second = (schema.check(f"{gw.topics.root}/alert", gw.alert_payload()[2].encode()) for _ in range(2))
+    assert store.ingest([first]).new == 1
+    with psycopg.connect(postgres.url(), autocommit=True) as admin:  # the server drops the centre's session
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'centre_reconnect'")
+    assert store.ingest([second]).new == 1
+    assert store.count("alert") == 2
+    store.close()
