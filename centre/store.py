@@ -300,11 +300,6 @@ class CentreStore:
         where, params = self._filters(kind=kind)
         return self._query(f"SELECT COUNT(*) AS n FROM records WHERE 1=1{where}", params)[0]["n"]
 
-    def duplicate_keys(self) -> int:
-        """(gateway_id, seq) pairs stored more than once: always 0 (the table forbids it)."""
-        return self._query("SELECT COUNT(*) AS n FROM (SELECT gateway_id, seq FROM records "
-                           "GROUP BY gateway_id, seq HAVING COUNT(*) > 1) d")[0]["n"]
-
     def gateways(self) -> list[dict]:
         return self._query("SELECT * FROM gateways ORDER BY region, branch, gateway_id")
 
@@ -458,14 +453,6 @@ class PostgresStore(CentreStore):
     def _retryable(self, exc) -> bool:
         errors = self._psycopg.errors
         return isinstance(exc, (errors.DeadlockDetected, errors.SerializationFailure))
-
-    def _insert_records(self, rows) -> int:
-        # psycopg's executemany rowcount is the sum over the rows, as sqlite3's is.
-        cur = self._conn.cursor()
-        cur.executemany(self._sql(
-            "INSERT INTO records (gateway_id, seq, type, alert_id, region, branch, counter, level, at, received_at, "
-            "payload) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"), rows)
-        return cur.rowcount
 
 
 def _safe(dsn: str) -> str:
