@@ -65,7 +65,7 @@ def _int(query: dict, name: str, default: int, lo: int = 0, hi: int = 10_000) ->
         value = int(raw)
     except ValueError:
         raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
-    if not lo <= value <= (hi if name != "after" else 2**62):
+    if not lo <= value <= hi:
         raise BadRequest(f"{name} must be between {lo} and {hi}, got {value}")
     return value
 
@@ -86,7 +86,7 @@ class DashboardApi:
 
     def records(self, query: dict) -> dict:
         f = _filters(query)
-        after = _int(query, "after", 0)
+        after = _int(query, "after", 0, 0, 2**63 - 1)
         rows = self.store.records(after=after, region=f["region"], branch=f["branch"], limit=1000)
         last = rows[-1]["id"] if rows else after
         # Follow-ups (acknowledgement, outcome, escalation) carry no level of their own; keep them.
