@@ -363,13 +363,25 @@ class CentreStore:
 class SqliteStore(CentreStore):
     def __init__(self, path):
         path = Path(path)
-        try:
-            conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a crash of the process
-            conn.execute("PRAGMA busy_timeout=30000")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the centre store {path}: {exc}") from None
+        deadline = time.monotonic() + 30
+        while True:
+            conn = None
+            try:
+                conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+                # Switching a new file to WAL does not wait for a busy lock: two workers opening the
+                # same new file together may see "locked" here; the loop gives the other one time.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a crash of the process
+                conn.execute("PRAGMA busy_timeout=30000")
+                break
+            except sqlite3.OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open the centre store {path}: {exc}") from None
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the centre store {path}: {exc}") from None
         super().__init__(_SqliteTx(conn), str(path))
 
     def _begin(self) -> None:

@@ -215,3 +215,24 @@ def test_a_centre_store_whose_postgresql_connection_drops_reconnects(postgres):
     assert store.ingest([second]).new == 1
     assert store.count("alert") == 2
     store.close()
+
+
+def test_several_workers_can_open_a_new_sqlite_store_at_the_same_moment(tmp_path):
+    import threading
+
+    failures = []
+
+    def open_and_close(path):
+        try:
+            open_store(path).close()
+        except Exception as exc:  # noqa: BLE001  (collected and reported below)
+            failures.append(repr(exc))
+
+    for round_ in range(20):
+        path = tmp_path / f"centre-{round_}.db"
+        threads = [threading.Thread(target=open_and_close, args=(path,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert failures == []
