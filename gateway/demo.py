@@ -20,6 +20,7 @@ from .app import Gateway
 from .broker import PrivateBroker
 from .config import Config, LampSettings, LinkSettings, MqttSettings, SerialSettings, StoreSettings, WatchlistSettings
 from .pinmap import default_pinmap_path, load_pinmap
+from .questions import load_questions
 from .terminal import TellerTerminal
 
 CST = timezone(timedelta(hours=8))
@@ -54,6 +55,8 @@ def branch_morning(day: datetime) -> list[tuple[str, dict]]:
         minute += 1.5
         add("everyday withdrawal", minute, counter, "cash_withdrawal", account, amount, customer_age=age,
             account_age_days=2900, balance_before=amount * 9, purpose=purpose)
+    add("58-year-old moving savings into an investment product", 12, 1, "transfer_out", "6222020200000002021",
+        80000, customer_age=58, account_age_days=5000, balance_before=120000, purpose="investment")
     add("salary transfer to family", 14, 2, "transfer_out", "6222020200000000909", 3000, customer_age=41,
         account_age_days=4100, balance_before=21000, purpose="transfer_to_relative")
     add("shop owner banks out the week's takings", 16, 1, "cash_withdrawal", "6222020200000001010", 60000,
@@ -130,6 +133,7 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
             terminal = TellerTerminal(master, timeout=2.0)
             ack_pin = factory.pin(load_pinmap(default_pinmap_path()).supervisor.acknowledge)
             summary = _Summary()
+            questions = load_questions()
             reds = 0
             for note, event in branch_morning(datetime.now(CST)):
                 reply = terminal.send(event)
@@ -141,6 +145,9 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
                 summary.levels[level] = summary.levels.get(level, 0) + 1
                 say(f"counter {event['counter']}: {event['amount']:>9,.0f} {event['kind']:<15} -> "
                     f"{level.upper():5} {reply.body['text']}   ({note})")
+                if level == "amber":
+                    for question in questions.for_reasons(reply.body["reasons"], limit=2):
+                        say(f"  teller asks: {question}")
                 if level == "red":
                     reds += 1
                     time.sleep(pace * 3)

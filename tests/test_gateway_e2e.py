@@ -4,6 +4,7 @@ port, gpiozero mock pins, the real TFLite model and SQLite files on disk."""
 from __future__ import annotations
 
 import io
+import re
 import json
 import os
 import random
@@ -89,6 +90,10 @@ def test_demo_runs_the_branch_morning_and_the_centre_gets_the_intercept():
     assert "50,000-yuan intercept: RED at the centre" in text
     assert "outbox still open   : 0" in text
     assert "NAK schema field=amount" in text
+    # Every level a teller can see appears, and an amber comes with the questions to ask.
+    levels = re.search(r"events by level\s*: green (\d+), amber (\d+), red (\d+)", text)
+    assert levels and all(int(n) > 0 for n in levels.groups()), text
+    assert "  teller asks: " in text
 
 
 def test_intercept_is_red_with_reasons_stored_before_the_ack_and_at_the_centre(running, centre):
