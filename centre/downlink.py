@@ -179,7 +179,9 @@ class Downlink:
         model_version = model_version or card.get("version")
         if not model_version:
             raise DownlinkError(f"{card_path}: the model card has no \"version\"; give --model-version")
-        body = signed.model_manifest(data, card, version=0, model_version=str(model_version), target=target,
+        # The model fields come from the shared builder; the common ones (version, time, target) are
+        # set by _push like every other kind's.
+        body = signed.model_manifest(data, card, version=1, model_version=str(model_version), target=target,
                                      issued_at=_now())
         body = {k: v for k, v in body.items() if k not in ("kind", "version", "issued_at", "target")}
         return self._push("model", target, body, {"model_version": str(model_version), "sha256": body["sha256"],
