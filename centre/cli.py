@@ -75,8 +75,13 @@ def _run(args) -> int:
                                         username=cfg.broker.username or None, password=cfg.broker.password(),
                                         tls=cfg.broker.tls()).start())
         if not args.no_dashboard:
-            dashboard = Dashboard(_open_store(cfg), host=cfg.dashboard.host, port=cfg.dashboard.port,
-                                  heartbeat_s=cfg.dashboard.heartbeat_s).start()
+            try:
+                dashboard = Dashboard(_open_store(cfg), host=cfg.dashboard.host, port=cfg.dashboard.port,
+                                      heartbeat_s=cfg.dashboard.heartbeat_s).start()
+            except OSError as exc:
+                raise CommandError(f"the dashboard cannot listen on {cfg.dashboard.host}:{cfg.dashboard.port} "
+                                   f"({exc.strerror or exc}); choose another with --web-port or [dashboard] port, "
+                                   "or run this worker with --no-dashboard") from None
         print(f"counterguard centre: {len(workers)} worker(s) on {cfg.broker.host}:{cfg.broker.port}, "
               f"store {workers[0].store.where}" + (f", dashboard {dashboard.url}" if dashboard else ""), flush=True)
         while not stop.wait(args.report_every or 3600):

@@ -110,3 +110,15 @@ def test_bad_input_is_refused_with_a_reason_naming_it(tmp_path, args, fragment):
     assert "Traceback" not in done.stderr
     if os.path.exists(tmp_path / "c.db") and args[0].startswith("push"):
         assert json.loads(cli("rollout", "--store", tmp_path / "c.db", "--json").stdout) == []
+
+
+def test_a_second_centre_on_a_taken_dashboard_port_says_which_port(broker, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = cli("run", "--port", broker.port, "--store", tmp_path / "c.db", "--web-port", port, check_rc=2)
+    assert f"127.0.0.1:{port}" in done.stderr and "--no-dashboard" in done.stderr
+    assert "Traceback" not in done.stderr
