@@ -186,6 +186,8 @@ def check(topic: str, payload: bytes) -> Record:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SchemaError(f"{kind} is not JSON: {exc}") from None
+    except RecursionError:  # thousands of '[' in a row: quarantined like any other junk, not a lost batch
+        raise SchemaError(f"{kind} is not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise SchemaError(f"{kind} must be a JSON object, got {type(body).__name__}")
     _check_fields(kind, body)

@@ -359,6 +359,8 @@ def open_envelope(payload: bytes, public_key: Ed25519PublicKey, *, topic: str | 
         envelope = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ManifestError(f"envelope is not JSON: {exc}") from None
+    except RecursionError:  # a flood of '[' must be refused and counted like any other bad envelope
+        raise ManifestError("envelope is not JSON: nested too deeply") from None
     if not isinstance(envelope, dict):
         raise ManifestError("envelope must be a JSON object with manifest, signature and key_id")
     expected = key_id(public_key)
@@ -374,7 +376,7 @@ def open_envelope(payload: bytes, public_key: Ed25519PublicKey, *, topic: str | 
                             f"{expected} or was altered on the way") from None
     try:
         manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ManifestError(f"signed manifest is not UTF-8 JSON: {exc}") from None
     check_manifest(manifest)
     if topic is not None:

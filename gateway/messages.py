@@ -231,6 +231,8 @@ def _object(raw: bytes, what: str) -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DownlinkError(f"{what} is not JSON: {exc}") from None
+    except RecursionError:
+        raise DownlinkError(f"{what} is not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise DownlinkError(f"{what} must be a JSON object, got {type(body).__name__}")
     return body

@@ -64,6 +64,9 @@ class FrameError:
         body = {"code": self.code, "detail": self.detail}
         if self.field is not None:
             body["field"] = self.field
+        # A detail may quote the offending bytes; shorten it so the NAK itself always fits in a frame.
+        while len(encode_payload(body)) > MAX_PAYLOAD and len(body["detail"]) > 8:
+            body["detail"] = body["detail"][: len(body["detail"]) // 2] + "..."
         return body
 
 
@@ -134,6 +137,8 @@ def decode_line(line: bytes) -> Frame | FrameError:
         body = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         return FrameError(BAD_JSON, seq, f"payload is not JSON: {exc}")
+    except RecursionError:  # e.g. a thousand '[' in a row: refused, not allowed to end the line's reader
+        return FrameError(BAD_JSON, seq, "payload is not JSON: nested too deeply")
     if not isinstance(body, dict):
         return FrameError(BAD_JSON, seq, "payload must be a JSON object")
     return Frame(type_, seq, body, payload)
