@@ -55,6 +55,8 @@ class Event:
     inbound_count_24h: int | None = None
     teller_flags: frozenset = frozenset()
     purpose: str | None = None
+    payee_new: bool | None = None
+    payee_account_age_days: int | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -115,6 +117,21 @@ def _money(body: dict, name: str, *, positive: bool, required: bool = False) -> 
     return value
 
 
+def _payee(body: dict, kind: str) -> tuple[bool | None, int | None]:
+    """The receiving side of a transfer, as the core banking system knows it at the counter."""
+    new = body.get("payee_new")
+    age = body.get("payee_account_age_days")
+    if kind != "transfer_out":
+        # A cash withdrawal has no payee: a terminal that sends one has mixed up two transactions.
+        for name, value in (("payee_new", new), ("payee_account_age_days", age)):
+            if value is not None:
+                raise SchemaError(name, "is only for kind transfer_out; a cash withdrawal has no payee")
+        return None, None
+    if new is not None and not isinstance(new, bool):
+        raise SchemaError("payee_new", f"must be true or false, got {type(new).__name__}")
+    return new, _int(body, "payee_account_age_days", 0, MAX_ACCOUNT_AGE_DAYS)
+
+
 def parse_event(body: dict) -> Event:
     """Validate a decoded event object. Unknown fields are kept in ``extra`` and otherwise ignored."""
     if not isinstance(body, dict):
@@ -147,8 +164,9 @@ def parse_event(body: dict) -> Event:
         raise SchemaError("purpose", f"must be one of {', '.join(PURPOSES)}")
     known = set(REQUIRED) | {
         "customer_age", "account_age_days", "balance_before", "inbound_24h", "inbound_count_24h",
-        "teller_flags", "purpose",
+        "teller_flags", "purpose", "payee_new", "payee_account_age_days",
     }
+    payee_new, payee_account_age_days = _payee(body, kind)
     return Event(
         event_id=event_id,
         ts=ts,
@@ -163,5 +181,7 @@ def parse_event(body: dict) -> Event:
         inbound_count_24h=_int(body, "inbound_count_24h", 0, 1_000_000),
         teller_flags=frozenset(flags),
         purpose=purpose,
+        payee_new=payee_new,
+        payee_account_age_days=payee_account_age_days,
         extra={k: v for k, v in body.items() if k not in known},
     )

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from .events import Event
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 REPORTING_LINE = 50_000.0  # large-cash line (yuan) at which identity and purpose checks apply
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -44,6 +44,10 @@ FEATURE_NAMES = (
     "log_history_amount_24h",
     "history_other_counters_24h",
     "history_count_1h",
+    "payee_new",
+    "payee_known",
+    "log_payee_account_age_days",
+    "payee_account_age_known",
 )
 N_FEATURES = len(FEATURE_NAMES)
 RISKY_PURPOSES = frozenset({"investment", "loan_repayment"})
@@ -96,6 +100,7 @@ def event_features(event: Event, history: History = NO_HISTORY) -> list[float]:
     balance = event.balance_before
     inbound = event.inbound_24h
     inbound_count = event.inbound_count_24h
+    payee_age = event.payee_account_age_days
     share = _clip(amount / balance, 0.0, 2.0) if balance else (2.0 if balance == 0 else 0.0)
     cash_out = _clip(amount / inbound, 0.0, 2.0) if inbound else 0.0
     return [
@@ -124,4 +129,10 @@ def event_features(event: Event, history: History = NO_HISTORY) -> list[float]:
         math.log1p(history.amount_24h),
         float(min(history.other_counters_24h, 8)),
         float(min(history.count_1h, 20)),
+        # The receiving side: a coached victim can give any purpose and keep calm, but cannot make a
+        # fraudster's account an old, known payee.
+        1.0 if event.payee_new else 0.0,
+        1.0 if event.payee_new is not None else 0.0,
+        math.log1p(payee_age) if payee_age is not None else 0.0,
+        1.0 if payee_age is not None else 0.0,
     ]

@@ -105,7 +105,12 @@ class SimConfig:
     watchlisted_mule_share: float = 0.3
     """Share of mule accounts the centre already has on its stop-payment watchlist."""
     missing: float = 0.05
-    """Chance that each optional field (age, account age, balance, inbound) is not reported."""
+    """Chance that each optional field (age, account age, balance, inbound, new payee) is not reported."""
+    payee_age_known: float = 0.6
+    """Share of transfers whose receiving account's age the terminal reports (payees at the same bank,
+    or at banks sharing account data); the rest leave ``payee_account_age_days`` out."""
+    honest_new_payee: float = 1.0
+    """Multiplier on how often honest customers pay a new payee, and a young account among them."""
 
     def __post_init__(self):
         unknown = set(self.mix) - set(TYPOLOGIES)
@@ -117,10 +122,12 @@ class SimConfig:
             raise ValueError(f"SimConfig.counters must be 1..64, got {self.counters}")
         if self.events_per_day <= 0 or self.customers < 10:
             raise ValueError("SimConfig needs events_per_day > 0 and at least 10 customers")
+        if self.honest_new_payee < 0:
+            raise ValueError(f"SimConfig.honest_new_payee must not be negative, got {self.honest_new_payee}")
         if self.amount_scale <= 0:
             raise ValueError(f"SimConfig.amount_scale must be positive, got {self.amount_scale}")
         for name in ("business_share", "elderly_share", "young_share", "victim_silence", "old_mule_share",
-                     "missing", "coached_share", "watchlisted_mule_share"):
+                     "missing", "coached_share", "watchlisted_mule_share", "payee_age_known"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"SimConfig.{name} must be a share between 0 and 1, got {getattr(self, name)}")
         if self.elderly_share + self.young_share > 1.0:
@@ -188,6 +195,26 @@ class _Branch:
         """Scammers rehearse the counter with their victims: an ordinary purpose, no phone call."""
         return self.rng.random() < self.cfg.coached_share
 
+    def honest_payee(self, new: float, young: float = 0.08) -> tuple[bool, int]:
+        """(first transfer to this payee?, payee account age in days) for an honest transfer.
+
+        Honest payees are mostly long-standing accounts (relatives, hospitals, developers, funds),
+        but people do pay new people, and a relative may have just opened an account.
+        """
+        rng, n = self.rng, self.cfg.honest_new_payee
+        is_new = rng.random() < min(1.0, new * n)
+        if rng.random() < min(1.0, young * n):
+            return is_new, rng.randint(3, 180)
+        return is_new, int(365 * math.exp(rng.uniform(0.0, math.log(30))))
+
+    def fraud_payee(self, new: float = 0.95) -> tuple[bool, int]:
+        """The fraudster's receiving account: a mule's, mostly freshly opened, some rented and years old."""
+        rng = self.rng
+        is_new = rng.random() < new
+        if rng.random() < self.cfg.old_mule_share:
+            return is_new, rng.randint(400, 4000)
+        return is_new, rng.randint(2, 120)
+
     def pick(self, table: dict):
         r = self.rng.random() * sum(table.values())
         for key, weight in table.items():
@@ -207,7 +234,8 @@ class _Branch:
 
     def body(self, c: _Customer | None, day: date, kind: str, amount: float, *, account: str | None = None,
              age: int | None = None, account_age: int | None = None, balance: float | None = None,
-             inbound: tuple[float, int] | None = None, flags=(), purpose: str | None = None) -> dict:
+             inbound: tuple[float, int] | None = None, flags=(), purpose: str | None = None,
+             payee: tuple[bool, int] | None = None) -> dict:
         """A schema-v1 event, with optional fields dropped at the configured rate."""
         rng, miss = self.rng, self.cfg.missing
         if c is not None:
@@ -228,6 +256,12 @@ class _Branch:
         if rng.random() >= miss * 3:  # older terminals often do not report inbound transfers
             event["inbound_24h"] = round(inbound[0], 2)
             event["inbound_count_24h"] = int(inbound[1])
+        if kind == "transfer_out":
+            new, payee_age = payee if payee is not None else self.honest_payee(0.1)
+            if rng.random() >= miss:
+                event["payee_new"] = bool(new)
+            if rng.random() < self.cfg.payee_age_known:
+                event["payee_account_age_days"] = int(payee_age)
         if flags:
             event["teller_flags"] = sorted(set(flags))
         if purpose is not None:
@@ -275,7 +309,8 @@ class _Branch:
         c = self.rng.choice(self.working_age)
         amount = self.money(80_000, 900_000, 1000)
         balance = amount / self.rng.uniform(0.55, 1.0)
-        return [self.body(c, day, "transfer_out", amount, balance=balance,
+        # the seller's or developer's account: new to the buyer, sometimes an escrow account opened for the sale
+        return [self.body(c, day, "transfer_out", amount, balance=balance, payee=self.honest_payee(0.85, 0.12),
                           flags=self.honest_flags(False) + self.flags(urgent=0.2, anxious=0.05, customer_on_phone=0.1),
                           purpose=self.pick({"home": 0.85, "other": 0.1, None: 0.05}))]
 
@@ -288,7 +323,7 @@ class _Branch:
         flags = self.honest_flags(elderly) + self.flags(accompanied=0.5 if elderly else 0.2, anxious=0.2,
                                                          urgent=0.25, customer_on_phone=0.1)
         kind = "cash_withdrawal" if rng.random() < 0.6 else "transfer_out"
-        return [self.body(c, day, kind, amount, balance=balance, flags=flags,
+        return [self.body(c, day, kind, amount, balance=balance, flags=flags, payee=self.honest_payee(0.6, 0.03),
                           purpose=self.pick({"medical": 0.85, "other": 0.1, None: 0.05}))]
 
     def elderly_family(self, day: date) -> list[dict]:
@@ -298,7 +333,7 @@ class _Branch:
         balance = amount / rng.uniform(0.3, 0.95)
         flags = self.flags(accompanied=0.8, customer_on_phone=0.1, urgent=0.05)
         kind = "cash_withdrawal" if rng.random() < 0.6 else "transfer_out"
-        return [self.body(c, day, kind, amount, balance=balance, flags=flags,
+        return [self.body(c, day, kind, amount, balance=balance, flags=flags, payee=self.honest_payee(0.3, 0.1),
                           purpose=self.pick({"home": 0.3, "gift": 0.2, "transfer_to_relative": 0.3,
                                              "education": 0.1, None: 0.1}))]
 
@@ -308,7 +343,9 @@ class _Branch:
         purpose = self.pick({"investment": 0.6, "loan_repayment": 0.4})
         amount = self.money(10_000, 300_000) if purpose == "investment" else self.money(2_000, 40_000)
         balance = amount / rng.uniform(0.1, 0.7)
-        return [self.body(c, day, "transfer_out", amount, balance=balance,
+        # a new fund or wealth product is a new payee, but a long-standing institution's account
+        payee = self.honest_payee(0.45 if purpose == "investment" else 0.15, 0.03)
+        return [self.body(c, day, "transfer_out", amount, balance=balance, payee=payee,
                           flags=self.honest_flags(c.age >= 60), purpose=purpose)]
 
     def trader_cash(self, day: date) -> list[dict]:
@@ -334,7 +371,8 @@ class _Branch:
         flags = self.flags(customer_on_phone=0.75, urgent=0.5, anxious=0.35, accompanied=0.2,
                            declared_purpose_mismatch=0.03)
         kind = "cash_withdrawal" if rng.random() < 0.5 else "transfer_out"
-        return [self.body(c, day, kind, amount, balance=balance, flags=flags,
+        # a hospital, or a relative's friend's account: often new, seldom a young account
+        return [self.body(c, day, kind, amount, balance=balance, flags=flags, payee=self.honest_payee(0.5, 0.15),
                           purpose=self.pick({"medical": 0.45, "transfer_to_relative": 0.35, "other": 0.1, None: 0.1}))]
 
     # --- fraud typologies ---------------------------------------------------------------------------
@@ -353,10 +391,14 @@ class _Branch:
                                  "daily": 0.1, "gift": 0.05, None: 0.15})
             flags = self.victim_flags(customer_on_phone=0.5, anxious=0.35, urgent=0.45,
                                       declared_purpose_mismatch=0.3, accompanied=0.05)
-        out = [self.body(c, day, kind, amount, balance=balance, flags=flags, purpose=purpose)]
+        # the "safe account" is a mule's; a second transfer the same day goes to the same one
+        payee = self.fraud_payee(0.95)
+        out = [self.body(c, day, kind, amount, balance=balance, flags=flags, purpose=purpose, payee=payee)]
         if rng.random() < 0.15 and balance - amount > 5_000:  # comes back for the rest
             rest = round(balance - amount, -2)
-            out.append(self.body(c, day, "transfer_out", rest, balance=balance - amount, flags=flags, purpose=purpose))
+            again = (payee[0] and kind != "transfer_out", payee[1])
+            out.append(self.body(c, day, "transfer_out", rest, balance=balance - amount, flags=flags, purpose=purpose,
+                                 payee=again))
         return out
 
     def mule_cash_out(self, day: date) -> list[dict]:
@@ -380,6 +422,7 @@ class _Branch:
             flags = self.flags(customer_on_phone=0.2, urgent=0.15, accompanied=0.15, anxious=0.05)
             out.append(self.body(None, day, kind, amount, account=account, age=age, account_age=account_age,
                                  balance=inbound * rng.uniform(1.0, 1.05), inbound=(inbound, count), flags=flags,
+                                 payee=self.fraud_payee(0.7),
                                  purpose=self.pick({"daily": 0.3, "business": 0.25, "other": 0.2, None: 0.25})))
         return out
 
@@ -395,7 +438,9 @@ class _Branch:
         else:
             purpose = self.pick({"investment": 0.5, "loan_repayment": 0.3, "other": 0.1, None: 0.1})
             flags = self.victim_flags(customer_on_phone=0.3, urgent=0.3, anxious=0.2, declared_purpose_mismatch=0.15)
-        return [self.body(c, day, kind, amount, balance=balance, flags=flags, purpose=purpose)]
+        # victims are often made to pay again to the same "platform" account (fees, taxes, unlocking)
+        return [self.body(c, day, kind, amount, balance=balance, flags=flags, purpose=purpose,
+                          payee=self.fraud_payee(0.7))]
 
 
 def simulate(seed: int, n_events: int, *, config: SimConfig | None = None) -> list[dict]:
@@ -442,7 +487,7 @@ def simulate(seed: int, n_events: int, *, config: SimConfig | None = None) -> li
 SHIFTED = SimConfig(
     start=date(2025, 10, 6), events_per_day=260.0, customers=6000, elderly_share=0.40, young_share=0.15,
     amount_scale=1.35, flag_noise=1.5, victim_silence=0.3, old_mule_share=0.4, coached_share=0.5,
-    missing=0.08, watchlisted_mule_share=0.2,
+    missing=0.08, watchlisted_mule_share=0.2, payee_age_known=0.45, honest_new_payee=1.4,
     mix={"ordinary": 0.905, "business_cash": 0.012, "house_purchase": 0.008, "medical_bill": 0.015,
          "elderly_family": 0.015, "own_investment": 0.012, "trader_cash": 0.006, "family_emergency": 0.006,
          "safe_account": 0.0075, "mule_cash_out": 0.0030, "investment_scam": 0.0035})

@@ -41,7 +41,7 @@ from gateway.features import DAY, FEATURE_NAMES, FEATURES_VERSION, event_feature
 from models.simulate import TYPOLOGIES, SimConfig, simulate
 
 NAME = "counterguard-v1"
-VERSION = "1.1.0"
+VERSION = "2.0.0"
 TRAIN_SHARE = 0.8
 # Amber: at most 1 % of legitimate events get the caring questions (three a day at a 300-event
 # branch: tellers stop trusting a lamp that cries wolf). Red: at most 0.2 % are held for the

@@ -117,7 +117,32 @@ def test_the_shifted_branch_is_older_richer_and_not_the_training_seed(own, shift
     assert {i["event"]["ts"][:4] for i in shifted} != {i["event"]["ts"][:4] for i in own}
 
 
-@pytest.mark.parametrize("knob, value", [("amount_scale", 0), ("coached_share", 1.5), ("young_share", 0.9)])
+def test_transfers_say_whether_the_payee_is_new_and_honest_customers_pay_new_payees_too(own):
+    transfers = [(i, parse_event(i["event"])) for i in own if i["event"]["kind"] == "transfer_out"]
+    cash = [i for i in own if i["event"]["kind"] == "cash_withdrawal"]
+    assert not any("payee_new" in i["event"] or "payee_account_age_days" in i["event"] for i in cash)
+    new_share = lambda label: np.mean([e.payee_new for i, e in transfers  # noqa: E731
+                                       if i["label"] == label and e.payee_new is not None])
+    assert new_share(1) > 0.6
+    # House buyers, hospital bills and own investments go to new payees as well: the sign alone does not decide.
+    for name in ("house_purchase", "own_investment", "family_emergency"):
+        honest = [e.payee_new for i, e in transfers if i["typology"] == name and e.payee_new is not None]
+        assert honest and np.mean(honest) > 0.2, name
+    # The receiving account's age is sometimes unknown, and some fraudsters' accounts are years old.
+    fraud_ages = [e.payee_account_age_days for i, e in transfers if i["label"] == 1]
+    assert None in fraud_ages and any(a is not None and a >= 365 for a in fraud_ages)
+
+
+def test_coached_victims_still_pay_a_new_payee():
+    coached = SimConfig(coached_share=1.0, victim_silence=1.0)
+    transfers = [parse_event(i["event"]) for i in simulate(5, 20_000, config=coached)
+                 if i["typology"] in ("safe_account", "investment_scam") and i["event"]["kind"] == "transfer_out"]
+    assert transfers and all(not e.teller_flags for e in transfers)
+    assert np.mean([e.payee_new for e in transfers if e.payee_new is not None]) > 0.6
+
+
+@pytest.mark.parametrize("knob, value", [("amount_scale", 0), ("coached_share", 1.5), ("young_share", 0.9),
+                                         ("payee_age_known", 2.0), ("honest_new_payee", -1.0)])
 def test_an_impossible_simulator_knob_is_refused_by_name(knob, value):
     with pytest.raises(ValueError, match=knob):
         SimConfig(**{knob: value})

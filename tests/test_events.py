@@ -77,6 +77,14 @@ def test_rfc3339_times_accepted(ts):
     (dict(teller_flags="urgent"), "teller_flags"),
     (dict(teller_flags=["urgent", "drunk"]), "teller_flags"),
     (dict(purpose="crypto"), "purpose"),
+    (dict(kind="transfer_out", payee_new="yes"), "payee_new"),
+    (dict(kind="transfer_out", payee_new=1), "payee_new"),
+    (dict(kind="transfer_out", payee_account_age_days=-1), "payee_account_age_days"),
+    (dict(kind="transfer_out", payee_account_age_days=True), "payee_account_age_days"),
+    (dict(kind="transfer_out", payee_account_age_days=30.5), "payee_account_age_days"),
+    # a cash withdrawal has no payee: the terminal mixed up two transactions
+    (dict(payee_new=True), "payee_new"),
+    (dict(payee_account_age_days=12), "payee_account_age_days"),
 ])
 def test_wrong_field_is_named(changes, field):
     with pytest.raises(SchemaError) as info:
@@ -89,3 +97,18 @@ def test_non_finite_amount_refused():
     with pytest.raises(SchemaError) as info:
         parse_event(with_(amount=float("inf")))
     assert info.value.field == "amount"
+
+
+def test_payee_of_a_transfer_is_read():
+    event = parse_event(with_(kind="transfer_out", payee_new=True, payee_account_age_days=12))
+    assert event.payee_new is True and event.payee_account_age_days == 12
+    assert event.extra == {}
+    known = parse_event(with_(kind="transfer_out", payee_new=False))
+    assert known.payee_new is False and known.payee_account_age_days is None
+
+
+def test_payee_fields_are_optional_and_null_is_absent():
+    event = parse_event(with_(kind="transfer_out", payee_new=None, payee_account_age_days=None))
+    assert event.payee_new is None and event.payee_account_age_days is None
+    cash = parse_event(with_(payee_new=None))
+    assert cash.payee_new is None

@@ -42,6 +42,15 @@ def test_one_value_per_feature_name_and_all_finite():
     ({"purpose": "investment"}, "risky_purpose", 1.0),
     ({"purpose": "daily"}, "purpose_missing", 0.0),
     ({}, "purpose_missing", 1.0),
+    ({"kind": "transfer_out", "payee_new": True}, "payee_new", 1.0),
+    ({"kind": "transfer_out", "payee_new": True}, "payee_known", 1.0),
+    ({"kind": "transfer_out", "payee_new": False}, "payee_new", 0.0),
+    ({"kind": "transfer_out", "payee_new": False}, "payee_known", 1.0),
+    ({"kind": "transfer_out"}, "payee_known", 0.0),
+    ({}, "payee_known", 0.0),
+    ({"kind": "transfer_out", "payee_account_age_days": 20}, "log_payee_account_age_days", math.log1p(20)),
+    ({"kind": "transfer_out", "payee_account_age_days": 0}, "payee_account_age_known", 1.0),
+    ({"kind": "transfer_out"}, "payee_account_age_known", 0.0),
 ])
 def test_feature_values(changes, name, expected):
     assert feature(ev(**changes), name) == pytest.approx(expected)
