@@ -245,8 +245,10 @@ def receipt_payload(seqs) -> str:
 def parse_receipt(raw: bytes) -> list[int]:
     body = _object(raw, "receipt")
     seqs = body.get("seqs")
-    if not isinstance(seqs, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in seqs):
-        raise DownlinkError('receipt needs "seqs": a list of positive whole numbers')
+    # Bounded like the outbox's 64-bit seq column, so a junk number is refused here, not by SQLite.
+    if not isinstance(seqs, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s < 2**63
+                                             for s in seqs):
+        raise DownlinkError('receipt needs "seqs": a list of positive whole numbers below 2**63')
     return seqs
 
 
