@@ -219,3 +219,45 @@ def test_garbage_on_the_counter_line_is_answered_and_the_next_customer_scored(br
     assert naks[4000000002]["code"] == "bad_type" and naks[4000000002]["detail"].startswith("unknown frame type")
     assert naks[4000000003]["code"] == "schema" and naks[4000000003]["field"] == "amount"
     still_serving(gw, terminal, centre, {"thresholds_version": 0})
+
+
+# -- the other direction: junk arriving at the centre ----------------------------------------------
+def test_junk_at_the_centre_is_quarantined_in_the_same_batch_as_good_alerts_which_are_stored(broker, tmp_path):
+    """What tests/test_centre_ingest.py does not already send: bytes that are not UTF-8, JSON nested
+    deeper than the parser goes, a record over the size limit, NaN, and junk acknowledgements,
+    escalations and heartbeats, each in between good alerts that must still be stored and receipted."""
+    from centre.ingest import IngestWorker
+    from centre.store import open_store
+    from centre_support import SimGateway
+
+    store = open_store(tmp_path / "centre.db")
+    with IngestWorker(store, host=broker.host, port=broker.port, client_id="centre-a", linger_s=0.2) as worker:
+        gw = SimGateway(broker.host, broker.port, "gw-0001")
+        _, alert_id, text = gw.alert_payload(seq=900)
+        nan_score = text.replace('"score":0.93', '"score":NaN')
+        assert nan_score != text
+        junk = [("alert", b"\xff\xfe{}"), ("alert", b"[" * 60_000), ("alert", b'{"a":"' + b"x" * 70_000 + b'"}'),
+                ("alert", nan_score.encode()), ("ack", b"{}"), ("ack", b'{"type":"acknowledgement","seq":true}'),
+                ("escalation", b'{"type":"escalation","level":"green"}'), ("heartbeat", b"[" * 60_000),
+                ("status", b"\x00")]
+        good = []
+        for leaf, payload in junk:  # a good alert before each piece of junk: the same batch, mostly
+            seq, _, text = gw.alert_payload()
+            good.append(seq)
+            gw.publish("alert", text, wait=False)
+            gw.publish(leaf, payload, wait=False)
+        assert gw.wait_for(lambda g: set(good) <= g.receipted), f"receipted only {sorted(gw.receipted)}"
+        assert worker.wait_for(lambda w: w.stats.quarantined >= len(junk), 30)
+        assert sorted(a["seq"] for a in store.records(kind="alert", limit=100)) == good
+        quarantined = sorted(store.quarantined(), key=lambda q: q["id"])
+        assert len(quarantined) == len(junk) == store.quarantine_count()
+        by_leaf = {}
+        for row in quarantined:
+            by_leaf.setdefault(row["topic"].rsplit("/", 1)[-1], []).append(row["reason"])
+        assert any("nested too deeply" in r for r in by_leaf["alert"]) and "nested too deeply" in by_leaf["heartbeat"][0]
+        assert any("bytes, more than" in r for r in by_leaf["alert"]) and any("'score'" in r for r in by_leaf["alert"])
+        assert len(by_leaf["ack"]) == 2 and "escalation is missing" in by_leaf["escalation"][0]
+        assert "not JSON" in by_leaf["status"][0] and any("not JSON" in r for r in by_leaf["alert"])
+        assert 900 not in gw.receipted and worker.connected and worker.stats.store_errors == 0
+        gw.close()
+    store.close()
