@@ -105,6 +105,16 @@ def test_riskier_counter_events_score_higher(model, riskier, safer):
     assert score_of(model, riskier) > score_of(model, safer)
 
 
+def test_a_coached_transfer_to_a_new_young_payee_is_alerted_and_the_same_to_a_known_payee_is_not(model):
+    # A victim coached to say "for my son's flat", calm, moving most of her savings: only the payee gives it away.
+    coached = dict(kind="transfer_out", customer_age=66, account_age_days=8000, balance_before=98000, purpose="home")
+    to_mule = counter_event(90000, **coached, payee_new=True, payee_account_age_days=21)
+    to_son = counter_event(90000, **coached, payee_new=False, payee_account_age_days=3650)
+    assert level(score_of(model, to_mule), model.thresholds) != "green"
+    assert level(score_of(model, to_son), model.thresholds) == "green"
+    assert score_of(model, to_mule) > score_of(model, to_son)
+
+
 def test_a_second_large_withdrawal_at_another_counter_within_the_hour_scores_higher(model):
     body = counter_event(20000, customer_age=28, account_age_days=1500, balance_before=21000)
     earlier_visit = History(count_1h=1, count_24h=1, amount_24h=40000, other_counters_24h=1)
