@@ -29,7 +29,7 @@ from peerenv import machine_line, peers_python  # noqa: E402
 WORKER = ROOT / "bench" / "peers" / "score_worker.py"
 
 
-def prepare(path: Path, events: int) -> None:
+def prepare(path: Path, events: int) -> str:
     """Feature rows of simulated events, the TFLite scores for them, and the model's weights."""
     from gateway.features import event_features
     from gateway.model import FraudModel, default_model_path
@@ -40,7 +40,9 @@ def prepare(path: Path, events: int) -> None:
     model = FraudModel.load(default_model_path())
     rows = np.array([event_features(e, h) for e, h, _ in replay_items(simulate(11, events))], np.float64)
     scores = np.array([model.score(r) for r in rows])
-    np.savez(path, rows=rows, tflite_scores=scores, **extract_weights(model.path, model.manifest))
+    np.savez(path, rows=rows, tflite_scores=scores, thresholds=np.array([model.thresholds.amber, model.thresholds.red]),
+             **extract_weights(model.path, model.manifest))
+    return f"model {model.name} {model.version} ({model.path.stat().st_size:,} bytes, {rows.shape[1]} features)"
 
 
 def run(python, runtime: str, data: Path, rounds: int) -> dict:
@@ -52,17 +54,18 @@ def run(python, runtime: str, data: Path, rounds: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| scoring path | calls | p50 | p99 | largest score difference from the gateway's | peak RSS of the process |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| scoring path | calls | p50 | p99 | largest score difference from the gateway's | verdict level differs | "
+             "peak RSS of the process |", "|---|---:|---:|---:|---:|---:|---:|"]
     names = {"tflite": "gateway: `FraudModel.score`, int8 .tflite", "numpy": "same weights, plain numpy float32",
              "onnxruntime": "same weights as ONNX, onnxruntime (1 thread)"}
     for r in results:
         if "error" in r:
-            lines.append(f"| {names[r['runtime']]} | did not run: {r['error']} | | | | |")
+            lines.append(f"| {names[r['runtime']]} | did not run: {r['error']} | | | | | |")
             continue
         diff = "-" if r["runtime"] == "tflite" else f"{r['max_abs_diff']:.4f} (mean {r['mean_abs_diff']:.4f})"
+        levels = "-" if r["runtime"] == "tflite" else f"{r['level_differs']:,} of {r['events']:,} events"
         lines.append(f"| {names[r['runtime']]} ({r['version']}) | {r['calls']:,} | {r['p50_us']:.1f} µs | "
-                     f"{r['p99_us']:.1f} µs | {diff} | {r['rss_peak_mb']:.0f} MB |")
+                     f"{r['p99_us']:.1f} µs | {diff} | {levels} | {r['rss_peak_mb']:.0f} MB |")
     return "\n".join(lines)
 
 
@@ -74,10 +77,10 @@ def main(argv=None) -> int:
     peers = peers_python()
     with tempfile.TemporaryDirectory(prefix="counterguard-scoring-") as tmp:
         data = Path(tmp) / "rows.npz"
-        prepare(data, args.events)
+        described = prepare(data, args.events)
         results = [run(sys.executable, "tflite", data, args.rounds), run(sys.executable, "numpy", data, args.rounds),
                    run(peers, "onnxruntime", data, args.rounds)]
-    print(f"Machine: {machine_line()}. {args.events:,} simulated events x {args.rounds} rounds, each call timed on its own.\n")
+    print(f"Machine: {machine_line()}. {described}; {args.events:,} simulated events x {args.rounds} rounds, each call timed on its own.\n")
     print(table(results))
     return 0
 

@@ -2,8 +2,8 @@
 as an ONNX graph, so the gateway's scoring path can be timed against other runtimes on exactly
 the same network (not a retrained look-alike).
 
-The model is dense(25->64, relu) -> dense(64->32, relu) -> dense(32->1) -> clip -> sigmoid, full
-int8 with per-channel weight scales. The references dequantise the weights and biases and run in
+The model is dense(features->64, relu) -> dense(64->32, relu) -> dense(32->1) -> clip -> sigmoid,
+full int8 with per-channel weight scales (checked: three dense layers are required). The references dequantise the weights and biases and run in
 float32 on the standardised row (mean/scale from the model's manifest), so they differ from the
 int8 interpreter only by its activation rounding; the benchmark reports that difference.
 """

@@ -20,6 +20,15 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent))
 
 
+NOT_WEIGHTS = ("rows", "tflite_scores", "thresholds")
+
+
+def level(scores, thresholds) -> np.ndarray:
+    """0 green, 1 amber, 2 red, as gateway.decision draws the lines (score >= threshold)."""
+    amber, red = thresholds
+    return np.where(scores >= red, 2, np.where(scores >= amber, 1, 0))
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -41,13 +50,13 @@ def main(argv=None) -> int:
     elif args.runtime == "numpy":
         from reference import NumpyScorer
 
-        weights = {k: data[k] for k in data.files if k not in ("rows", "tflite_scores")}
+        weights = {k: data[k] for k in data.files if k not in NOT_WEIGHTS}
         score, version = NumpyScorer(weights).score, f"numpy {np.__version__}"
     else:
         import onnxruntime as ort
         from reference import onnx_model
 
-        weights = {k: data[k] for k in data.files if k not in ("rows", "tflite_scores")}
+        weights = {k: data[k] for k in data.files if k not in NOT_WEIGHTS}
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # one counter event at a time: threads only add hand-offs
         session = ort.InferenceSession(onnx_model(weights), options, providers=["CPUExecutionProvider"])
@@ -69,9 +78,10 @@ def main(argv=None) -> int:
             times.append(clock() - t0)
     t = np.asarray(times, np.float64) / 1000.0
     diff = np.abs(scores - data["tflite_scores"])
+    differs = int(np.sum(level(scores, data["thresholds"]) != level(data["tflite_scores"], data["thresholds"])))
     print(json.dumps({"runtime": args.runtime, "version": version, "calls": len(t),
                       "p50_us": float(np.percentile(t, 50)), "p99_us": float(np.percentile(t, 99)),
-                      "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+                      "max_abs_diff": float(diff.max()), "level_differs": differs, "events": len(rows), "mean_abs_diff": float(diff.mean()),
                       "rss_start_mb": base, "rss_loaded_mb": loaded, "rss_peak_mb": rss_mb()}))
     return 0
 
