@@ -15,7 +15,10 @@ Two phases per system: as fast as the line takes (lines/s delivered), then a pac
 which the broker is SIGKILLed and restarted on the same port (lost and duplicated lines). Peak
 resident memory of each system's process is read from /proc before it is stopped.
 
-    .venv/bin/python bench/peers.py [--lines 3000] [--outage-lines 1500] [--rate 250] [--down 3]
+    .venv/bin/python bench/peers.py [--lines 3000] [--outage-lines 1500] [--rate 250] [--down 3] [--lines-only]
+
+Unless --lines-only, it then runs bench/scoring.py, bench/publish.py and bench/drain.py with their
+defaults, so one command reproduces the whole "Peers, side by side" section.
 
 The peers are installed into bench/.venv-peers on first use (see bench/peers/peerenv.py); nothing
 of them enters the product's environment. Prints Markdown for docs/benchmarks.md.
@@ -282,11 +285,9 @@ def run_system(system: System, broker: OutageBroker, args, tmp: Path) -> dict:
             written = time.monotonic() - t0
             settle(system, ids)
             result["clean"] = ledger(system, ids)
-            arrivals = [system.counts().get(i, 0) for i in ids]
             elapsed = _last_arrival(system, ids, t0)
             result["clean"]["lines_per_s"] = result["clean"]["delivered"] / elapsed if elapsed else 0.0
             result["clean"]["written_s"] = written
-            del arrivals
             # Phase 2: a paced stream with the broker SIGKILLed a third of the way in.
             system.reset()
             paced = bodies("outage", args.outage_lines)
@@ -350,6 +351,8 @@ def main(argv=None) -> int:
     p.add_argument("--outage-lines", type=int, default=1500, help="events in the paced phase with the outage")
     p.add_argument("--rate", type=int, default=250, help="events/s in the paced phase")
     p.add_argument("--down", type=float, default=3.0, help="seconds the broker stays down")
+    p.add_argument("--lines-only", action="store_true",
+                   help="only the serial-lines-to-MQTT comparison (default: then scoring, publish and drain too)")
     p.add_argument("--only", choices=["counterguard", "mqtt-io", "thingsboard"], action="append",
                    help="run only these systems (default: all three)")
     args = p.parse_args(argv)
@@ -382,6 +385,10 @@ def main(argv=None) -> int:
           f"{args.lines:,} events as fast as the line takes; then {args.outage_lines:,} at {args.rate}/s with the "
           f"broker SIGKILLed a third of the way in and restarted {args.down:g} s later.\n")
     print(table(results))
+    if not args.lines_only:
+        for script in ("scoring.py", "publish.py", "drain.py"):
+            print(f"\n`bench/{script}`\n", flush=True)
+            subprocess.run([sys.executable, str(ROOT / "bench" / script)], cwd=ROOT, check=False)
     return 0
 
 

@@ -117,13 +117,6 @@ class Ledger:
                         if line is not None:
                             self._count(line)
 
-    def summary(self, sent_ids: list[str]) -> dict:
-        with self._lock:
-            delivered = sum(1 for i in sent_ids if self.counts.get(i))
-            duplicates = sum(self.counts.get(i, 1) - 1 for i in sent_ids if self.counts.get(i))
-        return {"sent": len(sent_ids), "delivered": delivered, "lost": len(sent_ids) - delivered,
-                "duplicates": duplicates, "unreadable": self.unreadable, "messages": self.messages}
-
 
 class LineWriter:
     """The teller terminal's side of a pty: writes event lines, never blocking for ever."""
