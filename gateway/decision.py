@@ -23,6 +23,8 @@ REASON_TEXT = {
     "just_under_line": "just under the 50,000-yuan line",
     "inbound_cash_out": "cashing out fresh inbound transfers",
     "new_account": "newly opened account",
+    "new_payee_account": "payee account opened recently",
+    "new_payee": "first transfer to this payee",
     "elderly_customer": "customer aged 60 or over",
     "large_share_of_balance": "large share of the balance",
     "customer_on_phone": "customer on the phone",
@@ -82,6 +84,10 @@ def signs(event: Event, history: History, watchlisted: bool) -> list[str]:
         found.add("inbound_cash_out")
     if event.account_age_days is not None and event.account_age_days < 90 and amount >= 5_000:
         found.add("new_account")
+    if event.payee_account_age_days is not None and event.payee_account_age_days < 90 and amount >= 5_000:
+        found.add("new_payee_account")
+    if event.payee_new and amount >= 10_000:
+        found.add("new_payee")
     if event.customer_age is not None and event.customer_age >= 60 and amount >= 10_000:
         found.add("elderly_customer")
     if event.balance_before and amount >= 10_000 and amount >= 0.8 * event.balance_before:

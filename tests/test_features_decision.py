@@ -109,6 +109,18 @@ def test_mule_signs():
     assert found == ["just_under_line", "inbound_cash_out", "new_account", "repeat_today", "several_counters"]
 
 
+def test_a_coached_transfer_still_shows_the_teller_the_payee_signs():
+    event = ev(kind="transfer_out", amount=90000, customer_age=66, balance_before=98000, purpose="home",
+               payee_new=True, payee_account_age_days=21)
+    v = decide(event, 0.7, NO_HISTORY, False, T)
+    assert v.reasons[:3] == ("large_cash", "new_payee_account", "new_payee")
+    assert "payee account opened recently" in v.text
+    known = ev(kind="transfer_out", amount=90000, payee_new=False, payee_account_age_days=3650)
+    assert not {"new_payee", "new_payee_account"} & set(signs(known, NO_HISTORY, False))
+    small = ev(kind="transfer_out", amount=3000, payee_new=True, payee_account_age_days=21)
+    assert not {"new_payee", "new_payee_account"} & set(signs(small, NO_HISTORY, False))
+
+
 def test_every_reason_has_text():
     assert all(REASON_TEXT.values())
 
