@@ -48,10 +48,13 @@ class TellerTerminal:
 
     def write(self, data: bytes) -> None:
         """Write all of ``data``, reading replies meanwhile: a long burst must not fill the line's
-        buffer in the other direction while the gateway is answering it."""
+        buffer in the other direction while the gateway is answering it. A line that takes nothing
+        for a while (the gateway died and nobody reads) raises TerminalError instead of hanging."""
         view = memoryview(data)
+        stall_s = max(5.0, 3 * self.timeout)
+        moved = time.monotonic()
         while view:
-            readable, writable, _ = select.select([self.fd], [self.fd], [], 5.0)
+            readable, writable, _ = select.select([self.fd], [self.fd], [], 1.0)
             if readable:
                 self.pending.extend(self.read(0))
             if writable:
@@ -63,6 +66,11 @@ class TellerTerminal:
                 finally:
                     os.set_blocking(self.fd, True)
                 view = view[n:]
+                if n:
+                    moved = time.monotonic()
+            if view and time.monotonic() - moved > stall_s:
+                raise TerminalError(f"the gateway has read nothing from the line for {stall_s:.0f} s; "
+                                    f"{len(view)} byte(s) not sent")
 
     def read(self, timeout: float) -> list:
         """Frames (and errors) that arrive within ``timeout``; heartbeats are counted and dropped."""
