@@ -30,6 +30,7 @@ import json
 import os
 import random
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -90,9 +91,14 @@ class FleetGateway:
         self.deadline = 0.0
         self.next_heartbeat = 0.0
         self.connects: list[float] = []  # monotonic time of every accepted connection (CONNACK)
+        self.tried: list[float] = []  # when the back-off had scheduled the attempt behind each of them
+        self.attempt_due = 0.0
         self.losses: list[float] = []  # monotonic time of every lost connection
         self.attempts = 0
+        self.stalls: list[tuple[float, float]] = []  # (when, seconds) of TCP connects that blocked > 0.2 s
+        self.refused = 0  # attempts the broker's port refused or did not answer
         self.publishes = 0  # outbox publishes, resends included
+        self.centre_announcements = 0  # live "online" from the centre (each one resends the outbox)
 
     # -- outbox -----------------------------------------------------------------------------------
     def raise_alert(self, now: float, rng: random.Random) -> None:
@@ -158,11 +164,18 @@ class FleetGateway:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
+        self.attempt_due = self.next_attempt  # the back-off's decision, whatever the loop's lag
+        now = time.monotonic()  # the loop's clock may be behind if other connects blocked
         try:
             client.connect(self.host, self.port, keepalive=self.keepalive)
         except (OSError, ValueError):
-            self._lost(now, counted=False)
+            self.refused += 1
+            self._lost(time.monotonic(), counted=False)
             return
+        finally:
+            blocked = time.monotonic() - now
+            if blocked > 0.2:  # paho's TCP connect blocks: a full accept queue holds up this whole worker
+                self.stalls.append((now, blocked))
         self.state = "connecting"
         self.deadline = now + self.connect_timeout
 
@@ -210,6 +223,7 @@ class FleetGateway:
             return
         self.state = "online"
         self.connects.append(now)
+        self.tried.append(self.attempt_due)
         self.backoff.reset()
         client.subscribe([(self.topics.receipt, 1), (messages.CENTRE_STATUS, 1)])
         client.publish(self.topics.status, self._status("online"), qos=1, retain=True)
@@ -231,6 +245,7 @@ class FleetGateway:
             # A retained "online" on subscribing is old news (this session already resent); a live one
             # means the centre is back and may have lost what it had not receipted.
             if messages.parse_centre_status(msg.payload) == "online" and not msg.retain:
+                self.centre_announcements += 1
                 client.publish(self.topics.status, self._status("online"), qos=1, retain=True)
                 self._resend_all(time.monotonic())
 
@@ -243,8 +258,10 @@ class FleetGateway:
 
     def report(self) -> dict:
         return {"gateway_id": self.gateway_id, "region": self.region, "branch": self.branch, "sent": self.sent,
-                "outbox": sorted(self.outbox), "connects": self.connects, "losses": self.losses,
-                "attempts": self.attempts, "publishes": self.publishes, "bdseq": self.bdseq}
+                "outbox": sorted(self.outbox), "connects": self.connects, "tried": self.tried, "losses": self.losses,
+                "attempts": self.attempts, "publishes": self.publishes, "bdseq": self.bdseq,
+                "stalls": self.stalls, "refused": self.refused,
+                "centre_announcements": self.centre_announcements}
 
 
 # -- a worker process: many gateways, one loop ----------------------------------------------------
@@ -495,6 +512,39 @@ def reconnect_delays(reports: list[dict], stopped_at: float, restarted_at: float
     return delays
 
 
+def waits_after_loss(reports: list[dict], stopped_at: float) -> list[float | None]:
+    """For each gateway, seconds from losing the broker to the moment its back-off had chosen for the
+    attempt that got it back in: the back-off's own doing, whatever the broker and the machine (a
+    worker process starts the attempts due at once one after the other) then take."""
+    waits = []
+    for gw in reports:
+        lost = [t for t in gw["losses"] if t >= stopped_at]
+        back = [a for a, c in zip(gw["tried"], gw["connects"]) if c > stopped_at]
+        waits.append(min(back) - min(lost) if lost and back else None)
+    return waits
+
+
+def spread_problems(delays: list[float], waits: list[float]) -> list[str]:
+    """Why these reconnects do not look spread by a jittered back-off (empty when they do). Without
+    jitter every gateway waits the same 1 + 2 + 4 ... seconds after the loss and they all come back
+    in one wave."""
+    n = len(delays)
+    problems = []
+    first = sum(d < 1.0 for d in delays)
+    if first >= n / 2:
+        problems.append(f"{first} of {n} reconnected within the first second")
+    slots: dict[int, int] = {}
+    for d in delays:
+        slots[int(d * 10)] = slots.get(int(d * 10), 0) + 1
+    if max(slots.values()) >= n * 0.15:  # a loaded machine bunches some; a wave puts far more in one slice
+        problems.append(f"{max(slots.values())} of {n} reconnected within one 100 ms")
+    iqr = percentile(waits, 0.75) - percentile(waits, 0.25)
+    if iqr < 1.0:
+        problems.append(f"the waits from losing the broker to the successful attempt differ by only {iqr:.2f} s "
+                        "between the quartiles (lockstep)")
+    return problems
+
+
 def histogram(values: list[float], *, bin_s: float = 0.5, width: int = 50) -> str:
     """A text histogram of reconnect delays, one line per ``bin_s`` seconds."""
     if not values:
@@ -513,6 +563,30 @@ def histogram(values: list[float], *, bin_s: float = 0.5, width: int = 50) -> st
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def broker_port(host: str = "127.0.0.1") -> int:
+    """A free port for a broker that will be restarted on it, below the kernel's ephemeral range.
+
+    While the broker is down, a thousand gateways keep connecting to its port from ephemeral ports;
+    a port taken from that same range (as ``free_port`` does) can meanwhile be in use as some
+    connection's local end (even a client's connection to itself), and the restart then fails with
+    "address already in use". A real broker listens on 1883 or 8883, outside that range.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port below {low} on {host} for the broker")
 
 
 def ensure_fd_limit(gateways: int) -> int:
@@ -560,6 +634,9 @@ class FleetRun:
 
     def delays(self) -> list[float | None]:
         return reconnect_delays(self.reports, self.stopped_at, self.restarted_at)
+
+    def waits(self) -> list[float | None]:
+        return waits_after_loss(self.reports, self.stopped_at)
 
     def sent(self) -> dict[tuple[str, int], str]:
         """(gateway_id, seq) -> alert_id of every alert raised."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from centre.store import open_store
-from fleet_sim import fleet_view, histogram, percentile, rehearse_broker_restart
+from fleet_sim import broker_port, fleet_view, histogram, percentile, rehearse_broker_restart, spread_problems
 from gateway.broker import PrivateBroker
 
 GATEWAYS = 1000
@@ -23,7 +23,7 @@ OUTAGE_S = 4.0
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     store = str(tmp_path_factory.mktemp("fleet") / "centre.db")
-    with PrivateBroker() as broker:
+    with PrivateBroker(port=broker_port()) as broker:
         result = rehearse_broker_restart(broker, store, gateways=GATEWAYS, processes=4, per_gateway=PER_GATEWAY,
                                          outage_s=OUTAGE_S, timeout=90, say=print)
     result.store = store
@@ -64,16 +64,14 @@ def test_every_gateway_lost_the_broker_and_came_back(run):
 
 
 def test_reconnects_are_spread_by_the_jittered_backoff(run):
-    delays = run.delays()
-    assert None not in delays
+    delays, waits = run.delays(), run.waits()
+    assert None not in delays and None not in waits
     text = histogram(delays)
     print(f"\nreconnect delay after the broker came back ({GATEWAYS} gateways, {OUTAGE_S:.0f} s outage):\n{text}")
-    within_first_second = sum(d < 1.0 for d in delays)
-    # Plain exponential back-off would bring the whole fleet back in one instant; jitter spreads it.
-    assert within_first_second < GATEWAYS / 2, text
+    # Plain exponential back-off brings the whole fleet back in one wave (bench/fleet.py --control
+    # shows it failing exactly these checks); the jitter spreads it over seconds.
+    assert not spread_problems(delays, waits), f"{spread_problems(delays, waits)}\n{text}"
     assert percentile(delays, 0.9) - percentile(delays, 0.1) >= 1.0, text
-    busiest = max(sum(1 for d in delays if int(d * 10) == slot) for slot in {int(d * 10) for d in delays})
-    assert busiest < GATEWAYS * 0.2, f"{busiest} gateways reconnected within one 100 ms slice\n{text}"
 
 
 def test_fleet_view_shows_every_gateway_online_in_its_new_session(run):
