@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import termios
+import tty
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ class Teller:
         self.busy = 0
         self.naks: list[dict] = []
         self.lost_replies = 0
+
+    def attach(self, fd: int) -> None:
+        """The same teller on a re-plugged line (a new pty); what it was told is kept."""
+        self.terminal = TellerTerminal(fd, timeout=self.terminal.timeout, retries=0)
 
     def offer(self, bodies: list[dict], window: int = 20) -> list[dict]:
         """One try at each of ``bodies`` not yet ACKed; returns those still not ACKed."""
@@ -319,3 +324,30 @@ class DeadLine:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+
+
+class Cable:
+    """A pty standing in for the counter's USB serial adapter, reached through a stable symlink (as
+    /dev/serial/by-id/... is). ``pull()`` hangs the line up (the gateway's read fails with EIO);
+    ``plug()`` gives a fresh pty behind the same name."""
+
+    def __init__(self, link_path: str):
+        self.link_path = link_path
+        self.master = self._slave = None
+        self.plug()
+
+    def plug(self) -> None:
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        tmp = self.link_path + ".new"
+        os.symlink(os.ttyname(self._slave), tmp)
+        os.replace(tmp, self.link_path)
+
+    def pull(self) -> None:
+        os.close(self.master)
+        os.close(self._slave)
+        self.master = self._slave = None
+
+    def close(self) -> None:
+        if self.master is not None:
+            self.pull()
