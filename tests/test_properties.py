@@ -20,9 +20,7 @@ from gateway import manifest, messages, wire
 from gateway.events import KINDS, PURPOSES, REQUIRED, TELLER_FLAGS, Event, SchemaError, parse_event
 
 # No example database in the working tree; no deadline on a machine shared with other test runs.
-settings.register_profile("counterguard", database=None, deadline=None, max_examples=300,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("counterguard")
+checked = settings(database=None, deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 
 # The fields the validator knows are the Event's own; anything else is kept in ``extra``.
 KNOWN_FIELDS = {f.name for f in dataclasses.fields(Event)} - {"extra"}
@@ -66,6 +64,7 @@ def assert_documented(items) -> None:
 
 
 # -- frame decoder ---------------------------------------------------------------------------------
+@checked
 @given(data=line_bytes, cuts=st.lists(st.integers(min_value=0), max_size=8))
 def test_any_bytes_in_any_chunking_decode_to_the_same_frames_and_documented_errors(data, cuts):
     whole = wire.FrameDecoder().feed(data)
@@ -74,6 +73,7 @@ def test_any_bytes_in_any_chunking_decode_to_the_same_frames_and_documented_erro
     assert feed_in_chunks(data, cuts) == whole
 
 
+@checked
 @given(noise=line_bytes, type_=st.sampled_from(wire.TYPES), seq=st.integers(0, wire.MAX_SEQ),
        body=json_objects, tail=line_bytes)
 def test_a_good_frame_after_any_garbage_is_decoded(noise, type_, seq, body, tail):
@@ -90,6 +90,7 @@ def encode_or_skip(type_, seq, body) -> bytes:
         assume(False)
 
 
+@checked
 @given(type_=st.sampled_from(wire.TYPES), seq=st.integers(0, wire.MAX_SEQ), body=json_objects,
        cuts=st.lists(st.integers(min_value=0), max_size=6))
 def test_encode_then_decode_gives_back_the_frame(type_, seq, body, cuts):
@@ -98,6 +99,7 @@ def test_encode_then_decode_gives_back_the_frame(type_, seq, body, cuts):
     assert decoded == wire.Frame(type_, seq, body) and wire.crc32(frame[1:frame.rindex(b"*")]) == int(frame[-9:-1], 16)
 
 
+@checked
 @given(data=line_bytes)
 def test_decode_line_answers_any_line_with_a_frame_or_a_documented_error(data):
     line = data.split(b"\n")[0]
@@ -140,6 +142,7 @@ damaged_events = st.builds(lambda ev, changes: {**ev, **changes}, valid_events,
                            st.dictionaries(field_name, json_values, min_size=1, max_size=3))
 
 
+@checked
 @given(body=valid_events)
 def test_every_well_formed_event_is_accepted(body):
     event = parse_event(body)
@@ -147,6 +150,7 @@ def test_every_well_formed_event_is_accepted(body):
     assert event.extra == {k: v for k, v in body.items() if k not in KNOWN_FIELDS}
 
 
+@checked
 @given(body=st.one_of(valid_events, damaged_events, json_objects), seq=st.integers(1, wire.MAX_SEQ))
 def test_an_accepted_event_survives_the_wire_and_a_refused_one_names_its_field(body, seq):
     try:
@@ -166,6 +170,7 @@ def test_an_accepted_event_survives_the_wire_and_a_refused_one_names_its_field(b
     assert again == event and again.extra == event.extra and again.ts == event.ts
 
 
+@checked
 @given(body=st.one_of(json_values, json_objects, damaged_events,
                       st.dictionaries(field_name, st.integers(-10**400, 10**400), min_size=1)))
 def test_the_validator_raises_nothing_but_its_own_error(body):
@@ -191,6 +196,7 @@ junk_payloads = st.one_of(st.binary(max_size=200), json_values.map(lambda v: jso
                           st.integers(1, 5000).map(lambda n: b"[" * n), st.just(b'{"seqs":[' + b"9" * 30 + b"]}"))
 
 
+@checked
 @given(payload=junk_payloads)
 def test_receipts_and_centre_status_from_the_broker_raise_only_downlink_errors(payload):
     for parse in (messages.parse_receipt, messages.parse_centre_status, messages.parse_watchlist_update):
@@ -200,6 +206,7 @@ def test_receipts_and_centre_status_from_the_broker_raise_only_downlink_errors(p
             assert str(exc)
 
 
+@checked
 @given(payload=junk_payloads)
 def test_an_envelope_of_junk_raises_only_manifest_errors(payload):
     try:
@@ -210,6 +217,7 @@ def test_an_envelope_of_junk_raises_only_manifest_errors(payload):
         raise AssertionError("junk was accepted as a signed manifest")
 
 
+@checked
 @given(payload=junk_payloads, leaf=st.sampled_from(sorted(schema.LEAF_KIND)))
 def test_the_centre_refuses_junk_only_with_a_schema_error(payload, leaf):
     try:
