@@ -57,9 +57,10 @@ class EscalationWatch:
             self.lifecycle.refresh()
         now_wall = time.time() if now_wall is None else now_wall
         done = []
-        for alert in self.store.overdue_alerts(now_wall, self.after_s, reason=REASON):
+        for alert in self.store.overdue_alerts(now_wall, self.after_s, reason=REASON, now_mono=time.monotonic()):
             stamp = self.clock.now()
-            waited = max(0.0, stamp.wall - alert.raised_wall)
+            # At least after_s: it is overdue, even if the wall clock was stepped back since it was raised.
+            waited = max(self.after_s, stamp.wall - alert.raised_wall)
             esc = self.store.escalate(alert.alert_id, reason=REASON, waited_s=waited, stamp=stamp,
                                       gateway_id=self.gateway_id)
             if esc is None:

@@ -514,13 +514,21 @@ class Store:
             c.execute("UPDATE alerts SET state = 'closed' WHERE alert_id = ?", (alert_id,))
             return OutcomeRecord(alert_id, seq, counter, outcome, note, by, via, stamp.wall)
 
-    def overdue_alerts(self, now_wall: float, after_s: float, *, reason: str = "unacknowledged") -> list[Alert]:
-        """Open red alerts raised at least ``after_s`` ago and not yet escalated for ``reason``."""
+    def overdue_alerts(self, now_wall: float, after_s: float, *, reason: str = "unacknowledged",
+                       now_mono: float | None = None) -> list[Alert]:
+        """Open red alerts raised at least ``after_s`` ago and not yet escalated for ``reason``.
+
+        With ``now_mono`` an alert is also overdue by the monotonic clock, so a wall clock stepped
+        back (NTP, a Pi without a real-time clock) cannot hold an escalation back for hours. After a
+        reboot the monotonic clock restarts, which can only make that test late, never early."""
         cols = ", ".join(f"a.{c.strip()}" for c in self._ALERT_COLS.split(","))
+        due, params = "a.raised_wall <= ?", [now_wall - after_s]
+        if now_mono is not None:
+            due, params = "(a.raised_wall <= ? OR a.raised_mono <= ?)", params + [now_mono - after_s]
         rows = self._q(
-            f"SELECT {cols} FROM alerts a WHERE a.state = 'open' AND a.level = 'red' AND a.raised_wall <= ? "
+            f"SELECT {cols} FROM alerts a WHERE a.state = 'open' AND a.level = 'red' AND {due} "
             "AND NOT EXISTS (SELECT 1 FROM escalations e WHERE e.alert_id = a.alert_id AND e.reason = ?) "
-            "ORDER BY a.raised_wall, a.alert_id", (now_wall - after_s, reason))
+            "ORDER BY a.raised_wall, a.alert_id", (*params, reason))
         return [self._alert(r) for r in rows]
 
     def escalate(self, alert_id: str, *, reason: str, waited_s: float, stamp,

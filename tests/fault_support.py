@@ -207,8 +207,8 @@ def assert_ledger(store_path, teller: Teller, bodies: list[dict], centre: Centre
     ids = [r["alert_id"] for r in at_centre]
     assert len(ids) == len(set(ids)), "an alert was stored twice at the centre"
     assert set(ids) == alert_ids
-    keys = [(r["gateway_id"], r["seq"]) for r in centre.records("alert") + centre.records("ack")]
-    assert len(keys) == len(set(keys))
+    keys = [(r["gateway_id"], r["seq"]) for kind in ("alert", "ack", "outcome", "escalation") for r in centre.records(kind)]
+    assert len(keys) == len(set(keys)), "a record was stored twice at the centre"
     levels: dict = {}
     for v in verdicts.values():
         levels[v] = levels.get(v, 0) + 1

@@ -234,7 +234,8 @@ def test_wall_clock_stepped_back_an_hour_keeps_seq_order_and_the_ledger(tmp_path
     master, path = line
     cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path)
     config_path = tmp_path / "gateway.toml"
-    config_path.write_text(config_toml(cfg))
+    # Red alerts left unacknowledged are escalated after 3 s, on either side of the step.
+    config_path.write_text(config_toml(cfg) + "[supervisor]\nescalate_after_s = 3\n")
     offset = tmp_path / "faketime.rc"
     offset.write_text("+0\n")
     # The whole gateway process sees the step (time.time(), SQLite, paho), its monotonic clock does not:
@@ -251,6 +252,11 @@ def test_wall_clock_stepped_back_an_hour_keeps_seq_order_and_the_ledger(tmp_path
         offset.write_text("-3600\n")  # the wall clock steps back an hour
         time.sleep(2.5)  # libfaketime re-reads the offset each second
         teller.send_all(after)
+        reds = sum(a["level"] == "red" for a in teller.acked.values())
+        # Nobody acknowledges: every red is escalated once, including those raised before the step
+        # (by the wall clock they are an hour from being overdue; by the monotonic clock they are not).
+        escalated = wait_until(lambda: centre.count("escalation") >= reds, 30, tick=0.1)
+        assert escalated, f"{centre.count('escalation')} of {reds} unacknowledged red alerts escalated"
         ledger = assert_ledger(cfg.store.path, teller, bodies, centre, timeout=60)
         with gateway_db(cfg.store.path) as db:
             wall = dict(db.execute("SELECT event_id, received_wall FROM events"))
@@ -267,7 +273,8 @@ def test_wall_clock_stepped_back_an_hour_keeps_seq_order_and_the_ledger(tmp_path
     # ... and the centre stored the alerts in seq order, each once, whatever their wall times say.
     seqs = [r["seq"] for r in centre.records("alert")]
     assert seqs == sorted(seqs) == [s for _, s in raised]
-    print(f"wall clock stepped back {step:.0f} s mid-day; {ledger}")
+    assert sorted(r["alert_id"] for r in centre.records("escalation")) == sorted(r["alert_id"] for r in centre.records("alert"))
+    print(f"wall clock stepped back {step:.0f} s mid-day; {reds} reds escalated once each; {ledger}")
 
 
 HOUR_OF_ALERTS = 3600  # a busy branch's hour at one alert a second, served here as fast as the line allows
