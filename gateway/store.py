@@ -611,12 +611,13 @@ class Store:
 
     # -- outbox -----------------------------------------------------------------------------------
     def outbox_pending(self, limit: int, *, republish_after_s: float, now_wall: float | None = None) -> list[OutboxRow]:
-        """Unreceipted rows never published, or last published more than ``republish_after_s`` ago, in seq order."""
-        cutoff = (time.time() if now_wall is None else now_wall) - republish_after_s
+        """Unreceipted rows never published, or last published more than ``republish_after_s`` ago, in seq order.
+        A row last published in the future (the wall clock was stepped back since) is due now."""
+        now = time.time() if now_wall is None else now_wall
         rows = self._q(
             "SELECT seq, kind, ref_id, payload, created_wall, publish_count, last_published_wall FROM outbox "
-            "WHERE receipted_wall IS NULL AND (last_published_wall IS NULL OR last_published_wall <= ?) "
-            "ORDER BY seq LIMIT ?", (cutoff, int(limit)))
+            "WHERE receipted_wall IS NULL AND (last_published_wall IS NULL OR last_published_wall <= ? "
+            "OR last_published_wall > ?) ORDER BY seq LIMIT ?", (now - republish_after_s, now + 1.0, int(limit)))
         return [OutboxRow(*r) for r in rows]
 
     def mark_published(self, seqs, wall: float) -> None:

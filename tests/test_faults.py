@@ -305,3 +305,22 @@ def test_centre_down_for_an_hours_worth_of_alerts_then_drains_in_order(tmp_path,
           f"in {drain_s:.2f} s ({rate:.0f} alerts/s); {ledger}")
     seqs = [r["seq"] for r in centre.records("alert")]
     assert seqs == sorted(seqs) and len(seqs) == HOUR_OF_ALERTS
+
+
+def test_a_row_whose_receipt_was_lost_before_a_clock_step_back_is_sent_again(tmp_path):
+    from gateway.clock import Stamp
+    from gateway.decision import Verdict
+    from gateway.events import parse_event
+    from gateway.store import Store
+
+    with Store(tmp_path / "gateway.db") as store:
+        now = time.time()
+        ev = parse_event(branch_day(1, prefix="lost-receipt")[0])
+        store.record_verdict(ev, b"{}", "sha", Verdict(ev.event_id, "red", 0.97, ("watchlist",), "Hold", ev.counter),
+                             Stamp(now, time.monotonic(), True), model_version="m", watchlist_version=1, gateway_id="gw")
+        store.mark_published([row.seq for row in store.outbox_pending(10, republish_after_s=30, now_wall=now)], now)
+        # Published; the receipt is lost; 30 s later it is due again ...
+        assert store.outbox_pending(10, republish_after_s=30, now_wall=now + 10) == []
+        assert len(store.outbox_pending(10, republish_after_s=30, now_wall=now + 31)) == 1
+        # ... and when the wall clock has been stepped back an hour, it is due at once, not in an hour.
+        assert len(store.outbox_pending(10, republish_after_s=30, now_wall=now - 3600)) == 1
