@@ -97,7 +97,7 @@ def test_gateway_sigkilled_at_random_points_of_a_burst_repeatedly(tmp_path, brok
     cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path)
     config_path = tmp_path / "gateway.toml"
     config_path.write_text(config_toml(cfg))
-    bodies = branch_day(400, prefix="kill", alert_every=3)
+    bodies = branch_day(600, prefix="kill", alert_every=3)
     teller = Teller(master, timeout=1.0)
     dead_line = DeadLine(path)
     kills = []
@@ -111,7 +111,8 @@ def test_gateway_sigkilled_at_random_points_of_a_burst_repeatedly(tmp_path, brok
                 break
             # A power cut at a random point: after a random number of further ACKs, plus a few random
             # milliseconds, so it lands anywhere in read -> score -> commit -> ACK -> publish.
-            after, delay = len(teller.acked) + rng.randint(3, 50), rng.uniform(0.0, 0.03)
+            after = min(len(teller.acked) + rng.randint(3, 50), len(bodies))
+            delay = rng.uniform(0.0, 0.03)
             window = rng.randint(1, 16)
 
             def power_cut():
