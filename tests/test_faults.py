@@ -18,11 +18,14 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from gateway.app import Gateway
+from gateway.clock import Stamp
+from gateway.decision import Verdict
+from gateway.events import parse_event
+from gateway.store import Store
 
 from conftest import wait_until
 from fault_support import (Cable, Centre, DeadLine, Teller, Tmpfs, assert_ledger, branch_day, cut_frame, gateway_db,
-                           kill_broker, outbox_open,
-                           start_gateway_process, stop_process)
+                           kill_broker, outbox_open, start_gateway_process, stop_process)
 from harness import config_toml, gateway_config, pty_pair
 
 log = logging.getLogger("faults")
@@ -309,11 +312,6 @@ def test_centre_down_for_an_hours_worth_of_alerts_then_drains_in_order(tmp_path,
 
 
 def test_a_row_whose_receipt_was_lost_before_a_clock_step_back_is_sent_again(tmp_path):
-    from gateway.clock import Stamp
-    from gateway.decision import Verdict
-    from gateway.events import parse_event
-    from gateway.store import Store
-
     with Store(tmp_path / "gateway.db") as store:
         now = time.time()
         ev = parse_event(branch_day(1, prefix="lost-receipt")[0])
