@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from centre.store import open_store  # noqa: E402
-from fleet_sim import broker_port, histogram, percentile, rehearse_broker_restart, spread_problems  # noqa: E402
+from fleet_sim import histogram, percentile, rehearse_broker_restart, spread_problems  # noqa: E402
 from gateway.broker import PrivateBroker  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def busiest_slice(delays: list[float], slice_s: float = 0.1) -> int:
 
 
 def one_run(gateways: int, args, *, jitter: bool) -> dict:
-    with tempfile.TemporaryDirectory(prefix="counterguard-fleet-") as tmp, PrivateBroker(port=broker_port()) as broker:
+    with tempfile.TemporaryDirectory(prefix="counterguard-fleet-") as tmp, PrivateBroker() as broker:
         store = os.path.join(tmp, "centre.db")
         label = f"{gateways} gateways, {'jittered' if jitter else 'no jitter'}"
         run = rehearse_broker_restart(broker, store, gateways=gateways, processes=args.processes,

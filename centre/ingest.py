@@ -71,8 +71,10 @@ class IngestWorker:
 
     def __init__(self, store, *, host: str = "127.0.0.1", port: int = 1883, client_id: str | None = None,
                  share: str | None = "centre", keepalive: int = 30, batch_max: int = 5000, linger_s: float = 0.01,
-                 username: str | None = None, password: str | None = None, tls: dict | None = None):
+                 username: str | None = None, password: str | None = None, tls: dict | None = None,
+                 will_settle_s: float = 1.0):
         self.store = store
+        self.will_settle_s = will_settle_s
         self.host, self.port = host, int(port)
         self.client_id = client_id or default_client_id()
         self.share = share
@@ -86,6 +88,7 @@ class IngestWorker:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._announced_mono = 0.0  # when this worker last said "online"
         self._client: mqtt.Client | None = None
         self._writer: threading.Thread | None = None
 
@@ -168,6 +171,7 @@ class IngestWorker:
         # Announcing "online" makes every gateway re-announce and resend what is not yet receipted.
         # It goes before the subscriptions, so the retained centre status this worker then receives
         # is its own "online", not a stale "offline" it would answer with a second announcement.
+        self._announced_mono = time.monotonic()
         client.publish(messages.CENTRE_STATUS, fleet.announce(), qos=1, retain=True)
         client.subscribe([(t, 1) for t in subscriptions(self.share)])
         self._connected.set()
@@ -183,9 +187,27 @@ class IngestWorker:
             # Another worker's last will said the centre is offline while this one still runs: say
             # online again, and the gateways resend whatever that worker had not receipted.
             if not self._stopping.is_set() and b'"offline"' in msg.payload:
-                client.publish(messages.CENTRE_STATUS, fleet.announce(), qos=1, retain=True)
+                self._answer_will(client, time.monotonic())
             return
         self._inbox.put((msg.topic, msg.payload))
+
+    def _answer_will(self, client, heard_mono: float) -> None:
+        """Say "online" after another worker's will, unless this worker's own link is going too.
+
+        When the broker itself shuts down it delivers every worker's will to the others just before
+        dropping them; answering at once would queue an announcement that paho sends after the
+        reconnect, on top of the one every reconnect makes, and each makes every gateway resend its
+        whole outbox. So wait a moment and answer only if still connected and not re-announced since.
+        """
+        def answer():
+            if (self._connected.is_set() and not self._stopping.is_set()
+                    and self._announced_mono < heard_mono):
+                self._announced_mono = time.monotonic()
+                client.publish(messages.CENTRE_STATUS, fleet.announce(), qos=1, retain=True)
+
+        timer = threading.Timer(self.will_settle_s, answer)
+        timer.daemon = True
+        timer.start()
 
     # -- writer ---------------------------------------------------------------------------------
     def _take(self) -> list:

@@ -14,6 +14,7 @@ Requires Debian's mosquitto (``apt-get install mosquitto``); the system service 
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -36,8 +37,28 @@ def find_mosquitto() -> str:
     return found
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A free port below the kernel's ephemeral range: a port the kernel hands out to outgoing
+    connections may be some client's local end at the moment a restarted broker wants it back."""
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(10000, max(10001, low))
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded range: let the kernel choose
         s.bind((host, 0))
         return s.getsockname()[1]
 

@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 class Backoff:
     """Jittered exponential back-off ("full jitter" above a floor).
 
-    Attempt n waits a uniformly random time in ``[low, min(high, low * 2**n)]``. The randomness
+    Attempt n waits a uniformly random time in ``[low, min(high, low * 2**(n+1))]``. The randomness
     spreads thousands of gateways reconnecting after a broker restart over the whole window instead
-    of letting them arrive in synchronised waves.
+    of letting them arrive in synchronised waves; the first retry is spread too, since after a short
+    outage it is the one the whole fleet makes at once.
     """
 
     def __init__(self, low: float, high: float, rng=random.random):
@@ -50,7 +51,7 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        cap = min(self.high, self.low * (2 ** min(self.attempt, 32)))
+        cap = min(self.high, self.low * (2 ** min(self.attempt + 1, 32)))
         self.attempt += 1
         return self.low + self._rng() * (cap - self.low)
 

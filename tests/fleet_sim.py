@@ -30,7 +30,6 @@ import json
 import os
 import random
 import select
-import socket
 import subprocess
 import sys
 import threading
@@ -565,28 +564,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def broker_port(host: str = "127.0.0.1") -> int:
-    """A free port for a broker that will be restarted on it, below the kernel's ephemeral range.
-
-    While the broker is down, a thousand gateways keep connecting to its port from ephemeral ports;
-    a port taken from that same range (as ``free_port`` does) can meanwhile be in use as some
-    connection's local end (even a client's connection to itself), and the restart then fails with
-    "address already in use". A real broker listens on 1883 or 8883, outside that range.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12000), low)
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no free port below {low} on {host} for the broker")
 
 
 def ensure_fd_limit(gateways: int) -> int:

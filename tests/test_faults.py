@@ -61,22 +61,35 @@ def test_broker_killed_and_restarted_while_tellers_keep_serving(tmp_path, broker
         teller.send_all(bodies[:40])
         assert wait_until(lambda: centre.count() > 0, 20), "nothing reached the centre before the fault"
         served = threading.Event()
+        # The teller serves up to `allowed` events and then waits for the next go, so that each
+        # outage really falls in the middle of the stream however fast or slow this machine is.
+        allowed = [0]
 
         def keep_serving():  # the branch does not stop for the broker: events flow during the outages
-            teller.send_all(bodies[40:], timeout=120, window=10)
+            left = bodies[40:]
+            deadline = time.monotonic() + 120
+            while left and time.monotonic() < deadline:
+                if len(teller.acked) >= allowed[0]:
+                    time.sleep(0.005)
+                    continue
+                teller.send_all(left[:10], timeout=60, window=10)
+                left = left[10:]
             served.set()
 
         load = threading.Thread(target=keep_serving, daemon=True)
         load.start()
         for n in range(3):
+            allowed[0] = 40 + 100 * n + 30
             assert wait_until(lambda: len(teller.acked) >= 40 + 100 * n + 20, 30)
-            kill_broker(broker)
+            kill_broker(broker)  # events are still in flight on the line
             during = dict(teller.acked)
             assert wait_until(lambda: not gw.uplink.connected, 20), "the gateway did not notice the broker was gone"
+            allowed[0] = len(during) + 60
             assert wait_until(lambda: len(teller.acked) >= len(during) + 50, 30), "counters stalled without the broker"
             in_outage = [b for e, b in list(teller.acked.items()) if e not in during]
             outages.append((len(in_outage), sum(b["level"] != "green" for b in in_outage)))
             broker.start()  # same port, a new process with no sessions or retained messages
+        allowed[0] = len(bodies)
         load.join(120)
         assert served.is_set()
         ledger = assert_ledger(cfg.store.path, teller, bodies, centre, timeout=60)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from centre.store import open_store
-from fleet_sim import broker_port, fleet_view, histogram, percentile, rehearse_broker_restart, spread_problems
+from fleet_sim import fleet_view, histogram, percentile, rehearse_broker_restart, spread_problems
 from gateway.broker import PrivateBroker
 
 GATEWAYS = 1000
@@ -23,7 +23,7 @@ OUTAGE_S = 4.0
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     store = str(tmp_path_factory.mktemp("fleet") / "centre.db")
-    with PrivateBroker(port=broker_port()) as broker:
+    with PrivateBroker() as broker:
         result = rehearse_broker_restart(broker, store, gateways=GATEWAYS, processes=4, per_gateway=PER_GATEWAY,
                                          outage_s=OUTAGE_S, timeout=90, say=print)
     result.store = store

@@ -220,8 +220,8 @@ def test_a_malformed_downlink_is_ignored_and_the_uplink_carries_on(store, centre
 
 
 @pytest.mark.parametrize("attempt, draw, expected", [
-    (0, 0.0, 1.0), (0, 1.0, 1.0),  # first retry: the floor
-    (1, 1.0, 2.0), (3, 1.0, 8.0), (3, 0.5, 4.5),  # the window doubles; the draw picks a point in it
+    (0, 0.0, 1.0), (0, 1.0, 2.0), (0, 0.5, 1.5),  # even the first retry is spread over a window
+    (1, 1.0, 4.0), (3, 1.0, 16.0), (3, 0.5, 8.5),  # the window doubles; the draw picks a point in it
     (20, 1.0, 120.0), (20, 0.0, 1.0),  # capped, but still spread over the whole window
 ])
 def test_reconnect_delays_are_jittered_exponential_within_the_bounds(attempt, draw, expected):
