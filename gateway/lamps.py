@@ -89,6 +89,8 @@ class CounterLamp:
             self._light(None)
 
     def _light(self, level: str | None) -> None:
+        if level == self.level and not self.blinking:
+            return  # already shown: a run of green verdicts costs no pin writes
         self.level = level
         if self.blinking:
             self.blinking = False

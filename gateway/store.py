@@ -39,6 +39,7 @@ ALERT_LEVELS = ("amber", "red")
 NOTE_MAX = 2000  # characters; a note is a few sentences, not a document
 # SQLite result codes that mean the medium, not the data, is the problem.
 _MEDIUM_CODES = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT"}
+HISTORY_LIMIT = 1000  # events of one account read back per verdict (see account_history)
 
 
 class StoreError(OSError):
@@ -375,12 +376,17 @@ class Store:
                 raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
 
     # -- hot path ---------------------------------------------------------------------------------
-    def account_history(self, account: str, since_epoch: float, until_epoch: float) -> list[tuple[float, float, int]]:
-        """(ts_epoch, amount, counter) of this account's stored events in [since, until)."""
+    def account_history(self, account: str, since_epoch: float, until_epoch: float,
+                        limit: int = HISTORY_LIMIT) -> list[tuple[float, float, int]]:
+        """(ts_epoch, amount, counter) of this account's stored events in [since, until), the most
+        recent ``limit`` of them, newest first.
+
+        The limit keeps one busy account (a market trader's thousands of small withdrawals) from
+        slowing every verdict; the history features are long saturated at that many events."""
         with self._lock:
             return self._conn.execute(
                 "SELECT ts_epoch, amount, counter FROM events WHERE account = ? AND ts_epoch >= ? AND ts_epoch < ? "
-                "ORDER BY ts_epoch", (account, since_epoch, until_epoch)).fetchall()
+                "ORDER BY ts_epoch DESC LIMIT ?", (account, since_epoch, until_epoch, limit)).fetchall()
 
     def decided(self, event_id: str) -> tuple[str, str] | None:
         """(payload_sha256, ack_body) if this event was already scored, else None."""

@@ -116,8 +116,17 @@ def test_account_history_returns_that_accounts_events_in_the_window(store):
     record(store, 3, "green", ts="2024-05-06T09:00:00+08:00", account=MULE, amount=300)
     at_nine = event(0, ts="2024-05-06T09:00:00+08:00").epoch
     assert store.account_history("6222020200000000101", at_nine - DAY, at_nine + 1) == [
-        (at_nine - 3600, 100.0, 1), (at_nine, 200.0, 2)]
+        (at_nine, 200.0, 2), (at_nine - 3600, 100.0, 1)]
     assert store.account_history("6222020200000000101", at_nine - 60, at_nine + 1) == [(at_nine, 200.0, 2)]
+
+
+def test_a_busy_accounts_history_is_read_back_newest_first_and_bounded(store):
+    # A trader's account with many withdrawals today: the verdict reads back only the latest ones.
+    for n in range(1, 8):
+        record(store, n, "green", ts=f"2024-05-06T09:0{n}:00+08:00", amount=100 * n)
+    at_ten = event(0, ts="2024-05-06T10:00:00+08:00").epoch
+    latest = store.account_history("6222020200000000101", at_ten - DAY, at_ten, limit=3)
+    assert [amount for _, amount, _ in latest] == [700.0, 600.0, 500.0]
 
 
 def test_a_batch_that_fails_leaves_nothing_behind(store, tmp_path):
