@@ -175,7 +175,7 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
             intercept = [a for a in receiver.alerts if a["event_id"] == INTERCEPT_ID]
             say("")
             say("summary")
-            say(f"  events by level     : " + ", ".join(f"{k} {summary.levels.get(k, 0)}" for k in ("green", "amber", "red")))
+            say("  events by level     : " + ", ".join(f"{k} {summary.levels.get(k, 0)}" for k in ("green", "amber", "red")))
             say(f"  frames refused (NAK): {gateway.pipeline.naks.total()} ({', '.join(sorted(gateway.pipeline.naks))})")
             say(f"  alerts delivered    : {len(receiver.alerts)} of {expected_alerts} (duplicates dropped: {receiver.duplicates})")
             say(f"  acknowledgements    : {len(receiver.acks)} of {reds} delivered")

@@ -1,5 +1,5 @@
-"""Shared fixtures: a private mosquitto on a free loopback port, and plain MQTT clients for playing
-the centre's side in tests."""
+"""Shared fixtures: a private mosquitto on a free loopback port, the stand-in centre on it, a counter
+line (a pty pair), gpiozero's mock pins, and plain MQTT clients for playing the centre's side."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from centre.receiver import Receiver
 from gateway.broker import PrivateBroker
+from harness import pty_pair
 
 
 @pytest.fixture
@@ -68,6 +70,32 @@ class MqttProbe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@pytest.fixture
+def centre(broker):
+    """The stand-in centre: stores and receipts what gateways send (modules may bring the real one)."""
+    r = Receiver("127.0.0.1", broker.port)
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def counter_line():
+    """(master fd, slave path) of a pty: the terminal's end and the gateway's serial port."""
+    with pty_pair() as pair:
+        yield pair
+
+
+@pytest.fixture
+def factory():
+    """gpiozero's own mock pins, reset after the test."""
+    from gpiozero.pins.mock import MockFactory
+
+    f = MockFactory()
+    yield f
+    f.reset()
 
 
 @pytest.fixture

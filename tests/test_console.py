@@ -12,7 +12,6 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from gateway.app import Gateway
-from gateway.broker import PrivateBroker
 from gateway.config import ConfigError, parse_config
 from gateway.console.auth import hash_password, verify_password
 from gateway.questions import QuestionsError, load_questions
@@ -23,12 +22,6 @@ from harness import gateway_config, intercept, pty_pair
 
 PASSWORD = "yanta-017-branch"
 PASSWORD_HASH = hash_password(PASSWORD)
-
-
-@pytest.fixture
-def broker():
-    with PrivateBroker() as b:
-        yield b
 
 
 @pytest.fixture

@@ -6,11 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
-from centre.receiver import Receiver
 from gateway.app import Gateway
-from gateway.broker import PrivateBroker
 from gateway.clock import Clock, Stamp
 from gateway.escalation import EscalationWatch
 from gateway.lamps import PANEL_BEEPS, LampBoard
@@ -27,30 +24,9 @@ ESCALATION_FIELDS = {"type", "gateway_id", "alert_id", "counter", "level", "reas
                      "time_synced", "seq", "region", "branch", "historical"}
 
 
-@pytest.fixture
-def broker():
-    with PrivateBroker() as b:
-        yield b
-
-
-@pytest.fixture
-def centre(broker):
-    r = Receiver("127.0.0.1", broker.port)
-    r.start()
-    yield r
-    r.stop()
-
-
 def beeps(pin) -> int:
     states = [s.state for s in pin.states]
     return sum(1 for a, b in zip(states, states[1:]) if b and not a)
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    yield f
-    f.reset()
 
 
 def test_an_unacknowledged_red_is_escalated_once_and_the_buzzer_sounds_again(tmp_path, broker, centre, factory):

@@ -15,7 +15,6 @@ import threading
 import time
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
 from gateway.app import Gateway
 from gateway.clock import Stamp
@@ -42,13 +41,6 @@ def centre(tmp_path, broker):
 def line():
     with pty_pair() as pair:
         yield pair
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    yield f
-    f.reset()
 
 
 def test_broker_killed_and_restarted_while_tellers_keep_serving(tmp_path, broker, centre, line, factory):

@@ -16,45 +16,15 @@ import threading
 import time
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
-from centre.receiver import Receiver
 from gateway import wire
 from gateway.app import Gateway
-from gateway.broker import PrivateBroker
 from gateway.pinmap import default_pinmap_path, load_pinmap
 from gateway.terminal import TellerTerminal, TerminalError
 
-from harness import event, gateway_config, intercept, mule, pty_pair, config_toml
+from harness import config_toml, event, gateway_config, intercept, mule
 
 PINMAP = load_pinmap(default_pinmap_path())
-
-
-@pytest.fixture
-def broker():
-    with PrivateBroker() as b:
-        yield b
-
-
-@pytest.fixture
-def centre(broker):
-    r = Receiver("127.0.0.1", broker.port)
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def counter_line():
-    with pty_pair() as pair:
-        yield pair
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    yield f
-    f.reset()
 
 
 @pytest.fixture

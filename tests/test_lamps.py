@@ -6,19 +6,11 @@ import io
 import time
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
 from gateway.lamps import LampBoard, LampConsole, pin_factory_for
 from gateway.pinmap import default_pinmap_path, load_pinmap
 
 PINMAP = load_pinmap(default_pinmap_path("zero2w"))  # has counter buzzers too
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    yield f
-    f.reset()
 
 
 @pytest.fixture

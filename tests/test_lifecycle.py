@@ -3,16 +3,12 @@ free loopback port, gpiozero mock pins, the TFLite model, SQLite files, and the 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
-from centre.receiver import Receiver
 from gateway.app import Gateway
-from gateway.broker import PrivateBroker
 from gateway.clock import Stamp
 from gateway.pinmap import default_pinmap_path, load_pinmap
 from gateway.store import MIGRATIONS, LifecycleError, Store, UnknownAlert
@@ -24,27 +20,6 @@ from harness import event, gateway_config, intercept, pty_pair
 PINMAP = load_pinmap(default_pinmap_path())
 OUTCOME_FIELDS = {"type", "gateway_id", "alert_id", "counter", "outcome", "note", "by", "via", "at", "mono",
                   "time_synced", "seq", "region", "branch", "historical"}
-
-
-@pytest.fixture
-def broker():
-    with PrivateBroker() as b:
-        yield b
-
-
-@pytest.fixture
-def centre(broker):
-    r = Receiver("127.0.0.1", broker.port)
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    yield f
-    f.reset()
 
 
 @pytest.fixture

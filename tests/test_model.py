@@ -5,7 +5,6 @@ end-to-end training test runs only where TensorFlow is installed."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections import Counter
 from datetime import datetime, timedelta, timezone

@@ -15,20 +15,12 @@ from gpiozero import LED
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from firmware_harness import Node, Pty, Relay
-from gateway import wire
 from gateway.cli import build_parser
 from gateway.lamps import on_raspberry_pi
 from gateway.pinmap import default_pinmap_path, load_pinmap, pinmap_dir
 from gateway.selftest import check_button, check_serial_port, outputs_of, selftest_command, walk_outputs
 
 ZERO = default_pinmap_path("zero2w")  # two counters, each with its own buzzer
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    yield f
-    f.reset()
 
 
 class Console(io.StringIO):
