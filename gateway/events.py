@@ -19,6 +19,10 @@ PURPOSES = (
     "transfer_to_relative", "investment", "loan_repayment", "other",
 )
 REQUIRED = ("event_id", "ts", "counter", "kind", "account", "amount")
+_KNOWN = frozenset(REQUIRED) | {
+    "customer_age", "account_age_days", "balance_before", "inbound_24h", "inbound_count_24h",
+    "teller_flags", "purpose", "payee_new", "payee_account_age_days",
+}  # every other field is kept in Event.extra
 # Bounds that no real counter transaction crosses; beyond them the terminal is sending nonsense.
 MAX_AMOUNT = 1e10
 MAX_AGE = 130
@@ -29,6 +33,7 @@ _ACCOUNT = re.compile(r"[0-9]{6,34}")
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+_FRACTION = re.compile(r"(.*:[0-9]{2})(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2})$")
 
 
 class SchemaError(ValueError):
@@ -74,7 +79,7 @@ def parse_ts(value: str) -> datetime:
     if " " in text:
         text = text.replace(" ", "T", 1)
     # fromisoformat in 3.10 accepts only 3 or 6 fractional digits; normalise to 6.
-    m = re.match(r"(.*:[0-9]{2})(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2})$", text)
+    m = _FRACTION.match(text)
     if m and m.group(2):
         frac = (m.group(2)[1:] + "000000")[:6]
         text = f"{m.group(1)}.{frac}{m.group(3)}"
@@ -162,10 +167,6 @@ def parse_event(body: dict) -> Event:
     purpose = body.get("purpose")
     if purpose is not None and purpose not in PURPOSES:
         raise SchemaError("purpose", f"must be one of {', '.join(PURPOSES)}")
-    known = set(REQUIRED) | {
-        "customer_age", "account_age_days", "balance_before", "inbound_24h", "inbound_count_24h",
-        "teller_flags", "purpose", "payee_new", "payee_account_age_days",
-    }
     payee_new, payee_account_age_days = _payee(body, kind)
     return Event(
         event_id=event_id,
@@ -183,5 +184,5 @@ def parse_event(body: dict) -> Event:
         purpose=purpose,
         payee_new=payee_new,
         payee_account_age_days=payee_account_age_days,
-        extra={k: v for k, v in body.items() if k not in known},
+        extra={k: v for k, v in body.items() if k not in _KNOWN},
     )

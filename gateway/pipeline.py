@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from . import wire
+from . import messages, wire
 from .clock import Clock
 from .decision import Thresholds, Verdict, decide
 from .events import Event, SchemaError, parse_event
@@ -45,12 +45,14 @@ class Assessor:
         score = self.model.score(event_features(event, history))
         return decide(event, score, history, self.watchlist.contains(event.account), self.thresholds)
 
-    def record(self, event: Event, payload: bytes, sha: str, verdict: Verdict, stamp, gateway_id: str):
+    def record(self, event: Event, payload: bytes, sha: str, verdict: Verdict, stamp, gateway_id: str,
+               ack_body: str | None = None):
         return self.store.record_verdict(
             event, payload, sha, verdict, stamp,
             model_version=self.model.version,
             watchlist_version=self.watchlist.version,
             gateway_id=gateway_id,
+            ack_body=ack_body,
         )
 
 
@@ -128,5 +130,10 @@ class Pipeline:
             # A resend after a lost ACK: the same answer again, scored once.
             return wire.encode_frame("ACK", frame.seq, json.loads(ack_body)), None, None
         verdict = self.assessor.assess(event)
-        alert = self.assessor.record(event, frame.payload, sha, verdict, self.clock.now(), self.gateway_id)
-        return wire.encode_frame("ACK", frame.seq, verdict.ack_body()), verdict, alert
+        body = verdict.ack_body()
+        stored = messages.dumps(body)
+        # The stored ACK body is also the line's payload whenever it is plain ASCII without '$'
+        # (always, unless an event_id carries such characters): one JSON encode per event, not two.
+        payload = stored.encode("ascii") if stored.isascii() and "$" not in stored else wire.encode_payload(body)
+        alert = self.assessor.record(event, frame.payload, sha, verdict, self.clock.now(), self.gateway_id, stored)
+        return wire.encode_frame("ACK", frame.seq, payload), verdict, alert

@@ -249,6 +249,11 @@ def _is_medium_error(exc: BaseException) -> bool:
     return False
 
 
+def _reasons_json(reasons) -> str:
+    # Most verdicts are green with no reasons: skip the encoder for them.
+    return json.dumps(list(reasons)) if reasons else "[]"
+
+
 def _store_error(exc: BaseException, path) -> StoreError:
     return StoreError(f"cannot write the store {path}: {exc}; nothing from this batch was kept. "
                       "Check free space and the SD card (df -h, dmesg), then restart the gateway")
@@ -397,32 +402,51 @@ class Store:
         return tuple(row) if row else None
 
     def record_verdict(self, event, payload: bytes, payload_sha256: str, verdict, stamp, *, model_version: str,
-                       watchlist_version: int, gateway_id: str) -> Alert | None:
-        """Store the event and its verdict; for amber/red also an alert and its outbox row."""
+                       watchlist_version: int, gateway_id: str, ack_body: str | None = None) -> Alert | None:
+        """Store the event and its verdict; for amber/red also an alert and its outbox row.
+
+        ``ack_body`` is the verdict's ACK payload as ``messages.dumps`` writes it, when the caller
+        has already encoded it for the line."""
+        with self._lock:
+            if self._depth:
+                # Inside the caller's batch (the counter line's group commit): join it directly,
+                # as a nested batch would, without a context manager per event.
+                try:
+                    return self._record_verdict(event, payload, payload_sha256, verdict, stamp, model_version,
+                                                watchlist_version, gateway_id, ack_body)
+                except BaseException:
+                    self._doomed = True
+                    raise
         with self.batch():
-            c = self._conn
-            if gateway_id != self._gateway_id:  # remembered so acknowledgements carry it too
-                self.meta_set("gateway_id", gateway_id)
-                self._gateway_id = gateway_id
-            c.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
-                event.event_id, event.counter, event.account, event.kind, event.amount, event.ts.isoformat(),
-                event.epoch, payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload),
-                payload_sha256, stamp.wall, stamp.mono, int(bool(stamp.synced))))
-            c.execute("INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)", (
-                event.event_id, verdict.level, float(verdict.score), json.dumps(list(verdict.reasons)), verdict.text,
-                messages.dumps(verdict.ack_body()), model_version, int(watchlist_version), stamp.wall))
-            if verdict.level not in ALERT_LEVELS:
-                return None
-            alert_id = new_ulid(stamp.wall)
-            body = messages.alert_body(alert_id, event, verdict, stamp, gateway_id=gateway_id,
-                                       model_version=model_version, watchlist_version=watchlist_version)
-            seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('alert', ?, ?, ?)",
-                            (alert_id, body, stamp.wall)).lastrowid
-            c.execute("INSERT INTO alerts (alert_id, event_id, counter, level, reasons, raised_wall, raised_mono, "
-                      "time_synced, seq) VALUES (?,?,?,?,?,?,?,?,?)",
-                      (alert_id, event.event_id, event.counter, verdict.level, json.dumps(list(verdict.reasons)),
-                       stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
-            return Alert(alert_id, seq, event.event_id, event.counter, verdict.level, tuple(verdict.reasons), stamp.wall)
+            return self._record_verdict(event, payload, payload_sha256, verdict, stamp, model_version,
+                                        watchlist_version, gateway_id, ack_body)
+
+    def _record_verdict(self, event, payload, payload_sha256, verdict, stamp, model_version, watchlist_version,
+                        gateway_id, ack_body) -> Alert | None:
+        c = self._conn
+        if gateway_id != self._gateway_id:  # remembered so acknowledgements carry it too
+            self.meta_set("gateway_id", gateway_id)
+            self._gateway_id = gateway_id
+        c.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
+            event.event_id, event.counter, event.account, event.kind, event.amount, event.ts.isoformat(),
+            event.epoch, payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload),
+            payload_sha256, stamp.wall, stamp.mono, int(bool(stamp.synced))))
+        c.execute("INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)", (
+            event.event_id, verdict.level, float(verdict.score), _reasons_json(verdict.reasons), verdict.text,
+            ack_body if ack_body is not None else messages.dumps(verdict.ack_body()),
+            model_version, int(watchlist_version), stamp.wall))
+        if verdict.level not in ALERT_LEVELS:
+            return None
+        alert_id = new_ulid(stamp.wall)
+        body = messages.alert_body(alert_id, event, verdict, stamp, gateway_id=gateway_id,
+                                   model_version=model_version, watchlist_version=watchlist_version)
+        seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('alert', ?, ?, ?)",
+                        (alert_id, body, stamp.wall)).lastrowid
+        c.execute("INSERT INTO alerts (alert_id, event_id, counter, level, reasons, raised_wall, raised_mono, "
+                  "time_synced, seq) VALUES (?,?,?,?,?,?,?,?,?)",
+                  (alert_id, event.event_id, event.counter, verdict.level, _reasons_json(verdict.reasons),
+                   stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
+        return Alert(alert_id, seq, event.event_id, event.counter, verdict.level, tuple(verdict.reasons), stamp.wall)
 
     # -- supervisor -------------------------------------------------------------------------------
     _ALERT_COLS = "alert_id, seq, event_id, counter, level, reasons, raised_wall"

@@ -116,14 +116,19 @@ class TellerTerminal:
         """Send one event and return the gateway's ACK or NAK, resending the same frame if needed."""
         return self.send_many([event])[0]
 
+    @staticmethod
+    def _payloads(events: list) -> list:
+        return [event if isinstance(event, bytes) else wire.encode_payload(event) for event in events]
+
     def send_many(self, events: list, *, window: int = 64) -> list:
         """Send events pipelined ``window`` frames at a time; replies in the order of ``events``."""
         replies: list = [None] * len(events)
+        payloads = None
         for start in range(0, len(events), window):
-            chunk = events[start:start + window]
+            if payloads is None:
+                payloads = self._payloads(events[start:start + window])
             frames = {}
-            for i, event in enumerate(chunk):
-                payload = event if isinstance(event, bytes) else wire.encode_payload(event)
+            for i, payload in enumerate(payloads):
                 seq = self.next_seq()
                 frames[seq] = (start + i, wire.encode_frame("EVT", seq, payload))
             waiting = set(frames)
@@ -131,6 +136,13 @@ class TellerTerminal:
                 if attempt:
                     self.resends += len(waiting)
                 self.write(b"".join(frames[s][1] for s in sorted(waiting)))
+                if not attempt:
+                    # Encode the next window while the gateway answers this one; an event that
+                    # cannot be encoded raises in its turn, after this window's replies.
+                    try:
+                        payloads = self._payloads(events[start + window:start + 2 * window])
+                    except (TypeError, ValueError):
+                        payloads = None
                 got = self._wait(waiting, time.monotonic() + self.timeout)
                 for seq, frame in got.items():
                     replies[frames[seq][0]] = Reply(frame.type, seq, frame.body)
