@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 SCHEMA_VERSION = 1
 KINDS = ("cash_withdrawal", "transfer_out")
@@ -64,7 +65,7 @@ class Event:
     payee_account_age_days: int | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
-    @property
+    @cached_property  # read for the history window and again when stored
     def epoch(self) -> float:
         """The event's time as seconds since the epoch (the terminal's clock)."""
         return self.ts.timestamp()

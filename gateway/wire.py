@@ -171,7 +171,9 @@ class FrameDecoder:
             # Next byte that ends or starts something.
             nl = data.find(b"\n", i)
             dl = data.find(b"$", i)
-            stop = min(x for x in (nl, dl, n) if x >= 0)
+            stop = n if nl < 0 else nl
+            if 0 <= dl < stop:
+                stop = dl
             chunk = data[i:stop]
             if not self._overflow:
                 buf += chunk
