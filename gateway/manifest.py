@@ -91,8 +91,9 @@ def key_id(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
     return hashlib.sha256(_raw_public(key)).hexdigest()[:16]
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    # Created 0600 from the start: a signing or hashing key is never world-readable, not even briefly.
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` created 0600 from the start (a key is never world-readable, not even
+    briefly), through a temporary file, so a crash leaves the old key or the new one."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -106,7 +107,7 @@ def _write_private(path: Path, data: bytes) -> None:
 def save_private_key(key: Ed25519PrivateKey, path) -> Path:
     """Write ``key`` as unencrypted PKCS#8 PEM, mode 0600 (keep the file on the offline centre host)."""
     path = Path(path)
-    _write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return path
 
@@ -165,7 +166,7 @@ def save_watchlist_key(key: bytes, path) -> Path:
     if not isinstance(key, bytes) or len(key) < 16:
         raise ManifestError("a watchlist key is at least 16 random bytes")
     path = Path(path)
-    _write_private(path, key.hex().encode() + b"\n")
+    write_private(path, key.hex().encode() + b"\n")
     return path
 
 

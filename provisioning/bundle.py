@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import ConfigError
-from gateway.manifest import ManifestError, load_public_key, load_watchlist_key
+from gateway.manifest import ManifestError, load_public_key, load_watchlist_key, write_private
 from gateway.pinmap import PinMapError, load_pinmap, pinmap_dir
 
 from .ca import CertificateAuthority, ProvisionError, find_ca_keys
@@ -79,8 +79,7 @@ def write_bundle(ca: CertificateAuthority, branch: Branch, out_root, centre: Cen
              days=days, name="gateway")
     shutil.copyfile(ca.cert_path, out / "ca.crt")
     shutil.copyfile(centre.public_key, out / "centre-public.pem")
-    shutil.copyfile(centre.watchlist_key, out / "watchlist.key")
-    os.chmod(out / "watchlist.key", 0o600)
+    write_private(out / "watchlist.key", centre.watchlist_key.read_bytes())
     shutil.copyfile(pinmap.source or pinmap_file(branch.pinmap), out / "pinmap.toml")
     (out / "config.toml").write_text(config)
     (out / SERVICE).write_text(systemd_unit(branch))

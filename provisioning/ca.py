@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.manifest import write_private
+
 ROLES = ("gateway", "centre", "broker")
 CA_KEY, CA_CERT, CRL, REGISTER = "ca.key", "ca.crt", "crl.pem", "register.json"
 RENEW_WITHIN_DAYS = 30
@@ -43,19 +45,6 @@ class ProvisionError(RuntimeError):
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` created 0600 (a private key is never world-readable, not even briefly)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def key_pem(key) -> bytes:
