@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import messages
+from gateway.clock import wait_on
 
 from . import fleet, schema
 
@@ -154,14 +155,7 @@ class IngestWorker:
 
     def wait_for(self, predicate, timeout: float) -> bool:
         """Wait (bounded) until ``predicate(self)`` holds; returns whether it does."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return bool(predicate(self))
-                self._cond.wait(min(left, 0.05))
-        return True
+        return wait_on(self._cond, lambda: predicate(self), timeout)
 
     # -- broker side ----------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:

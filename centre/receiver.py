@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import messages
+from gateway.clock import wait_on
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +112,7 @@ class Receiver:
 
     def wait_for(self, predicate, timeout: float) -> bool:
         """Wait until ``predicate(self)`` is true or ``timeout`` seconds pass; returns the last result."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                if predicate(self):
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return bool(predicate(self))
-                # Also re-check on a tick: predicates may look at things outside the receiver.
-                self._lock.wait(min(left, 0.05))
+        return wait_on(self._lock, lambda: predicate(self), timeout)
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> "Receiver":

@@ -60,3 +60,17 @@ class Clock:
 
     def now(self) -> Stamp:
         return Stamp(time.time(), time.monotonic(), self.synced)
+
+
+def wait_on(cond, predicate, timeout: float, tick: float = 0.05) -> bool:
+    """Wait on the condition ``cond`` until ``predicate()`` holds or ``timeout`` seconds pass, and
+    return the last result. Also re-checks every ``tick`` seconds: a predicate may look at state
+    whose changes nobody signals on ``cond``."""
+    deadline = time.monotonic() + timeout
+    with cond:
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return bool(predicate())
+            cond.wait(min(left, tick))
+    return True

@@ -23,6 +23,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import messages
+from gateway.clock import wait_on
 from gateway.broker import free_port
 from gateway.decision import Verdict
 from gateway.events import Event
@@ -78,14 +79,7 @@ class SimGateway:
             self._cond.notify_all()
 
     def wait_for(self, predicate, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.05))
-        return True
+        return wait_on(self._cond, lambda: predicate(self), timeout)
 
     def status(self, state: str, **versions) -> str:
         return messages.status_payload(state, bdseq=self.bdseq, stamp=SimpleNamespace(wall=time.time(), synced=True),

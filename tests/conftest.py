@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from centre.receiver import Receiver
 from gateway.broker import PrivateBroker
+from gateway.clock import wait_on
 from harness import pty_pair
 
 
@@ -58,14 +59,7 @@ class MqttProbe:
             return [json.loads(p) for t, p, _ in self.messages if t == topic]
 
     def wait_for(self, predicate, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.05))
-        return True
+        return wait_on(self._cond, lambda: predicate(self), timeout)
 
     def close(self) -> None:
         self.client.disconnect()
