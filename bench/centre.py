@@ -33,6 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine_info import cpu_name  # noqa: E402
 
 
 def _payloads(gateway_id: str, region: str, branch: str, n: int) -> list[tuple[int, str]]:
@@ -257,8 +260,7 @@ def main() -> None:
     def q(p):
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     print(f"## Anti-fraud centre\n\nMeasured {date.today().isoformat()} on {os.cpu_count()} cores ({cpu}), "
           f"Python {platform.python_version()}, mosquitto on loopback, SQLite (WAL, synchronous=NORMAL); "
           f"the machine was shared with other work while measuring (load average {load:.1f} at the start). "

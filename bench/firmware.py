@@ -35,7 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from machine_info import cpu_name  # noqa: E402
 from firmware_harness import FIRMWARE, MICROPYTHON, MPY_CROSS, FakeGateway, Pty, TerminalSide  # noqa: E402
 from harness import event  # noqa: E402
 
@@ -188,8 +190,7 @@ def mpy_sizes(tmp: Path) -> dict[str, int]:
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.machine())
+    model = cpu_name()
     version = subprocess.run([MICROPYTHON, "-c", "import sys; print('%d.%d.%d' % sys.implementation.version[:3])"],
                              capture_output=True, text=True).stdout.strip()
     return f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.machine()}, MicroPython unix port {version}"

@@ -23,6 +23,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine_info import cpu_name  # noqa: E402
 
 
 def timings(fn, inputs, rounds: int) -> np.ndarray:
@@ -35,16 +38,6 @@ def timings(fn, inputs, rounds: int) -> np.ndarray:
             fn(item)
             out.append(clock() - t0)
     return np.asarray(out, np.float64) / 1000.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:

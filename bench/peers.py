@@ -47,6 +47,17 @@ from peerenv import machine_line, peer_version, peers_python  # noqa: E402
 SETTLE_S = 30.0  # how long to wait for stragglers after the last line, at most
 
 
+def stop_process(proc) -> None:
+    """Ask a program to stop (SIGTERM), and kill it if it has not within 20 s."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class System:
     """One program under test: started on a pty path, fed events, read back through a ledger."""
 
@@ -113,13 +124,7 @@ class PeerProgram(System):
         self.ledger.reset()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         if self.ledger:
             self.ledger.stop()
 
@@ -223,13 +228,7 @@ class Counterguard(System):
         pass  # event ids are unique per phase; the receiver's records accumulate
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         if self.receiver:
             self.receiver.stop()
 

@@ -12,6 +12,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from machine_info import cpu_name  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 VENV = HERE.parent / ".venv-peers"
 
@@ -40,16 +43,6 @@ def peer_version(python: Path, dist: str) -> str:
     out = subprocess.run([str(python), "-c", f"import importlib.metadata as m; print(m.version('{dist}'))"],
                          capture_output=True, text=True)
     return out.stdout.strip() or "not installed"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_line() -> str:
