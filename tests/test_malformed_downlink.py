@@ -36,14 +36,6 @@ def centre_key():
 
 
 @pytest.fixture
-def centre(broker):
-    r = Receiver(broker.host, broker.port)
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def branch(tmp_path, broker, centre, centre_key):
     """A running gateway with the signed downlink on, and the teller terminal on its counter line."""
     m.save_public_key(centre_key, tmp_path / "centre-public.pem")

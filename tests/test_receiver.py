@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-
-import pytest
-
 from centre.receiver import Receiver, main
 from gateway import messages
 from gateway.broker import free_port
@@ -23,12 +20,6 @@ def alert(seq: int, **changes) -> dict:
     }
     body.update(changes)
     return body
-
-
-@pytest.fixture
-def centre(broker):
-    with Receiver(broker.host, broker.port) as r:
-        yield r
 
 
 def test_an_alert_sent_twice_is_kept_once_and_receipted(centre, probe):

@@ -44,14 +44,6 @@ def store(tmp_path):
 
 
 @pytest.fixture
-def centre(broker):
-    r = Receiver(broker.host, broker.port)
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def make_uplink(store, broker):
     made = []
 
