@@ -80,15 +80,7 @@ def _add_module_commands(sub) -> None:
     import importlib
 
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part is not installed in this build
-                continue
-            raise
-        add = getattr(module, "add_commands", None)
-        if add is not None:
-            add(sub)
+        importlib.import_module(name).add_commands(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
