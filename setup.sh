@@ -15,6 +15,9 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # The fault-injection tests turn a gateway's wall clock back with libfaketime.
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(libfaketime)
+# The shift report's PDF prints its Chinese labels with a CJK font (1.6 MB; Noto CJK does as well).
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || compgen -G '/usr/share/fonts/opentype/noto/NotoSansCJK-*' >/dev/null \
+    || need_apt+=(fonts-wqy-microhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

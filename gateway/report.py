@@ -165,7 +165,7 @@ def render_html(report: ShiftReport) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <title>Shift report {report.day.isoformat()} {e(report.branch)}</title>
 <style>
-body {{ font-family: "Noto Sans CJK SC", system-ui, sans-serif; margin: 2rem; color: #1d2329; }}
+body {{ font-family: "Noto Sans CJK SC", "WenQuanYi Micro Hei", system-ui, sans-serif; margin: 2rem; color: #1d2329; }}
 table {{ border-collapse: collapse; width: 100%; }} th, td {{ border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: left; font-size: .9rem; }}
 tr.red td:nth-child(3) {{ color: {COLOURS['red']}; font-weight: bold; }} tr.amber td:nth-child(3) {{ color: #a86f00; }}
 .summary {{ display: flex; gap: 3rem; }}

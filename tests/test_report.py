@@ -134,4 +134,8 @@ def test_the_report_prints_to_pdf_with_headless_chromium(branch_day, capsys, tmp
     pdf = tmp_path / "day.pdf"
     assert main(["report", "--day", DAY.isoformat(), "--config", str(cfg), "--pdf", str(pdf)]) == 0
     assert f"PDF report written to {pdf}" in capsys.readouterr().out
-    assert pdf.read_bytes().startswith(b"%PDF-") and pdf.stat().st_size > 2000
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-") and pdf.stat().st_size > 2000
+    # The Chinese labels (营业日报, 确认诈骗...) are drawn with a CJK font, not left as empty boxes.
+    fonts = set(re.findall(rb"/BaseFont\s*/(?:[A-Z]{6}\+)?([A-Za-z0-9-]+)", data))
+    assert any(b"WenQuanYi" in f or b"CJK" in f for f in fonts), fonts
