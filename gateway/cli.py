@@ -69,6 +69,7 @@ def _receiver(args) -> int:
 _COMMAND_MODULES = (
     "gateway.selftest",
     "gateway.supervisor_cli",
+    "gateway.export",
     "provisioning.flash",
     "provisioning.cli",
     "centre.cli",
