@@ -45,15 +45,18 @@ Customers with persistent life histories (honest)
     ordinary          cash (70 %; 80 % for 60+) or transfers to relatives, bills, loans. Cash is
                       log-normal (median 2,000 for pensioners, 3,000 otherwise, sigma 0.9), 5 %
                       of visits a bigger purchase (median 15,000, sigma 0.7); never more than
-                      the balance. 20 % of pensioner visits fall on their pension day.
+                      the balance. On a pension or salary day a fifth of the ordinary visits
+                      are customers who have just been paid.
     business_cash     about 80 small businesses (restaurants, shops, subcontractors), accounts
                       1-15 years old (10 % newly opened), owners 30-62: cash median 25,000
                       (sigma 0.75), payroll days at month end x1.8; some receipts inbound.
     trader_cash       market traders whose customers pay by QR code: many small inbound
-                      payments (median 25 a day, median 250 yuan each, times a per-stall size
-                      factor, log-normal sigma 0.9) cashed out (55-100 %) at the counter; traders come and go, so many accounts are weeks old. Half of
-                      the traders who would cross 50,000 stay just under it to avoid the
-                      large-cash paperwork, as mules do.
+                      payments (median 25 a day, median 250 yuan each times a per-stall size
+                      factor, log-normal sigma 0.9) cashed out (55-100 %) at the counter.
+                      Stalls come and go (median life about 8 months) and a stall's collection
+                      card is often opened for it, so many accounts are weeks old. Half of the
+                      traders who would cross 50,000 stay just under it to avoid the large-cash
+                      paperwork, as mules do.
     house_purchase    down payment or price by transfer (median 300,000, sigma 0.6) or a cash
                       deposit (15 %), 60-100 % of the balance, usually a new payee; the payee's
                       account age is known for half, and a developer's project account can be
@@ -61,7 +64,7 @@ Customers with persistent life histories (honest)
     medical_bill      hospital deposit in cash or by transfer (median 20,000, sigma 0.8),
                       20-100 % of the balance; anxious, urgent, accompanied, on the phone with
                       family at real rates.
-    elderly_family    a customer of 65+ with an adult child (accompanied 85 %) taking out
+    elderly_family    a customer of 60+ with an adult child (accompanied 85 %) taking out
                       median 40,000 for a gift, a home, a grandchild, 30-100 % of the balance.
     family_emergency  an older customer on the phone with family about a real emergency
                       (on the phone 75 %, anxious 55 %, urgent 60 %): median 30,000, often to a
@@ -73,7 +76,7 @@ Customers with persistent life histories (honest)
                       another bank: 60-100 % of a large balance to their own account there, often
                       a new payee and, when the bank knows it, sometimes a new account.
 
-Fraud (about 1.5 % of events)
+Fraud (about 1.5 % of events, from the rates below)
     About half of the victims are coached by the fraudster to give an ordinary purpose and hide
     the signs; a coached victim shows only the teller-flag noise of an honest customer plus a
     little leakage (on the phone 10 %, urgent 10 %, anxious 8 %). Tellers also miss signs in
@@ -100,13 +103,13 @@ Fraud (about 1.5 % of events)
                       second or third day; 15 % of chunks go on by transfer to the next layer.
                       The holder is sometimes "accompanied" by a minder. 20 % of mule accounts
                       are already on the centre's stop-payment list.
-    investment_scam   "pig-butchering" platforms: a victim mostly aged 30-74 pays the same platform
-                      account 2-8 times over weeks, growing from median 10,000 by 1.2-2.5x a
+    investment_scam   "pig-butchering" platforms: a victim mostly aged 30-74 pays the same
+                      platform account 2-8 times over weeks, growing from median 10,000 by 1.2-2.5x a
                       time (the last payments are "taxes" to withdraw); 30 % of platforms switch
                       collection account mid-way. Uncoached purpose investment; flags rare
                       (victims believe they invest).
-    loan_fee_scam     a fake lender asks a victim aged 18-59 (mostly under 45) for a "deposit", then an
-                      "unfreezing fee": 1-4 payments within days, median 3,000 growing 1.5-3x,
+    loan_fee_scam     a fake lender asks a victim aged 18-59 (mostly under 45) for a
+                      "deposit", then an "unfreezing fee": 1-4 payments within days, median 3,000 growing 1.5-3x,
                       a new account half the time; uncoached purpose loan_repayment or other.
 
 Honest teller-flag noise (every honest event): on the phone 2.5 %, accompanied 4 % (10 % for
@@ -526,97 +529,75 @@ class Branch:
         c.balance = max(0.0, c.balance - amount)
         return balance, inbound
 
+    def _big_payment(self, day: date, c: Customer, typology: str, amount: float, *, cash: float,
+                     share: tuple[float, float], consolidate: float, flags: set[str], purpose: str | None,
+                     payee_new: float, payee_age: int | None) -> list[Visit]:
+        """One planned large payment: in cash with probability ``cash``, otherwise by transfer."""
+        rng = self.rng
+        kind = "cash_withdrawal" if rng.random() < cash else "transfer_out"
+        if kind == "cash_withdrawal":
+            amount = _cash(rng, amount)
+        balance, inbound = self._big_ticket(day, c, amount, share, consolidate)
+        payee = {"payee_new": rng.random() < payee_new, "payee_age": payee_age} if kind == "transfer_out" else {}
+        return [self._visit(self._clock(day), self._counter(), kind, c, amount, typology, balance=balance,
+                            inbound=inbound, flags=flags, purpose=purpose, **payee)]
+
     def _house_purchase(self, day: date) -> list[Visit]:
         rng = self.rng
         c = self._pick((0.6, 1.5, 1.0, 0.5, 0.1))
-        age = c.age_on(day)
-        flags = self._flags(age, accompanied=0.35, customer_on_phone=0.10, urgent=0.10, anxious=0.03)
+        flags = self._flags(c.age_on(day), accompanied=0.35, customer_on_phone=0.10, urgent=0.10, anxious=0.03)
         purpose = self._choose({"home": 85, "other": 5, None: 10})
-        if rng.random() < 0.15:
-            amount = _cash(rng, rng.uniform(20_000, 100_000))
-            balance, inbound = self._big_ticket(day, c, amount, (0.3, 1.0), 0.25)
-            return [self._visit(self._clock(day), self._counter(), "cash_withdrawal", c, amount, "house_purchase",
-                                balance=balance, inbound=inbound, flags=flags, purpose=purpose)]
-        amount = rng.lognormvariate(math.log(300_000), 0.6)
-        balance, inbound = self._big_ticket(day, c, amount, (0.6, 1.0), 0.25)
         # A seller's own account is old; a developer's project account may be months old.
         payee_age = self._payee_age(0.5, 0.4, young_days=(30, 700), old_days=(5 * 365, 30 * 365))
-        return [self._visit(self._clock(day), self._counter(), "transfer_out", c, amount, "house_purchase",
-                            balance=balance, inbound=inbound, flags=flags, purpose=purpose,
-                            payee_new=rng.random() < 0.9, payee_age=payee_age)]
+        if rng.random() < 0.15:  # earnest money in cash
+            return self._big_payment(day, c, "house_purchase", rng.uniform(20_000, 100_000), cash=1.0,
+                                     share=(0.3, 1.0), consolidate=0.25, flags=flags, purpose=purpose,
+                                     payee_new=0.9, payee_age=None)
+        return self._big_payment(day, c, "house_purchase", rng.lognormvariate(math.log(300_000), 0.6), cash=0.0,
+                                 share=(0.6, 1.0), consolidate=0.25, flags=flags, purpose=purpose,
+                                 payee_new=0.9, payee_age=payee_age)
 
     def _medical_bill(self, day: date) -> list[Visit]:
         rng = self.rng
         c = self._pick((0.6, 0.8, 1.2, 1.5, 1.5))
-        age = c.age_on(day)
-        amount = rng.lognormvariate(math.log(20_000), 0.8)
-        flags = self._flags(age, anxious=0.20, urgent=0.25, customer_on_phone=0.15, accompanied=0.25)
-        purpose = self._choose({"medical": 85, "other": 7, None: 8})
-        if rng.random() < 0.5:
-            amount = _cash(rng, amount)
-            balance, inbound = self._big_ticket(day, c, amount, (0.2, 1.0), 0.2)
-            return [self._visit(self._clock(day), self._counter(), "cash_withdrawal", c, amount, "medical_bill",
-                                balance=balance, inbound=inbound, flags=flags, purpose=purpose)]
-        balance, inbound = self._big_ticket(day, c, amount, (0.2, 1.0), 0.2)
-        return [self._visit(self._clock(day), self._counter(), "transfer_out", c, amount, "medical_bill",
-                            balance=balance, inbound=inbound, flags=flags, purpose=purpose,
-                            payee_new=rng.random() < 0.7, payee_age=self._payee_age(0.4, 0.0, old_days=(5 * 365, 40 * 365)))]
+        flags = self._flags(c.age_on(day), anxious=0.20, urgent=0.25, customer_on_phone=0.15, accompanied=0.25)
+        return self._big_payment(day, c, "medical_bill", rng.lognormvariate(math.log(20_000), 0.8), cash=0.5,
+                                 share=(0.2, 1.0), consolidate=0.2, flags=flags,
+                                 purpose=self._choose({"medical": 85, "other": 7, None: 8}), payee_new=0.7,
+                                 payee_age=self._payee_age(0.4, 0.0, old_days=(5 * 365, 40 * 365)))
 
     def _elderly_family(self, day: date) -> list[Visit]:
         rng = self.rng
         c = self._pick((0, 0, 0, 1.0, 1.2))
-        age = c.age_on(day)
-        amount = rng.lognormvariate(math.log(40_000), 0.7)
-        flags = self._flags(age, accompanied=0.85, customer_on_phone=0.08, urgent=0.05, anxious=0.03,
+        flags = self._flags(c.age_on(day), accompanied=0.85, customer_on_phone=0.08, urgent=0.05, anxious=0.03,
                             declared_purpose_mismatch=0.015)
         purpose = self._choose({"gift": 25, "home": 25, "transfer_to_relative": 25, "medical": 10,
                                 "education": 5, "other": 10})
-        if rng.random() < 0.6:
-            amount = _cash(rng, amount)
-            balance, inbound = self._big_ticket(day, c, amount, (0.3, 1.0), 0.1)
-            return [self._visit(self._clock(day), self._counter(), "cash_withdrawal", c, amount, "elderly_family",
-                                balance=balance, inbound=inbound, flags=flags, purpose=purpose)]
-        balance, inbound = self._big_ticket(day, c, amount, (0.3, 1.0), 0.1)
-        return [self._visit(self._clock(day), self._counter(), "transfer_out", c, amount, "elderly_family",
-                            balance=balance, inbound=inbound, flags=flags, purpose=purpose,
-                            payee_new=rng.random() < 0.4, payee_age=self._payee_age(0.3, 0.3, young_days=(5, 400)))]
+        return self._big_payment(day, c, "elderly_family", rng.lognormvariate(math.log(40_000), 0.7), cash=0.6,
+                                 share=(0.3, 1.0), consolidate=0.1, flags=flags, purpose=purpose, payee_new=0.4,
+                                 payee_age=self._payee_age(0.3, 0.3, young_days=(5, 400)))
 
     def _family_emergency(self, day: date) -> list[Visit]:
         rng = self.rng
         c = self._pick((0, 0.3, 0.8, 1.5, 1.2))
-        age = c.age_on(day)
-        amount = rng.lognormvariate(math.log(30_000), 0.7)
-        flags = self._flags(age, customer_on_phone=0.75, anxious=0.55, urgent=0.60, accompanied=0.10,
+        flags = self._flags(c.age_on(day), customer_on_phone=0.75, anxious=0.55, urgent=0.60, accompanied=0.10,
                             declared_purpose_mismatch=0.05)
         purpose = self._choose({"medical": 40, "transfer_to_relative": 35, "education": 10, "other": 15})
-        if rng.random() < 0.3:
-            amount = _cash(rng, amount)
-            balance, inbound = self._big_ticket(day, c, amount, (0.3, 1.0), 0.15)
-            return [self._visit(self._clock(day), self._counter(), "cash_withdrawal", c, amount, "family_emergency",
-                                balance=balance, inbound=inbound, flags=flags, purpose=purpose)]
-        balance, inbound = self._big_ticket(day, c, amount, (0.3, 1.0), 0.15)
         # A child's new card, a hospital, a relative's old account: all three happen.
-        return [self._visit(self._clock(day), self._counter(), "transfer_out", c, amount, "family_emergency",
-                            balance=balance, inbound=inbound, flags=flags, purpose=purpose,
-                            payee_new=rng.random() < 0.45, payee_age=self._payee_age(0.35, 0.3, young_days=(2, 200)))]
+        return self._big_payment(day, c, "family_emergency", rng.lognormvariate(math.log(30_000), 0.7), cash=0.3,
+                                 share=(0.3, 1.0), consolidate=0.15, flags=flags, purpose=purpose, payee_new=0.45,
+                                 payee_age=self._payee_age(0.35, 0.3, young_days=(2, 200)))
 
     def _own_investment(self, day: date) -> list[Visit]:
         rng = self.rng
         c = self._pick((0.1, 0.6, 1.2, 1.2, 0.5))
-        age = c.age_on(day)
-        amount = rng.lognormvariate(math.log(50_000), 0.9)
-        flags = self._flags(age, urgent=0.04)
+        flags = self._flags(c.age_on(day), urgent=0.04)
         purpose = self._choose({"investment": 80, "other": 10, None: 10})
-        if rng.random() < 0.08:  # gold bars from the bank's own counter
-            amount = _cash(rng, amount)
-            balance, inbound = self._big_ticket(day, c, amount, (0.2, 0.9), 0.1)
-            return [self._visit(self._clock(day), self._counter(), "cash_withdrawal", c, amount, "own_investment",
-                                balance=balance, inbound=inbound, flags=flags, purpose=purpose)]
-        balance, inbound = self._big_ticket(day, c, amount, (0.2, 0.9), 0.1)
-        return [self._visit(self._clock(day), self._counter(), "transfer_out", c, amount, "own_investment",
-                            balance=balance, inbound=inbound, flags=flags, purpose=purpose,
-                            payee_new=rng.random() < 0.55,
-                            payee_age=self._payee_age(0.6, 0.05, young_days=(10, 90), old_days=(3 * 365, 25 * 365)))]
+        # 8 % buy gold bars with cash; the rest pay a fund, wealth product or securities account.
+        return self._big_payment(day, c, "own_investment", rng.lognormvariate(math.log(50_000), 0.9), cash=0.08,
+                                 share=(0.2, 0.9), consolidate=0.1, flags=flags, purpose=purpose, payee_new=0.55,
+                                 payee_age=self._payee_age(0.6, 0.05, young_days=(10, 90),
+                                                           old_days=(3 * 365, 25 * 365)))
 
     def _savings_move(self, day: date) -> list[Visit]:
         rng = self.rng
