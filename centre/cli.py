@@ -11,6 +11,7 @@
 | `centre accuracy [--by branch]` | precision of red and amber warnings |
 | `centre quarantine` | malformed messages and why they were refused |
 | `centre keys DIR` | create a signing key pair and a watchlist key |
+| `centre dashboard-user NAME` | hash an analyst's dashboard password: a line for `[dashboard.users]` |
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from .config import CentreConfig, CentreConfigError, load_config
+from .config import CentreConfig, CentreConfigError, analyst_name_problem, load_config, toml_key
 
 log = logging.getLogger(__name__)
 _ACCOUNT = re.compile(r"[0-9]{6,34}")
@@ -52,6 +53,19 @@ def _open_store(cfg: CentreConfig):
 
 
 # -- run ------------------------------------------------------------------------------------------
+def _check_dashboard_login(cfg: CentreConfig, config_file) -> None:
+    """Every branch's alerts are on the dashboard: beyond this machine, only for analysts who log in."""
+    from .web import is_loopback
+
+    if cfg.dashboard.users or is_loopback(cfg.dashboard.host):
+        return
+    where = config_file or "the centre config file"
+    raise CommandError(f"{where}: the dashboard listens on {cfg.dashboard.host!r} but [dashboard] users is empty, "
+                       "so anyone who can reach it would see every branch's alerts. Add an analyst: run "
+                       "'counterguard centre dashboard-user NAME' and paste the line it prints under "
+                       f"[dashboard.users] in {where}; or set [dashboard] host = \"127.0.0.1\", or run --no-dashboard")
+
+
 def _run(args) -> int:
     from .ingest import IngestWorker, default_client_id
     from .web import Dashboard
@@ -61,6 +75,8 @@ def _run(args) -> int:
         cfg.ingest.workers = args.workers
     if args.web_port is not None:
         cfg.dashboard.port = args.web_port
+    if not args.no_dashboard:
+        _check_dashboard_login(cfg, args.config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -77,7 +93,7 @@ def _run(args) -> int:
         if not args.no_dashboard:
             try:
                 dashboard = Dashboard(_open_store(cfg), host=cfg.dashboard.host, port=cfg.dashboard.port,
-                                      heartbeat_s=cfg.dashboard.heartbeat_s).start()
+                                      heartbeat_s=cfg.dashboard.heartbeat_s, users=cfg.dashboard.users).start()
             except OSError as exc:
                 raise CommandError(f"the dashboard cannot listen on {cfg.dashboard.host}:{cfg.dashboard.port} "
                                    f"({exc.strerror or exc}); choose another with --web-port or [dashboard] port, "
@@ -285,6 +301,20 @@ def _keys(args) -> int:
     return 0
 
 
+def _dashboard_user(args) -> int:
+    from gateway.console.auth import PasswordError, hash_password, read_new_password
+
+    problem = analyst_name_problem(args.name)
+    if problem:
+        raise CommandError(f"the analyst's name {problem}, got {args.name!r}")
+    try:
+        hashed = hash_password(read_new_password(f"dashboard password for {args.name}: "))
+    except PasswordError as exc:
+        raise CommandError(str(exc)) from None
+    print(f'{toml_key(args.name)} = "{hashed}"', flush=True)
+    return 0
+
+
 # -- argparse -------------------------------------------------------------------------------------
 def _guard(func):
     def run(args) -> int:
@@ -392,3 +422,9 @@ def add_commands(sub) -> None:
                                     "gateway) and watchlist.key (centre and gateways); refuses to overwrite.")
     p.add_argument("dir")
     p.set_defaults(func=_guard(_keys))
+
+    p = cmds.add_parser("dashboard-user", help="hash an analyst's dashboard password for [dashboard.users]",
+                        description="Read the analyst's password (asked twice on a terminal, or one line on stdin) "
+                                    "and print the line to paste under [dashboard.users] in the centre config.")
+    p.add_argument("name", metavar="NAME", help="the analyst's name, as they will type it to log in")
+    p.set_defaults(func=_guard(_dashboard_user))

@@ -18,9 +18,12 @@
     client_id = "centre-a"      # unique per process (default: centre-<host>-<pid>)
 
     [dashboard]
-    host = "127.0.0.1"
+    host = "127.0.0.1"          # any other address needs [dashboard.users]
     port = 8080
     heartbeat_s = 30            # the gateways' heartbeat period: 3 missed ones show as "silent"
+
+    [dashboard.users]           # analyst name = scrypt hash from 'counterguard centre dashboard-user NAME'
+    "Li Wei" = "scrypt$16384$8$1$..."
 
     [signing]
     key = "/etc/counterguard/centre-signing.pem"   # Ed25519 private key (push commands only)
@@ -33,8 +36,13 @@ A bad file raises ``CentreConfigError`` naming the file and the key.
 from __future__ import annotations
 
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from gateway.console.auth import PasswordError, check_hash_format
+
+ANALYST_NAME_MAX = 64   # as long as the login form takes
 
 
 class CentreConfigError(ValueError):
@@ -82,6 +90,7 @@ class Dashboard:
     host: str = "127.0.0.1"
     port: int = 8080
     heartbeat_s: float = 30.0
+    users: dict = field(default_factory=dict)   # analyst name -> scrypt hash; empty: no login (loopback only)
 
 
 @dataclass
@@ -112,7 +121,8 @@ def _section(path, name: str, cls, table) -> object:
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
-            raise CentreConfigError(f"{path}: {name}.{key} must be a {want.__name__}, got {value!r}")
+            kind = "table" if want is dict else want.__name__
+            raise CentreConfigError(f"{path}: {name}.{key} must be a {kind}, got {value!r}")
         if want in (int, float) and value <= 0:
             raise CentreConfigError(f"{path}: {name}.{key} must be positive, got {value!r}")
         values[key] = value
@@ -135,4 +145,42 @@ def load_config(path) -> CentreConfig:
         if name not in sections:
             raise CentreConfigError(f"{path}: unknown section [{name}] (known: {', '.join(sections)})")
         out[name] = _section(path, name, sections[name], table)
-    return CentreConfig(**out)
+    cfg = CentreConfig(**out)
+    for name, stored in cfg.dashboard.users.items():
+        _check_user(path, name, stored)
+    return cfg
+
+
+def analyst_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an analyst's login name, or None if it can."""
+    if not name or name != name.strip():
+        return "must not be empty or start or end with a space"
+    if len(name) > ANALYST_NAME_MAX:
+        return f"must be at most {ANALYST_NAME_MAX} characters"
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        return "must not contain control characters"
+    return None
+
+
+def _check_user(path, name: str, stored) -> None:
+    key = f"dashboard.users.{toml_key(name)}"
+    problem = analyst_name_problem(name)
+    if problem:
+        raise CentreConfigError(f"{path}: {key}: the analyst's name {problem}")
+    if not isinstance(stored, str):
+        raise CentreConfigError(f"{path}: {key} must be a password hash (text), got {stored!r}")
+    try:
+        check_hash_format(stored)
+    except PasswordError as exc:
+        # The shared checker's wording names the branch console's command; name the centre's instead.
+        why = str(exc) if str(exc).startswith("scrypt parameters") else "expected scrypt$N$r$p$salt$hash"
+        raise CentreConfigError(f"{path}: {key} is not a password hash as printed by "
+                                f"'counterguard centre dashboard-user NAME' ({why})") from None
+
+
+def toml_key(name: str) -> str:
+    """``name`` as a TOML key: bare when it can be, else a quoted string."""
+    if name and all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
+        return name
+    return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\U{ord(c):08x}" for c in name) + '"'
+

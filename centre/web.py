@@ -19,26 +19,64 @@ Endpoints (all JSON except the page and its assets):
 | `/api/fleet` | every gateway: presence, heartbeat age, outbox depth, versions; and the rollout of manifests |
 | `/api/quarantine` | how many messages were quarantined, and the latest with their reasons |
 | `/api/accuracy?by=branch` | precision of red and amber warnings (centre/accuracy.py) |
+| `/login`, `/logout` | an analyst's login form (GET), logging in (POST) and out (POST) |
+
+With analysts configured (``users``: name -> scrypt hash, ``[dashboard.users]``), everything but
+the login form and its style sheet needs a session: the branch console's login code
+(gateway/console/auth.py), one password per analyst. The session cookie is HttpOnly and
+SameSite=Strict; both POSTs carry a CSRF token (the login form's own, a cookie echoed in a
+hidden field; the session's, for sign-out) and an ``Origin``, if sent, must be this server's. With
+no analysts the dashboard has no login, and only a loopback address may serve it.
 """
 
 from __future__ import annotations
 
+import hmac
+import html
+import ipaddress
 import json
 import logging
+import secrets
 import threading
 import time
+from collections.abc import Mapping
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from string import Template
+from urllib.parse import parse_qs, urlparse, urlsplit
+
+from gateway.console.auth import Sessions
+from gateway.console.server import SECURITY_HEADERS
 
 from . import accuracy, downlink, fleet
+from .config import ANALYST_NAME_MAX
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+# The pages (index.html, login.html) are templates rendered per request, never served as files.
+CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+PUBLIC_ASSETS = {"/assets/style.css"}   # what the login form needs before anyone has logged in
 LEVELS = ("red", "amber")
+COOKIE = "cg_centre_session"
+LOGIN_COOKIE = "cg_centre_login"     # the login form's CSRF token, echoed in the form
+MAX_FORM = 4096
+SESSION_HOURS = 12.0                  # an analyst's shift, as the branch console's default
+
+
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach ``host`` (an empty host means every address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NoLogin(ValueError):
+    """The dashboard would serve every branch's alerts beyond this machine with no login."""
 
 
 class BadRequest(ValueError):
@@ -119,12 +157,17 @@ class DashboardApi:
 
 
 class Dashboard:
-    """The HTTP server in a background thread."""
+    """The HTTP server in a background thread; ``users`` (analyst name -> scrypt hash) turns the login on."""
 
-    def __init__(self, store, *, host: str = "127.0.0.1", port: int = 8080, heartbeat_s: float = 30.0):
+    def __init__(self, store, *, host: str = "127.0.0.1", port: int = 8080, heartbeat_s: float = 30.0,
+                 users: Mapping[str, str] | None = None, session_hours: float = SESSION_HOURS):
+        if not users and not is_loopback(host):
+            raise NoLogin(f"the dashboard has no analysts to log in, so it listens only on a loopback address, "
+                          f"not {host!r}")
         self.api = DashboardApi(store, heartbeat_s=heartbeat_s)
+        self.sessions = Sessions(dict(users), lifetime_s=session_hours * 3600) if users else None
         self.host = host
-        self._server = ThreadingHTTPServer((host, port), _handler(self.api))
+        self._server = ThreadingHTTPServer((host, port), _handler(self.api, self.sessions))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
@@ -137,6 +180,10 @@ class Dashboard:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="centre-dashboard", daemon=True)
         self._thread.start()
+        if self.sessions is None:
+            log.warning("the dashboard at %s has no login ([dashboard.users] is empty): anyone on this machine "
+                        "sees every branch's alerts; add analysts with 'counterguard centre dashboard-user NAME'",
+                        self.url)
         return self
 
     def stop(self) -> None:
@@ -153,22 +200,27 @@ class Dashboard:
         self.stop()
 
 
-def _handler(api: DashboardApi):
+def _handler(api: DashboardApi, sessions: Sessions | None):
     routes = {"/api/alerts": api.alerts, "/api/records": api.records, "/api/fleet": api.fleet,
               "/api/quarantine": api.quarantine, "/api/accuracy": api.accuracy}
+    pages = {name: Template((ASSETS / name).read_text(encoding="utf-8")) for name in ("index.html", "login.html")}
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "counterguard-centre"
+        sys_version = ""
 
         def log_message(self, fmt, *args):  # the access log goes to debug, not to the terminal
             log.debug("dashboard %s: " + fmt, self.client_address[0], *args)
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
+        def _send(self, status: int, body: bytes, content_type: str, cookies: list[str] = ()) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            for cookie in cookies:
+                self.send_header("Set-Cookie", cookie)
             self.end_headers()
             self.wfile.write(body)
 
@@ -176,13 +228,58 @@ def _handler(api: DashboardApi):
             self._send(status, json.dumps(body, ensure_ascii=False, default=str).encode("utf-8"),
                        "application/json; charset=utf-8")
 
+        def _redirect(self, location: str, cookies: list[str] = ()) -> None:
+            self.send_response(303)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            for cookie in cookies:
+                self.send_header("Set-Cookie", cookie)
+            self.end_headers()
+
+        def _cookie(self, name: str) -> str | None:
+            try:
+                morsel = SimpleCookie(self.headers.get("Cookie") or "").get(name)
+            except CookieError:
+                return None
+            return morsel.value if morsel else None
+
+        def _session(self):
+            return sessions.get(self._cookie(COOKIE)) if sessions is not None else None
+
+        # -- pages --------------------------------------------------------------------------------
+        def _page(self, session) -> None:
+            text = pages["index.html"].substitute(
+                analyst=html.escape(session.staff if session else ""), csrf=html.escape(session.csrf if session else ""),
+                account_class="account" if session else "account hidden")
+            self._send(200, text.encode("utf-8"), "text/html; charset=utf-8")
+
+        def _login_page(self, error: str = "", status: int = 200) -> None:
+            # A fresh token per form: a page from another site cannot know it, so cannot log anyone in.
+            token = secrets.token_urlsafe(32)
+            text = pages["login.html"].substitute(csrf=token, error=html.escape(error),
+                                                  error_class="error" if error else "error hidden")
+            self._send(status, text.encode("utf-8"), "text/html; charset=utf-8",
+                       [f"{LOGIN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600"])
+
         def do_GET(self):  # noqa: N802  (http.server's name)
             url = urlparse(self.path)
             try:
+                if url.path == "/login":
+                    if sessions is None or self._session() is not None:
+                        return self._redirect("/")
+                    return self._login_page()
+                session = self._session()
+                if sessions is not None and session is None and url.path not in PUBLIC_ASSETS:
+                    if url.path in ("/", "/index.html"):
+                        return self._redirect("/login")
+                    return self._json(401, {"error": "log in first: the dashboard needs an analyst's session"})
                 if url.path in routes:
                     return self._json(200, routes[url.path](parse_qs(url.query)))
-                name = "index.html" if url.path in ("/", "/index.html") else url.path.removeprefix("/assets/")
-                path = (ASSETS / name).resolve()
+                if url.path in ("/", "/index.html"):
+                    return self._page(session)
+                path = (ASSETS / url.path.removeprefix("/assets/")).resolve()
                 if path.parent != ASSETS or not path.is_file() or path.suffix not in CONTENT_TYPES:
                     return self._json(404, {"error": f"no such page: {url.path}"})
                 return self._send(200, path.read_bytes(), CONTENT_TYPES[path.suffix])
@@ -193,5 +290,69 @@ def _handler(api: DashboardApi):
             except Exception as exc:  # the dashboard must keep serving whatever one request hit
                 log.exception("dashboard: %s failed", url.path)
                 return self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+        # -- login and logout: the only requests that change anything ----------------------------
+        def _form(self) -> dict:
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                raise BadRequest("Content-Length must be a number") from None
+            if not 0 <= length <= MAX_FORM:
+                raise BadRequest(f"the form must be at most {MAX_FORM} bytes")
+            form = parse_qs(self.rfile.read(length).decode("utf-8", "replace")) if length else {}
+            return {k: v[-1] for k, v in form.items()}
+
+        def _same_origin(self) -> bool:
+            origin = self.headers.get("Origin")
+            if origin is None:
+                return True  # browsers send Origin on cross-site POSTs; its absence is a same-site form or a tool
+            return urlsplit(origin).netloc == self.headers.get("Host", "")
+
+        def do_POST(self):  # noqa: N802
+            path = urlparse(self.path).path
+            try:
+                if sessions is None:
+                    return self._json(404, {"error": "the dashboard has no login: no analysts are configured"})
+                if not self._same_origin():
+                    return self._json(403, {"error": "request from another site refused"})
+                form = self._form()
+                if path == "/login":
+                    return self._login(form)
+                session = self._session()
+                if session is None:
+                    return self._json(401, {"error": "log in first: the dashboard needs an analyst's session"})
+                if path != "/logout":
+                    return self._json(404, {"error": f"no action {path}"})
+                token = self.headers.get("X-CSRF-Token") or form.get("csrf") or ""
+                if not hmac.compare_digest(token.encode(), session.csrf.encode()):
+                    return self._json(403, {"error": "missing or wrong CSRF token; reload the page"})
+                sessions.logout(session.sid)
+                log.info("dashboard: %s logged out", session.staff)
+                return self._redirect("/login", [f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"])
+            except BadRequest as exc:
+                return self._json(400, {"error": str(exc)})
+            except (BrokenPipeError, ConnectionResetError):
+                return None
+            except Exception as exc:
+                log.exception("dashboard: POST %s failed", path)
+                return self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+        def _login(self, form: dict) -> None:
+            address = self.client_address[0]
+            token, expected = form.get("csrf") or "", self._cookie(LOGIN_COOKIE) or ""
+            if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+                return self._login_page("The login form had expired or came from elsewhere: log in again.", 403)
+            name = (form.get("analyst") or "").strip()[:ANALYST_NAME_MAX]
+            if sessions.locked_out(address):
+                log.warning("dashboard: login for %r from %s refused: too many wrong passwords", name, address)
+                return self._login_page("Too many wrong passwords from this address: wait a minute.", 429)
+            session = sessions.login(name, form.get("password") or "", address) if name else None
+            if session is None:
+                log.warning("dashboard: failed login for %r from %s", name, address)
+                return self._login_page("Name or password is wrong.", 401)
+            log.info("dashboard: %s logged in from %s", name, address)
+            self._redirect("/", [f"{COOKIE}={session.sid}; HttpOnly; SameSite=Strict; Path=/; "
+                                 f"Max-Age={int(sessions.lifetime_s)}",
+                                 f"{LOGIN_COOKIE}=; HttpOnly; SameSite=Strict; Path=/login; Max-Age=0"])
 
     return Handler

@@ -5,7 +5,6 @@ running gateway: its lamps and uplink pick up what is written here within a seco
 
 from __future__ import annotations
 
-import getpass
 import sys
 from datetime import date, datetime
 
@@ -116,17 +115,10 @@ def _report(args) -> int:
 
 
 def _console_password(args) -> int:
-    from .console.auth import PasswordError, hash_password
+    from .console.auth import PasswordError, hash_password, read_new_password
 
-    if sys.stdin.isatty():
-        password = getpass.getpass("branch console password: ")
-        if getpass.getpass("again: ") != password:
-            print("counterguard console-password: the two passwords differ", file=sys.stderr)
-            return 1
-    else:
-        password = sys.stdin.readline().rstrip("\n")
     try:
-        print(hash_password(password))
+        print(hash_password(read_new_password("branch console password: ")))
     except PasswordError as exc:
         print(f"counterguard console-password: {exc}", file=sys.stderr)
         return 1

@@ -1,19 +1,30 @@
 """The live dashboard, in real headless Chromium against a running centre (real mosquitto, real
-SQLite): a new alert appears with its reasons and trail, filters work, the fleet table is live."""
+SQLite): a new alert appears with its reasons and trail, filters work, the fleet table is live.
+With analysts configured, nothing but the login form answers without a session."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
+import re
 import shutil
+import subprocess
+import sys
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+from centre.config import CentreConfigError, load_config
 from centre.ingest import IngestWorker
 from centre.store import open_store
-from centre.web import Dashboard
+from centre.web import Dashboard, NoLogin
 from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
+from gateway.cli import main
+from gateway.console.auth import FAILURES_ALLOWED, hash_password, verify_password
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -140,3 +151,231 @@ def test_the_stream_endpoints_give_each_record_once_in_order(store_url):
         _, nothing = _get(dashboard.url + f"api/records?after={more['last_id']}")
         assert nothing["records"] == [] and nothing["last_id"] == more["last_id"]
     store.close()
+
+
+# -- the analysts' login ------------------------------------------------------------------------------
+ANALYST, PASSWORD = "Li Wei", "xian-centre-0427"
+USERS = {ANALYST: hash_password(PASSWORD), "zhang.min": hash_password("another-analyst-pass")}
+API_PATHS = ["/api/alerts", "/api/records?after=0", "/api/fleet", "/api/quarantine", "/api/accuracy?by=branch",
+             "/api/no-such-thing"]
+
+
+class Analyst:
+    """An HTTP client that keeps its cookies as a browser does (http.client: no redirects followed)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method, path, body=None, headers=None):
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request(method, path, body=body, headers=headers)
+        res = conn.getresponse()
+        data = res.read()
+        conn.close()
+        for raw in res.headers.get_all("Set-Cookie") or []:
+            name, _, rest = raw.partition("=")
+            value = rest.split(";")[0]
+            if "Max-Age=0" in raw:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return res, data
+
+    def post_form(self, path, fields, headers=None):
+        return self.request("POST", path, urllib.parse.urlencode(fields),
+                            {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+
+    def login(self, name=ANALYST, password=PASSWORD):
+        res, page = self.request("GET", "/login")
+        assert res.status == 200
+        return self.post_form("/login", {"csrf": _hidden(page, "csrf"), "analyst": name, "password": password})
+
+
+def _hidden(page: bytes, name: str) -> str:
+    m = re.search(rb'name="' + name.encode() + rb'" value="([^"]*)"', page)
+    assert m, page[:500]
+    return m.group(1).decode()
+
+
+@pytest.fixture
+def guarded(tmp_path):
+    """A dashboard with two analysts over a real SQLite store; records go in as the intake writes them."""
+    db = tmp_path / "centre.db"
+    store = open_store(db)
+    with Dashboard(open_store(db), host="127.0.0.1", port=0, users=USERS) as dashboard:
+        yield dashboard, store
+    store.close()
+
+
+def _ingest_alert(store, level="red"):
+    from centre import schema
+
+    gw = SimGateway(None, None, "gw-0107", region="610100", branch="b0107")
+    _, alert_id, payload = gw.alert_payload(level=level)
+    store.ingest([schema.check(f"{gw.topics.root}/alert", payload.encode())])
+    return alert_id
+
+
+def test_without_a_session_every_api_path_is_refused_and_the_page_sends_to_the_login_form(guarded):
+    dashboard, store = guarded
+    _ingest_alert(store)
+    anyone = Analyst(dashboard.port)
+    for path in API_PATHS + ["/assets/app.js"]:
+        res, data = anyone.request("GET", path)
+        assert res.status == 401, path
+        assert "log in" in json.loads(data)["error"] and b"gw-0107" not in data
+    res, _ = anyone.request("GET", "/")
+    assert res.status == 303 and res.getheader("Location") == "/login"
+    res, page = anyone.request("GET", "/login")
+    assert res.status == 200 and b'name="password"' in page and b"gw-0107" not in page
+    assert anyone.request("GET", "/assets/style.css")[0].status == 200   # the form's own style sheet
+    # A made-up session id is no session.
+    anyone.cookies["cg_centre_session"] = "guessed"
+    assert anyone.request("GET", "/api/alerts")[0].status == 401
+
+
+def test_the_right_password_opens_the_stream_with_the_analysts_name_and_logout_ends_it(guarded, caplog):
+    dashboard, store = guarded
+    analyst = Analyst(dashboard.port)
+    with caplog.at_level(logging.INFO, logger="centre.web"):
+        res, _ = analyst.login()
+    assert res.status == 303 and res.getheader("Location") == "/"
+    cookie = next(c for c in res.headers.get_all("Set-Cookie") if c.startswith("cg_centre_session="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert f"{ANALYST} logged in from 127.0.0.1" in caplog.text and PASSWORD not in caplog.text
+
+    res, page = analyst.request("GET", "/")
+    assert res.status == 200 and f'<span id="analyst">{ANALYST}</span>'.encode() in page
+    _, first = analyst.request("GET", "/api/records?after=0")
+    alert_id = _ingest_alert(store)
+    res, more = analyst.request("GET", f"/api/records?after={json.loads(first)['last_id']}")
+    assert res.status == 200 and [r["alert_id"] for r in json.loads(more)["records"]] == [alert_id]
+
+    # Logging out ends the session on the server, not only in this browser.
+    session = dict(analyst.cookies)
+    res, _ = analyst.post_form("/logout", {"csrf": _hidden(page, "csrf")})
+    assert res.status == 303 and res.getheader("Location") == "/login"
+    assert "cg_centre_session" not in analyst.cookies
+    analyst.cookies = session
+    assert analyst.request("GET", "/api/records?after=0")[0].status == 401
+
+
+def test_wrong_passwords_are_refused_and_lock_the_address_out(guarded, caplog):
+    dashboard, _ = guarded
+    analyst = Analyst(dashboard.port)
+    with caplog.at_level(logging.WARNING, logger="centre.web"):
+        res, page = analyst.login(password="xian-centre-0428")
+        assert res.status == 401 and b"Name or password is wrong" in page
+        # Another analyst's password is not this one's; an unknown name is refused the same way.
+        assert analyst.login(password="another-analyst-pass")[0].status == 401
+        assert analyst.login(name="nobody")[0].status == 401
+        for _ in range(FAILURES_ALLOWED - 3):
+            assert analyst.login(password="guess")[0].status == 401
+        assert "cg_centre_session" not in analyst.cookies
+        # Locked out: now even the right password is refused, and no session is given.
+        res, page = analyst.login()
+    assert res.status == 429 and b"Too many wrong passwords" in page
+    assert "cg_centre_session" not in analyst.cookies
+    assert analyst.request("GET", "/api/alerts")[0].status == 401
+    assert "failed login for 'nobody' from 127.0.0.1" in caplog.text and "guess" not in caplog.text
+
+
+def test_forged_login_and_logout_posts_are_refused(guarded):
+    dashboard, _ = guarded
+    forger = Analyst(dashboard.port)
+    # A page elsewhere posting the login form has neither the form's token nor its cookie.
+    res, _ = forger.post_form("/login", {"analyst": ANALYST, "password": PASSWORD})
+    assert res.status == 403 and "cg_centre_session" not in forger.cookies
+    res, page = forger.request("GET", "/login")
+    fields = {"csrf": _hidden(page, "csrf"), "analyst": ANALYST, "password": PASSWORD}
+    res, _ = forger.post_form("/login", {**fields, "csrf": "made-up"})
+    assert res.status == 403 and "cg_centre_session" not in forger.cookies
+    res, _ = forger.post_form("/login", fields, {"Origin": "http://evil.example"})
+    assert res.status == 403 and "cg_centre_session" not in forger.cookies
+
+    analyst = Analyst(dashboard.port)
+    assert analyst.login()[0].status == 303
+    # Logging out needs the session's token, which only the dashboard's own page carries.
+    res, data = analyst.post_form("/logout", {})
+    assert res.status == 403 and "CSRF" in json.loads(data)["error"]
+    res, _ = analyst.post_form("/logout", {"csrf": "made-up"})
+    assert res.status == 403
+    assert analyst.request("GET", "/api/fleet")[0].status == 200   # still logged in
+
+
+def test_without_analysts_the_dashboard_serves_only_loopback(tmp_path, capsys, caplog):
+    cfg = tmp_path / "centre.toml"
+    cfg.write_text('[dashboard]\nhost = "0.0.0.0"\n')
+    assert main(["centre", "run", "--config", str(cfg), "--store", str(tmp_path / "c.db"), "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "[dashboard] users" in err and str(cfg) in err and "counterguard centre dashboard-user NAME" in err
+    store = open_store(tmp_path / "c.db")
+    with pytest.raises(NoLogin):
+        Dashboard(store, host="0.0.0.0", port=0)
+    store.close()
+    # On loopback it starts, says it has no login, and answers without one.
+    with caplog.at_level(logging.WARNING, logger="centre.web"):
+        with Dashboard(open_store(tmp_path / "c.db"), host="127.0.0.1", port=0) as dashboard:
+            assert _get(dashboard.url + "api/fleet")[0] == 200
+    assert "has no login" in caplog.text
+
+
+def test_a_bad_hash_in_the_config_names_the_key_and_the_file(tmp_path, capsys):
+    cfg = tmp_path / "centre.toml"
+    cfg.write_text('[dashboard.users]\nli-wei = "scrypt$16384$8$1$abc"\n')
+    with pytest.raises(CentreConfigError, match=re.escape(f"{cfg}: dashboard.users.li-wei is not a password hash")):
+        load_config(cfg)
+    cfg.write_text('[dashboard.users]\n"Li Wei" = 42\n')
+    with pytest.raises(CentreConfigError, match=re.escape(f'{cfg}: dashboard.users."Li Wei" must be')):
+        load_config(cfg)
+    assert main(["centre", "run", "--config", str(cfg), "--store", str(tmp_path / "c.db")]) == 2
+    assert 'dashboard.users."Li Wei"' in capsys.readouterr().err
+
+
+def test_dashboard_user_prints_a_line_the_config_accepts_and_that_verifies(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "centre", "dashboard-user", "王芳 (night)"],
+                          input="a-long-night-shift\n", capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert "a-long-night-shift" not in line
+    cfg = tmp_path / "centre.toml"
+    cfg.write_text(f'[dashboard]\nhost = "10.0.0.5"\n\n[dashboard.users]\n{line}\n', encoding="utf-8")
+    users = load_config(cfg).dashboard.users
+    assert list(users) == ["王芳 (night)"]
+    assert verify_password("a-long-night-shift", users["王芳 (night)"])
+    assert not verify_password("a-long-night-shif", users["王芳 (night)"])
+
+
+def test_an_analyst_logs_in_in_chromium_and_sees_an_alert_arrive(broker, tmp_path, browser):
+    from selenium.webdriver.common.by import By
+
+    db = tmp_path / "centre.db"
+    worker = IngestWorker(open_store(db), host=broker.host, port=broker.port).start()
+    try:
+        with Dashboard(open_store(db), host="127.0.0.1", port=0, users=USERS) as dashboard:
+            browser.get(dashboard.url)
+            _wait(browser, lambda d: d.find_elements(By.ID, "login-form"))
+            browser.find_element(By.ID, "analyst").send_keys(ANALYST)
+            browser.find_element(By.ID, "password").send_keys(PASSWORD)
+            browser.find_element(By.ID, "login").click()
+            _wait(browser, lambda d: d.find_elements(By.ID, "alerts-empty") and d.find_element(By.ID, "alerts-empty").is_displayed())
+            assert browser.find_element(By.ID, "analyst").text == ANALYST
+
+            gw = SimGateway(broker.host, broker.port, "gw-0231", region="610100", branch="b0231")
+            _, alert_id, payload = gw.alert_payload(level="red", amount=50000)
+            gw.publish("alert", payload)
+            row = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-alert-id="{alert_id}"]'))[0]
+            assert row.get_attribute("data-level") == "red" and "50,000" in row.text
+            gw.close()
+
+            browser.find_element(By.ID, "logout").click()
+            _wait(browser, lambda d: d.find_elements(By.ID, "login-form"))
+            browser.get(dashboard.url)   # the session is gone: back to the login form
+            _wait(browser, lambda d: d.find_elements(By.ID, "login-form"))
+    finally:
+        worker.stop()

@@ -99,6 +99,7 @@ function show(records, fresh) {
 
 async function getJson(path) {
   const res = await fetch(path, { cache: "no-store" });
+  if (res.status === 401) location.assign("/login");   // the session ended (logout elsewhere, expiry, restart)
   if (!res.ok) throw new Error(path + ": " + res.status);
   return res.json();
 }

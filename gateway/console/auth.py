@@ -3,6 +3,7 @@
 Only staff who know the branch password can acknowledge an alert or record its outcome. A login
 gives a random session id (an HttpOnly, SameSite=Strict cookie) and a CSRF token the page sends
 back in a header with every POST, so another site open on the same tablet cannot post for it.
+The centre's dashboard logs its analysts in with the same code, one hash per analyst.
 
     >>> h = hash_password("counter-3-pass")
     >>> verify_password("counter-3-pass", h), verify_password("guess", h)
@@ -11,12 +12,15 @@ back in a header with every POST, so another site open on the same tablet cannot
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import hmac
 import re
 import secrets
+import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # scrypt with n=2**14, r=8: about 16 MB and a few tens of milliseconds on a Raspberry Pi 4,
@@ -33,7 +37,7 @@ class PasswordError(ValueError):
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
     if not password:
-        raise PasswordError("the console password must not be empty")
+        raise PasswordError("the password must not be empty")
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
     return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
@@ -57,6 +61,16 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest, expected)
 
 
+def read_new_password(prompt: str) -> str:
+    """A new password: asked twice on a terminal (a typo would lock its owner out), one line from a pipe."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(prompt)
+    if getpass.getpass("again: ") != password:
+        raise PasswordError("the two passwords differ")
+    return password
+
+
 @dataclass(frozen=True)
 class Session:
     sid: str
@@ -66,11 +80,19 @@ class Session:
 
 
 class Sessions:
-    """Logged-in staff, by session id; forgotten on restart (everyone logs in again)."""
+    """Logged-in staff, by session id; forgotten on restart (everyone logs in again).
 
-    def __init__(self, password_hash: str, *, lifetime_s: float = 12 * 3600):
-        check_hash_format(password_hash)
+    ``password_hash`` is one shared hash (the branch password), or a mapping of each user's
+    name to their own hash (the centre's analysts)."""
+
+    def __init__(self, password_hash: str | Mapping[str, str], *, lifetime_s: float = 12 * 3600):
+        hashes = list(password_hash.values()) if isinstance(password_hash, Mapping) else [password_hash]
+        if not hashes:
+            raise PasswordError("no users to log in")
+        for stored in hashes:
+            check_hash_format(stored)
         self._hash = password_hash
+        self._decoy = hashes[0]
         self.lifetime_s = lifetime_s
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
@@ -84,7 +106,7 @@ class Sessions:
             self._failures[address] = recent
             if len(recent) >= FAILURES_ALLOWED:
                 return None
-        if not staff or not verify_password(password, self._hash):
+        if not staff or not self._verify(staff, password):
             with self._lock:
                 self._failures.setdefault(address, []).append(now)
             return None
@@ -93,6 +115,13 @@ class Sessions:
             self._failures.pop(address, None)
             self._sessions[session.sid] = session
         return session
+
+    def _verify(self, staff: str, password: str) -> bool:
+        if not isinstance(self._hash, Mapping):
+            return verify_password(password, self._hash)
+        stored = self._hash.get(staff)
+        # An unknown name costs the same scrypt as a known one: timing does not tell which names exist.
+        return verify_password(password, stored or self._decoy) and stored is not None
 
     def locked_out(self, address: str) -> bool:
         now = time.monotonic()
