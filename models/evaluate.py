@@ -6,24 +6,33 @@
   never a random draw) - what the model saw the like of in training;
 - **shifted set**: ``models.simulate.SHIFTED`` with seeds the model never trained on - an older
   clientele, other amounts, half the victims coached to hide the signs, noisier teller flags;
+- **independent branch**: ``models.independent``, a second generator written apart from the
+  training simulator (its own customers, distributions and shares), for what a re-parametrised copy
+  of the training simulator cannot show;
 - on each: recall at amber or red, share of legitimate events alerted, red precision, average
   precision, alerted share by typology - for the model (through the gateway's own features,
   ``FraudModel`` and ``decide``) and for the rule book (``models.rulebook``);
 - **leakage checks**, fitted on the own training split: an amount-only model and a model fitted on
   shuffled labels must do badly; if either does well, the simulator gives the answer away.
 
+``evaluate_cases`` judges a model on a bank's own labelled events instead (``counterguard evaluate
+--cases``, the file ``counterguard export-events --labelled`` writes).
+
 Needs only numpy and the gateway's runtime (no TensorFlow); the plot needs matplotlib.
 """
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from gateway.decision import AMBER, GREEN, RED, Thresholds, decide
+from gateway.events import parse_event
 from gateway.features import FEATURE_NAMES, event_features
 from gateway.model import FraudModel
 from models.rulebook import rulebook_level
-from models.simulate import FRAUD, SHIFTED, SHIFTED_SEEDS, TYPOLOGIES, simulate
+from models.simulate import SHIFTED, SHIFTED_SEEDS, TYPOLOGIES, simulate
 from models.train import replay_items, time_split
 
 # Targets on the shifted set: what the branch network asked of the model.
@@ -34,6 +43,11 @@ TARGET_RED_PRECISION = 0.80
 # share of legitimate events, and the shuffled one stays near chance.
 LEAK_MAX_RECALL = 0.5
 LEAK_SHUFFLED_MAX_AP_RATIO = 5.0  # average precision at most 5x the fraud share (chance is 1x)
+# Alert budgets (share of legitimate events alerted) at which recall is also reported: what moving
+# the amber threshold would buy.
+BUDGETS = (0.005, 0.01, 0.02, 0.04)
+INDEPENDENT_SEEDS = (11, 12, 13)
+"""Seeds for the independent branch (its own generator, so any seeds would do; fixed for the record)."""
 AMOUNT_BINS = 200  # 0.5 % of training events a bin: fine enough to act within a 1 % alert budget
 
 
@@ -52,7 +66,7 @@ class Scored:
             levels.append(decide(event, score, history, watchlisted, thresholds).level)
             rule.append(rulebook_level(event, watchlisted))
             labels.append(int(item["label"]))
-            typologies.append(item["typology"])
+            typologies.append(item.get("typology") or "")
             epochs.append(event.epoch)
         self.name = name
         self.rows = np.asarray(rows, np.float64)
@@ -109,9 +123,16 @@ def level_metrics(levels: np.ndarray, labels: np.ndarray, typologies: np.ndarray
         "legit_red_share": share(red, legit),
         "red_precision": share(fraud, red),
         "average_precision": round(average_precision(ranking, labels), 4),
-        "alerted_share_by_typology": {name: share(alerted, typologies == name)
-                                      for name in TYPOLOGIES if (typologies == name).any()},
+        "alerted_share_by_typology": {name: share(alerted, typologies == name) for name in _typology_order(typologies)},
+        "fraud_typologies": [name for name in _typology_order(typologies) if fraud[typologies == name].any()],
+        "recall_at_legit_share": {f"{b:g}": round(recall_at_legit_share(ranking, labels, b), 4) for b in BUDGETS},
     }
+
+
+def _typology_order(typologies: np.ndarray) -> list[str]:
+    """The training simulator's typologies in its order, then any other set's own names; unnamed left out."""
+    present = set(typologies.tolist()) - {""}
+    return [n for n in TYPOLOGIES if n in present] + sorted(present - set(TYPOLOGIES))
 
 
 def model_metrics(data: Scored) -> dict:
@@ -211,8 +232,33 @@ def shifted_set(model: FraudModel, thresholds: Thresholds, events: int, seeds=SH
     return Scored.concat(parts, "shifted")
 
 
+def independent_set(model: FraudModel, thresholds: Thresholds, events: int, seeds=INDEPENDENT_SEEDS) -> Scored:
+    """The independent generator's branches, each replayed on its own."""
+    from models.independent import independent_branch
+
+    per_seed = max(1, events // len(seeds))
+    parts = [Scored(f"independent seed {s}", independent_branch(s, per_seed), model, thresholds)
+             for s in seeds]
+    return Scored.concat(parts, "independent")
+
+
+def targets(metrics: dict) -> dict:
+    """The branch network's three targets against one set's model metrics."""
+    m = metrics
+    return {
+        "recall_alerted": {"target": TARGET_RECALL, "measured": m["recall_alerted"],
+                           "met": (m["recall_alerted"] or 0) >= TARGET_RECALL},
+        "legit_alerted_share": {"target": TARGET_LEGIT_ALERTED, "measured": m["legit_alerted_share"],
+                                "met": m["legit_alerted_share"] is not None
+                                and m["legit_alerted_share"] <= TARGET_LEGIT_ALERTED},
+        "red_precision": {"target": TARGET_RED_PRECISION, "measured": m["red_precision"],
+                          "met": (m["red_precision"] or 0) >= TARGET_RED_PRECISION},
+    }
+
+
 def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: int | None = None,
-             events: int | None = None, shifted_events: int = 60_000, shifted_seeds=SHIFTED_SEEDS) -> tuple[dict, dict]:
+             events: int | None = None, shifted_events: int = 60_000, shifted_seeds=SHIFTED_SEEDS,
+             independent_events: int = 60_000, independent_seeds=INDEPENDENT_SEEDS) -> tuple[dict, dict]:
     """(report, scored sets). The report is JSON-ready; the scored sets feed the plot.
 
     ``seed`` and ``events`` default to the model's own (its manifest): only then is the own test
@@ -231,7 +277,8 @@ def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: i
     train_mask = time_split(own.epochs)
     train, test = own.subset(train_mask, "own training split"), own.subset(~train_mask, "own test split")
     shifted = shifted_set(model, thresholds, shifted_events, shifted_seeds)
-    sets = {"own_test": test, "shifted": shifted}
+    other = independent_set(model, thresholds, independent_events, independent_seeds)
+    sets = {"own_test": test, "shifted": shifted, "independent": other}
     report = {
         "model": {"name": model.name, "version": model.version, "sha256": model.sha256,
                   "thresholds": {"amber": thresholds.amber, "red": thresholds.red}},
@@ -239,63 +286,144 @@ def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: i
                  # Another length of the training seed's run moves the cut: days the model trained on
                  # would then be scored as if unseen.
                  "own_test_held_out": seed != trained[0] or events == trained[1],
-                 "shifted_seeds": list(shifted_seeds), "shifted_events": len(shifted.labels)},
+                 "shifted_seeds": list(shifted_seeds), "shifted_events": len(shifted.labels),
+                 "independent_seeds": list(independent_seeds), "independent_events": len(other.labels)},
         "model_metrics": {key: model_metrics(data) for key, data in sets.items()},
         "rulebook_metrics": {key: rulebook_metrics(data) for key, data in sets.items()},
     }
     # Judged at the alert budget the branches asked for, the operating point that matters.
-    report["leakage"] = leakage_checks(train, [test.subset(np.ones(len(test.labels), bool), "own_test"),
-                                               shifted.subset(np.ones(len(shifted.labels), bool), "shifted")],
-                                       TARGET_LEGIT_ALERTED, seed)
-    m = report["model_metrics"]["shifted"]
-    report["targets"] = {
-        "recall_alerted": {"target": TARGET_RECALL, "measured": m["recall_alerted"],
-                           "met": (m["recall_alerted"] or 0) >= TARGET_RECALL},
-        "legit_alerted_share": {"target": TARGET_LEGIT_ALERTED, "measured": m["legit_alerted_share"],
-                                "met": (m["legit_alerted_share"] or 0) <= TARGET_LEGIT_ALERTED},
-        "red_precision": {"target": TARGET_RED_PRECISION, "measured": m["red_precision"],
-                          "met": (m["red_precision"] or 0) >= TARGET_RED_PRECISION},
-    }
+    everything = lambda data, name: data.subset(np.ones(len(data.labels), bool), name)  # noqa: E731
+    report["leakage"] = leakage_checks(train, [everything(test, "own_test"), everything(shifted, "shifted"),
+                                               everything(other, "independent")], TARGET_LEGIT_ALERTED, seed)
+    # The targets are asked of data the model was not tuned on: both the shifted and the independent branch.
+    report["targets"] = {key: targets(report["model_metrics"][key]) for key in ("shifted", "independent")}
     return report, sets
+
+
+# --- a bank's own labelled events ------------------------------------------------------------------
+
+class CasesError(ValueError):
+    """A labelled-cases file cannot be judged at all (unreadable, or no usable line)."""
+
+
+def load_cases(path) -> tuple[list[dict], list[str]]:
+    """(items in time order, problems) from a labelled-cases file, one JSON object a line:
+    ``{"event": <schema v1 event>, "label": 0|1}`` with optional ``"watchlisted": bool`` and
+    ``"typology": str`` (``counterguard export-events --labelled`` writes this, with more keys that
+    are ignored here). Each bad line becomes one problem naming its line number; the rest are kept.
+    """
+    items, problems, seen = [], [], {}
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as e:
+        raise CasesError(f"{path}: {e.strerror or e}") from e
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                case = json.loads(line)
+                if not isinstance(case, dict):
+                    raise ValueError("must be a JSON object")
+                if "event" not in case:
+                    raise ValueError("event: is required")
+                label = case.get("label")
+                if isinstance(label, bool) or label not in (0, 1):
+                    raise ValueError(f"label: must be 0 or 1, got {label!r}")
+                watchlisted = case.get("watchlisted", False)
+                if not isinstance(watchlisted, bool):
+                    raise ValueError(f"watchlisted: must be true or false, got {watchlisted!r}")
+                typology = case.get("typology", "")
+                if not isinstance(typology, str):
+                    raise ValueError(f"typology: must be a string, got {typology!r}")
+                event = parse_event(case["event"])
+            except (ValueError, RecursionError) as e:  # JSONDecodeError and SchemaError are ValueErrors
+                problems.append(f"line {number}: {e}")
+                continue
+            if event.event_id in seen:
+                problems.append(f"line {number}: event {event.event_id} is already on line {seen[event.event_id]}")
+                continue
+            seen[event.event_id] = number
+            items.append((event.epoch, number, {"event": case["event"], "label": label, "typology": typology,
+                                                "watchlisted": watchlisted}))
+    if not items:
+        raise CasesError(f"{path}: no usable case" + (f" ({len(problems)} bad lines)" if problems else " (empty file)"))
+    items.sort(key=lambda t: (t[0], t[1]))  # history is built in time order, whatever order the file is in
+    return [item for _, _, item in items], problems
+
+
+def evaluate_cases(model: FraudModel, items: list[dict], *, thresholds: Thresholds | None = None,
+                   source: str = "cases") -> tuple[dict, dict]:
+    """(report, scored sets) for labelled events, judged as ``evaluate`` judges a simulated set."""
+    thresholds = thresholds or model.thresholds
+    data = Scored("cases", items, model, thresholds)
+    metrics = model_metrics(data)
+    report = {
+        "model": {"name": model.name, "version": model.version, "sha256": model.sha256,
+                  "thresholds": {"amber": thresholds.amber, "red": thresholds.red}},
+        "data": {"cases": source, "events": len(data.labels), "fraud_events": int(data.labels.sum())},
+        "model_metrics": {"cases": metrics},
+        "rulebook_metrics": {"cases": rulebook_metrics(data)},
+        "targets": {"cases": targets(metrics)},
+    }
+    return report, {"cases": data}
 
 
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
 
+SET_TITLES = {"own_test": "own test split (last 20 % of time)", "shifted": "shifted set",
+              "independent": "independent branch", "cases": "labelled cases"}
+FEW_FRAUD = 30  # below this, a share of fraud caught moves by 3 points or more with one event
+
+
 def report_text(report: dict) -> str:
     """The report as a teller-manager would read it: a table per set, then the leakage verdict."""
     lines = [f"model {report['model']['name']} {report['model']['version']} "
              f"(amber {report['model']['thresholds']['amber']:.4f}, red {report['model']['thresholds']['red']:.4f})"]
-    if not report["data"]["own_test_held_out"]:
-        lines.append(f"warning: seed {report['data']['seed']} with {report['data']['events']} events is not how this "
+    data = report["data"]
+    if not data.get("own_test_held_out", True):
+        lines.append(f"warning: seed {data['seed']} with {data['events']} events is not how this "
                      "model was trained, so the own test split may hold days it trained on")
     rows = (("fraud alerted (amber or red)", "recall_alerted"), ("fraud held red", "recall_red"),
             ("legitimate alerted", "legit_alerted_share"), ("legitimate held red", "legit_red_share"),
             ("red precision", "red_precision"))
-    for key, title in (("own_test", "own test split (last 20 % of time)"),
-                       ("shifted", "shifted set (seeds " + ", ".join(map(str, report["data"]["shifted_seeds"])) + ")")):
-        m, r = report["model_metrics"][key], report["rulebook_metrics"][key]
+    for key, m in report["model_metrics"].items():
+        r = report["rulebook_metrics"][key]
+        title = SET_TITLES.get(key, key)
+        if key in ("shifted", "independent"):
+            title += " (seeds " + ", ".join(map(str, data[f"{key}_seeds"])) + ")"
+        elif key == "cases":
+            title += f" ({data['cases']})"
         lines += ["", f"{title}: {m['events']} events, {m['fraud_events']} fraud",
                   f"  {'':32}{'model':>10}{'rule book':>12}"]
         lines += [f"  {label:32}{_pct(m[k]):>10}{_pct(r[k]):>12}" for label, k in rows]
         lines.append(f"  {'average precision':32}{m['average_precision']:>10.3f}{r['average_precision']:>12.3f}")
-        lines.append("  alerted share by typology:")
-        for name, share in m["alerted_share_by_typology"].items():
-            kind = "fraud" if name in FRAUD else "legit"
-            lines.append(f"    {name:18} {kind:6}{_pct(share):>10}{_pct(r['alerted_share_by_typology'].get(name)):>12}")
-    leak = report["leakage"]
-    lines += ["", f"leakage checks (fitted on the own training split, judged at "
-                  f"{_pct(leak['legit_alerted_share'])} of legitimate events alerted):"]
-    for name, res in leak["sets"].items():
-        lines.append(f"  {name}: amount-only catches {_pct(res['amount_only']['recall'])} "
-                     f"(AP {res['amount_only']['average_precision']:.3f}), shuffled labels catch "
-                     f"{_pct(res['shuffled_labels']['recall'])} (AP {res['shuffled_labels']['average_precision']:.3f}, "
-                     f"fraud share {_pct(res['fraud_share'])}) -> {'ok' if res['passed'] else 'LEAK'}")
-    lines += ["", "targets on the shifted set:"]
-    for name, t in report["targets"].items():
-        lines.append(f"  {name:22} target {_pct(t['target'])}, measured {_pct(t['measured'])}: "
-                     f"{'met' if t['met'] else 'NOT MET'}")
+        lines.append("  model's fraud alerted if amber alerted a given share of legitimate events: "
+                     + ", ".join(f"{_pct(float(b))} -> {_pct(v)}" for b, v in m["recall_at_legit_share"].items()))
+        if m["fraud_events"] < FEW_FRAUD:
+            lines.append(f"  warning: only {m['fraud_events']} fraud events; each one moves the fraud shares by "
+                         f"{_pct(1 / max(m['fraud_events'], 1))}")
+        if m["alerted_share_by_typology"]:
+            lines.append("  alerted share by typology:")
+            for name, share in m["alerted_share_by_typology"].items():
+                kind = "fraud" if name in m["fraud_typologies"] else "legit"
+                lines.append(f"    {name:18} {kind:6}{_pct(share):>10}{_pct(r['alerted_share_by_typology'].get(name)):>12}")
+    leak = report.get("leakage")
+    if leak:
+        lines += ["", f"leakage checks (fitted on the own training split, judged at "
+                      f"{_pct(leak['legit_alerted_share'])} of legitimate events alerted):"]
+        for name, res in leak["sets"].items():
+            lines.append(f"  {name}: amount-only catches {_pct(res['amount_only']['recall'])} "
+                         f"(AP {res['amount_only']['average_precision']:.3f}), shuffled labels catch "
+                         f"{_pct(res['shuffled_labels']['recall'])} (AP {res['shuffled_labels']['average_precision']:.3f}, "
+                         f"fraud share {_pct(res['fraud_share'])}) -> {'ok' if res['passed'] else 'LEAK'}")
+    for key, checks in report["targets"].items():
+        lines += ["", f"targets on the {SET_TITLES.get(key, key)}:"]
+        for name, t in checks.items():
+            lines.append(f"  {name:22} target {_pct(t['target'])}, measured {_pct(t['measured'])}: "
+                         f"{'met' if t['met'] else 'NOT MET'}")
     return "\n".join(lines) + "\n"
 
 

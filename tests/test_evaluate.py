@@ -14,8 +14,9 @@ import pytest
 
 from gateway.events import parse_event
 from gateway.model import FraudModel, default_model_path
-from models.evaluate import (AmountOnly, Logistic, Scored, average_precision, evaluate, leakage_checks, level_metrics,
-                             model_metrics, recall_at_legit_share, report_text, rulebook_metrics)
+from models.evaluate import (AmountOnly, CasesError, Logistic, Scored, average_precision, evaluate, evaluate_cases,
+                             leakage_checks, level_metrics, load_cases, model_metrics, recall_at_legit_share,
+                             report_text, rulebook_metrics)
 from models.rulebook import rulebook_level
 from models.simulate import FRAUD, SHIFTED, SHIFTED_SEEDS, SimConfig, simulate
 
@@ -209,19 +210,27 @@ def run_cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_counterguard_evaluate_reports_model_and_rule_book_on_both_sets(tmp_path):
+def test_counterguard_evaluate_reports_model_and_rule_book_on_every_set(tmp_path):
+    from models import independent
+
     out = tmp_path / "report.json"
-    done = run_cli("evaluate", "--events", "12000", "--shifted-events", "12000", "--json", str(out))
+    done = run_cli("evaluate", "--events", "12000", "--shifted-events", "12000", "--independent-events", "12000",
+                   "--json", str(out))
     assert done.returncode in (0, 1), done.stderr
-    assert "own test split" in done.stdout and "shifted set" in done.stdout and "rule book" in done.stdout
+    for title in ("own test split", "shifted set", "independent branch", "rule book"):
+        assert title in done.stdout
     report = json.loads(out.read_text())
     for who in ("model_metrics", "rulebook_metrics"):
-        for key in ("own_test", "shifted"):
+        for key, fraud in (("own_test", FRAUD), ("shifted", FRAUD), ("independent", independent.FRAUD)):
             m = report[who][key]
             assert 0 <= m["recall_alerted"] <= 1 and 0 <= m["legit_alerted_share"] <= 1
-            assert set(FRAUD) <= set(m["alerted_share_by_typology"])
-    assert report["data"]["shifted_events"] == 12000
-    assert set(report["leakage"]["sets"]) == {"own_test", "shifted"}
+            assert set(m["fraud_typologies"]) <= set(fraud)
+            assert set(m["alerted_share_by_typology"]) >= set(m["fraud_typologies"]) and m["fraud_typologies"]
+    assert report["data"]["shifted_events"] == 12000 and report["data"]["independent_events"] == 12000
+    assert set(report["leakage"]["sets"]) == {"own_test", "shifted", "independent"}
+    # The targets are judged on both sets the model was not tuned on.
+    assert set(report["targets"]) == {"shifted", "independent"}
+    assert "targets on the independent branch" in done.stdout
     # The exit code says whether the leakage checks passed.
     assert done.returncode == (0 if report["leakage"]["passed"] else 1)
 
@@ -255,3 +264,71 @@ def test_evaluate_warns_when_its_own_test_split_is_not_the_models_unseen_days():
     assert report["data"]["own_test_held_out"] is False
     assert "may hold days it trained on" in report_text(report)
     assert report["data"]["seed"] == model.manifest["seed"]
+
+
+# --- a bank's own labelled events -----------------------------------------------------------------
+
+def write_cases(path, items) -> None:
+    path.write_text("".join(json.dumps({"event": i["event"], "label": i["label"], "watchlisted": i["watchlisted"],
+                                        "typology": i["typology"], "level": "green"}) + "\n" for i in items))
+
+
+def test_labelled_cases_are_judged_exactly_as_a_simulated_set_whatever_their_order(tmp_path):
+    model = FraudModel.load(default_model_path())
+    items = simulate(SHIFTED_SEEDS[2], 6000, config=SHIFTED)
+    shuffled = list(items)
+    np.random.default_rng(3).shuffle(shuffled)  # a bank's file need not be in time order
+    write_cases(tmp_path / "cases.jsonl", shuffled)
+    loaded, problems = load_cases(tmp_path / "cases.jsonl")
+    assert problems == [] and sorted(i["event"]["event_id"] for i in loaded) == sorted(i["event"]["event_id"] for i in items)
+    epochs = [parse_event(i["event"]).epoch for i in loaded]
+    assert epochs == sorted(epochs)
+    report, sets = evaluate_cases(model, loaded)
+    expected = model_metrics(Scored("shifted", items, model, model.thresholds))
+    assert report["model_metrics"]["cases"] == expected
+    assert report["data"]["fraud_events"] == sum(i["label"] for i in items) > 0
+    assert set(report["targets"]["cases"]) == {"recall_alerted", "legit_alerted_share", "red_precision"}
+
+
+def test_bad_case_lines_are_named_by_line_and_the_rest_still_judged(tmp_path):
+    items = simulate(SHIFTED_SEEDS[0], 1500, config=SHIFTED)
+    good = [json.dumps({"event": i["event"], "label": i["label"]}) for i in items]
+    bad_event = dict(items[0]["event"], event_id="x-1", amount=-5)
+    lines = good[:3] + ["{not json", json.dumps({"label": 1}), json.dumps({"event": items[5]["event"], "label": 2}),
+                        json.dumps({"event": bad_event, "label": 0}), good[1],
+                        json.dumps({"event": items[6]["event"], "label": 1, "watchlisted": "yes"}), ""] + good[3:]
+    (tmp_path / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    loaded, problems = load_cases(tmp_path / "cases.jsonl")
+    assert [p.split(":")[0] for p in problems] == ["line 4", "line 5", "line 6", "line 7", "line 8", "line 9"]
+    assert "event: is required" in problems[1] and "label: must be 0 or 1" in problems[2]
+    assert "amount" in problems[3] and "already on line 2" in problems[4] and "watchlisted" in problems[5]
+    # Every good line is judged, a repeated one once.
+    assert len(loaded) == len(items)
+    done = run_cli("evaluate", "--cases", str(tmp_path / "cases.jsonl"))
+    assert done.returncode == 1
+    assert "line 4:" in done.stderr and "6 bad lines left out" in done.stderr
+    assert "labelled cases" in done.stdout and "rule book" in done.stdout
+
+
+def test_a_cases_file_with_nothing_to_judge_is_refused(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "junk.jsonl").write_text("junk\n[]\n")
+    with pytest.raises(CasesError, match="empty file"):
+        load_cases(tmp_path / "empty.jsonl")
+    with pytest.raises(CasesError, match="2 bad lines"):
+        load_cases(tmp_path / "junk.jsonl")
+    for args, problem in (((str(tmp_path / "junk.jsonl"),), "no usable case"),
+                          ((str(tmp_path / "missing.jsonl"),), "missing.jsonl"),
+                          ((str(tmp_path / "empty.jsonl"), "--seed", "3"), "do not apply to --cases")):
+        done = run_cli("evaluate", "--cases", *args)
+        assert done.returncode == 2 and problem in done.stderr
+
+
+def test_few_fraud_cases_are_called_out_in_the_report(tmp_path):
+    items = [i for i in simulate(SHIFTED_SEEDS[1], 3000, config=SHIFTED)]
+    few = [i for i in items if i["label"] == 0] + [i for i in items if i["label"] == 1][:5]
+    few.sort(key=lambda i: i["event"]["ts"])
+    write_cases(tmp_path / "few.jsonl", few)
+    done = run_cli("evaluate", "--cases", str(tmp_path / "few.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert "only 5 fraud events" in done.stdout
