@@ -61,11 +61,13 @@ class Lifecycle:
             self.wake()
             return ack
 
-    def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str = "console"):
-        """Record what happened and close the alert; LifecycleError if it is not acknowledged yet."""
+    def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str = "console",
+                       answers=None, questions=None):
+        """Record what happened (and the customer's answers to the caring questions, if given) and
+        close the alert; LifecycleError if it is not acknowledged yet."""
         with self._lock:
             record = self.store.record_outcome(alert_id, outcome, note=note, by=by, via=via, stamp=self.clock.now(),
-                                               gateway_id=self.gateway_id)
+                                               gateway_id=self.gateway_id, answers=answers, questions=questions)
             log.info("alert %s at counter %d closed: %s (by %s via %s)", alert_id, record.counter, outcome, by, via)
             self.refresh()
             self.wake()

@@ -34,6 +34,8 @@ OUTCOME_REQUIRED = ("type", "gateway_id", "alert_id", "counter", "outcome", "not
 ESCALATION_REQUIRED = ("type", "gateway_id", "alert_id", "counter", "level", "reason", "waited_s", "at", "mono",
                        "time_synced", "seq", "region", "branch", "historical")
 OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called")
+# A customer's answer to a caring question ("declined": would not say); questions not asked are left out.
+ANSWERS = ("yes", "no", "declined")
 
 
 class TopicError(ValueError):
@@ -165,9 +167,10 @@ def ack_body(alert_id: str, *, by: str, via: str, stamp, gateway_id: str, counte
 
 
 def outcome_body(alert_id: str, *, outcome: str, note: str, by: str, via: str, stamp, gateway_id: str,
-                 counter: int) -> str:
-    """The stored body of the outcome a supervisor recorded for an alert (closes it)."""
-    return dumps({
+                 counter: int, answers=()) -> str:
+    """The stored body of the outcome a supervisor recorded for an alert (closes it). ``answers``:
+    (key, English question, answer) of the caring questions asked; left out when none were."""
+    body = {
         "type": "outcome",
         "gateway_id": gateway_id,
         "alert_id": alert_id,
@@ -179,7 +182,10 @@ def outcome_body(alert_id: str, *, outcome: str, note: str, by: str, via: str, s
         "at": iso(stamp.wall),
         "mono": round(stamp.mono, 3),
         "time_synced": bool(stamp.synced),
-    })
+    }
+    if answers:
+        body["answers"] = [{"key": k, "question": q, "answer": a} for k, q, a in answers]
+    return dumps(body)
 
 
 def escalation_body(alert_id: str, *, level: str, reason: str, waited_s: float, stamp, gateway_id: str,

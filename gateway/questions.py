@@ -9,6 +9,12 @@ the report say the same thing.
     >>> q = load_questions()
     >>> q.label("customer_on_phone", "zh"), q.label("customer_on_phone", "en")
     ('客户正在通话', 'customer on the phone')
+
+Every question has a stable key ``<section>.<n>`` (``general.1``, ``large_cash.2``; n from 1 in
+file order), so a customer's answers can be recorded against it with the text as it was asked:
+
+    >>> [x.key for x in q.asked(["large_cash"])]
+    ['general.1', 'general.2', 'large_cash.1']
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .decision import REASON_TEXT, REASONS
+from .messages import ANSWERS  # noqa: F401  (what a customer said; a question not asked is not recorded)
 
 LANGS = ("en", "zh")
 DEFAULT_PATH = Path(__file__).with_name("caring_questions.toml")
@@ -30,6 +37,18 @@ OUTCOME_TEXT = {
     "police_called": {"en": "Police called", "zh": "已报警"},
 }
 LEVEL_TEXT = {"green": {"en": "green", "zh": "绿"}, "amber": {"en": "amber", "zh": "黄"}, "red": {"en": "red", "zh": "红"}}
+
+
+ANSWER_TEXT = {"yes": {"en": "yes", "zh": "是"}, "no": {"en": "no", "zh": "否"},
+               "declined": {"en": "would not say", "zh": "不愿回答"}}
+
+
+@dataclass(frozen=True)
+class Question:
+    """One caring question with its key, in both languages (either may be empty if a file gives only one)."""
+    key: str
+    en: str
+    zh: str
 
 
 class QuestionsError(ValueError):
@@ -65,6 +84,17 @@ class CaringQuestions:
             for qs in lists:
                 out += [q for q in qs if q not in out]
         return out[:limit] if limit else out
+
+    def asked(self, reasons) -> list[Question]:
+        """Every question that may be asked at an alert with these reasons, keyed: the general ones
+        first, then each reason's in the alert's order."""
+        sections = [("general", self.general)] + [(r, self.questions.get(r, {})) for r in dict.fromkeys(reasons)]
+        out = []
+        for section, texts in sections:
+            en, zh = texts.get("en", []), texts.get("zh", [])
+            for n in range(max(len(en), len(zh))):
+                out.append(Question(f"{section}.{n + 1}", en[n] if n < len(en) else "", zh[n] if n < len(zh) else ""))
+        return out
 
 
 def _texts(path, key: str, value) -> list[str]:

@@ -34,6 +34,7 @@ SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 ACK_VIA = ("button", "console", "cli")
 OUTCOME_VIA = ("console", "cli")
 OUTCOMES = messages.OUTCOMES
+ANSWERS = messages.ANSWERS
 ALERT_STATES = ("open", "acknowledged", "closed")
 ALERT_LEVELS = ("amber", "red")
 NOTE_MAX = 2000  # characters; a note is a few sentences, not a document
@@ -90,6 +91,15 @@ class OutcomeRecord:
     by: str
     via: str
     wall: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A customer's answer to one caring question, with the question as it was asked."""
+    key: str
+    question_en: str
+    question_zh: str
+    answer: str
 
 
 @dataclass(frozen=True)
@@ -237,6 +247,16 @@ def _supervisor(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'", (next_seq,))
     if next_seq and conn.execute("SELECT count(*) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0] == 0:
         conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (next_seq,))
+
+
+@migration(3, "caring questions' answers recorded with an alert's outcome")
+def _answers(conn: sqlite3.Connection) -> None:
+    # The question text is kept as asked: a branch may edit its questions file later.
+    conn.execute("""CREATE TABLE answers (
+        alert_id TEXT NOT NULL REFERENCES outcomes(alert_id), key TEXT NOT NULL,
+        question_en TEXT NOT NULL, question_zh TEXT NOT NULL,
+        answer TEXT NOT NULL CHECK (answer IN ('yes', 'no', 'declined')),
+        PRIMARY KEY (alert_id, key))""")
 
 
 def _is_medium_error(exc: BaseException) -> bool:
@@ -510,8 +530,16 @@ class Store:
             return Acknowledgement(alert_id, seq, alert_counter, level, by, via, stamp.wall, stamp.mono, bool(stamp.synced))
 
     def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str, stamp,
-                       gateway_id: str | None = None) -> OutcomeRecord:
-        """Record what happened with an acknowledged alert and close it (one transaction, one outbox row)."""
+                       gateway_id: str | None = None, answers=None, questions=None) -> OutcomeRecord:
+        """Record what happened with an acknowledged alert and close it (one transaction, one outbox row).
+
+        ``answers`` ({question key: yes | no | declined}) are the customer's answers to the caring
+        questions asked; each key must be one of this alert's questions in ``questions`` (a
+        gateway.questions.CaringQuestions; the bundled file if None), else nothing is recorded."""
+        answers = dict(answers or {})
+        for key, answer in answers.items():
+            if answer not in ANSWERS:
+                raise ValueError(f"answer for {key!r} must be one of {', '.join(ANSWERS)}, got {answer!r}")
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
         if via not in OUTCOME_VIA:
@@ -533,16 +561,50 @@ class Store:
                 done = c.execute("SELECT outcome, by_whom FROM outcomes WHERE alert_id = ?", (alert_id,)).fetchone()
                 raise LifecycleError(f"alert {alert_id} is already closed"
                                      + (f" with outcome {done[0]} by {done[1]}" if done else ""))
+            asked = self._asked(alert_id, answers, questions)
             if gateway_id is None:
                 gateway_id = self._gateway_id or self._gateway_of(alert_id)
             body = messages.outcome_body(alert_id, outcome=outcome, note=note, by=by, via=via, stamp=stamp,
-                                         gateway_id=gateway_id, counter=counter)
+                                         gateway_id=gateway_id, counter=counter,
+                                         answers=[(q.key, q.en, a) for q, a in asked])
             seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('outcome', ?, ?, ?)",
                             (alert_id, body, stamp.wall)).lastrowid
             c.execute("INSERT INTO outcomes VALUES (?,?,?,?,?,?,?,?,?)",
                       (alert_id, outcome, note, by, via, stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
+            if asked:
+                c.executemany("INSERT INTO answers VALUES (?,?,?,?,?)",
+                              [(alert_id, q.key, q.en, q.zh, a) for q, a in asked])
             c.execute("UPDATE alerts SET state = 'closed' WHERE alert_id = ?", (alert_id,))
             return OutcomeRecord(alert_id, seq, counter, outcome, note, by, via, stamp.wall)
+
+    def _asked(self, alert_id: str, answers: dict, questions) -> list:
+        """(Question, answer) for each answer, in the order the questions are asked; ValueError
+        naming a key that is not one of this alert's questions."""
+        if not answers:
+            return []
+        if questions is None:
+            from .questions import load_questions
+            questions = load_questions()
+        (reasons,) = self._conn.execute("SELECT reasons FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        known = questions.asked(json.loads(reasons))
+        keys = {q.key for q in known}
+        for key in answers:
+            if key not in keys:
+                raise ValueError(f"answer for {key!r}: not one of the questions of alert {alert_id} "
+                                 f"({', '.join(q.key for q in known)}); nothing was recorded")
+        return [(q, answers[q.key]) for q in known if q.key in answers]
+
+    def answers(self, alert_ids) -> dict[str, list[Answer]]:
+        """The recorded answers of these alerts (alert id -> answers in the order asked); alerts
+        without answers are left out."""
+        out: dict[str, list[Answer]] = {}
+        ids = list(dict.fromkeys(alert_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for row in self._q("SELECT alert_id, key, question_en, question_zh, answer FROM answers "
+                               f"WHERE alert_id IN ({','.join('?' * len(chunk))}) ORDER BY rowid", chunk):
+                out.setdefault(row[0], []).append(Answer(*row[1:]))
+        return out
 
     def overdue_alerts(self, now_wall: float, after_s: float, *, reason: str = "unacknowledged",
                        now_mono: float | None = None) -> list[Alert]:

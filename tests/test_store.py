@@ -327,3 +327,51 @@ def test_a_bad_line_in_a_watchlist_file_is_named(store, tmp_path):
     assert wl.version == 0 and len(wl) == 0
     with pytest.raises(WatchlistFileError, match="no such watchlist file"):
         wl.load_file(tmp_path / "missing.txt")
+
+
+# -- caring questions' answers --------------------------------------------------------------------
+def test_a_v2_store_is_upgraded_with_the_answers_table_and_keeps_everything(tmp_path, monkeypatch):
+    path = tmp_path / "v2.db"
+    monkeypatch.setattr("gateway.store.MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 2])
+    with Store(path) as old:
+        closed, owed = record(old, 1, "red"), record(old, 2, "amber")
+        for a in (closed, owed):
+            old.acknowledge(a.alert_id, by="S1", via="console", stamp=stamp())
+        old.record_outcome(closed.alert_id, "false_alarm", note="known customer", by="S1", via="cli", stamp=stamp())
+        depth = old.outbox_depth()
+    assert count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'answers'") == 0
+    monkeypatch.undo()
+    with Store(path) as new:
+        assert count(path, "SELECT max(version) FROM migrations") == 3
+        view = new.alert_view(closed.alert_id)
+        assert (view.state, view.outcome, view.note) == ("closed", "false_alarm", "known customer")
+        assert new.outbox_depth() == depth and new.answers([closed.alert_id]) == {}
+        rec = new.record_outcome(owed.alert_id, "customer_dissuaded", by="S1", via="console", stamp=stamp(),
+                                 answers={"general.1": "yes", "large_cash.1": "declined"})
+        got = new.answers([owed.alert_id, closed.alert_id])
+        sent = json.loads(next(r for r in new.outbox_pending(10, republish_after_s=0) if r.seq == rec.seq).payload)
+    assert [(a.key, a.answer) for a in got[owed.alert_id]] == [("general.1", "yes"), ("large_cash.1", "declined")]
+    assert got[owed.alert_id][0].question_zh.startswith("是不是有您没见过面的人")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert sent["answers"][1] == {"key": "large_cash.1", "answer": "declined",
+                                  "question": "What will the cash be used for? Could a transfer to an account "
+                                              "you know be safer?"}
+
+
+@pytest.mark.parametrize("answers, message", [
+    ({"general.1": "yes", "new_payee.1": "no"}, "'new_payee.1': not one of the questions of alert"),
+    ({"general.9": "no"}, "'general.9'"),
+    ({"general.1": "maybe"}, "must be one of yes, no, declined, got 'maybe'"),
+])
+def test_an_answer_to_a_question_the_alert_did_not_have_stores_neither_it_nor_the_outcome(store, answers, message):
+    alert = record(store, 1, "red")  # reasons: large_cash only
+    store.acknowledge(alert.alert_id, by="S1", via="console", stamp=stamp())
+    depth = store.outbox_depth()
+    with pytest.raises(ValueError, match=message):
+        store.record_outcome(alert.alert_id, "confirmed_fraud", by="S1", via="console", stamp=stamp(), answers=answers)
+    assert store.alert_view(alert.alert_id).state == "acknowledged" and store.alert_view(alert.alert_id).outcome is None
+    assert store.answers([alert.alert_id]) == {} and store.outbox_depth() == depth
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # the table itself refuses other words too
+        with store.batch():
+            store.db.execute("INSERT INTO answers VALUES (?, 'general.1', 'q', 'q', 'perhaps')", (alert.alert_id,))
