@@ -38,6 +38,12 @@ class ShiftReport:
     verdicts: Counter = field(default_factory=Counter)          # level -> count
     by_hour: dict = field(default_factory=dict)                  # hour -> Counter(level -> count)
     alerts: list = field(default_factory=list)                   # AlertView, oldest first
+    answers: dict = field(default_factory=dict)                  # alert id -> the caring questions' answers
+
+    def asked(self, alert) -> str:
+        """How many caring questions were asked and answered yes (the answers are in the store)."""
+        got = self.answers.get(alert.alert_id, [])
+        return f"{len(got)} asked, {sum(a.answer == 'yes' for a in got)} yes" if got else "-"
 
     @property
     def response_times(self) -> list[float]:
@@ -76,6 +82,7 @@ def build_report(store, day: date, *, branch: str = "", gateway_id: str = "") ->
         hour = datetime.fromtimestamp(wall).hour
         report.by_hour.setdefault(hour, Counter())[level] += 1
     report.alerts = store.alert_views(since_wall=since, until_wall=until)
+    report.answers = store.answers([a.alert_id for a in report.alerts])
     return report
 
 
@@ -102,13 +109,14 @@ def render_text(report: ShiftReport) -> str:
     lines.append("outcomes   " + (", ".join(f"{o} {report.outcomes[o]}" for o in OUTCOMES if report.outcomes.get(o))
                                   or "none recorded"))
     if report.alerts:
-        lines += ["", "raised    counter level  acknowledged            response  outcome             reasons"]
+        lines += ["", "raised    counter level  acknowledged            response  outcome             "
+                      "questions        reasons"]
         for a in report.alerts:
             ack = f"{a.ack_by} ({a.ack_via})" if a.ack_by else ("ESCALATED" if a.escalated_wall else "OPEN")
             outcome = a.outcome or ("(owed)" if a.state == "acknowledged" else "")
             reasons = ", ".join(q.label(r) for r in a.reasons)
             lines.append(f"{_clock(a.raised_wall)}  {a.counter:>7} {a.level:<6} {ack:<23} {_seconds(a.response_s):>8}  "
-                         f"{outcome:<19} {reasons}")
+                         f"{outcome:<19} {report.asked(a):<16} {reasons}")
             if a.note:
                 lines.append(f"{'':>26}note: {a.note}")
     return "\n".join(lines) + "\n"
@@ -153,11 +161,11 @@ def render_html(report: ShiftReport) -> str:
     for a in report.alerts:
         outcome = OUTCOME_TEXT[a.outcome]["en"] + " / " + OUTCOME_TEXT[a.outcome]["zh"] if a.outcome else (
             "owed" if a.state == "acknowledged" else "")
-        rows.append("<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+        rows.append("<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
             e(a.level), e(_clock(a.raised_wall)), a.counter, e(a.level),
             e(", ".join(f"{q.label(r)} / {q.label(r, 'zh')}" for r in a.reasons)),
             e(f"{a.ack_by} ({a.ack_via})" if a.ack_by else ("escalated" if a.escalated_wall else "open")),
-            e(_seconds(a.response_s)), e(outcome), e(a.note or "")))
+            e(_seconds(a.response_s)), e(outcome), e(report.asked(a)), e(a.note or "")))
     verdicts = "".join(f"<li>{lvl}: {report.verdicts.get(lvl, 0)}</li>" for lvl in LEVELS)
     outcomes = "".join(f"<li>{OUTCOME_TEXT[o]['en']} / {OUTCOME_TEXT[o]['zh']}: {report.outcomes[o]}</li>"
                        for o in OUTCOMES if report.outcomes.get(o)) or "<li>none recorded</li>"
@@ -184,7 +192,7 @@ tr.red td:nth-child(3) {{ color: {COLOURS['red']}; font-weight: bold; }} tr.ambe
 {chart_svg(report)}
 <h2>Alerts</h2>
 <table id="alert-table"><thead><tr><th>Raised</th><th>Counter</th><th>Level</th><th>Reasons</th><th>Acknowledged</th>
-<th>Response</th><th>Outcome</th><th>Note</th></tr></thead>
+<th>Response</th><th>Outcome</th><th>Caring questions</th><th>Note</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 </body></html>
 """

@@ -32,6 +32,8 @@ def _alerts(args) -> int:
 
     config = _config(args)
     q = load_questions(config.supervisor.questions_file or None)
+    if args.questions:
+        return _questions(config, q, args.questions)
     states = ("open", "acknowledged", "closed") if args.all else ("open", "acknowledged")
     with _open_store(config) as store:
         views = store.alert_views(states=states)
@@ -45,6 +47,46 @@ def _alerts(args) -> int:
         print(f"{v.alert_id}  {when}  counter {v.counter}  {v.level:<5}  {v.state:<12}{extra}  "
               f"{', '.join(q.label(r) for r in v.reasons)}")
     return 0
+
+
+def _questions(config, q, alert_id: str) -> int:
+    """The caring questions of one alert with their keys (for ``outcome --answer KEY=ANSWER``), and
+    the answers already recorded."""
+    with _open_store(config) as store:
+        alert = store.alert(alert_id)
+        recorded = {a.key: a for a in store.answers([alert_id]).get(alert_id, [])}
+    if alert is None:
+        print(f"counterguard alerts: no alert {alert_id!r} on this gateway; list them with 'counterguard alerts'",
+              file=sys.stderr)
+        return 1
+    print(f"caring questions of alert {alert_id} (counter {alert.counter}, {alert.level}: "
+          f"{', '.join(q.label(r) for r in alert.reasons)})")
+    # A closed alert shows the questions as they were asked, even if the file changed since.
+    asked = [(a.key, a.question_en, a.question_zh) for a in recorded.values()] if recorded else \
+        [(x.key, x.en, x.zh) for x in q.asked(alert.reasons)]
+    for key, en, zh in asked:
+        answer = f"  answered: {recorded[key].answer}" if key in recorded else ""
+        print(f"  {key:<22} {en}{answer}")
+        if zh:
+            print(f"  {'':<22} {zh}")
+    if not recorded:
+        print(f"record answers with: counterguard outcome {alert_id} OUTCOME --by STAFF "
+              f"--answer {asked[0][0] if asked else 'KEY'}=yes|no|declined ...")
+    return 0
+
+
+def _answers(values) -> dict:
+    """``KEY=ANSWER`` options as a dict; ValueError naming a malformed or repeated one."""
+    out: dict = {}
+    for text in values or ():
+        key, sep, answer = text.partition("=")
+        key, answer = key.strip(), answer.strip()
+        if not sep or not key or not answer:
+            raise ValueError(f"--answer {text!r} must be KEY=ANSWER, e.g. general.1=yes")
+        if key in out:
+            raise ValueError(f"--answer {key} is given twice")
+        out[key] = answer
+    return out
 
 
 def _ack(args) -> int:
@@ -72,15 +114,25 @@ def _outcome(args) -> int:
     from .clock import Clock
     from .store import LifecycleError, UnknownAlert
 
+    from .questions import load_questions
+
     config = _config(args)
+    try:
+        answers = _answers(args.answer)
+    except ValueError as exc:
+        print(f"counterguard outcome: {exc}", file=sys.stderr)
+        return 2
+    questions = load_questions(config.supervisor.questions_file or None) if answers else None
     with _open_store(config) as store:
         try:
             rec = store.record_outcome(args.alert_id, args.outcome, note=args.note, by=args.by, via="cli",
-                                       stamp=Clock().now(), gateway_id=config.gateway.id)
+                                       stamp=Clock().now(), gateway_id=config.gateway.id, answers=answers,
+                                       questions=questions)
         except (UnknownAlert, LifecycleError, ValueError) as exc:
             print(f"counterguard outcome: {exc}", file=sys.stderr)
             return 1
-    print(f"alert {rec.alert_id} closed: {rec.outcome} (by {rec.by})")
+    said = f"; {len(answers)} answer(s) recorded" if answers else ""
+    print(f"alert {rec.alert_id} closed: {rec.outcome} (by {rec.by}){said}")
     return 0
 
 
@@ -132,6 +184,9 @@ def add_commands(sub) -> None:
                        description="List alerts that are open or acknowledged without an outcome (all with --all).")
     p.add_argument("-c", "--config", help=config_help)
     p.add_argument("--all", action="store_true", help="closed alerts too")
+    p.add_argument("--questions", metavar="ALERT_ID",
+                   help="the caring questions of this alert with their keys (for 'outcome --answer'), and any "
+                        "answers recorded")
     p.set_defaults(func=_alerts)
 
     p = sub.add_parser("ack", help="acknowledge an alert from the command line",
@@ -144,11 +199,15 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_ack)
 
     p = sub.add_parser("outcome", help="record what happened with an acknowledged alert, and close it",
-                       description="Record the outcome of ALERT_ID: " + ", ".join(OUTCOMES) + ".")
+                       description="Record the outcome of ALERT_ID: " + ", ".join(OUTCOMES) + ", with the "
+                                   "customer's answers to the caring questions asked (--answer).")
     p.add_argument("alert_id", metavar="ALERT_ID")
     p.add_argument("outcome", choices=OUTCOMES, metavar="OUTCOME", help=" | ".join(OUTCOMES))
     p.add_argument("--by", required=True, help="your staff number")
     p.add_argument("--note", default="", help="what happened, in a sentence or two")
+    p.add_argument("--answer", action="append", metavar="KEY=ANSWER",
+                   help="the customer's answer to a caring question: yes, no or declined (repeat for each question "
+                        "asked; keys from 'counterguard alerts --questions ALERT_ID')")
     p.add_argument("-c", "--config", help=config_help)
     p.set_defaults(func=_outcome)
 

@@ -45,7 +45,8 @@ def branch_day(tmp_path):
         _record(s, 13, "red", at(15, 0, day=date(2026, 11, 19)))
         s.acknowledge(red.alert_id, by="S1024", via="button", stamp=Stamp(at(10, 31, 30), 0.0, True))
         s.record_outcome(red.alert_id, "customer_dissuaded", note="son called", by="S1024", via="console",
-                         stamp=Stamp(at(10, 50), 0.0, True))
+                         stamp=Stamp(at(10, 50), 0.0, True),
+                         answers={"general.1": "yes", "customer_on_phone.2": "yes", "large_cash.1": "declined"})
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(f'[gateway]\nid = "gw-rep"\nbranch = "xa-017"\n[store]\npath = "{db}"\n')
     return cfg, db, red.alert_id, amber.alert_id
@@ -61,7 +62,9 @@ def test_the_report_prints_the_days_verdicts_alerts_response_times_and_outcomes(
     assert "response   median 90 s, slowest 90 s" in text
     assert "outcomes   customer_dissuaded 1" in text
     assert "S1024 (button)" in text and "note: son called" in text
+    assert re.search(r"customer_dissuaded +3 asked, 2 yes ", text)  # general.1 and customer_on_phone.2 yes
     page = out_html.read_text()
+    assert "<td>3 asked, 2 yes</td>" in page
     assert "<svg" in page and "customer on the phone / 客户正在通话" in page
     # The chart has one bar segment per (hour, level) with verdicts: 09 green, 10 green+amber+red, 11 red.
     bars = re.findall(r'<rect class="(\w+)"[^>]*><title>(\d\d):00 \w+ (\d+)</title>', page)
@@ -112,6 +115,37 @@ def test_acknowledge_and_close_an_alert_from_the_command_line(branch_day, capsys
     # The oldest open red by counter.
     assert main(["ack", "--counter", "4", "--by", "S7", "--config", str(cfg)]) == 0
     assert main(["ack", "--counter", "4", "--by", "S7", "--config", str(cfg)]) == 1
+
+
+def test_a_supervisor_at_a_shell_sees_the_question_keys_and_records_the_answers(branch_day, capsys):
+    cfg, db, red_id, amber_id = branch_day
+    assert main(["ack", amber_id, "--by", "S7", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["alerts", "--questions", amber_id, "--config", str(cfg)]) == 0
+    shown = capsys.readouterr().out
+    for key in ("general.1", "general.2", "elderly_customer.1", "elderly_customer.2"):
+        assert key in shown
+    assert "Do your children or family know about this withdrawal?" in shown and "这笔钱家里人知道吗？" in shown
+    # A key this alert does not have, a bad word, a malformed option: refused by name, nothing recorded.
+    for answer, code, message in (("large_cash.1=no", 1, "'large_cash.1': not one of the questions"),
+                                  ("general.1=maybe", 1, "got 'maybe'"),
+                                  ("general.1", 2, "must be KEY=ANSWER")):
+        assert main(["outcome", amber_id, "customer_dissuaded", "--by", "S7", "--answer", "general.2=no",
+                     "--answer", answer, "--config", str(cfg)]) == code
+        assert message in capsys.readouterr().err
+    with sqlite3.connect(db) as c:
+        assert c.execute("select state from alerts where alert_id = ?", (amber_id,)).fetchone() == ("acknowledged",)
+    assert main(["outcome", amber_id, "customer_dissuaded", "--by", "S7", "--answer", "elderly_customer.1=no",
+                 "--answer", "general.2=declined", "--config", str(cfg)]) == 0
+    assert "2 answer(s) recorded" in capsys.readouterr().out
+    with sqlite3.connect(db) as c:
+        assert c.execute("select key, answer from answers where alert_id = ? order by rowid", (amber_id,)).fetchall() \
+            == [("general.2", "declined"), ("elderly_customer.1", "no")]
+    assert main(["alerts", "--questions", red_id, "--config", str(cfg)]) == 0
+    assert re.search(r"customer_on_phone\.2 +Is the caller telling you what to say here at the counter\?  answered: yes",
+                     capsys.readouterr().out)
+    assert main(["alerts", "--questions", "nope", "--config", str(cfg)]) == 1
+    assert "no alert 'nope'" in capsys.readouterr().err
 
 
 def test_the_console_password_hash_checks_the_password(capsys, monkeypatch):
