@@ -7,7 +7,9 @@ each alert's outcome; this writes them out for the days asked, in event time ord
 
 - plain: one stored payload per line, unchanged, so ``counterguard replay`` reads the file as is;
 - ``--labelled``: one case per line, ``{"event", "level", "score", "reasons", "watchlisted",
-  "outcome", "label"}``, the format ``counterguard evaluate --cases`` reads.
+  "outcome", "answers", "label"}``, the format ``counterguard evaluate --cases`` reads; ``answers``
+  is the customer's answers to the caring questions (``{key: yes | no | declined}``, empty when none
+  were recorded).
 
 Days are the gateway's local days, cut exactly as the shift report cuts them (by when the event was
 received). See docs/store.md, "Getting events out".
@@ -38,6 +40,8 @@ _ROWS_SQL = (
     "SELECT e.payload, v.level, v.score, v.reasons, "
     "(SELECT count(*) FROM alerts a WHERE a.event_id = e.event_id), "
     "(SELECT o.outcome FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "
+    " ORDER BY o.wall LIMIT 1), "
+    "(SELECT a.alert_id FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "
     " ORDER BY o.wall LIMIT 1) "
     # Every stored event has its verdict: both are written in one transaction.
     "FROM events e JOIN verdicts v ON v.event_id = e.event_id "
@@ -72,10 +76,11 @@ class Export:
         return self.alerts - sum(self.outcomes.values())
 
 
-def case(payload: str, level: str, score: float, reasons: list, outcome: str | None) -> dict:
-    """One labelled case; ``label`` follows the supervisor's outcome (FRAUD_OUTCOMES -> 1)."""
+def case(payload: str, level: str, score: float, reasons: list, outcome: str | None, answers=None) -> dict:
+    """One labelled case; ``label`` follows the supervisor's outcome (FRAUD_OUTCOMES -> 1);
+    ``answers``: the caring questions' answers recorded with that outcome (key -> answer)."""
     return {"event": json.loads(payload), "level": level, "score": float(score), "reasons": list(reasons),
-            "watchlisted": "watchlist" in reasons, "outcome": outcome,
+            "watchlisted": "watchlist" in reasons, "outcome": outcome, "answers": dict(answers or {}),
             "label": 1 if outcome in FRAUD_OUTCOMES else 0}
 
 
@@ -83,7 +88,9 @@ def export_events(store, first: date, last: date, *, labelled: bool = False) -> 
     """The events received from local midnight starting ``first`` to local midnight after ``last``."""
     since, until = day_bounds(first)[0], day_bounds(last)[1]
     out = Export()
-    for payload, level, score, reasons_json, alerts, outcome in store.db.execute(_ROWS_SQL, (since, until)):
+    rows = store.db.execute(_ROWS_SQL, (since, until)).fetchall()
+    answers = store.answers([r[6] for r in rows if r[6]]) if labelled else {}
+    for payload, level, score, reasons_json, alerts, outcome, closed_id in rows:
         out.levels[level] += 1
         out.alerts += alerts
         if outcome:
@@ -91,7 +98,8 @@ def export_events(store, first: date, last: date, *, labelled: bool = False) -> 
         if not labelled:
             out.lines.append(payload)
             continue
-        c = case(payload, level, score, json.loads(reasons_json), outcome)
+        c = case(payload, level, score, json.loads(reasons_json), outcome,
+                 {a.key: a.answer for a in answers.get(closed_id, [])})
         out.labelled_fraud += c["label"]
         out.lines.append(json.dumps(c, ensure_ascii=False))
     out.history_outside = store.db.execute(_HISTORY_OUTSIDE_SQL, (since, until, DAY, since, until)).fetchone()[0]

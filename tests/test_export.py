@@ -25,7 +25,7 @@ from gateway.terminal import TellerTerminal
 from harness import CST, config_toml, event, gateway_config, intercept, mule
 
 BRANCH_TZ = "CST-8"  # the branch's local time for the exporting process: UTC+8, like CST in harness
-CASE_KEYS = {"event", "level", "score", "reasons", "watchlisted", "outcome", "label"}
+CASE_KEYS = {"event", "level", "score", "reasons", "watchlisted", "outcome", "answers", "label"}
 # A terminal's own spelling of an event: spaces, a number written 8000.50, an unknown field and an
 # escaped '$'. The export must give these bytes back, not a re-encoding.
 ODD = (b'{"event_id": "odd-1", "ts": "2026-11-25T09:00:00+08:00", "counter": 2, "kind": "cash_withdrawal", '
@@ -79,6 +79,8 @@ def traffic() -> list:
 # What the supervisors did with each alert: (outcome or None for "acknowledged, outcome owed").
 SUPERVISOR = {"red-1": "police_called", "mule-1": "confirmed_fraud", "amber-1": "false_alarm",
               "red-2": "customer_dissuaded", "red-3": None}  # red-4 stays open
+# What the customer at red-1 answered to the caring questions (recorded with its outcome).
+ANSWERS = {"general.1": "yes", "general.2": "declined"}
 
 
 @pytest.fixture
@@ -104,7 +106,8 @@ def branch_day(tmp_path, broker, factory, counter_line):
         for event_id, outcome in SUPERVISOR.items():
             assert gw.lifecycle.acknowledge(alerts[event_id], by="S1024", via="console") is not None
             if outcome:
-                gw.lifecycle.record_outcome(alerts[event_id], outcome, by="S1024", note="checked")
+                gw.lifecycle.record_outcome(alerts[event_id], outcome, by="S1024", note="checked",
+                                            answers=ANSWERS if event_id == "red-1" else None)
         cfg_file = tmp_path / "gateway.toml"
         cfg_file.write_text(config_toml(cfg))
         yield gw, cfg_file, sent
@@ -173,6 +176,8 @@ def test_labelled_cases_carry_the_verdict_and_a_label_from_the_supervisors_outco
     assert by_id["mule-1"]["watchlisted"] is True and by_id["red-1"]["watchlisted"] is False
     assert by_id["amber-1"]["level"] == "amber" and by_id["amber-1"]["label"] == 0  # a false alarm
     assert by_id["red-3"]["label"] == 0 and by_id["red-4"]["label"] == 0  # no outcome yet
+    assert by_id["red-1"]["answers"] == ANSWERS
+    assert all(c["answers"] == {} for c in cases if c["event"]["event_id"] != "red-1")
     assert isinstance(by_id["midnight"]["score"], float)
     assert set(FRAUD_OUTCOMES) == set(OUTCOMES) - {"false_alarm"}
 
