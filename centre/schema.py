@@ -30,6 +30,10 @@ LEVELS = ("amber", "red")
 OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called")
 ACK_VIA = ("button", "console", "cli")
 OUTCOME_VIA = ("console", "cli")
+ANSWERS = messages.ANSWERS
+ANSWERS_MAX = 100       # caring questions at one alert: a few general ones and a few per reason
+ANSWER_KEY_MAX = 64     # "<section>.<n>", the section a reason name
+QUESTION_MAX = 1000     # one question as asked, in characters
 MAX_PAYLOAD = 64 * 1024  # far above any real record; a larger one is quarantined, not parsed
 
 
@@ -108,6 +112,31 @@ def _reasons(v) -> bool:
     return isinstance(v, list) and all(isinstance(r, str) and r for r in v)
 
 
+def _answers(v) -> bool:
+    """The caring questions' answers of an outcome; raises SchemaError saying which item is wrong."""
+    if not isinstance(v, list) or len(v) > ANSWERS_MAX:
+        raise SchemaError(f"outcome field 'answers' must be a list of at most {ANSWERS_MAX} answers")
+    seen = set()
+    for n, item in enumerate(v, 1):
+        where = f"outcome field 'answers' item {n}"
+        if not isinstance(item, dict) or set(item) != {"key", "question", "answer"}:
+            raise SchemaError(f"{where} must be an object with exactly key, question and answer")
+        key, question, answer = item["key"], item["question"], item["answer"]
+        if not isinstance(key, str) or not 0 < len(key) <= ANSWER_KEY_MAX:
+            raise SchemaError(f"{where}: key must be text of 1 to {ANSWER_KEY_MAX} characters, got {key!r}")
+        if key in seen:
+            raise SchemaError(f"{where}: key {key!r} is answered twice")
+        seen.add(key)
+        if not isinstance(question, str) or len(question) > QUESTION_MAX:
+            raise SchemaError(f"{where} ({key}): question must be text of at most {QUESTION_MAX} characters")
+        if answer not in ANSWERS:
+            raise SchemaError(f"{where} ({key}): answer must be one of {', '.join(ANSWERS)}, got {answer!r}")
+    return True
+
+
+_answers.optional = True  # absent when no question was recorded, and from older gateways
+
+
 def _score(v) -> bool:
     return _is_num(v) and 0.0 <= v <= 1.0
 
@@ -131,7 +160,7 @@ FIELDS: dict[str, dict] = {
     "outcome": {**_SENT, "type": _one_of("outcome"), "alert_id": _name, "counter": _count,
                 "outcome": _one_of(*OUTCOMES), "note": _note, "by": _name,
                 "via": _one_of(*OUTCOME_VIA),
-                "at": _time},
+                "at": _time, "answers": _answers},
     "escalation": {**_SENT, "type": _one_of("escalation"), "alert_id": _name, "counter": _count,
                    "level": _one_of(*LEVELS), "reason": _name, "waited_s": _is_num, "at": _time},
     "status": {"state": _one_of(*messages.STATES), "bdseq": _count, "ts": _time, "gateway_id": _name,

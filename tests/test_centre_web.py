@@ -81,11 +81,19 @@ def test_the_dashboard_shows_a_new_alert_with_its_reasons_and_trail(broker, cent
 
     # The supervisor's acknowledgement and outcome join the alert's row as they arrive.
     gw.publish("ack", gw.follow_up("ack", alert_id)[1])
-    gw.publish("outcome", gw.follow_up("outcome", alert_id, outcome="customer_dissuaded", note="daughter called")[1])
-    _wait(browser, lambda d: len(row.find_elements(By.CSS_SELECTOR, ".trail li")) == 2)
-    trail = [li.text for li in row.find_elements(By.CSS_SELECTOR, ".trail li")]
+    outcome = json.loads(gw.follow_up("outcome", alert_id, outcome="customer_dissuaded", note="daughter called")[1])
+    outcome["answers"] = [{"key": "general.2", "question": "Has anyone told you to keep this visit secret?",
+                           "answer": "yes"}, {"key": "large_cash.1", "question": "What is the cash for?",
+                                              "answer": "declined"}]
+    gw.publish("outcome", json.dumps(outcome))
+    _wait(browser, lambda d: len(row.find_elements(By.CSS_SELECTOR, ".trail > li")) == 2)
+    trail = [li.text for li in row.find_elements(By.CSS_SELECTOR, ".trail > li")]
     assert trail[0].startswith("acknowledged by supervisor (button)")
     assert trail[1].startswith("outcome: customer dissuaded by s-0042 — daughter called")
+    # The customer's answers to the caring questions are listed under the outcome.
+    assert [(li.get_attribute("data-key"), li.text) for li in row.find_elements(By.CSS_SELECTOR, ".answers li")] == [
+        ("general.2", "Has anyone told you to keep this visit secret? — yes"),
+        ("large_cash.1", "What is the cash for? — would not say")]
 
     # The fleet table shows the gateway online.
     state = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-gateway-id="gw-0231"] td.state'))[0]

@@ -10,6 +10,8 @@ import pytest
 
 from centre.ingest import IngestWorker
 from centre.store import open_store
+from centre.web import Dashboard
+from centre_support import postgres, store_url  # noqa: F401  (fixtures)
 from conftest import wait_until
 from gateway.clock import Clock, Stamp
 from gateway.decision import Verdict
@@ -55,6 +57,39 @@ def test_the_centres_receipts_close_the_gateways_outbox(broker, tmp_path, gatewa
         assert wait_until(lambda: (centre.gateway(GW) or {}).get("last_heartbeat_at") is not None, 20)
         row = centre.gateway(GW)
         assert (row["state"], row["region"], row["branch"], row["bdseq"]) == ("online", REGION, BRANCH, uplink.bdseq)
+    centre.close()
+
+
+def test_the_customers_answers_travel_with_the_outcome_to_the_centre_and_its_dashboard(broker, gateway, store_url):
+    import json
+    import urllib.request
+
+    store, uplink = gateway
+    clock = Clock(assume_synced=True)
+    answered, plain = raise_alert(store, 1), raise_alert(store, 2, "amber")
+    for alert in (answered, plain):
+        store.acknowledge(alert.alert_id, by="S1024", via="console", stamp=clock.now())
+    store.record_outcome(answered.alert_id, "customer_dissuaded", by="S1024", via="console", stamp=clock.now(),
+                         answers={"large_cash.1": "no", "general.1": "yes", "general.2": "declined"})
+    store.record_outcome(plain.alert_id, "false_alarm", by="S1024", via="cli", stamp=clock.now())  # no answers
+    centre = open_store(store_url)
+    with IngestWorker(open_store(store_url), host=broker.host, port=broker.port), \
+            Dashboard(open_store(store_url), host="127.0.0.1", port=0) as dashboard:
+        uplink.wake()
+        assert wait_until(lambda: store.outbox_depth() == 0 and centre.count("outcome") == 2, 30), \
+            f"outbox {store.outbox_depth()}, centre has {centre.count('outcome')} outcomes"
+        with urllib.request.urlopen(dashboard.url + "api/alerts", timeout=10) as res:
+            records = json.loads(res.read())["records"]
+    outcomes = {r["alert_id"]: r["payload"] for r in records if r["type"] == "outcome"}
+    assert outcomes[answered.alert_id]["answers"] == [  # in the order asked: general first, as the gateway stored them
+        {"key": "general.1", "question": "Is anyone you have not met in person asking you for this money?",
+         "answer": "yes"},
+        {"key": "general.2", "question": "Has anyone told you to keep this visit secret from the bank or your family?",
+         "answer": "declined"},
+        {"key": "large_cash.1", "question": "What will the cash be used for? Could a transfer to an account you know "
+                                            "be safer?", "answer": "no"}]
+    assert outcomes[plain.alert_id]["outcome"] == "false_alarm" and "answers" not in outcomes[plain.alert_id]
+    assert centre.quarantine_count() == 0
     centre.close()
 
 

@@ -8,6 +8,7 @@ const MAX_ROWS = 500;
 const TRAIL_NAMES = { acknowledgement: "acknowledged", outcome: "outcome", escalation: "escalated" };
 const OUTCOME_NAMES = { confirmed_fraud: "confirmed fraud", customer_dissuaded: "customer dissuaded",
                         false_alarm: "false alarm", police_called: "police called" };
+const ANSWER_NAMES = { yes: "yes", no: "no", declined: "would not say" };
 
 let lastId = 0;
 let generation = 0;           // bumps when the filters change, so a late answer is dropped
@@ -41,6 +42,17 @@ function trailItem(r) {
   if (r.type === "escalation") text += " after " + Math.round(p.waited_s) + " s (" + p.reason + ")";
   const li = el("li", r.type, text + " \u00b7 " + (p.at || "").slice(11, 19));
   li.dataset.recordId = r.id;
+  if (r.type === "outcome" && Array.isArray(p.answers) && p.answers.length) {
+    // The caring questions asked and what the customer said ("declined": would not say).
+    const list = el("ul", "answers");
+    for (const a of p.answers) {
+      const item = el("li", "answer " + a.answer, a.question + " \u2014 " + ANSWER_NAMES[a.answer]);
+      item.dataset.key = a.key;
+      item.title = a.key;
+      list.appendChild(item);
+    }
+    li.appendChild(list);
+  }
   return li;
 }
 
