@@ -35,7 +35,7 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlsplit
 
-from ..questions import LEVEL_TEXT, OUTCOME_TEXT, load_questions
+from ..questions import ANSWER_TEXT, ANSWERS, LEVEL_TEXT, OUTCOME_TEXT, load_questions
 from ..store import OUTCOMES, LifecycleError, UnknownAlert
 from .auth import Sessions
 
@@ -117,7 +117,7 @@ class BranchConsole:
         self._server.server_close()
 
     # -- what the page shows ----------------------------------------------------------------------
-    def _alert_json(self, view, *, questions: bool = True) -> dict:
+    def _alert_json(self, view, *, questions: bool = True, answers=()) -> dict:
         q = self.questions
         return {
             "alert_id": view.alert_id,
@@ -131,6 +131,11 @@ class BranchConsole:
             "reasons": [{"code": r, "en": q.label(r, "en"), "zh": q.label(r, "zh")} for r in view.reasons],
             "questions": {lang: q.for_reasons(view.reasons, lang, limit=QUESTIONS_SHOWN) if questions else []
                           for lang in ("en", "zh")},
+            # Every question with its key, for recording the customer's answers with the outcome.
+            "asked": [{"key": x.key, "en": x.en, "zh": x.zh} for x in q.asked(view.reasons)]
+                     if questions and view.state == "acknowledged" else [],
+            "answers": [{"key": a.key, "en": a.question_en, "zh": a.question_zh, "answer": a.answer}
+                        for a in answers],
             "raised_at": view.raised_wall,
             "escalated": view.escalated_wall is not None,
             "ack_by": view.ack_by,
@@ -147,6 +152,7 @@ class BranchConsole:
         now = time.time()
         live = self.store.alert_views(states=("open", "acknowledged"))
         today = self.store.alert_views(since_wall=local_day_start(now))
+        answers = self.store.answers([v.alert_id for v in today if v.state == "closed"])
         return {
             "staff": session.staff,
             "branch": self.branch,
@@ -154,9 +160,11 @@ class BranchConsole:
             "open": [self._alert_json(v) for v in live if v.state == "open"],
             "awaiting_outcome": [self._alert_json(v) for v in live if v.state == "acknowledged"],
             # The history table needs no questions: it keeps a busy day's poll small.
-            "today": [self._alert_json(v, questions=False) for v in reversed(today)],
+            "today": [self._alert_json(v, questions=False, answers=answers.get(v.alert_id, ()))
+                      for v in reversed(today)],
             "lamps": {str(k): v for k, v in self.lamps.states().items()} if self.lamps is not None else {},
             "outcomes": [{"code": o, **OUTCOME_TEXT[o]} for o in OUTCOMES],
+            "answer_words": [{"code": a, **ANSWER_TEXT[a]} for a in ANSWERS],
         }
 
     def acknowledge(self, session, body: dict) -> dict:
@@ -176,7 +184,13 @@ class BranchConsole:
         note = body.get("note", "")
         if not isinstance(note, str):
             raise ConsoleError(HTTPStatus.BAD_REQUEST, "note must be text")
-        rec = self.lifecycle.record_outcome(alert_id, outcome, note=note, by=session.staff, via="console")
+        answers = body.get("answers", {})
+        if not isinstance(answers, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in answers.items()):
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "answers must map question keys to yes, no or declined")
+        # The store checks each key against this alert's questions and refuses the whole outcome on a bad one.
+        rec = self.lifecycle.record_outcome(alert_id, outcome, note=note, by=session.staff, via="console",
+                                            answers=answers, questions=self.questions)
         return {"ok": True, "alert_id": rec.alert_id, "seq": rec.seq}
 
 

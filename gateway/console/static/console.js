@@ -65,11 +65,36 @@ function card(a, awaiting) {
     const select = el("select", { class: "outcome" },
       ...last.outcomes.map(o => el("option", { value: o.code }, o[lang])));
     const note = el("textarea", { class: "note", maxlength: "2000", placeholder: t("Note (what happened)", "备注（处理经过）") });
+    const answers = answerForm(a);
     const b = el("button", { class: "record", type: "button" }, t("Record outcome", "登记结果"));
-    b.addEventListener("click", () => act(b, "/api/outcome", { alert_id: a.alert_id, outcome: select.value, note: note.value }));
-    c.append(select, note, b);
+    b.addEventListener("click", () => act(b, "/api/outcome",
+      { alert_id: a.alert_id, outcome: select.value, note: note.value, answers: chosen(answers) }));
+    c.append(answers, select, note, b);
   }
   return c;
+}
+
+// The caring questions with what the customer answered; "not asked" (the default) records nothing.
+function answerForm(a) {
+  const box = el("fieldset", { class: "answers" }, el("legend", {}, t("Customer's answers", "客户回答")));
+  for (const q of a.asked) {
+    const pick = el("select", { class: "answer", dataset: { key: q.key }, "aria-label": q.key },
+      el("option", { value: "" }, t("not asked", "未问")),
+      ...last.answer_words.map(w => el("option", { value: w.code }, w[lang])));
+    box.append(el("label", { class: "asked" }, el("span", {}, q[lang] || q.en || q.zh), pick));
+  }
+  return box;
+}
+
+function chosen(box) {
+  const out = {};
+  box.querySelectorAll("select.answer").forEach(s => { if (s.value) out[s.dataset.key] = s.value; });
+  return out;
+}
+
+function answerText(a) {
+  const word = (last.answer_words.find(w => w.code === a.answer) || {})[lang] || a.answer;
+  return `${a[lang] || a.en || a.zh} \u2014 ${word}`;
 }
 
 async function act(button, path, body) {
@@ -89,7 +114,7 @@ function keep(container) {
   const kept = {};
   container.querySelectorAll(".card").forEach(c => {
     const note = c.querySelector(".note"), sel = c.querySelector(".outcome");
-    if (note) kept[c.dataset.alertId] = { note: note.value, outcome: sel.value };
+    if (note) kept[c.dataset.alertId] = { note: note.value, outcome: sel.value, answers: chosen(c) };
   });
   return kept;
 }
@@ -103,7 +128,11 @@ function drawCards(id, alerts, awaiting) {
   box.replaceChildren(...alerts.map(a => card(a, awaiting)));
   box.querySelectorAll(".card").forEach(c => {
     const k = kept[c.dataset.alertId];
-    if (k) { c.querySelector(".note").value = k.note; c.querySelector(".outcome").value = k.outcome; }
+    if (k) {
+      c.querySelector(".note").value = k.note;
+      c.querySelector(".outcome").value = k.outcome;
+      c.querySelectorAll("select.answer").forEach(s => { s.value = k.answers[s.dataset.key] || ""; });
+    }
   });
 }
 
@@ -115,7 +144,8 @@ function drawToday(alerts) {
     el("td", {}, clock(a.raised_at)), el("td", {}, a.counter), el("td", {}, a.level_text[lang]),
     el("td", {}, reasonsOf(a)),
     el("td", {}, a.ack_by ? `${a.ack_by} · ${a.response_s} s` : t("waiting", "等待中")),
-    el("td", {}, a.outcome ? a.outcome_text[lang] + (a.note ? ` · ${a.note}` : "") : "")));
+    el("td", {}, a.outcome ? a.outcome_text[lang] + (a.note ? ` · ${a.note}` : "") : "",
+      ...(a.answers.length ? [el("ul", { class: "answers" }, ...a.answers.map(x => el("li", { dataset: { key: x.key } }, answerText(x))))] : []))));
   document.querySelector("#today tbody").replaceChildren(...rows);
 }
 
