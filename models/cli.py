@@ -12,7 +12,8 @@ def _evaluate(args) -> int:
     from gateway.decision import Thresholds
     from gateway.model import FraudModel, ModelError, default_model_path
 
-    from .evaluate import CasesError, evaluate, evaluate_cases, load_cases, plot, report_text
+    from .cases import CasesError, load_cases
+    from .evaluate import evaluate, evaluate_cases, plot, report_text
 
     if (args.amber is None) != (args.red is None):
         print("counterguard evaluate: give both --amber and --red, or neither", file=sys.stderr)

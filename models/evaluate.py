@@ -16,19 +16,16 @@
   shuffled labels must do badly; if either does well, the simulator gives the answer away.
 
 ``evaluate_cases`` judges a model on a bank's own labelled events instead (``counterguard evaluate
---cases``, the file ``counterguard export-events --labelled`` writes).
+--cases``; the file format is models/cases.py's).
 
 Needs only numpy and the gateway's runtime (no TensorFlow); the plot needs matplotlib.
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from gateway.decision import AMBER, GREEN, RED, Thresholds, decide
-from gateway.events import parse_event
 from gateway.features import FEATURE_NAMES, event_features
 from gateway.model import FraudModel
 from models.rulebook import rulebook_level
@@ -270,6 +267,9 @@ def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: i
     if seed is None or events is None:
         raise ValueError("the model's manifest does not say which seed and how many events it was trained on; "
                          "give --seed and --events")
+    if not events:
+        raise ValueError("this model was trained on labelled cases alone, so it has no simulated test split: "
+                         "judge it with --cases on later labelled events, or give --seed and --events")
     if seed in shifted_seeds:
         raise ValueError(f"seed {seed} is also a shifted-set seed; the shifted set must be independent of training")
     thresholds = thresholds or model.thresholds
@@ -301,56 +301,6 @@ def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: i
 
 
 # --- a bank's own labelled events ------------------------------------------------------------------
-
-class CasesError(ValueError):
-    """A labelled-cases file cannot be judged at all (unreadable, or no usable line)."""
-
-
-def load_cases(path) -> tuple[list[dict], list[str]]:
-    """(items in time order, problems) from a labelled-cases file, one JSON object a line:
-    ``{"event": <schema v1 event>, "label": 0|1}`` with optional ``"watchlisted": bool`` and
-    ``"typology": str`` (``counterguard export-events --labelled`` writes this, with more keys that
-    are ignored here). Each bad line becomes one problem naming its line number; the rest are kept.
-    """
-    items, problems, seen = [], [], {}
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as e:
-        raise CasesError(f"{path}: {e.strerror or e}") from e
-    with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                case = json.loads(line)
-                if not isinstance(case, dict):
-                    raise ValueError("must be a JSON object")
-                if "event" not in case:
-                    raise ValueError("event: is required")
-                label = case.get("label")
-                if isinstance(label, bool) or label not in (0, 1):
-                    raise ValueError(f"label: must be 0 or 1, got {label!r}")
-                watchlisted = case.get("watchlisted", False)
-                if not isinstance(watchlisted, bool):
-                    raise ValueError(f"watchlisted: must be true or false, got {watchlisted!r}")
-                typology = case.get("typology", "")
-                if not isinstance(typology, str):
-                    raise ValueError(f"typology: must be a string, got {typology!r}")
-                event = parse_event(case["event"])
-            except (ValueError, RecursionError) as e:  # JSONDecodeError and SchemaError are ValueErrors
-                problems.append(f"line {number}: {e}")
-                continue
-            if event.event_id in seen:
-                problems.append(f"line {number}: event {event.event_id} is already on line {seen[event.event_id]}")
-                continue
-            seen[event.event_id] = number
-            items.append((event.epoch, number, {"event": case["event"], "label": label, "typology": typology,
-                                                "watchlisted": watchlisted}))
-    if not items:
-        raise CasesError(f"{path}: no usable case" + (f" ({len(problems)} bad lines)" if problems else " (empty file)"))
-    items.sort(key=lambda t: (t[0], t[1]))  # history is built in time order, whatever order the file is in
-    return [item for _, _, item in items], problems
-
 
 def evaluate_cases(model: FraudModel, items: list[dict], *, thresholds: Thresholds | None = None,
                    source: str = "cases") -> tuple[dict, dict]:

@@ -4,6 +4,11 @@ Reproduce the bundled model (needs the ``train`` extra, i.e. tensorflow-cpu; abo
 
     python -m models.train --seed 7 --events 150000 --out models/
 
+Train on a bank's own labelled events as well (models/cases.py; each file is replayed on its own,
+split by time like the simulated events, and the thresholds are set on its training part)::
+
+    python -m models.train --cases region-2026h2.jsonl --out new-model/
+
 Steps, each a function so tests and a later typology study can call them:
 
 1. ``simulate`` events (models/simulate.py), time-ordered.
@@ -38,6 +43,7 @@ import numpy as np
 
 from gateway.events import parse_event
 from gateway.features import DAY, FEATURE_NAMES, FEATURES_VERSION, event_features, summarise_history
+from models.cases import CasesError, file_digest, load_cases
 from models.simulate import TYPOLOGIES, SimConfig, simulate
 
 NAME = "counterguard-v1"
@@ -120,7 +126,7 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS):
+def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS, weights: np.ndarray | None = None):
     """A small MLP N -> 64 -> 32 -> 1 (sigmoid) on standardised rows, fraud weighted up.
 
     The logit is clipped to +-LOGIT_CLIP before the sigmoid. Without it, the int8 logit tensor spans
@@ -141,8 +147,12 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS):
     # Balance the classes only part way (weight ~ sqrt of the ratio): fully balanced weights push
     # every large withdrawal towards 1 and leave no room between amber and red.
     weight = float(np.sqrt((len(y) - positives) / positives))
-    model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=BATCH, shuffle=True, verbose=0,
-              class_weight={0: 1.0, 1: weight})
+    if weights is None:
+        model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=BATCH, shuffle=True, verbose=0,
+                  class_weight={0: 1.0, 1: weight})
+    else:  # rows from a bank's own cases may count more than simulated ones
+        model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=BATCH, shuffle=True, verbose=0,
+                  sample_weight=(np.where(y == 1, weight, 1.0) * weights).astype(np.float32))
     return model
 
 
@@ -245,22 +255,60 @@ def golden_rows(x: np.ndarray, float_scores: np.ndarray, amber: float, red: floa
             for i in sorted(chosen)]
 
 
+class Source:
+    """One replayed set of events (the simulator's, or one cases file): features, labels, time split."""
+
+    def __init__(self, name: str, items: list[dict]):
+        self.name = name
+        self.x, self.y, when = feature_rows(items)
+        self.train = time_split(when)
+        self.typologies = np.asarray([item.get("typology") or "" for item in items])
+        if self.y[self.train].sum() == 0 or self.y[~self.train].sum() == 0:
+            raise SystemExit(f"{name}: {len(self.y)} events give no fraud in the first 80 % or the last 20 % of their "
+                             "time span; use more events")
+
+
 def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: SimConfig | None = None,
-          log=print) -> dict:
-    """The whole pipeline; writes the model, manifest and golden rows into ``out``. Returns the manifest."""
+          cases=(), cases_weight: float = 1.0, log=print) -> dict:
+    """The whole pipeline; writes the model, manifest and golden rows into ``out``. Returns the manifest.
+
+    ``n_events`` simulated events (0 for none) and each labelled-cases file in ``cases`` are replayed
+    and split by time on their own. With cases, the thresholds are set on the cases' training part
+    (the bank's own customers), and case rows weigh ``cases_weight`` times a simulated row.
+    """
     t0 = time.monotonic()
     seed_everything(seed)
-    items = simulate(seed, n_events, config=config)
-    x, y, when = feature_rows(items)
-    train_mask = time_split(when)
-    x_train, y_train, x_test, y_test = x[train_mask], y[train_mask], x[~train_mask], y[~train_mask]
-    if y_train.sum() == 0 or y_test.sum() == 0:
-        raise SystemExit(f"{n_events} events give no fraud in one of the splits; simulate more events")
+    sources = [Source("simulated", simulate(seed, n_events, config=config))] if n_events else []
+    case_records = []
+    for path in cases:
+        items, problems = load_cases(path)
+        for problem in problems:
+            log(f"{path}: {problem} (left out)")
+        source = Source(str(path), items)
+        sources.append(source)
+        case_records.append({"file": Path(path).name, "sha256": file_digest(path), "events": int(len(source.y)),
+                             "fraud_events": int(source.y.sum()), "bad_lines": len(problems)})
+    if not sources:
+        raise SystemExit("nothing to train on: simulate some events or give labelled cases")
+    # Thresholds and the headline metrics come from the bank's own events when there are any.
+    primary = [s for s in sources if s.name != "simulated"] or sources
+
+    def rows(which, train_part):
+        return np.concatenate([s.x[s.train == train_part] for s in which]), \
+            np.concatenate([s.y[s.train == train_part] for s in which])
+
+    x_train, y_train = rows(sources, True)
     mean, scale = standardiser(x_train)
     std = lambda rows: np.clip((rows - mean) / scale, -CLIP, CLIP).astype(np.float32)  # noqa: E731
-    log(f"simulated {len(y)} events ({y.mean():.2%} fraud): {len(y_train)} train, {len(y_test)} test")
+    for s in sources:
+        log(f"{s.name}: {len(s.y)} events ({s.y.mean():.2%} fraud): {int(s.train.sum())} train, "
+            f"{int((~s.train).sum())} test")
 
-    model = fit(std(x_train), y_train, seed, epochs)
+    weights = None
+    if case_records:
+        weights = np.concatenate([np.full(int(s.train.sum()), 1.0 if s.name == "simulated" else cases_weight)
+                                  for s in sources])
+    model = fit(std(x_train), y_train, seed, epochs, weights)
     rng = np.random.default_rng(seed)
     picks = min(len(x_train), CALIBRATION_BATCH * CALIBRATION_BATCHES)
     calibration = std(x_train[rng.choice(len(x_train), picks, replace=False)])
@@ -270,22 +318,29 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     calibration = np.concatenate([calibration, std(x_train[y_train == 1]), extremes])
     tflite = to_int8_tflite(model, calibration)
 
-    train_scores = int8_scores(tflite, std(x_train))
-    amber, red = choose_thresholds(train_scores, y_train)
-    test_scores = int8_scores(tflite, std(x_test))
-    test_metrics = metrics(test_scores, y_test, amber, red)
-    typologies = np.asarray([item["typology"] for item in items])[~train_mask]
-    test_metrics["alerted_share_by_typology"] = {
-        name: round(float((test_scores[typologies == name] >= amber).mean()), 4)
-        for name in TYPOLOGIES if (typologies == name).any()}
-    float_test = model.predict(std(x_test), verbose=0, batch_size=4096).reshape(-1)
+    x_threshold, y_threshold = rows(primary, True)
+    amber, red = choose_thresholds(int8_scores(tflite, std(x_threshold)), y_threshold)
     band = lambda s: np.digitize(s, [amber, red])  # noqa: E731  (0 green, 1 amber, 2 red)
-    test_metrics["int8_float_level_agreement"] = round(float((band(float_test) == band(test_scores)).mean()), 4)
-    test_metrics["int8_float_max_gap"] = round(float(np.abs(float_test - test_scores).max()), 4)
+    by_source = {}
+    for s in sources:
+        x_test, y_test = s.x[~s.train], s.y[~s.train]
+        test_scores = int8_scores(tflite, std(x_test))
+        m = metrics(test_scores, y_test, amber, red)
+        names = [n for n in TYPOLOGIES if (s.typologies[~s.train] == n).any()] or sorted(set(s.typologies) - {""})
+        m["alerted_share_by_typology"] = {
+            n: round(float((test_scores[s.typologies[~s.train] == n] >= amber).mean()), 4) for n in names}
+        float_test = model.predict(std(x_test), verbose=0, batch_size=4096).reshape(-1)
+        m["int8_float_level_agreement"] = round(float((band(float_test) == band(test_scores)).mean()), 4)
+        m["int8_float_max_gap"] = round(float(np.abs(float_test - test_scores).max()), 4)
+        by_source[s.name] = (m, x_test, float_test)
+    head, head_x, head_float = by_source[primary[0].name]
+    train_scores = int8_scores(tflite, std(x_threshold))
 
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / f"{NAME}.tflite"
     model_path.write_bytes(tflite)
+    split = ("last 20% of the simulated time span, int8 model" if not case_records else
+             f"last 20% of the time span of {primary[0].name}, int8 model")
     manifest = {
         "name": NAME,
         "version": VERSION,
@@ -296,21 +351,27 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
         "sha256": hashlib.sha256(tflite).hexdigest(),
         "thresholds": {"amber": amber, "red": red},
         "threshold_rule": f"lowest int8 score levels alerting at most {AMBER_LEGIT_SHARE:.1%} (amber) and "
-                          f"{RED_LEGIT_SHARE:.1%} (red) of legitimate training events",
-        "metrics": {"split": "last 20% of the simulated time span, int8 model", **test_metrics,
-                    "train_legit_alerted_share": round(float((train_scores[y_train == 0] >= amber).mean()), 4)},
+                          f"{RED_LEGIT_SHARE:.1%} (red) of legitimate training events"
+                          + (" of the labelled cases" if case_records else ""),
+        "metrics": {"split": split, **head,
+                    "train_legit_alerted_share": round(float((train_scores[y_threshold == 0] >= amber).mean()), 4)},
         "seed": seed,
         "events": n_events,
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if case_records:
+        manifest["cases"] = case_records
+        manifest["cases_weight"] = cases_weight
+        manifest["metrics_by_source"] = {name: m for name, (m, _, _) in by_source.items()}
     (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n")
     golden = {
         "model": NAME, "version": VERSION, "thresholds": manifest["thresholds"],
-        "rows": golden_rows(x_test, float_test, amber, red),
+        "rows": golden_rows(head_x, head_float, amber, red),
     }
     (out / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
     log(f"model {model_path} ({len(tflite)} bytes), thresholds amber={amber} red={red}")
-    log("test split (int8): " + ", ".join(f"{k}={v}" for k, v in test_metrics.items()))
+    for name, (m, _, _) in by_source.items():
+        log(f"{name} test split (int8): " + ", ".join(f"{k}={v}" for k, v in m.items()))
     log(f"done in {time.monotonic() - t0:.1f} s")
     return manifest
 
@@ -321,14 +382,26 @@ def main(argv=None) -> int:
     p.add_argument("--events", type=int, default=EVENTS, help=f"simulated events (default {EVENTS})")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs (default {EPOCHS})")
     p.add_argument("--out", type=Path, default=Path("models"), help="folder for the model, manifest and golden rows")
+    p.add_argument("--cases", type=Path, action="append", default=[], metavar="FILE.jsonl",
+                   help="also train on a bank's labelled events (counterguard export-events --labelled, frauds found "
+                        "later set to label 1); repeatable; the thresholds are then set on them")
+    p.add_argument("--cases-weight", type=float, default=1.0,
+                   help="how much a case row counts against a simulated one (default 1)")
     args = p.parse_args(argv)
-    if args.events < 1000:
-        p.error("--events must be at least 1000 so both splits hold some fraud")
+    if args.events == 0 and not args.cases:
+        p.error("--events 0 leaves nothing to train on without --cases")
+    if args.events and args.events < 1000:
+        p.error("--events must be at least 1000 so both splits hold some fraud (or 0, to train on --cases alone)")
+    if not args.cases_weight > 0:
+        p.error("--cases-weight must be greater than 0")
     try:
         import tensorflow  # noqa: F401
     except ImportError:
         p.error("training needs TensorFlow: pip install 'counterguard[train]' (tensorflow-cpu) and run again")
-    train(args.seed, args.events, args.out, epochs=args.epochs)
+    try:
+        train(args.seed, args.events, args.out, epochs=args.epochs, cases=args.cases, cases_weight=args.cases_weight)
+    except CasesError as e:
+        p.exit(2, f"python -m models.train: {e}\n")
     return 0
 
 

@@ -14,9 +14,9 @@ import pytest
 
 from gateway.events import parse_event
 from gateway.model import FraudModel, default_model_path
-from models.evaluate import (AmountOnly, CasesError, Logistic, Scored, average_precision, evaluate, evaluate_cases,
-                             leakage_checks, level_metrics, load_cases, model_metrics, recall_at_legit_share,
-                             report_text, rulebook_metrics)
+from models.cases import CasesError, load_cases
+from models.evaluate import (AmountOnly, Logistic, Scored, average_precision, evaluate, evaluate_cases, leakage_checks,
+                             level_metrics, model_metrics, recall_at_legit_share, report_text, rulebook_metrics)
 from models.rulebook import rulebook_level
 from models.simulate import FRAUD, SHIFTED, SHIFTED_SEEDS, SimConfig, simulate
 

@@ -289,6 +289,56 @@ def test_training_end_to_end_writes_a_model_the_gateway_loads(tmp_path):
     assert all(0.0 <= model.score(r["features"]) <= 1.0 for r in golden["rows"])
 
 
+def test_training_on_a_banks_labelled_cases_sets_thresholds_on_them_and_names_them(tmp_path):
+    pytest.importorskip("tensorflow")
+    from models.cases import file_digest, write_cases
+    from models.evaluate import evaluate
+    from models.independent import independent_branch
+    from models.train import train
+
+    cases = tmp_path / "region.jsonl"
+    items = independent_branch(5, 6000)
+    write_cases(items, cases)
+    with cases.open("a") as f:
+        f.write("not a case\n")  # a bad line is named and left out, not fatal
+    said = []
+    manifest = train(3, 0, tmp_path / "own", epochs=2, cases=[cases], cases_weight=2.0, log=said.append)
+    assert any("line 6001" in line and "left out" in line for line in said)
+    record = manifest["cases"][0]
+    assert record == {"file": "region.jsonl", "sha256": file_digest(cases), "events": 6000,
+                      "fraud_events": sum(i["label"] for i in items), "bad_lines": 1}
+    assert manifest["events"] == 0 and manifest["cases_weight"] == 2.0
+    assert "of the labelled cases" in manifest["threshold_rule"]
+    assert set(manifest["metrics_by_source"]) == {str(cases)}
+    model = FraudModel.load(tmp_path / "own" / "counterguard-v1.tflite")
+    assert model.sha256 == manifest["sha256"] and 0 < model.thresholds.amber < model.thresholds.red <= 1
+    # Thresholds come from the cases' own earlier days: at most about 1 % of their honest events alerted.
+    assert manifest["metrics"]["train_legit_alerted_share"] <= 0.011
+    # No simulated days to test on: evaluate says so instead of inventing a split.
+    with pytest.raises(ValueError, match="trained on labelled cases alone"):
+        evaluate(model)
+
+    mixed = train(3, 3000, tmp_path / "mixed", epochs=2, cases=[cases], log=lambda *_: None)
+    assert set(mixed["metrics_by_source"]) == {"simulated", str(cases)} and mixed["events"] == 3000
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--events", "0"], "nothing to train on"),
+    (["--events", "500"], "at least 1000"),
+    (["--cases", "/nonexistent/cases.jsonl", "--events", "0"], "/nonexistent/cases.jsonl"),
+    (["--cases", "x.jsonl", "--cases-weight", "0"], "--cases-weight must be greater than 0"),
+])
+def test_the_training_command_refuses_what_it_cannot_train_on(args, problem, tmp_path):
+    pytest.importorskip("tensorflow")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "models.train", "--out", str(tmp_path), *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and problem in done.stderr
+    assert not (tmp_path / "counterguard-v1.tflite").exists()
+
+
 def test_the_documented_training_command_is_the_one_behind_the_bundled_model():
     # `python -m models.train` with its defaults must reproduce the committed model (models/README.md).
     import models.train as training
