@@ -209,9 +209,17 @@ class Gateway:
         UnknownAlert (a mistyped id) goes to the caller, who can tell the supervisor."""
         return self.lifecycle.acknowledge(alert_id, counter=counter, by=by, via=via)
 
-    def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str = "console"):
-        """Record what happened with an acknowledged alert and close it (docs/supervisor.md)."""
-        return self.lifecycle.record_outcome(alert_id, outcome, note=note, by=by, via=via)
+    def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str = "console",
+                       answers=None):
+        """Record what happened with an acknowledged alert, and the customer's answers to the caring
+        questions ({key: yes | no | declined}) if any, and close it (docs/supervisor.md)."""
+        questions = None
+        if answers:
+            from .questions import load_questions
+
+            questions = load_questions(self.config.supervisor.questions_file)
+        return self.lifecycle.record_outcome(alert_id, outcome, note=note, by=by, via=via, answers=answers,
+                                             questions=questions)
 
     def _healthy(self) -> bool:
         """For the systemd watchdog: every counter line's thread still running."""

@@ -88,10 +88,14 @@ def _record_outcome(gateway, event: dict, say, timeout: float = 5.0) -> None:
     while not gateway.store.awaiting_outcome() and time.monotonic() < deadline:
         time.sleep(0.02)  # the button press is handled on gpiozero's thread
     for alert in gateway.store.awaiting_outcome():
-        outcome, note = (("police_called", "card holder detained for the police") if event["account"] == MULE_ACCOUNT
-                         else ("customer_dissuaded", "son reached on the phone; she kept her savings"))
-        gateway.record_outcome(alert.alert_id, outcome, note=note, by="S-demo", via="console")
-        say(f"  supervisor records the outcome on the console: {outcome} ({note})")
+        if event["account"] == MULE_ACCOUNT:
+            outcome, note, answers = "police_called", "card holder detained for the police", {"general.1": "declined"}
+        else:  # she admits a caller she has never met told her to move the money, and to tell no one
+            outcome, note, answers = ("customer_dissuaded", "son reached on the phone; she kept her savings",
+                                      {"general.1": "yes", "general.2": "yes"})
+        gateway.record_outcome(alert.alert_id, outcome, note=note, by="S-demo", via="console", answers=answers)
+        say(f"  supervisor records the outcome on the console: {outcome} ({note}; caring questions: "
+            + ", ".join(f"{k} {v}" for k, v in answers.items()) + ")")
 
 
 def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
