@@ -30,7 +30,7 @@ from gateway.features import FEATURE_NAMES, event_features
 from gateway.model import FraudModel
 from models.rulebook import rulebook_level
 from models.simulate import SHIFTED, SHIFTED_SEEDS, TYPOLOGIES, simulate
-from models.train import replay_items, time_split
+from models.train import AMBER_LEGIT_SHARE, RED_LEGIT_SHARE, choose_thresholds, replay_items, time_split
 
 # Targets on the shifted set: what the branch network asked of the model.
 TARGET_RECALL = 0.95
@@ -316,6 +316,13 @@ def evaluate_cases(model: FraudModel, items: list[dict], *, thresholds: Threshol
         "rulebook_metrics": {"cases": rulebook_metrics(data)},
         "targets": {"cases": targets(metrics)},
     }
+    # The thresholds that would hold this file's honest customers to the branch's alert budget, as
+    # training sets them; stop-payment hits are red whatever the score, so they take no part.
+    free = data.scores < 1.0  # Scored ranks a stop-payment hit at 1.0, above any score the model gives
+    if (data.labels[free] == 0).any():
+        amber, red = choose_thresholds(data.scores[free], data.labels[free])
+        report["suggested_thresholds"] = {"amber": amber, "red": red, "amber_legit_share": AMBER_LEGIT_SHARE,
+                                          "red_legit_share": RED_LEGIT_SHARE}
     return report, {"cases": data}
 
 
@@ -369,6 +376,11 @@ def report_text(report: dict) -> str:
                          f"(AP {res['amount_only']['average_precision']:.3f}), shuffled labels catch "
                          f"{_pct(res['shuffled_labels']['recall'])} (AP {res['shuffled_labels']['average_precision']:.3f}, "
                          f"fraud share {_pct(res['fraud_share'])}) -> {'ok' if res['passed'] else 'LEAK'}")
+    if "suggested_thresholds" in report:
+        t = report["suggested_thresholds"]
+        lines += ["", f"thresholds that alert at most {_pct(t['amber_legit_share'])} (amber) and "
+                      f"{_pct(t['red_legit_share'])} (red) of these legitimate events: "
+                      f"--amber {t['amber']!r} --red {t['red']!r}"]
     for key, checks in report["targets"].items():
         lines += ["", f"targets on the {SET_TITLES.get(key, key)}:"]
         for name, t in checks.items():

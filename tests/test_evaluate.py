@@ -332,3 +332,22 @@ def test_few_fraud_cases_are_called_out_in_the_report(tmp_path):
     done = run_cli("evaluate", "--cases", str(tmp_path / "few.jsonl"))
     assert done.returncode == 0, done.stderr
     assert "only 5 fraud events" in done.stdout
+
+
+def test_labelled_cases_suggest_the_thresholds_that_hold_their_alert_budget():
+    from gateway.decision import Thresholds
+
+    model = FraudModel.load(default_model_path())
+    items = simulate(SHIFTED_SEEDS[0], 20_000, config=SHIFTED)
+    report, sets = evaluate_cases(model, items)
+    t = report["suggested_thresholds"]
+    # The model's own thresholds, set on its training branch, alert more honest customers here ...
+    assert report["model_metrics"]["cases"]["legit_alerted_share"] > 0.01
+    # ... the suggested ones hold this branch to the budget, and are the lowest that do.
+    held = evaluate_cases(model, items, thresholds=Thresholds(t["amber"], t["red"]))[0]["model_metrics"]["cases"]
+    assert held["legit_alerted_share"] <= 0.01 and held["legit_red_share"] <= 0.002
+    levels = np.unique(sets["cases"].scores)
+    lower = float(levels[levels < t["amber"]].max())
+    looser = evaluate_cases(model, items, thresholds=Thresholds(lower, t["red"]))[0]["model_metrics"]["cases"]
+    assert looser["legit_alerted_share"] > 0.01
+    assert f"--amber {t['amber']!r} --red {t['red']!r}" in report_text(report)
