@@ -7,8 +7,12 @@ justified / (justified + false alarms) over the alerts that have an outcome; ale
 one are counted separately, because a precision over few outcomes says little. When an alert has
 several outcomes (a correction), the last one stored counts.
 
+Alerts branch staff raised themselves (reason ``teller_report``) are counted in rows of their own
+(``source`` "staff"), never in the model's (``source`` "model"): a teller's report on an event the
+model answered green says how the model missed, not how precise its warnings are.
+
     for row in precision(store, by="branch"):
-        print(row.group, row.level, row.precision, row.with_outcome, row.alerts)
+        print(row.group, row.level, row.source, row.precision, row.with_outcome, row.alerts)
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import date
 JUSTIFIED = ("confirmed_fraud", "customer_dissuaded", "police_called")
 FALSE_ALARM = ("false_alarm",)
 GROUPINGS = ("branch", "region", "day", "week", "month", "all")
+SOURCES = ("model", "staff")  # who raised the alert: the gateway's verdict, or branch staff themselves
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Precision:
     with_outcome: int = 0
     justified: int = 0
     false_alarms: int = 0
+    source: str = "model"
 
     @property
     def precision(self) -> float | None:
@@ -65,27 +71,30 @@ def precision(store, *, by: str = "branch", since: str | None = None, until: str
     if by not in GROUPINGS:
         raise ValueError(f"accuracy can be grouped by {', '.join(GROUPINGS)}, not {by!r}")
     last_outcome = {(o["gateway_id"], o["alert_id"]): o["outcome"] for o in store.outcomes()}
-    rows: dict[tuple[str, str], Precision] = {}
+    by_staff = store.staff_raised_alerts()
+    rows: dict[tuple[str, str, str], Precision] = {}
     for alert in store.alert_index():
         at = alert.get("at") or ""
         if (since and at < since) or (until and at >= until):
             continue
-        key = (_group(alert, by), alert["level"])
-        row = rows.setdefault(key, Precision(*key))
+        source = "staff" if (alert["gateway_id"], alert["alert_id"]) in by_staff else "model"
+        key = (_group(alert, by), alert["level"], source)
+        row = rows.setdefault(key, Precision(*key[:2], source=source))
         row.alerts += 1
         outcome = last_outcome.get((alert["gateway_id"], alert["alert_id"]))
         if outcome is not None:
             row.with_outcome += 1
             row.justified += outcome in JUSTIFIED
             row.false_alarms += outcome in FALSE_ALARM
-    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1] != "red"))]
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[2] != "model", k[1] != "red"))]
 
 
 def table(rows: list[Precision]) -> str:
     """A plain-text table for the command line."""
-    lines = [f"{'group':<24} {'level':<6} {'precision':>9} {'justified':>9} {'false':>6} {'judged':>7} {'alerts':>7}"]
+    lines = [f"{'group':<24} {'level':<6} {'precision':>9} {'justified':>9} {'false':>6} {'judged':>7} {'alerts':>7}"
+             "  raised by"]
     for r in rows:
         p = "-" if r.precision is None else f"{r.precision:.1%}"
         lines.append(f"{r.group:<24} {r.level:<6} {p:>9} {r.justified:>9} {r.false_alarms:>6} "
-                     f"{r.with_outcome:>7} {r.alerts:>7}")
+                     f"{r.with_outcome:>7} {r.alerts:>7}  {r.source}")
     return "\n".join(lines)

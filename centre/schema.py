@@ -34,6 +34,8 @@ ANSWERS = messages.ANSWERS
 ANSWERS_MAX = 100       # caring questions at one alert: a few general ones and a few per reason
 ANSWER_KEY_MAX = 64     # "<section>.<n>", the section a reason name
 QUESTION_MAX = 1000     # one question as asked, in characters
+STAFF_MAX = 64          # who raised an alert themselves: a staff number or name
+RAISE_NOTE_MAX = 500    # what they noticed, in a sentence or two
 MAX_PAYLOAD = 64 * 1024  # far above any real record; a larger one is quarantined, not parsed
 
 
@@ -137,6 +139,20 @@ def _answers(v) -> bool:
 _answers.optional = True  # absent when no question was recorded, and from older gateways
 
 
+def _staff(v) -> bool:
+    return isinstance(v, str) and 0 < len(v.strip()) and len(v) <= STAFF_MAX
+
+
+def _raise_note(v) -> bool:
+    return isinstance(v, str) and len(v) <= RAISE_NOTE_MAX
+
+
+# An alert branch staff raised themselves names them and carries their note; the model's alerts,
+# and every alert from gateways older than this, have neither.
+_staff.optional = True
+_raise_note.optional = True
+
+
 def _score(v) -> bool:
     return _is_num(v) and 0.0 <= v <= 1.0
 
@@ -153,7 +169,8 @@ FIELDS: dict[str, dict] = {
               "type": _one_of("alert"), "alert_id": _name, "event_id": _name, "counter": _count,
               "level": _one_of(*LEVELS), "score": _score, "reasons": _reasons, "text": _text,
               "kind": _name, "amount": _is_num, "account": _text, "event_ts": _time, "raised_at": _time,
-              "model_version": _version, "watchlist_version": _version},
+              "model_version": _version, "watchlist_version": _version,
+              "raised_by": _staff, "note": _raise_note},
     "acknowledgement": {**{n: None for n in messages.ACK_REQUIRED}, **_SENT,
                         "type": _one_of("acknowledgement"), "alert_id": _name, "counter": _count,
                         "by": _name, "via": _one_of(*ACK_VIA), "at": _time},

@@ -319,6 +319,13 @@ class CentreStore:
         return self._query("SELECT gateway_id, alert_id, region, branch, level, at FROM records "
                            "WHERE type = 'alert' ORDER BY id")
 
+    def staff_raised_alerts(self) -> set[tuple[str, str]]:
+        """(gateway_id, alert_id) of the alerts branch staff raised themselves (reason teller_report)."""
+        rows = self._query("SELECT gateway_id, alert_id, payload FROM records WHERE type = 'alert' AND payload LIKE ?",
+                           ("%teller_report%",))
+        return {(r["gateway_id"], r["alert_id"]) for r in rows
+                if "teller_report" in (json.loads(r["payload"]).get("reasons") or ())}
+
     def outcomes(self) -> list[dict]:
         """Every recorded outcome (gateway_id, alert_id, outcome), in the order they were stored."""
         rows = self._query("SELECT gateway_id, alert_id, payload FROM records WHERE type = 'outcome' ORDER BY id")

@@ -35,6 +35,8 @@ REASON_TEXT = {
     "repeat_today": "repeated today at this branch",
     "several_counters": "also at other counters today",
     "model_score": "risk model score",
+    # Not a sign the gateway finds: branch staff raised the alert themselves (a teller's report).
+    "teller_report": "raised by branch staff",
 }
 REASONS = tuple(REASON_TEXT)
 

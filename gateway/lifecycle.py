@@ -4,6 +4,7 @@ Every step is one store transaction (the state change and its outbox row for the
 then the lamps follow and the uplink is woken:
 
     red raised          counter red steady, supervisor lamp on, buzzers beep
+                        (by the model's verdict, or by branch staff: ``raise_alert``)
     acknowledged        counter amber blinking (unless another red is open there), panel settles
     outcome recorded    counter lamp off (if it was still blinking), alert closed
 
@@ -46,6 +47,20 @@ class Lifecycle:
             awaiting = [c for s, c, _ in self._known.values() if s == "acknowledged"]
             self.lamps.restore(reds, awaiting)
 
+    def raise_alert(self, event_id: str, level: str = "red", *, by: str, via: str = "console", note: str = ""):
+        """Branch staff raise an alert on an event the gateway answered green or amber; the lamps,
+        buzzers, escalation and uplink then treat it exactly like the model's alert of that level.
+        UnknownEvent / LifecycleError / ValueError say why it was refused (nothing is written)."""
+        with self._lock:
+            alert = self.store.raise_alert(event_id, level, by, via, note, stamp=self.clock.now(),
+                                           gateway_id=self.gateway_id)
+            log.warning("alert %s (%s) raised by %s via %s on event %s at counter %d", alert.alert_id, level, by,
+                        via, event_id, alert.counter)
+            self._known[alert.alert_id] = ("open", alert.counter, alert.level)
+            self.lamps.show_verdict(alert.counter, alert.level)
+            self.wake()
+            return alert
+
     def acknowledge(self, alert_id: str | None = None, *, counter: int | None = None, by: str = "supervisor",
                     via: str = "console"):
         """Acknowledge ``alert_id`` (amber or red), or else the oldest open red alert (of ``counter``).
@@ -73,6 +88,20 @@ class Lifecycle:
             self.wake()
             return record
 
+    def _raised_elsewhere(self, before: dict, now: dict) -> None:
+        """Alerts staff raised from a shell (``counterguard raise``) light the lamps like any other.
+        The model's alerts are lit by the counter line that raised them, so only staff-raised ones
+        are looked for."""
+        new = [a for a, (state, _, _) in now.items() if state == "open" and a not in before]
+        if not new:
+            return
+        for alert in self.store.open_alerts(level=None):
+            if alert.alert_id in new and "teller_report" in alert.reasons:
+                log.warning("alert %s (%s) at counter %d raised by staff from outside the gateway",
+                            alert.alert_id, alert.level, alert.counter)
+                self.lamps.show_verdict(alert.counter, alert.level)
+                self.wake()
+
     def refresh(self) -> None:
         """Bring the lamps in line with acknowledgements and outcomes stored since the last look."""
         with self._lock:
@@ -89,6 +118,7 @@ class Lifecycle:
             for alert_id, (state, counter, _) in now.items():
                 if state == "acknowledged" and alert_id not in before:  # raised and acknowledged between looks
                     acked.add(counter)
+            self._raised_elsewhere(before, now)
             if not acked and not closed:
                 return
             red_counters = {c for s, c, lvl in now.values() if s == "open" and lvl == "red"}

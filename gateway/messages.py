@@ -127,9 +127,11 @@ def dumps(body: dict) -> str:
 
 # -- uplink ---------------------------------------------------------------------------------------
 def alert_body(alert_id: str, event, verdict, stamp, *, gateway_id: str, model_version: str,
-               watchlist_version: int) -> str:
-    """The stored body of an alert (``event``: gateway.events.Event, ``verdict``: Verdict, ``stamp``: Stamp)."""
-    return dumps({
+               watchlist_version: int, raised_by: str | None = None, note: str | None = None) -> str:
+    """The stored body of an alert (``event``: gateway.events.Event, ``verdict``: Verdict, ``stamp``: Stamp).
+    ``raised_by`` and ``note``: the staff member who raised it and what they noticed, only on an
+    alert branch staff raised themselves (left out of the model's alerts)."""
+    body = {
         "type": "alert",
         "gateway_id": gateway_id,
         "alert_id": alert_id,
@@ -148,7 +150,11 @@ def alert_body(alert_id: str, event, verdict, stamp, *, gateway_id: str, model_v
         "time_synced": bool(stamp.synced),
         "model_version": model_version,
         "watchlist_version": watchlist_version,
-    })
+    }
+    if raised_by is not None:
+        body["raised_by"] = raised_by
+        body["note"] = note or ""
+    return dumps(body)
 
 
 def ack_body(alert_id: str, *, by: str, via: str, stamp, gateway_id: str, counter: int) -> str:

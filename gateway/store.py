@@ -38,6 +38,10 @@ ANSWERS = messages.ANSWERS
 ALERT_STATES = ("open", "acknowledged", "closed")
 ALERT_LEVELS = ("amber", "red")
 NOTE_MAX = 2000  # characters; a note is a few sentences, not a document
+RAISE_VIA = ("console", "cli")
+RAISE_NOTE_MAX = 500  # what the teller noticed, read at a glance on the console and at the centre
+STAFF_MAX = 64  # a staff number or name, as the console's login keeps it
+RAISE_WITHIN_S = DAY_S  # staff can raise an alert on an event received in the last 24 hours
 # SQLite result codes that mean the medium, not the data, is the problem.
 _MEDIUM_CODES = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT"}
 HISTORY_LIMIT = 1000  # events of one account read back per verdict (see account_history)
@@ -50,6 +54,10 @@ class StoreError(OSError):
 
 class UnknownAlert(LookupError):
     """An acknowledgement named an alert id this gateway never raised."""
+
+
+class UnknownEvent(LookupError):
+    """Staff named an event this gateway never received (or has purged)."""
 
 
 class LifecycleError(ValueError):
@@ -135,6 +143,8 @@ class AlertView:
     outcome_by: str | None
     outcome_wall: float | None
     escalated_wall: float | None
+    raised_by: str | None = None  # set when branch staff raised the alert themselves
+    raise_note: str | None = None
 
     @property
     def response_s(self) -> float | None:
@@ -257,6 +267,15 @@ def _answers(conn: sqlite3.Connection) -> None:
         question_en TEXT NOT NULL, question_zh TEXT NOT NULL,
         answer TEXT NOT NULL CHECK (answer IN ('yes', 'no', 'declined')),
         PRIMARY KEY (alert_id, key))""")
+
+
+@migration(4, "alerts raised by branch staff: who, how and their note")
+def _staff_alerts(conn: sqlite3.Connection) -> None:
+    # NULL on the model's alerts; new columns need no table rebuild.
+    for sql in ("ALTER TABLE alerts ADD COLUMN raised_by TEXT",
+                "ALTER TABLE alerts ADD COLUMN raised_via TEXT CHECK (raised_via IN ('console', 'cli'))",
+                "ALTER TABLE alerts ADD COLUMN raise_note TEXT"):
+        conn.execute(sql)
 
 
 def _is_medium_error(exc: BaseException) -> bool:
@@ -457,16 +476,98 @@ class Store:
             model_version, int(watchlist_version), stamp.wall))
         if verdict.level not in ALERT_LEVELS:
             return None
+        return self._insert_alert(event, verdict, stamp, model_version, watchlist_version, gateway_id)
+
+    def _insert_alert(self, event, verdict, stamp, model_version, watchlist_version, gateway_id,
+                      raised_by: str | None = None, via: str | None = None, note: str | None = None) -> Alert:
+        """An alert and its outbox row, inside the caller's transaction: the one way every alert is
+        written, whether the model or branch staff raised it."""
+        c = self._conn
         alert_id = new_ulid(stamp.wall)
         body = messages.alert_body(alert_id, event, verdict, stamp, gateway_id=gateway_id,
-                                   model_version=model_version, watchlist_version=watchlist_version)
+                                   model_version=model_version, watchlist_version=watchlist_version,
+                                   raised_by=raised_by, note=note)
         seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('alert', ?, ?, ?)",
                         (alert_id, body, stamp.wall)).lastrowid
-        c.execute("INSERT INTO alerts (alert_id, event_id, counter, level, reasons, raised_wall, raised_mono, "
-                  "time_synced, seq) VALUES (?,?,?,?,?,?,?,?,?)",
-                  (alert_id, event.event_id, event.counter, verdict.level, _reasons_json(verdict.reasons),
-                   stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
+        columns, values = ("alert_id, event_id, counter, level, reasons, raised_wall, raised_mono, time_synced, seq",
+                           [alert_id, event.event_id, event.counter, verdict.level, _reasons_json(verdict.reasons),
+                            stamp.wall, stamp.mono, int(bool(stamp.synced)), seq])
+        if raised_by is not None:
+            columns += ", raised_by, raised_via, raise_note"
+            values += [raised_by, via, note]
+        c.execute(f"INSERT INTO alerts ({columns}) VALUES ({','.join('?' * len(values))})", values)
         return Alert(alert_id, seq, event.event_id, event.counter, verdict.level, tuple(verdict.reasons), stamp.wall)
+
+    def raise_alert(self, event_id: str, level: str, by: str, via: str, note: str = "", *, stamp,
+                    gateway_id: str | None = None) -> Alert:
+        """Branch staff raise an alert on an event the gateway answered green (or amber, when they
+        want a red hold): stored with its outbox row in one transaction, exactly as the model's
+        alerts are, with reasons ``teller_report`` and the event's own, and the event's score.
+
+        Refused (nothing written) for an event this gateway does not hold (UnknownEvent), one
+        received more than 24 hours ago, or one that already has an alert at this level or higher
+        that is not closed (LifecycleError naming it)."""
+        from .decision import Verdict, verdict_text
+        from .events import parse_event
+
+        if level not in ALERT_LEVELS:
+            raise ValueError(f"level must be one of {', '.join(ALERT_LEVELS)}, got {level!r}")
+        if via not in RAISE_VIA:
+            raise ValueError(f"via must be one of {', '.join(RAISE_VIA)}, got {via!r}")
+        by = by.strip() if isinstance(by, str) else ""
+        if not by:
+            raise ValueError("by must name who raised the alert (a staff number)")
+        if len(by) > STAFF_MAX:
+            raise ValueError(f"by is {len(by)} characters; a staff number or name is at most {STAFF_MAX}")
+        note = "" if note is None else str(note).strip()
+        if len(note) > RAISE_NOTE_MAX:
+            raise ValueError(f"note is {len(note)} characters; keep it under {RAISE_NOTE_MAX}")
+        event_id = event_id.strip() if isinstance(event_id, str) else ""
+        with self.batch():
+            c = self._conn
+            row = c.execute("SELECT e.payload, e.received_wall, v.score, v.reasons, v.model_version, "
+                            "v.watchlist_version FROM events e JOIN verdicts v USING (event_id) "
+                            "WHERE e.event_id = ?", (event_id,)).fetchone()
+            if row is None:
+                raise UnknownEvent(f"no event {event_id!r} at this gateway; pick one from the console's "
+                                   "last events at each counter")
+            payload, received_wall, score, reasons, model_version, watchlist_version = row
+            if received_wall < stamp.wall - RAISE_WITHIN_S:
+                hours = (stamp.wall - received_wall) / 3600
+                raise LifecycleError(f"event {event_id} is too old: received {hours:.0f} hours ago; an alert can "
+                                     f"be raised only on events of the last {RAISE_WITHIN_S / 3600:.0f} hours")
+            at_or_above = ALERT_LEVELS[ALERT_LEVELS.index(level):]
+            held = c.execute(
+                f"SELECT alert_id, level, state FROM alerts WHERE event_id = ? AND state <> 'closed' "
+                f"AND level IN ({','.join('?' * len(at_or_above))}) ORDER BY level = 'red' DESC, raised_wall LIMIT 1",
+                (event_id, *at_or_above)).fetchone()
+            if held is not None:
+                state = "open" if held[2] == "open" else "acknowledged, outcome owed"
+                raise LifecycleError(f"event {event_id} already has {'an' if held[1] == 'amber' else 'a'} {held[1]} "
+                                     f"alert {held[0]} ({state}); "
+                                     "deal with that one instead")
+            event = parse_event(json.loads(payload))
+            why = ["teller_report"] + [r for r in json.loads(reasons) if r != "teller_report"]
+            verdict = Verdict(event.event_id, level, float(score), tuple(why), verdict_text(level, why), event.counter)
+            if gateway_id is None:
+                gateway_id = self._gateway_id or ""
+            return self._insert_alert(event, verdict, stamp, model_version, watchlist_version, gateway_id,
+                                      raised_by=by, via=via, note=note)
+
+    def recent_events(self, since_wall: float, *, per_counter: int = 10) -> list[dict]:
+        """The last events received at each counter since ``since_wall`` with their verdict and any
+        alerts not yet closed, newest first, for staff choosing one to raise an alert on."""
+        rows = self._q(
+            "SELECT event_id, counter, kind, amount, received_wall, level, score, alerts FROM ("
+            " SELECT e.event_id, e.counter, e.kind, e.amount, e.received_wall, v.level, v.score,"
+            " (SELECT group_concat(a.level) FROM alerts a WHERE a.event_id = e.event_id AND a.state <> 'closed')"
+            "   AS alerts,"
+            " row_number() OVER (PARTITION BY e.counter ORDER BY e.received_wall DESC, e.rowid DESC) AS n"
+            " FROM events e JOIN verdicts v USING (event_id) WHERE e.received_wall >= ?)"
+            " WHERE n <= ? ORDER BY received_wall DESC, counter", (since_wall, int(per_counter)))
+        return [{"event_id": r[0], "counter": r[1], "kind": r[2], "amount": r[3], "received_wall": r[4],
+                 "level": r[5], "score": r[6], "open_alerts": sorted(set((r[7] or "").split(",")) - {""})}
+                for r in rows]
 
     # -- supervisor -------------------------------------------------------------------------------
     _ALERT_COLS = "alert_id, seq, event_id, counter, level, reasons, raised_wall"
@@ -649,7 +750,7 @@ class Store:
     _VIEW_SQL = (
         "SELECT a.alert_id, a.seq, a.event_id, a.counter, a.level, a.reasons, coalesce(v.text, ''), "
         "e.amount, e.kind, a.state, a.raised_wall, k.by_whom, k.via, k.wall, o.outcome, o.note, o.by_whom, o.wall, "
-        "(SELECT min(wall) FROM escalations s WHERE s.alert_id = a.alert_id) "
+        "(SELECT min(wall) FROM escalations s WHERE s.alert_id = a.alert_id), a.raised_by, a.raise_note "
         "FROM alerts a JOIN events e ON e.event_id = a.event_id LEFT JOIN verdicts v ON v.event_id = a.event_id "
         "LEFT JOIN acknowledgements k ON k.alert_id = a.alert_id LEFT JOIN outcomes o ON o.alert_id = a.alert_id ")
 
@@ -657,6 +758,9 @@ class Store:
     def _view(row) -> AlertView:
         row = list(row)
         row[5] = tuple(json.loads(row[5]))
+        if row[19] is not None:  # raised by staff: the verdict's own text ("Proceed") would mislead
+            from .decision import verdict_text
+            row[6] = verdict_text(row[4], list(row[5]))
         return AlertView(*row)
 
     def alert_view(self, alert_id: str) -> AlertView | None:

@@ -1,5 +1,5 @@
-"""The supervisor's commands: ``counterguard alerts``, ``ack``, ``outcome``, ``report`` and
-``console-password``. They work on the gateway's store file (from ``--config``), alongside a
+"""The supervisor's commands: ``counterguard alerts``, ``raise``, ``ack``, ``outcome``, ``report``
+and ``console-password``. They work on the gateway's store file (from ``--config``), alongside a
 running gateway: its lamps and uplink pick up what is written here within a second.
 """
 
@@ -44,7 +44,10 @@ def _alerts(args) -> int:
         when = datetime.fromtimestamp(v.raised_wall).strftime("%Y-%m-%d %H:%M:%S")
         extra = f"  by {v.ack_by} via {v.ack_via}" if v.ack_by else ""
         extra += f"  outcome {v.outcome}" if v.outcome else ""
-        print(f"{v.alert_id}  {when}  counter {v.counter}  {v.level:<5}  {v.state:<12}{extra}  "
+        # An alert staff raised themselves says so first: the model did not find this one.
+        staff = f"  RAISED BY STAFF {v.raised_by}" + (f" ({v.raise_note})" if v.raise_note else "") \
+            if v.raised_by else ""
+        print(f"{v.alert_id}  {when}  counter {v.counter}  {v.level:<5}  {v.state:<12}{staff}{extra}  "
               f"{', '.join(q.label(r) for r in v.reasons)}")
     return 0
 
@@ -87,6 +90,23 @@ def _answers(values) -> dict:
             raise ValueError(f"--answer {key} is given twice")
         out[key] = answer
     return out
+
+
+def _raise(args) -> int:
+    from .clock import Clock
+    from .store import LifecycleError, UnknownEvent
+
+    config = _config(args)
+    with _open_store(config) as store:
+        try:
+            alert = store.raise_alert(args.event_id, args.level, args.by, "cli", args.note, stamp=Clock().now(),
+                                      gateway_id=config.gateway.id)
+        except (UnknownEvent, LifecycleError, ValueError) as exc:
+            print(f"counterguard raise: {exc}", file=sys.stderr)
+            return 1
+    print(f"raised {alert.level} alert {alert.alert_id} on event {alert.event_id} (counter {alert.counter}) "
+          f"by {args.by}; the gateway's lamps follow within a second")
+    return 0
 
 
 def _ack(args) -> int:
@@ -188,6 +208,18 @@ def add_commands(sub) -> None:
                    help="the caring questions of this alert with their keys (for 'outcome --answer'), and any "
                         "answers recorded")
     p.set_defaults(func=_alerts)
+
+    p = sub.add_parser("raise", help="raise an alert on an event the gateway let through (a teller's report)",
+                       description="Raise an alert on EVENT_ID, an event this gateway received in the last 24 hours "
+                                   "and answered green (or amber, for a red hold): lamps, supervisor, escalation "
+                                   "and the centre treat it like the model's alerts, with reason teller_report.")
+    p.add_argument("event_id", metavar="EVENT_ID", help="the event's id, as the teller terminal sent it")
+    p.add_argument("--by", required=True, help="your staff number")
+    p.add_argument("--level", choices=("red", "amber"), default="red",
+                   help="red: hold and call the supervisor (default); amber: ask the caring questions")
+    p.add_argument("--note", default="", help="what you noticed, in a sentence (at most 500 characters)")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=_raise)
 
     p = sub.add_parser("ack", help="acknowledge an alert from the command line",
                        description="Acknowledge ALERT_ID, or else the oldest open red alert (of --counter). "

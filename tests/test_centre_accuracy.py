@@ -77,3 +77,26 @@ def test_the_table_shows_each_group_and_a_dash_where_nothing_is_judged_yet(branc
 def test_an_unknown_grouping_is_refused(branch_history):
     with pytest.raises(ValueError, match="not 'year'"):
         precision(branch_history, by="year")
+
+
+def test_alerts_staff_raised_are_counted_apart_and_leave_the_models_precision_as_it_was(branch_history):
+    before = {(r.group, r.level): r.as_dict() for r in precision(branch_history, by="branch")}
+    gw = SimGateway(None, None, "gw-0001", region="610100", branch="b0231")
+    gw.seq = 100  # the same gateway, later in its stream
+    records = []
+    for outcome in ("confirmed_fraud", "police_called", "false_alarm"):  # a coached victim the model answered green
+        alert_id, rec = _alert(gw, "red", "2024-05-15")
+        body = {**rec.body, "reasons": ["teller_report"], "score": 0.08, "raised_by": "S1024", "note": "on the phone"}
+        records += [_record(gw, "alert", json.dumps(body)),
+                    _record(gw, "outcome", gw.follow_up("outcome", alert_id, outcome=outcome)[1])]
+    branch_history.ingest(records)
+    rows = precision(branch_history, by="branch")
+    model = {(r.group, r.level): r.as_dict() for r in rows if r.source == "model"}
+    assert model == before
+    [staff] = [r for r in rows if r.source == "staff"]
+    assert (staff.group, staff.level, staff.alerts, staff.justified, staff.false_alarms) == ("610100/b0231", "red", 3, 2, 1)
+    lines = table(rows).splitlines()
+    assert lines[0].split()[-2:] == ["raised", "by"]
+    assert [line.split()[:3] + line.split()[-1:] for line in lines[1:] if line.split()[0] == "610100/b0231"] == [
+        ["610100/b0231", "red", "66.7%", "model"], ["610100/b0231", "amber", "0.0%", "model"],
+        ["610100/b0231", "red", "66.7%", "staff"]]

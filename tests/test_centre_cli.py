@@ -69,7 +69,7 @@ def test_a_centre_process_stores_receipts_pushes_and_reports(broker, tmp_path, c
     assert [(g["gateway_id"], g["presence"]) for g in fleet] == [("gw-0001", "online")]
     accuracy = json.loads(cli("accuracy", "--store", db, "--by", "all", "--json").stdout)
     assert accuracy == [{"group": "all", "level": "red", "alerts": 1, "with_outcome": 1, "justified": 1,
-                         "false_alarms": 0, "precision": 1.0}]
+                         "false_alarms": 0, "source": "model", "precision": 1.0}]
 
     probe = MqttProbe(broker, "watcher")
     probe.subscribe(messages.CENTRE_STATUS)

@@ -187,6 +187,22 @@ def test_an_outcome_note_longer_than_documented_is_refused():
         schema.check(f"{gw.topics.root}/outcome", payload.encode())
 
 
+def test_an_alert_raised_by_staff_is_accepted_with_its_name_and_note_and_older_alerts_without_them_still_are():
+    gw = SimGateway(None, None, "gw-0001")
+    topic = f"{gw.topics.root}/alert"
+    _, _, plain = gw.alert_payload()
+    assert "raised_by" not in json.loads(plain)
+    assert schema.check(topic, plain.encode()).kind == "alert"  # what every gateway sent before staff could raise
+    body = json.loads(plain)
+    body.update(reasons=["teller_report"], raised_by="S1024", note="kept looking at his phone")
+    record = schema.check(topic, json.dumps(body).encode())
+    assert (record.body["raised_by"], record.body["note"]) == ("S1024", "kept looking at his phone")
+    for field, bad in (("raised_by", ""), ("raised_by", "S" * 65), ("raised_by", 1024), ("note", "x" * 501),
+                       ("note", None)):
+        with pytest.raises(schema.SchemaError, match=f"alert field '{field}' has a bad value"):
+            schema.check(topic, json.dumps({**body, field: bad}).encode())
+
+
 def test_a_record_the_database_refuses_is_quarantined_without_sinking_its_batch(broker, store_url):
     store = open_store(store_url)
     with IngestWorker(open_store(store_url), host=broker.host, port=broker.port) as worker:

@@ -6,7 +6,11 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import sqlite3
+import subprocess
+import sys
 import urllib.parse
+from datetime import date
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -17,8 +21,10 @@ from gateway.console.auth import hash_password, verify_password
 from gateway.questions import QuestionsError, load_questions
 from gateway.terminal import TellerTerminal
 
+from centre.ingest import IngestWorker
+from centre.store import open_store
 from conftest import wait_until
-from harness import gateway_config, intercept, pty_pair
+from harness import config_toml, event, gateway_config, intercept, pty_pair
 
 PASSWORD = "yanta-017-branch"
 PASSWORD_HASH = hash_password(PASSWORD)
@@ -284,3 +290,99 @@ def test_a_busy_console_port_or_a_bad_questions_file_stops_start_up_by_key(gatew
     bad.write_text("[reasons.nope]\n")
     with pytest.raises(ConfigError, match="supervisor.questions_file: .*reasons.nope: unknown reason"):
         check_ready(gw.config.with_changes("supervisor", questions_file=str(bad)))
+
+
+# -- staff raising an alert the model did not -------------------------------------------------------
+def counterguard(cfg_file, *args) -> subprocess.CompletedProcess:
+    """The installed command in its own process, on the running gateway's store file."""
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config", str(cfg_file)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def outbox_row(gw, alert_id):
+    with sqlite3.connect(gw.config.store_path) as db:
+        return db.execute("SELECT kind, payload FROM outbox WHERE ref_id = ? AND kind = 'alert'", (alert_id,)).fetchone()
+
+
+def test_staff_raise_an_alert_on_a_green_event_from_the_console_and_the_shell_and_it_flows_like_a_model_alert(
+        gateway, broker, tmp_path):
+    gw, terminal = gateway
+    assert terminal.send(event(counter=2, event_id="coached-1", amount=3000)).body["level"] == "green"
+    centre = open_store(tmp_path / "centre.db")
+    with IngestWorker(open_store(tmp_path / "centre.db"), host=broker.host, port=broker.port):
+        staff = Client(gw.branch_console.port)
+        staff.login()
+        shown = {e["event_id"]: e for e in json.loads(staff.request("GET", "/api/state")[1])["events"]}
+        assert (shown["coached-1"]["counter"], shown["coached-1"]["level"], shown["coached-1"]["amount"]) == (2, "green", 3000)
+        res, data = staff.post("/api/raise", {"event_id": "coached-1", "level": "red",
+                                              "note": "a caller on speaker told him what to say"})
+        assert res.status == 200, data
+        alert_id = json.loads(data)["alert_id"]
+        # On disk with its outbox row, and the lamps lit, before the console answered.
+        view = gw.store.alert_view(alert_id)
+        assert (view.state, view.level, view.raised_by, view.reasons) == ("open", "red", "S1024", ("teller_report",))
+        assert json.loads(outbox_row(gw, alert_id)[1])["raised_by"] == "S1024"
+        assert gw.lamps.states()[2] == "red" and gw.lamps.states()["supervisor"] == "red"
+        card = json.loads(staff.request("GET", "/api/state")[1])["open"][0]
+        assert (card["raised_by"], card["raise_note"]) == ("S1024", "a caller on speaker told him what to say")
+        assert card["reasons"][0]["zh"] == "网点员工发起的预警" and card["text"].startswith("Hold: raised by branch staff")
+
+        def at_centre(aid):
+            return next((r["payload"] for r in centre.records(kind="alert") if r["alert_id"] == aid), None)
+
+        assert wait_until(lambda: at_centre(alert_id) is not None, 30), "the alert never reached the centre"
+        sent = at_centre(alert_id)
+        assert (sent["reasons"], sent["raised_by"], sent["note"], sent["level"]) == (
+            ["teller_report"], "S1024", "a caller on speaker told him what to say", "red")
+        assert staff.post("/api/ack", {"alert_id": alert_id})[0].status == 200
+        assert wait_until(lambda: gw.lamps.states()[2] == "amber-blinking" and gw.lamps.states()["supervisor"] == "off")
+        assert staff.post("/api/outcome", {"alert_id": alert_id, "outcome": "customer_dissuaded"})[0].status == 200
+        assert wait_until(lambda: gw.lamps.states()[2] == "off")
+
+        # From a shell, on the running gateway's store: its lamps follow.
+        assert terminal.send(event(counter=4, event_id="coached-2", amount=2500)).body["level"] == "green"
+        cfg_file = tmp_path / "gateway.toml"
+        cfg_file.write_text(config_toml(gw.config))
+        done = counterguard(cfg_file, "raise", "coached-2", "--by", "S2048", "--note", "withdrawing for a 'safe account'")
+        assert done.returncode == 0, done.stderr
+        assert "raised red alert" in done.stdout
+        assert wait_until(lambda: gw.lamps.states()[4] == "red" and gw.lamps.states()["supervisor"] == "red", 10)
+        [shell_alert] = gw.store.open_alerts()
+        listed = counterguard(cfg_file, "alerts").stdout
+        assert f"{shell_alert.alert_id}" in listed and "RAISED BY STAFF S2048" in listed
+        assert wait_until(lambda: (at_centre(shell_alert.alert_id) or {}).get("raised_by") == "S2048", 30)
+    centre.close()
+    # The outcome labels the event the model answered green: a miss the centre can learn from.
+    cases = counterguard(cfg_file, "export-events", "--day", date.today().isoformat(), "--labelled")
+    labelled = {json.loads(line)["event"]["event_id"]: json.loads(line) for line in cases.stdout.splitlines()}
+    assert (labelled["coached-1"]["level"], labelled["coached-1"]["outcome"], labelled["coached-1"]["label"]) == (
+        "green", "customer_dissuaded", 1)
+
+
+def test_a_report_the_console_or_the_shell_refuses_says_why_and_raises_nothing(gateway, tmp_path):
+    gw, terminal = gateway
+    assert terminal.send(event(counter=1, event_id="seen-1")).body["level"] == "green"
+    red_id = raise_red(gw, terminal, event_id="red-1")
+    staff = Client(gw.branch_console.port)
+    staff.login()
+    for body, csrf, status, message in (
+            ({"event_id": "seen-1"}, False, 403, "CSRF"),
+            ({"event_id": "nobody-1"}, True, 404, "no event 'nobody-1' at this gateway"),
+            ({"event_id": "red-1"}, True, 409, f"already has a red alert {red_id} (open)"),
+            ({"event_id": "seen-1", "level": "green"}, True, 400, "level must be one of amber, red"),
+            ({"event_id": "seen-1", "note": "x" * 501}, True, 400, "note is 501 characters; keep it under 500"),
+            ({"level": "red"}, True, 400, "event_id is required")):
+        res, data = staff.post("/api/raise", body, csrf=csrf)
+        assert (res.status, message in json.loads(data)["error"]) == (status, True), data
+    res, _ = Client(gw.branch_console.port).post("/api/raise", {"event_id": "seen-1"})
+    assert res.status == 401
+    cfg_file = tmp_path / "gateway.toml"
+    cfg_file.write_text(config_toml(gw.config))
+    for args, code, message in ((("raise", "seen-1"), 2, "the following arguments are required: --by"),
+                                (("raise", "nobody-1", "--by", "S1"), 1, "no event 'nobody-1' at this gateway"),
+                                (("raise", "seen-1", "--by", "S1", "--level", "blue"), 2, "invalid choice: 'blue'"),
+                                (("raise", "seen-1", "--by", "S1", "--note", "x" * 501), 1, "note is 501 characters")):
+        done = counterguard(cfg_file, *args)
+        assert (done.returncode, message in done.stderr) == (code, True), done.stderr
+    assert [a.alert_id for a in gw.store.open_alerts(level=None)] == [red_id]
+    assert gw.lamps.states()[1] != "red"

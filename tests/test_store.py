@@ -12,7 +12,7 @@ import pytest
 from gateway.clock import Stamp
 from gateway.decision import Verdict
 from gateway.events import parse_event
-from gateway.store import MIGRATIONS, Store, StoreError, UnknownAlert
+from gateway.store import MIGRATIONS, LifecycleError, Store, StoreError, UnknownAlert, UnknownEvent
 from gateway.watchlist import Watchlist, WatchlistFileError, WatchlistRejected
 
 MULE = "6217000099887766554"
@@ -342,7 +342,7 @@ def test_a_v2_store_is_upgraded_with_the_answers_table_and_keeps_everything(tmp_
     assert count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'answers'") == 0
     monkeypatch.undo()
     with Store(path) as new:
-        assert count(path, "SELECT max(version) FROM migrations") == 3
+        assert count(path, "SELECT max(version) FROM migrations") == MIGRATIONS[-1][0]
         view = new.alert_view(closed.alert_id)
         assert (view.state, view.outcome, view.note) == ("closed", "false_alarm", "known customer")
         assert new.outbox_depth() == depth and new.answers([closed.alert_id]) == {}
@@ -375,3 +375,62 @@ def test_an_answer_to_a_question_the_alert_did_not_have_stores_neither_it_nor_th
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # the table itself refuses other words too
         with store.batch():
             store.db.execute("INSERT INTO answers VALUES (?, 'general.1', 'q', 'q', 'perhaps')", (alert.alert_id,))
+
+
+# -- alerts raised by branch staff ----------------------------------------------------------------
+def served(store: Store, n, level: str, *, wall: float | None = None, counter: int = 2):
+    """An event stored with its full payload, as a counter line stores it."""
+    body = {"event_id": f"ev-{n}", "ts": "2024-05-06T09:30:00+08:00", "counter": counter, "kind": "cash_withdrawal",
+            "account": "6222020200000000101", "amount": 30000.0, "customer_age": 71}
+    ev = parse_event(body)
+    v = Verdict(ev.event_id, level, {"green": 0.12, "amber": 0.6}[level], () if level == "green" else ("elderly_customer",),
+                "Proceed", ev.counter)
+    return store.record_verdict(ev, json.dumps(body).encode(), f"sha-{n}", v, stamp(wall), model_version="m-1",
+                                watchlist_version=3, gateway_id="gw-test")
+
+
+def test_staff_raise_a_red_alert_on_a_green_event_with_its_outbox_row_like_a_model_alert(store):
+    served(store, 1, "green")
+    alert = store.raise_alert("ev-1", "red", "S1024", "console", "  kept looking at his phone  ", stamp=stamp())
+    assert (alert.level, alert.counter, alert.reasons) == ("red", 2, ("teller_report",))
+    assert store.open_alerts() == [alert]  # the escalation watch and the panel button find it like any red
+    [row] = store.outbox_pending(10, republish_after_s=30)
+    body = json.loads(row.payload)
+    assert (row.seq, row.kind, row.ref_id) == (alert.seq, "alert", alert.alert_id)
+    assert body["reasons"] == ["teller_report"] and body["score"] == 0.12 and body["level"] == "red"
+    assert (body["raised_by"], body["note"]) == ("S1024", "kept looking at his phone")
+    assert body["text"] == "Hold: raised by branch staff - call supervisor" and body["model_version"] == "m-1"
+    view = store.alert_view(alert.alert_id)
+    assert (view.raised_by, view.raise_note, view.text) == ("S1024", "kept looking at his phone", body["text"])
+    assert [e["open_alerts"] for e in store.recent_events(0)] == [["red"]]
+
+
+def test_a_red_report_on_an_amber_alert_is_a_second_alert_and_a_second_red_is_refused_by_name(store):
+    amber = served(store, 1, "amber")
+    red = store.raise_alert("ev-1", "red", "S1024", "cli", stamp=stamp())
+    assert red.reasons == ("teller_report", "elderly_customer") and red.alert_id != amber.alert_id
+    depth = store.outbox_depth()
+    with pytest.raises(LifecycleError, match=f"already has a red alert {red.alert_id} \\(open\\)"):
+        store.raise_alert("ev-1", "red", "S2048", "console", stamp=stamp())
+    with pytest.raises(LifecycleError, match="already has a red alert"):  # red covers amber too
+        store.raise_alert("ev-1", "amber", "S2048", "console", stamp=stamp())
+    store.acknowledge(red.alert_id, by="S1", via="console", stamp=stamp())
+    with pytest.raises(LifecycleError, match="acknowledged, outcome owed"):
+        store.raise_alert("ev-1", "red", "S2048", "console", stamp=stamp())
+    assert store.outbox_depth() == depth + 1  # the acknowledgement only
+
+
+@pytest.mark.parametrize("args, error, message", [
+    (("ev-9", "red", "S1", "cli"), UnknownEvent, "no event 'ev-9' at this gateway"),
+    (("ev-old", "red", "S1", "cli"), LifecycleError, "event ev-old is too old: received 25 hours ago"),
+    (("ev-1", "green", "S1", "cli"), ValueError, "level must be one of amber, red, got 'green'"),
+    (("ev-1", "red", " ", "cli"), ValueError, "by must name who raised the alert"),
+    (("ev-1", "red", "S1", "cli", "x" * 501), ValueError, "note is 501 characters; keep it under 500"),
+    (("ev-1", "red", "S1", "button"), ValueError, "via must be one of console, cli"),
+])
+def test_a_refused_report_says_why_and_writes_nothing(store, args, error, message):
+    served(store, 1, "green")
+    served(store, "old", "green", wall=time.time() - 25 * 3600)
+    with pytest.raises(error, match=message):
+        store.raise_alert(*args, stamp=stamp())
+    assert store.outbox_depth() == 0 and store.open_alerts(level=None) == []

@@ -75,6 +75,8 @@ function alertRow(r) {
   const why = el("td", "reasons");
   for (const reason of p.reasons || []) why.appendChild(el("span", "reason", reason));
   why.appendChild(el("div", "text", p.text));
+  // Raised by branch staff, not the model: a teller's report, often a miss the model should learn from.
+  if (p.raised_by) why.appendChild(el("div", "raised-by", "raised by branch staff " + p.raised_by + (p.note ? " \u2014 " + p.note : "")));
   tr.appendChild(why);
   const follow = el("td"); follow.appendChild(el("ul", "trail")); tr.appendChild(follow);
   return tr;
@@ -193,7 +195,9 @@ async function refreshAccuracy() {
     for (const r of data.rows) {
       const tr = el("tr");
       const p = r.precision === null ? "-" : (100 * r.precision).toFixed(1) + "%";
-      for (const v of [r.group, r.level, p, r.with_outcome, r.alerts]) tr.appendChild(el("td", null, v));
+      // Alerts staff raised themselves are judged apart from the model's warnings.
+      const level = r.source === "staff" ? r.level + " (raised by staff)" : r.level;
+      for (const v of [r.group, level, p, r.with_outcome, r.alerts]) tr.appendChild(el("td", null, v));
       body.appendChild(tr);
     }
   } catch (e) {

@@ -1,8 +1,8 @@
 """The branch console: a small web page the gateway serves on the branch LAN (a PC or a tablet).
 
 It shows the open alerts with their reasons in plain words and the caring questions to ask, in
-Chinese and English; staff acknowledge an alert and record its outcome there; today's history is
-below. Only staff who log in with the branch password can change anything:
+Chinese and English; staff acknowledge an alert and record its outcome there, and can raise an
+alert themselves on one of the last events at each counter; today's history is below. Only staff who log in with the branch password can change anything:
 
 - the session id travels in a cookie that scripts cannot read (HttpOnly) and that the browser
   never sends from another site (SameSite=Strict);
@@ -36,7 +36,7 @@ from string import Template
 from urllib.parse import parse_qs, urlsplit
 
 from ..questions import ANSWER_TEXT, ANSWERS, LEVEL_TEXT, OUTCOME_TEXT, load_questions
-from ..store import OUTCOMES, LifecycleError, UnknownAlert
+from ..store import ALERT_LEVELS, OUTCOMES, RAISE_NOTE_MAX, RAISE_WITHIN_S, LifecycleError, UnknownAlert, UnknownEvent
 from .auth import Sessions
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 COOKIE = "cg_session"
 MAX_BODY = 16 * 1024  # a form or a note, never more
 QUESTIONS_SHOWN = 6   # enough to start a conversation, short enough to read at the counter
+EVENTS_PER_COUNTER = 5  # the last few customers at each counter, for staff reporting one the model let through
 STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -146,6 +147,8 @@ class BranchConsole:
             "outcome_text": OUTCOME_TEXT.get(view.outcome) if view.outcome else None,
             "note": view.note,
             "outcome_by": view.outcome_by,
+            "raised_by": view.raised_by,
+            "raise_note": view.raise_note,
         }
 
     def state(self, session) -> dict:
@@ -163,6 +166,10 @@ class BranchConsole:
             "today": [self._alert_json(v, questions=False, answers=answers.get(v.alert_id, ()))
                       for v in reversed(today)],
             "lamps": {str(k): v for k, v in self.lamps.states().items()} if self.lamps is not None else {},
+            # Staff can raise an alert on any of these (docs/supervisor.md, "Raising an alert yourself").
+            "events": [{**e, "level_text": LEVEL_TEXT.get(e["level"])}
+                       for e in self.store.recent_events(now - RAISE_WITHIN_S, per_counter=EVENTS_PER_COUNTER)],
+            "raise_note_max": RAISE_NOTE_MAX,
             "outcomes": [{"code": o, **OUTCOME_TEXT[o]} for o in OUTCOMES],
             "answer_words": [{"code": a, **ANSWER_TEXT[a]} for a in ANSWERS],
         }
@@ -175,6 +182,18 @@ class BranchConsole:
             raise ConsoleError(HTTPStatus.CONFLICT, f"alert {alert_id} is already acknowledged"
                                + (f" by {view.ack_by}" if view and view.ack_by else ""))
         return {"ok": True, "alert_id": ack.alert_id, "seq": ack.seq}
+
+    def raise_alert(self, session, body: dict) -> dict:
+        """Staff report an event the model let through: an alert raised in their name."""
+        event_id = _field(body, "event_id")
+        level = body.get("level", "red")
+        if level not in ALERT_LEVELS:
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, f"level must be one of {', '.join(ALERT_LEVELS)}")
+        note = body.get("note", "")
+        if not isinstance(note, str):
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "note must be text")
+        alert = self.lifecycle.raise_alert(event_id, level, by=session.staff, via="console", note=note)
+        return {"ok": True, "alert_id": alert.alert_id, "seq": alert.seq, "level": alert.level}
 
     def record_outcome(self, session, body: dict) -> dict:
         alert_id = _field(body, "alert_id")
@@ -309,10 +328,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(HTTPStatus.OK, self.console.acknowledge(session, body))
             if path == "/api/outcome":
                 return self._json(HTTPStatus.OK, self.console.record_outcome(session, body))
+            if path == "/api/raise":
+                return self._json(HTTPStatus.OK, self.console.raise_alert(session, body))
             raise ConsoleError(HTTPStatus.NOT_FOUND, f"no action {path}")
         except ConsoleError as exc:
             self._json(exc.status, {"error": str(exc)})
-        except UnknownAlert as exc:
+        except (UnknownAlert, UnknownEvent) as exc:
             self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
         except LifecycleError as exc:
             self._json(HTTPStatus.CONFLICT, {"error": str(exc)})

@@ -1,4 +1,4 @@
-// Branch console: polls the gateway for alerts and posts acknowledgements and outcomes.
+// Branch console: polls the gateway for alerts and posts acknowledgements, outcomes and alerts staff raise.
 // Everything from the server is put in the page with textContent, never as HTML.
 "use strict";
 
@@ -6,7 +6,8 @@ const POLL_MS = 2000;
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 let lang = localStorage.getItem("cg-lang") || "zh";
 let last = null;
-const drawn = { open: "", awaiting: "", today: "" };
+const drawn = { open: "", awaiting: "", today: "", events: "" };
+const KIND_TEXT = { cash_withdrawal: ["cash withdrawal", "取现"], transfer_out: ["transfer out", "转出"] };
 
 function t(en, zh) { return lang === "zh" ? zh : en; }
 
@@ -50,6 +51,7 @@ function card(a, awaiting) {
   c.append(el("h3", {}, `${t("Counter", "柜台")} ${a.counter} · ${a.level_text[lang]} · ${clock(a.raised_at)}`));
   c.append(el("p", { class: "reasons" }, reasonsOf(a)));
   c.append(el("p", { class: "quiet" }, `${a.amount.toLocaleString()} ${t("yuan", "元")} · ${a.text}`));
+  if (a.raised_by) c.append(el("p", { class: "raised-by" }, `${t("Raised by", "发起人")} ${a.raised_by}` + (a.raise_note ? ` · ${a.raise_note}` : "")));
   if (a.escalated) c.append(el("p", { class: "error" }, t("Escalated to the centre: nobody acknowledged in time", "已上报中心：未及时响应")));
   const qs = a.questions[lang];
   if (qs.length) {
@@ -149,12 +151,41 @@ function drawToday(alerts) {
   document.querySelector("#today tbody").replaceChildren(...rows);
 }
 
+// The last events at each counter, each with a way to raise an alert the model did not.
+function drawEvents(events) {
+  const sig = lang + JSON.stringify(events.map(e => [e.event_id, e.open_alerts]));
+  if (drawn.events === sig) return;
+  const box = document.querySelector("#events tbody");
+  if (box.querySelector("textarea:focus, select:focus")) return;  // do not redraw under someone typing a note
+  drawn.events = sig;
+  box.replaceChildren(...events.map(e => {
+    const kind = KIND_TEXT[e.kind] ? t(...KIND_TEXT[e.kind]) : e.kind;
+    const cell = el("td", { class: "report" });
+    if (e.open_alerts.includes("red")) {
+      cell.append(el("span", { class: "quiet" }, t("red alert open", "红色预警处理中")));
+    } else {
+      const level = el("select", { class: "raise-level", "aria-label": t("level", "级别") },
+        el("option", { value: "red" }, t("red: hold, call the supervisor", "红：暂停业务，通知主管")),
+        ...(e.open_alerts.includes("amber") ? [] : [el("option", { value: "amber" }, t("amber: ask the caring questions", "黄：关爱提问"))]));
+      const note = el("textarea", { class: "raise-note", maxlength: String(last.raise_note_max),
+        placeholder: t("What did you notice?", "您注意到了什么？") });
+      const b = el("button", { class: "raise", type: "button" }, t("Report", "发起预警"));
+      b.addEventListener("click", () => act(b, "/api/raise", { event_id: e.event_id, level: level.value, note: note.value }));
+      cell.append(level, note, b);
+    }
+    return el("tr", { class: e.level, dataset: { eventId: e.event_id } },
+      el("td", {}, clock(e.received_wall)), el("td", {}, e.counter), el("td", {}, `${e.amount.toLocaleString()} ${t("yuan", "元")}`),
+      el("td", {}, kind), el("td", { class: "verdict" }, e.level_text[lang]), cell);
+  }));
+}
+
 function draw() {
   if (!last) return;
   drawCards("open", last.open, false);
   drawCards("awaiting", last.awaiting_outcome, true);
   document.getElementById("no-open").classList.toggle("hidden", last.open.length > 0);
   drawToday(last.today);
+  drawEvents(last.events);
 }
 
 function relabel() {
