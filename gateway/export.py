@@ -39,10 +39,11 @@ FRAUD_OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "police_called")
 _ROWS_SQL = (
     "SELECT e.payload, v.level, v.score, v.reasons, "
     "(SELECT count(*) FROM alerts a WHERE a.event_id = e.event_id), "
+    # An event with two alerts (amber by the model, red raised by staff) is fraud if either was judged so.
     "(SELECT o.outcome FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "
-    " ORDER BY o.wall LIMIT 1), "
+    " ORDER BY o.outcome = 'false_alarm', o.wall LIMIT 1), "
     "(SELECT a.alert_id FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "
-    " ORDER BY o.wall LIMIT 1) "
+    " ORDER BY o.outcome = 'false_alarm', o.wall LIMIT 1) "
     # Every stored event has its verdict: both are written in one transaction.
     "FROM events e JOIN verdicts v ON v.event_id = e.event_id "
     "WHERE e.received_wall >= ? AND e.received_wall < ? "

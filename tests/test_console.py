@@ -278,6 +278,33 @@ def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromiu
                              for r in d.find_elements(By.CSS_SELECTOR, f'#today tr[data-alert-id="{alert_id}"]')))
 
 
+def test_a_teller_reports_an_event_the_lamp_let_through_from_the_console_in_chromium(gateway, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    gw, terminal = gateway
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+    browser.get(f"http://127.0.0.1:{gw.branch_console.port}/")
+    browser.find_element(By.ID, "staff").send_keys("T0311")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login").click()
+    assert terminal.send(event(counter=1, event_id="browser-green", amount=4200)).body["level"] == "green"
+    row = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#events tr[data-event-id="browser-green"]'))[0]
+    assert "4,200" in row.text and "绿" in row.text and "取现" in row.text
+    row.find_element(By.CSS_SELECTOR, "select.raise-level option[value='amber']").click()
+    row.find_element(By.CSS_SELECTOR, "textarea.raise-note").send_keys("asked twice whether the police would know")
+    row.find_element(By.CSS_SELECTOR, "button.raise").click()
+    assert wait_until(lambda: gw.store.open_alerts(level=None), timeout=30)
+    [alert] = gw.store.open_alerts(level=None)
+    view = gw.store.alert_view(alert.alert_id)
+    assert (view.level, view.raised_by, view.raise_note, view.event_id) == (
+        "amber", "T0311", "asked twice whether the police would know", "browser-green")
+    assert gw.lamps.states()[1] == "amber"
+    card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#open .card[data-alert-id="{alert.alert_id}"]'))[0]
+    assert "发起人 T0311" in card.text and "网点员工发起的预警" in card.text
+
+
 def test_a_busy_console_port_or_a_bad_questions_file_stops_start_up_by_key(gateway, tmp_path):
     from gateway.app import check_ready
 

@@ -403,6 +403,7 @@ def test_staff_raise_a_red_alert_on_a_green_event_with_its_outbox_row_like_a_mod
     view = store.alert_view(alert.alert_id)
     assert (view.raised_by, view.raise_note, view.text) == ("S1024", "kept looking at his phone", body["text"])
     assert [e["open_alerts"] for e in store.recent_events(0)] == [["red"]]
+    assert store.overdue_alerts(time.time() + 200, 120) == [alert]  # unacknowledged, it escalates like any red
 
 
 def test_a_red_report_on_an_amber_alert_is_a_second_alert_and_a_second_red_is_refused_by_name(store):
@@ -418,6 +419,20 @@ def test_a_red_report_on_an_amber_alert_is_a_second_alert_and_a_second_red_is_re
     with pytest.raises(LifecycleError, match="acknowledged, outcome owed"):
         store.raise_alert("ev-1", "red", "S2048", "console", stamp=stamp())
     assert store.outbox_depth() == depth + 1  # the acknowledgement only
+
+
+def test_an_event_whose_staff_raised_red_was_fraud_is_labelled_so_whichever_alert_closed_first(store):
+    from datetime import date
+
+    from gateway.export import export_events
+
+    amber = served(store, 1, "amber")
+    red = store.raise_alert("ev-1", "red", "S1024", "console", stamp=stamp())
+    for alert, outcome in ((amber, "false_alarm"), (red, "confirmed_fraud")):
+        store.acknowledge(alert.alert_id, by="S1", via="console", stamp=stamp())
+        store.record_outcome(alert.alert_id, outcome, by="S1", via="console", stamp=stamp())
+    [case] = [json.loads(line) for line in export_events(store, date.today(), date.today(), labelled=True).lines]
+    assert (case["level"], case["outcome"], case["label"]) == ("amber", "confirmed_fraud", 1)
 
 
 @pytest.mark.parametrize("args, error, message", [
