@@ -557,13 +557,13 @@ class Store:
     def recent_events(self, since_wall: float, *, per_counter: int = 10) -> list[dict]:
         """The last events received at each counter since ``since_wall`` with their verdict and any
         alerts not yet closed, newest first, for staff choosing one to raise an alert on."""
+        # Alerts are looked up only for the few rows kept, not for every event of a busy day.
         rows = self._q(
-            "SELECT event_id, counter, kind, amount, received_wall, level, score, alerts FROM ("
+            "SELECT event_id, counter, kind, amount, received_wall, level, score,"
+            " (SELECT group_concat(a.level) FROM alerts a WHERE a.event_id = r.event_id AND a.state <> 'closed') FROM ("
             " SELECT e.event_id, e.counter, e.kind, e.amount, e.received_wall, v.level, v.score,"
-            " (SELECT group_concat(a.level) FROM alerts a WHERE a.event_id = e.event_id AND a.state <> 'closed')"
-            "   AS alerts,"
             " row_number() OVER (PARTITION BY e.counter ORDER BY e.received_wall DESC, e.rowid DESC) AS n"
-            " FROM events e JOIN verdicts v USING (event_id) WHERE e.received_wall >= ?)"
+            " FROM events e JOIN verdicts v USING (event_id) WHERE e.received_wall >= ?) r"
             " WHERE n <= ? ORDER BY received_wall DESC, counter", (since_wall, int(per_counter)))
         return [{"event_id": r[0], "counter": r[1], "kind": r[2], "amount": r[3], "received_wall": r[4],
                  "level": r[5], "score": r[6], "open_alerts": sorted(set((r[7] or "").split(",")) - {""})}
