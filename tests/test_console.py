@@ -234,17 +234,24 @@ def browser():
     driver.quit()
 
 
-def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromium(gateway, browser):
-    from selenium.webdriver.common.by import By
+def log_in(browser, gw, staff: str):
+    """Open the branch console and log in as ``staff``; a wait for the page's later changes."""
     from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    gw, terminal = gateway
-    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(f"http://127.0.0.1:{gw.branch_console.port}/")
-    browser.find_element(By.ID, "staff").send_keys("S1024")
+    browser.find_element(By.ID, "staff").send_keys(staff)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login").click()
+    return WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromium(gateway, browser):
+    from selenium.webdriver.common.by import By
+
+    gw, terminal = gateway
+    wait = log_in(browser, gw, "S1024")
     wait.until(lambda d: d.find_elements(By.ID, "no-open") and d.find_element(By.ID, "no-open").is_displayed())
     assert browser.get_cookie("cg_session")["httpOnly"] is True
 
@@ -279,16 +286,10 @@ def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromiu
 
 
 def test_a_teller_reports_an_event_the_lamp_let_through_from_the_console_in_chromium(gateway, browser):
-    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     gw, terminal = gateway
-    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
-    browser.get(f"http://127.0.0.1:{gw.branch_console.port}/")
-    browser.find_element(By.ID, "staff").send_keys("T0311")
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "login").click()
+    wait = log_in(browser, gw, "T0311")
     assert terminal.send(event(counter=1, event_id="browser-green", amount=4200)).body["level"] == "green"
     row = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#events tr[data-event-id="browser-green"]'))[0]
     assert "4,200" in row.text and "绿" in row.text and "取现" in row.text
