@@ -25,6 +25,8 @@ from .terminal import TellerTerminal
 
 CST = timezone(timedelta(hours=8))
 MULE_ACCOUNT = "6217000099887766554"
+# A coached victim shows the model nothing; the teller notices and raises the alert herself.
+NOTICED_ID = "c4-noticed"
 INTERCEPT_ID = "c3-0915-intercept"
 
 
@@ -69,6 +71,9 @@ def branch_morning(day: datetime) -> list[tuple[str, dict]]:
         balance_before=52300, purpose="home", teller_flags=["customer_on_phone", "urgent", "declared_purpose_mismatch"])
     add("young man, new card, cashing out", 24, 2, "cash_withdrawal", MULE_ACCOUNT, 48000, customer_age=22,
         account_age_days=31, balance_before=49500, inbound_24h=49500, inbound_count_24h=17, purpose="daily")
+    add("72-year-old, calm, 30,000 in cash 'for the flat'; keeps glancing at her phone", 25, 4, "cash_withdrawal",
+        "6222020200556677889", 30000, event_id=NOTICED_ID, customer_age=72, account_age_days=12500,
+        balance_before=98000, purpose="home")
     for counter, account, amount, age, purpose in everyday[:4]:
         minute = 26 + counter
         add("everyday withdrawal", minute, counter, "cash_withdrawal", account[:-3] + "999", amount * 2,
@@ -90,6 +95,9 @@ def _record_outcome(gateway, event: dict, say, timeout: float = 5.0) -> None:
     for alert in gateway.store.awaiting_outcome():
         if event["account"] == MULE_ACCOUNT:
             outcome, note, answers = "police_called", "card holder detained for the police", {"general.1": "declined"}
+        elif event["event_id"] == NOTICED_ID:  # a "police officer" on a video call had told her what to say
+            outcome, note, answers = ("customer_dissuaded", "told by a 'police officer' to move her savings; kept them",
+                                      {"general.1": "yes", "general.2": "yes"})
         else:  # she admits a caller she has never met told her to move the money, and to tell no one
             outcome, note, answers = ("customer_dissuaded", "son reached on the phone; she kept her savings",
                                       {"general.1": "yes", "general.2": "yes"})
@@ -138,7 +146,7 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
             ack_pin = factory.pin(load_pinmap(default_pinmap_path()).supervisor.acknowledge)
             summary = _Summary()
             questions = load_questions()
-            reds = 0
+            reds = staff_raised = 0
             for note, event in branch_morning(datetime.now(CST)):
                 reply = terminal.send(event)
                 if reply.type == "NAK":
@@ -152,6 +160,12 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
                 if level == "amber":
                     for question in questions.for_reasons(reply.body["reasons"], limit=2):
                         say(f"  teller asks: {question}")
+                if level == "green" and event["event_id"] == NOTICED_ID:
+                    say("  the teller is not satisfied: she reports the withdrawal as RED from the branch console")
+                    gateway.lifecycle.raise_alert(NOTICED_ID, "red", by="T-demo", via="console",
+                                                  note="calm but reading instructions off her phone")
+                    staff_raised += 1
+                    level = "red"
                 if level == "red":
                     reds += 1
                     time.sleep(pace * 3)
@@ -169,7 +183,7 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
             say(f"counter 1: typo in the amount -> NAK {bad.body['code']} field={bad.body.get('field')}: {bad.body['detail']}")
 
             raised = gateway.store.outbox_depth()  # rows still waiting for the centre
-            expected_alerts = summary.levels.get("amber", 0) + summary.levels.get("red", 0)
+            expected_alerts = summary.levels.get("amber", 0) + summary.levels.get("red", 0) + staff_raised
             done = receiver.wait_for(
                 lambda r: len(r.alerts) >= expected_alerts and len(r.acks) >= reds and len(r.outcomes) >= reds
                 and gateway.store.outbox_depth() == 0,
@@ -191,8 +205,10 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
                 p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
                 say(f"  frame to lamp       : median {p50:.2f} ms, p99 {p99:.2f} ms over {len(latencies)} verdicts")
             say(f"  50,000-yuan intercept: {'RED at the centre' if intercept and intercept[0]['level'] == 'red' else 'NOT intercepted'}")
+            noticed = [a for a in receiver.alerts if "teller_report" in a["reasons"]]
+            say(f"  teller's own report : {'RED at the centre, raised by ' + noticed[0]['raised_by'] if noticed else 'NOT delivered'}")
             say(f"  finished in {time.monotonic() - started:.1f} s")
-            ok = done and bool(intercept) and intercept[0]["level"] == "red"
+            ok = done and bool(intercept) and intercept[0]["level"] == "red" and bool(noticed)
             return 0 if ok else 1
         finally:
             gateway.stop()

@@ -64,6 +64,8 @@ def test_demo_runs_the_branch_morning_and_the_centre_gets_the_intercept():
     levels = re.search(r"events by level\s*: green (\d+), amber (\d+), red (\d+)", text)
     assert levels and all(int(n) > 0 for n in levels.groups()), text
     assert "  teller asks: " in text
+    # The coached victim the model lets through is caught by the teller's own report.
+    assert "teller's own report : RED at the centre, raised by T-demo" in text
 
 
 def test_intercept_is_red_with_reasons_stored_before_the_ack_and_at_the_centre(running, centre):
