@@ -165,13 +165,14 @@ class Downlink:
         return "waiting"
 
     def _reject(self, kind: str, topic: str, exc) -> str:
-        self.stats.rejected += 1
-        self.stats.rejected_by_kind[kind] = self.stats.rejected_by_kind.get(kind, 0) + 1
-        self.stats.last_rejection = f"{kind}: {exc}"
         keeping = {"model": f"model {self.assessor.model.version}",
                    "thresholds": f"thresholds {self.assessor.thresholds.amber}/{self.assessor.thresholds.red}",
                    "watchlist": f"watchlist v{self.assessor.watchlist.version}"}.get(kind, "what is in force")
         log.error("downlink: REJECTED %s manifest on %s: %s; keeping %s", kind, topic, exc, keeping)
+        # Counted after the log line: whoever watches the count finds the reason already logged.
+        self.stats.rejected_by_kind[kind] = self.stats.rejected_by_kind.get(kind, 0) + 1
+        self.stats.last_rejection = f"{kind}: {exc}"
+        self.stats.rejected += 1
         return "rejected"
 
     def _pending_version(self, kind: str) -> int:

@@ -358,9 +358,10 @@ class Uplink:
                          result.size)
                 session.reannounce = True
                 self._wake.set()
+        # Logged before counted: whoever watches the count finds the reason already in the log.
         except (messages.DownlinkError, WatchlistRejected) as exc:
-            self.stats.downlink_rejected += 1
             log.warning("uplink: ignored a message on %s: %s", msg.topic, exc)
-        except Exception:  # never let a bad downlink end paho's network thread
             self.stats.downlink_rejected += 1
+        except Exception:  # never let a bad downlink end paho's network thread
             log.exception("uplink: failed to handle a message on %s", msg.topic)
+            self.stats.downlink_rejected += 1
