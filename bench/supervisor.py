@@ -1,5 +1,6 @@
 """Supervisor workflow benchmarks: how fast an acknowledgement reaches the lamps, how fast the
-branch console answers with a busy day in the store, and how long the shift report takes.
+branch console answers with a busy day in the store, how long the shift report takes, how fast a
+teller's own report lights the lamps, and how long a day's events take to export.
 Real parts: SQLite (synchronous=FULL), gpiozero mock pins, the console's HTTP server on loopback.
 
     .venv/bin/python bench/supervisor.py [--verdicts 20000] [--alerts 400]
@@ -31,6 +32,7 @@ from gateway.console.auth import Sessions, hash_password  # noqa: E402
 from gateway.console.server import BranchConsole  # noqa: E402
 from gateway.decision import Verdict  # noqa: E402
 from gateway.events import parse_event  # noqa: E402
+from gateway.export import export_events  # noqa: E402
 from gateway.lamps import LampBoard  # noqa: E402
 from gateway.lifecycle import Lifecycle  # noqa: E402
 from gateway.pinmap import default_pinmap_path, load_pinmap  # noqa: E402
@@ -49,11 +51,12 @@ def fill_day(store: Store, verdicts: int, alerts: int) -> list[str]:
             wall = start + i * (10 * 3600 / verdicts)
             alert = i % every == 0 and len(ids) < alerts
             level = ("red" if len(ids) % 3 == 0 else "amber") if alert else "green"
-            ev = parse_event({"event_id": f"b-{i}", "ts": datetime.fromtimestamp(wall).astimezone().isoformat(),
-                              "counter": 1 + i % 4, "kind": "cash_withdrawal", "account": f"62220202{i:011d}",
-                              "amount": 50000.0 if alert else 800.0})
+            body = {"event_id": f"b-{i}", "ts": datetime.fromtimestamp(wall).astimezone().isoformat(),
+                    "counter": 1 + i % 4, "kind": "cash_withdrawal", "account": f"62220202{i:011d}",
+                    "amount": 50000.0 if alert else 800.0}
+            ev = parse_event(body)
             reasons = ("large_cash", "customer_on_phone") if alert else ()
-            got = store.record_verdict(ev, b"{}", f"s{i}", Verdict(ev.event_id, level, 0.9 if alert else 0.1, reasons,
+            got = store.record_verdict(ev, json.dumps(body).encode(), f"s{i}", Verdict(ev.event_id, level, 0.9 if alert else 0.1, reasons,
                                                                     "text", ev.counter),
                                        Stamp(wall, 0.0, True), model_version="m", watchlist_version=1, gateway_id="gw-b")
             if got is not None:
@@ -76,6 +79,7 @@ def main() -> int:
         store = Store(Path(tmp) / "gw.db")
         t0 = time.perf_counter()
         ids = fill_day(store, args.verdicts, args.alerts)
+        alerted = {row[0] for row in store.db.execute("SELECT event_id FROM alerts")}
         rows.append(("filling the day", f"{args.verdicts:,} verdicts, {len(ids)} alerts in {time.perf_counter() - t0:.1f} s", "-"))
         lamps = LampBoard.from_pinmap(load_pinmap(default_pinmap_path()), pin_factory=MockFactory())
         life = Lifecycle(store, lamps, Clock(assume_synced=True), gateway_id="gw-b")
@@ -123,6 +127,23 @@ def main() -> int:
         text, page = render_text(report), render_html(report)
         rows.append((f"shift report, {args.verdicts:,} verdicts and {len(ids)} alerts (text + HTML)",
                      f"{(time.perf_counter() - t) * 1000:.0f} ms ({len(page) / 1024:.0f} KiB HTML)", "≤ 5 s"))
+
+        # Staff raise red on events the model answered green: one transaction (FULL) + lamps each.
+        green = [f"b-{i}" for i in range(args.verdicts) if f"b-{i}" not in alerted][:100]
+        raise_ms = []
+        for event_id in green:
+            t = time.perf_counter()
+            life.raise_alert(event_id, "red", by="T1", via="console", note="bench")
+            raise_ms.append((time.perf_counter() - t) * 1000)
+        rows.append(("staff raise red -> lamps (store FULL fsync + lamp change)",
+                     f"p50 {statistics.median(raise_ms):.1f} ms, p99 {pct(raise_ms, .99):.1f} ms", "≤ 100 ms"))
+
+        for labelled in (False, True):
+            t = time.perf_counter()
+            exp = export_events(store, date.today(), date.today(), labelled=labelled)
+            size = sum(len(line) + 1 for line in exp.lines)
+            rows.append((f"export-events{' --labelled' if labelled else ''}, a day of {exp.events:,} events",
+                         f"{(time.perf_counter() - t) * 1000:.0f} ms ({size / 1024:.0f} KiB)", "≤ 10 s"))
         lamps.close()
         store.close()
 
