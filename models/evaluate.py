@@ -29,8 +29,9 @@ from gateway.decision import AMBER, GREEN, RED, Thresholds, decide
 from gateway.features import FEATURE_NAMES, event_features
 from gateway.model import FraudModel
 from models.rulebook import rulebook_level
-from models.simulate import SHIFTED, SHIFTED_SEEDS, TYPOLOGIES, simulate
-from models.train import AMBER_LEGIT_SHARE, RED_LEGIT_SHARE, choose_thresholds, replay_items, time_split
+from models.simulate import SHIFTED, SHIFTED_SEEDS, simulate
+from models.train import (AMBER_LEGIT_SHARE, RED_LEGIT_SHARE, choose_thresholds, replay_items, time_split,
+                          typology_order)
 
 # Targets on the shifted set: what the branch network asked of the model.
 TARGET_RECALL = 0.95
@@ -120,16 +121,10 @@ def level_metrics(levels: np.ndarray, labels: np.ndarray, typologies: np.ndarray
         "legit_red_share": share(red, legit),
         "red_precision": share(fraud, red),
         "average_precision": round(average_precision(ranking, labels), 4),
-        "alerted_share_by_typology": {name: share(alerted, typologies == name) for name in _typology_order(typologies)},
-        "fraud_typologies": [name for name in _typology_order(typologies) if fraud[typologies == name].any()],
+        "alerted_share_by_typology": {name: share(alerted, typologies == name) for name in typology_order(typologies)},
+        "fraud_typologies": [name for name in typology_order(typologies) if fraud[typologies == name].any()],
         "recall_at_legit_share": {f"{b:g}": round(recall_at_legit_share(ranking, labels, b), 4) for b in BUDGETS},
     }
-
-
-def _typology_order(typologies: np.ndarray) -> list[str]:
-    """The training simulator's typologies in its order, then any other set's own names; unnamed left out."""
-    present = set(typologies.tolist()) - {""}
-    return [n for n in TYPOLOGIES if n in present] + sorted(present - set(TYPOLOGIES))
 
 
 def model_metrics(data: Scored) -> dict:

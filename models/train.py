@@ -147,12 +147,10 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS, weights: 
     # Balance the classes only part way (weight ~ sqrt of the ratio): fully balanced weights push
     # every large withdrawal towards 1 and leave no room between amber and red.
     weight = float(np.sqrt((len(y) - positives) / positives))
-    if weights is None:
-        model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=BATCH, shuffle=True, verbose=0,
-                  class_weight={0: 1.0, 1: weight})
-    else:  # rows from a bank's own cases may count more than simulated ones
-        model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=BATCH, shuffle=True, verbose=0,
-                  sample_weight=(np.where(y == 1, weight, 1.0) * weights).astype(np.float32))
+    # Rows from a bank's own cases may count more than simulated ones (``weights``, 1 by default).
+    rows = np.where(y == 1, weight, 1.0) * (1.0 if weights is None else weights)
+    model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=BATCH, shuffle=True, verbose=0,
+              sample_weight=rows.astype(np.float32))
     return model
 
 
@@ -256,6 +254,12 @@ def golden_rows(x: np.ndarray, float_scores: np.ndarray, amber: float, red: floa
             for i in sorted(chosen)]
 
 
+def typology_order(typologies: np.ndarray) -> list[str]:
+    """The training simulator's typologies in its order, then any other set's own names; unnamed left out."""
+    present = set(typologies.tolist()) - {""}
+    return [n for n in TYPOLOGIES if n in present] + sorted(present - set(TYPOLOGIES))
+
+
 class Source:
     """One replayed set of events (the simulator's, or one cases file): features, labels, time split."""
 
@@ -320,22 +324,22 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     tflite = to_int8_tflite(model, calibration)
 
     x_threshold, y_threshold = rows(primary, True)
-    amber, red = choose_thresholds(int8_scores(tflite, std(x_threshold)), y_threshold)
+    train_scores = int8_scores(tflite, std(x_threshold))
+    amber, red = choose_thresholds(train_scores, y_threshold)
     band = lambda s: np.digitize(s, [amber, red])  # noqa: E731  (0 green, 1 amber, 2 red)
     by_source = {}
     for s in sources:
         x_test, y_test = s.x[~s.train], s.y[~s.train]
         test_scores = int8_scores(tflite, std(x_test))
         m = metrics(test_scores, y_test, amber, red)
-        names = [n for n in TYPOLOGIES if (s.typologies[~s.train] == n).any()] or sorted(set(s.typologies) - {""})
+        kinds = s.typologies[~s.train]
         m["alerted_share_by_typology"] = {
-            n: round(float((test_scores[s.typologies[~s.train] == n] >= amber).mean()), 4) for n in names}
+            n: round(float((test_scores[kinds == n] >= amber).mean()), 4) for n in typology_order(kinds)}
         float_test = model.predict(std(x_test), verbose=0, batch_size=4096).reshape(-1)
         m["int8_float_level_agreement"] = round(float((band(float_test) == band(test_scores)).mean()), 4)
         m["int8_float_max_gap"] = round(float(np.abs(float_test - test_scores).max()), 4)
         by_source[s.name] = (m, x_test, float_test)
     head, head_x, head_float = by_source[primary[0].name]
-    train_scores = int8_scores(tflite, std(x_threshold))
 
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / f"{NAME}.tflite"
