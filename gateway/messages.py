@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from . import jsontext
+
 PREFIX = "counterguard/v1"
 CENTRE_STATUS = f"{PREFIX}/centre/status"
 ALL_WATCHLIST = f"{PREFIX}/all/watchlist"
@@ -240,11 +242,9 @@ def heartbeat_payload(*, stamp, bdseq: int, outbox_depth: int, oldest_unreceipte
 # -- downlink -------------------------------------------------------------------------------------
 def _object(raw: bytes, what: str) -> dict:
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = jsontext.loads(raw)
+    except ValueError as exc:
         raise DownlinkError(f"{what} is not JSON: {exc}") from None
-    except RecursionError:
-        raise DownlinkError(f"{what} is not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise DownlinkError(f"{what} must be a JSON object, got {type(body).__name__}")
     return body

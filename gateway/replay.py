@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import wire
+from . import jsontext, wire
 from .clock import Clock
 from .decision import Thresholds
 from .events import SchemaError, parse_event
@@ -76,7 +76,7 @@ def replay(source, out, err, *, watchlist_file: str | None = None, model_path: s
 
 def _one(assessor: Assessor, text: str, out, clock: Clock, gateway_id: str) -> str | None:
     try:
-        body = json.loads(text)
+        body = jsontext.loads(text)
     except ValueError as exc:
         return f"not JSON: {exc}"
     try:

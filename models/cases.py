@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from gateway import jsontext
 from gateway.events import parse_event
 
 
@@ -35,7 +36,7 @@ def load_cases(path) -> tuple[list[dict], list[str]]:
             if not line.strip():
                 continue
             try:
-                case = json.loads(line)
+                case = jsontext.loads(line)
                 if not isinstance(case, dict):
                     raise ValueError("must be a JSON object")
                 if "event" not in case:
@@ -50,7 +51,7 @@ def load_cases(path) -> tuple[list[dict], list[str]]:
                 if not isinstance(typology, str):
                     raise ValueError(f"typology: must be a string, got {typology!r}")
                 event = parse_event(case["event"])
-            except (ValueError, RecursionError) as e:  # JSONDecodeError and SchemaError are ValueErrors
+            except ValueError as e:  # JSONDecodeError, TooDeep and SchemaError are ValueErrors
                 problems.append(f"line {number}: {e}")
                 continue
             if event.event_id in seen:

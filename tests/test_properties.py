@@ -116,7 +116,7 @@ def test_the_nak_for_a_frame_that_quotes_a_kilobyte_of_junk_still_fits_in_a_fram
 
 def test_a_payload_nested_a_thousand_deep_is_bad_json_not_a_dead_line():
     items = wire.FrameDecoder().feed(wire.encode_frame("EVT", 9, b"[" * 1020) + wire.encode_frame("HB", 10, {}))
-    assert items[0] == wire.FrameError(wire.BAD_JSON, 9, "payload is not JSON: nested too deeply")
+    assert items[0] == wire.FrameError(wire.BAD_JSON, 9, "payload is not JSON: nested too deeply (more than 32 levels)")
     assert items[1] == wire.Frame("HB", 10, {})
 
 

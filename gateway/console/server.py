@@ -35,6 +35,7 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlsplit
 
+from .. import jsontext
 from ..questions import ANSWER_TEXT, ANSWERS, LEVEL_TEXT, OUTCOME_TEXT, load_questions
 from ..store import ALERT_LEVELS, OUTCOMES, RAISE_NOTE_MAX, RAISE_WITHIN_S, LifecycleError, UnknownAlert, UnknownEvent
 from .auth import Sessions
@@ -319,8 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
                                   {"Set-Cookie": f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"})
             raw = self._body()
             try:
-                body = json.loads(raw or b"{}")
-            except (ValueError, UnicodeDecodeError):
+                body = jsontext.loads(raw or b"{}")
+            except ValueError:
                 raise ConsoleError(HTTPStatus.BAD_REQUEST, "the request body must be JSON") from None
             if not isinstance(body, dict):
                 raise ConsoleError(HTTPStatus.BAD_REQUEST, "the request body must be a JSON object")
