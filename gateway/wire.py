@@ -24,6 +24,7 @@ VERSION = 1
 START = 0x24  # '$'
 END = 0x0A  # '\n'
 MAX_PAYLOAD = 1024
+MAX_DEPTH = 32  # levels of JSON nesting in a payload
 # '$' + type + seq + spaces + payload + '*' + crc + '\r\n' fits in this, with room to spare.
 MAX_FRAME = 1056
 MAX_SEQ = 0xFFFFFFFF
@@ -136,7 +137,7 @@ def decode_line(line: bytes) -> Frame | FrameError:
     if len(payload) > MAX_PAYLOAD:
         return FrameError(TOO_LONG, seq, f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD}")
     try:
-        body = jsontext.loads(payload)
+        body = jsontext.loads(payload, MAX_DEPTH)
     except ValueError as exc:  # UnicodeDecodeError and a flood of '[' included
         return FrameError(BAD_JSON, seq, f"payload is not JSON: {exc}")
     if not isinstance(body, dict):

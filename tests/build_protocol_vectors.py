@@ -39,6 +39,8 @@ NAK = '{"code":"schema","detail":"must be one of cash_withdrawal, transfer_out",
 LONG_PAYLOAD = '{"pad":"' + "x" * 1100 + '"}'
 MAX_OK = '{"pad":"' + "x" * (1024 - 10) + '"}'
 OVER_BY_ONE = '{"pad":"' + "x" * (1024 - 9) + '"}'
+NESTED_32 = '{"a":' * 31 + '["[[[{"]' + '}' * 31  # brackets in a string do not count
+NESTED_33 = '{"a":' * 32 + '[1]' + '}' * 32
 
 
 def cases():
@@ -63,6 +65,9 @@ def cases():
     yield "payload of 1025 bytes", frame("EVT", 11, OVER_BY_ONE), [err("too_long", 11)]
     yield "bad JSON", frame("EVT", 4, '{"amount":'), [err("bad_json", 4)]
     yield "JSON that is not an object", frame("EVT", 12, "[1,2]"), [err("bad_json", 12)]
+    yield "payload nested 32 levels deep", frame("EVT", 16, NESTED_32), [ok("EVT", 16, json.loads(NESTED_32))]
+    yield "payload nested 33 levels deep", frame("EVT", 17, NESTED_33) + frame("HB", 2, "{}"), [
+        err("bad_json", 17), ok("HB", 2, {})]
     yield "payload that is not UTF-8", b"$EVT 13 {\"a\":\"\xff\"}*" + (
         "%08x" % (zlib.crc32(b'EVT 13 {"a":"\xff"}') & 0xFFFFFFFF)).encode() + b"\n", [err("bad_json", 13)]
     yield "unknown frame type", frame("FOO", 5, "{}"), [err("bad_type", 5)]

@@ -48,9 +48,10 @@ class Pty:
 class Node:
     """The counter-node firmware run by ``micropython firmware/unix_main.py``."""
 
-    def __init__(self, terminal_path, gateway_path, state_dir, *, max_file_bytes=None, **options):
+    def __init__(self, terminal_path, gateway_path, state_dir, *, max_file_bytes=None, heapsize=None, **options):
         self.max_file_bytes = max_file_bytes  # no file of the node's may grow past this: a full flash
-        self.args = [MICROPYTHON, str(FIRMWARE / "unix_main.py"), "--terminal", terminal_path,
+        heap = ["-X", f"heapsize={heapsize}"] if heapsize else []  # e.g. "96K", near a Pico's free heap
+        self.args = [MICROPYTHON, *heap, str(FIRMWARE / "unix_main.py"), "--terminal", terminal_path,
                      "--gateway", gateway_path, "--state", str(state_dir)]
         for key, value in options.items():
             self.args += ["--" + key.replace("_", "-"), str(value)]

@@ -144,6 +144,25 @@ def test_a_garbage_line_gets_a_clear_error_and_good_events_keep_flowing(lines, g
     assert list(gateway.events) == [body["event_id"]]  # nothing of the garbage reached the gateway
 
 
+def test_a_line_of_brackets_is_refused_by_name_and_does_not_stop_a_node_on_a_small_heap(lines, gateways, nodes,
+                                                                                          tmp_path):
+    # Parsed as it is, a line of '[' allocates a list per bracket: MemoryError on a Pico-sized heap.
+    terminal_pty, gateway_pty = lines
+    gateway = gateways()
+    terminal = TerminalSide(terminal_pty.master)
+    node = nodes(terminal_pty.path, gateway_pty.path, tmp_path / "state", heapsize="96K", **FAST)
+    _ready(terminal, node)
+    for junk in (b"[" * 2000, b'{"event_id":"x","note":' + b"[" * 1000 + b"]" * 1000 + b"}"):
+        start = len(terminal.lines)
+        terminal.send_line(junk)
+        error = terminal.wait_for(lambda l: l["type"] == "error", start=start)
+        assert error["code"] == "bad_json" and "nested more than 32 levels deep" in error["detail"], error
+    body = event()
+    terminal.send(body)
+    assert terminal.wait_for(lambda l: l["type"] == "verdict")["event_id"] == body["event_id"], node.errors()
+    assert list(gateway.events) == [body["event_id"]] and node.proc.poll() is None
+
+
 def test_an_event_the_gateway_rejects_is_reported_not_retried_forever(lines, gateways, nodes, tmp_path):
     terminal_pty, gateway_pty = lines
     gateway = gateways()

@@ -13,6 +13,7 @@ import json
 from micropython import const
 
 MAX_PAYLOAD = const(1024)
+MAX_DEPTH = const(32)  # levels of JSON nesting in a payload
 MAX_FRAME = const(1056)
 MAX_SEQ = const(0xFFFFFFFF)
 TYPES = ("EVT", "ACK", "NAK", "HB")
@@ -150,12 +151,45 @@ def compact(text, start=0):
     return bytes(out), i
 
 
+def too_deep(text):
+    """True if JSON ``text`` nests more than MAX_DEPTH levels (brackets inside strings do not count).
+
+    Checked before ``json.loads``: a line of '[' would make the parser allocate one list per
+    bracket, and on a Pico's heap that ends in MemoryError, which would stop the node.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    in_str = False
+    esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch == "[" or ch == "{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch == "]" or ch == "}":
+            depth -= 1
+    return False
+
+
 def event_payload(line):
     """The payload for one event line from the terminal, or ``WireError`` saying what is wrong."""
     try:
         text = line.decode("utf-8") if isinstance(line, (bytes, bytearray)) else line
     except UnicodeError:
         raise WireError(BAD_JSON, "the line is not UTF-8 text; send one JSON object per line")
+    if too_deep(text):
+        raise WireError(BAD_JSON, "the line is JSON nested more than %d levels deep; send one event object per line"
+                        % MAX_DEPTH)
     try:
         body = json.loads(text)
     except ValueError:
@@ -231,8 +265,14 @@ def decode_line(line):
     if len(payload) > MAX_PAYLOAD:
         return FrameError(TOO_LONG, seq, "payload is %d bytes; the limit is %d" % (len(payload), MAX_PAYLOAD))
     try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeError, ValueError):
+        text = payload.decode("utf-8")
+    except UnicodeError:
+        return FrameError(BAD_JSON, seq, "payload is not UTF-8")
+    if too_deep(text):
+        return FrameError(BAD_JSON, seq, "payload is nested more than %d levels deep" % MAX_DEPTH)
+    try:
+        body = json.loads(text)
+    except ValueError:
         return FrameError(BAD_JSON, seq, "payload is not JSON")
     if not isinstance(body, dict):
         return FrameError(BAD_JSON, seq, "payload must be a JSON object")
