@@ -4,6 +4,7 @@ visible order and stops them through one shared stop event. Nothing else opens p
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -213,13 +214,15 @@ class Gateway:
                        answers=None):
         """Record what happened with an acknowledged alert, and the customer's answers to the caring
         questions ({key: yes | no | declined}) if any, and close it (docs/supervisor.md)."""
-        questions = None
-        if answers:
-            from .questions import load_questions
-
-            questions = load_questions(self.config.supervisor.questions_file)
         return self.lifecycle.record_outcome(alert_id, outcome, note=note, by=by, via=via, answers=answers,
-                                             questions=questions)
+                                             questions=self.questions if answers else None)
+
+    @functools.cached_property
+    def questions(self):
+        """The branch's caring questions, read once (start-up has already checked the file)."""
+        from .questions import load_questions
+
+        return load_questions(self.config.supervisor.questions_file)
 
     def _healthy(self) -> bool:
         """For the systemd watchdog: every counter line's thread still running."""
