@@ -82,7 +82,7 @@ def _run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     base_id = cfg.ingest.client_id or default_client_id()
     workers = []
-    dashboard = None
+    dashboard = dashboard_store = None
     try:
         for i in range(cfg.ingest.workers):
             client_id = base_id if cfg.ingest.workers == 1 else f"{base_id}-{i + 1}"
@@ -91,8 +91,9 @@ def _run(args) -> int:
                                         username=cfg.broker.username or None, password=cfg.broker.password(),
                                         tls=cfg.broker.tls()).start())
         if not args.no_dashboard:
+            dashboard_store = _open_store(cfg)
             try:
-                dashboard = Dashboard(_open_store(cfg), host=cfg.dashboard.host, port=cfg.dashboard.port,
+                dashboard = Dashboard(dashboard_store, host=cfg.dashboard.host, port=cfg.dashboard.port,
                                       heartbeat_s=cfg.dashboard.heartbeat_s, users=cfg.dashboard.users).start()
             except OSError as exc:
                 raise CommandError(f"the dashboard cannot listen on {cfg.dashboard.host}:{cfg.dashboard.port} "
@@ -110,6 +111,8 @@ def _run(args) -> int:
     finally:
         if dashboard is not None:
             dashboard.stop()
+        if dashboard_store is not None:
+            dashboard_store.close()
         for i, w in enumerate(workers):
             w.stop(say_offline=(i == len(workers) - 1))
             w.store.close()

@@ -39,7 +39,7 @@ def find_mosquitto() -> str:
 
 def _ephemeral_range() -> tuple[int, int]:
     try:
-        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999
