@@ -25,7 +25,7 @@ from gateway.store import Store
 from conftest import wait_until
 from fault_support import (Cable, Centre, DeadLine, Teller, Tmpfs, assert_ledger, branch_day, cut_frame, gateway_db,
                            kill_broker, outbox_open, start_gateway_process, stop_process)
-from harness import config_toml, gateway_config, pty_pair
+from harness import config_toml, gateway_config
 
 log = logging.getLogger("faults")
 
@@ -37,14 +37,8 @@ def centre(tmp_path, broker):
     c.close()
 
 
-@pytest.fixture
-def line():
-    with pty_pair() as pair:
-        yield pair
-
-
-def test_broker_killed_and_restarted_while_tellers_keep_serving(tmp_path, broker, centre, line, factory):
-    master, path = line
+def test_broker_killed_and_restarted_while_tellers_keep_serving(tmp_path, broker, centre, counter_line, factory):
+    master, path = counter_line
     cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path)
     bodies = branch_day(400, prefix="brk")
     teller = Teller(master)
@@ -99,8 +93,8 @@ def fault_seed() -> int:
     return seed
 
 
-def test_gateway_sigkilled_at_random_points_of_a_burst_repeatedly(tmp_path, broker, centre, line):
-    master, path = line
+def test_gateway_sigkilled_at_random_points_of_a_burst_repeatedly(tmp_path, broker, centre, counter_line):
+    master, path = counter_line
     rng = random.Random(fault_seed())
     cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path)
     config_path = tmp_path / "gateway.toml"
@@ -192,13 +186,13 @@ def test_serial_line_cut_mid_frame_and_reopened_repeatedly(tmp_path, broker, cen
     print(f"cut after/of bytes {cuts}; {ledger}")
 
 
-def test_disk_full_on_the_gateway_answers_busy_keeps_every_alert_and_recovers(tmp_path, broker, centre, line, factory,
-                                                                               caplog):
+def test_disk_full_on_the_gateway_answers_busy_keeps_every_alert_and_recovers(tmp_path, broker, centre, counter_line,
+                                                                               factory, caplog):
     disk = Tmpfs(tmp_path / "data", size="8m")
     why = disk.mount()
     if why:
         pytest.skip(f"no small filesystem to fill here: {why}")
-    master, path = line
+    master, path = counter_line
     caplog.set_level(logging.INFO)
     cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path)
     cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(tmp_path / "data" / "gateway.db")))
@@ -239,8 +233,8 @@ FAKETIME = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.s
 
 
 @pytest.mark.skipif(FAKETIME is None, reason="libfaketime is not installed (setup.sh installs it: apt-get install libfaketime)")
-def test_wall_clock_stepped_back_an_hour_keeps_seq_order_and_the_ledger(tmp_path, broker, centre, line):
-    master, path = line
+def test_wall_clock_stepped_back_an_hour_keeps_seq_order_and_the_ledger(tmp_path, broker, centre, counter_line):
+    master, path = counter_line
     cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path)
     config_path = tmp_path / "gateway.toml"
     # Red alerts left unacknowledged are escalated after 3 s, on either side of the step.
@@ -289,8 +283,8 @@ def test_wall_clock_stepped_back_an_hour_keeps_seq_order_and_the_ledger(tmp_path
 HOUR_OF_ALERTS = 3600  # a busy branch's hour at one alert a second, served here as fast as the line allows
 
 
-def test_centre_down_for_an_hours_worth_of_alerts_then_drains_in_order(tmp_path, broker, centre, line, factory):
-    master, path = line
+def test_centre_down_for_an_hours_worth_of_alerts_then_drains_in_order(tmp_path, broker, centre, counter_line, factory):
+    master, path = counter_line
     cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path, republish_after_s=30.0)
     bodies = branch_day(HOUR_OF_ALERTS * 5 // 4, prefix="hour", alert_every=1)[:HOUR_OF_ALERTS] \
         + branch_day(HOUR_OF_ALERTS // 4, prefix="hour-green", alert_every=10**9)[1:]
