@@ -40,14 +40,13 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from string import Template
-from urllib.parse import parse_qs, urlparse, urlsplit
+from urllib.parse import parse_qs, urlparse
 
 from gateway.console.auth import Sessions
-from gateway.console.server import SECURITY_HEADERS
+from gateway.console.server import SECURITY_HEADERS, cookie_value, same_origin
 
 from . import accuracy, downlink, fleet
 from .config import ANALYST_NAME_MAX
@@ -217,12 +216,15 @@ def _handler(api: DashboardApi, sessions: Sessions | None):
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            self._end_headers(cookies)
+            self.wfile.write(body)
+
+        def _end_headers(self, cookies: list[str]) -> None:
             for name, value in SECURITY_HEADERS.items():
                 self.send_header(name, value)
             for cookie in cookies:
                 self.send_header("Set-Cookie", cookie)
             self.end_headers()
-            self.wfile.write(body)
 
         def _json(self, status: int, body: dict) -> None:
             self._send(status, json.dumps(body, ensure_ascii=False, default=str).encode("utf-8"),
@@ -232,21 +234,10 @@ def _handler(api: DashboardApi, sessions: Sessions | None):
             self.send_response(303)
             self.send_header("Location", location)
             self.send_header("Content-Length", "0")
-            for name, value in SECURITY_HEADERS.items():
-                self.send_header(name, value)
-            for cookie in cookies:
-                self.send_header("Set-Cookie", cookie)
-            self.end_headers()
-
-        def _cookie(self, name: str) -> str | None:
-            try:
-                morsel = SimpleCookie(self.headers.get("Cookie") or "").get(name)
-            except CookieError:
-                return None
-            return morsel.value if morsel else None
+            self._end_headers(cookies)
 
         def _session(self):
-            return sessions.get(self._cookie(COOKIE)) if sessions is not None else None
+            return sessions.get(cookie_value(self.headers, COOKIE)) if sessions is not None else None
 
         # -- pages --------------------------------------------------------------------------------
         def _page(self, session) -> None:
@@ -302,18 +293,12 @@ def _handler(api: DashboardApi, sessions: Sessions | None):
             form = parse_qs(self.rfile.read(length).decode("utf-8", "replace")) if length else {}
             return {k: v[-1] for k, v in form.items()}
 
-        def _same_origin(self) -> bool:
-            origin = self.headers.get("Origin")
-            if origin is None:
-                return True  # browsers send Origin on cross-site POSTs; its absence is a same-site form or a tool
-            return urlsplit(origin).netloc == self.headers.get("Host", "")
-
         def do_POST(self):  # noqa: N802
             path = urlparse(self.path).path
             try:
                 if sessions is None:
                     return self._json(404, {"error": "the dashboard has no login: no analysts are configured"})
-                if not self._same_origin():
+                if not same_origin(self.headers):
                     return self._json(403, {"error": "request from another site refused"})
                 form = self._form()
                 if path == "/login":
@@ -339,7 +324,7 @@ def _handler(api: DashboardApi, sessions: Sessions | None):
 
         def _login(self, form: dict) -> None:
             address = self.client_address[0]
-            token, expected = form.get("csrf") or "", self._cookie(LOGIN_COOKIE) or ""
+            token, expected = form.get("csrf") or "", cookie_value(self.headers, LOGIN_COOKIE) or ""
             if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
                 return self._login_page("The login form had expired or came from elsewhere: log in again.", 403)
             name = (form.get("analyst") or "").strip()[:ANALYST_NAME_MAX]

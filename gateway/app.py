@@ -146,7 +146,7 @@ class Gateway:
 
         c = self.config.console
         try:
-            return BranchConsole.from_config(self.config, self.store, self.lifecycle)
+            return BranchConsole.from_config(self.config, self.store, self.lifecycle, self.questions)
         except (OSError, QuestionsError) as exc:
             self.lamps.close()
             self.store.close()

@@ -2,7 +2,8 @@
 
 It shows the open alerts with their reasons in plain words and the caring questions to ask, in
 Chinese and English; staff acknowledge an alert and record its outcome there, and can raise an
-alert themselves on one of the last events at each counter; today's history is below. Only staff who log in with the branch password can change anything:
+alert themselves on one of the last events at each counter; today's history is below. Only staff
+who log in with the branch password can change anything:
 
 - the session id travels in a cookie that scripts cannot read (HttpOnly) and that the browser
   never sends from another site (SameSite=Strict);
@@ -37,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import jsontext
 from ..questions import ANSWER_TEXT, ANSWERS, LEVEL_TEXT, OUTCOME_TEXT, load_questions
-from ..store import ALERT_LEVELS, OUTCOMES, RAISE_NOTE_MAX, RAISE_WITHIN_S, LifecycleError, UnknownAlert, UnknownEvent
+from ..store import OUTCOMES, RAISE_NOTE_MAX, RAISE_WITHIN_S, LifecycleError, UnknownAlert, UnknownEvent
 from .auth import Sessions
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,13 @@ class BranchConsole:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, config, store, lifecycle) -> "BranchConsole":
+    def from_config(cls, config, store, lifecycle, questions=None) -> "BranchConsole":
+        """``questions``: the branch's caring questions if already loaded, else read from the config's file."""
         c = config.console
         sessions = Sessions(c.password_hash, lifetime_s=c.session_hours * 3600)
-        return cls(store, lifecycle, sessions, load_questions(config.supervisor.questions_file or None),
+        if questions is None:
+            questions = load_questions(config.supervisor.questions_file or None)
+        return cls(store, lifecycle, sessions, questions,
                    host=c.listen, port=c.port, branch=config.gateway.branch, lamps=lifecycle.lamps)
 
     @property
@@ -187,13 +191,9 @@ class BranchConsole:
     def raise_alert(self, session, body: dict) -> dict:
         """Staff report an event the model let through: an alert raised in their name."""
         event_id = _field(body, "event_id")
-        level = body.get("level", "red")
-        if level not in ALERT_LEVELS:
-            raise ConsoleError(HTTPStatus.BAD_REQUEST, f"level must be one of {', '.join(ALERT_LEVELS)}")
-        note = body.get("note", "")
-        if not isinstance(note, str):
-            raise ConsoleError(HTTPStatus.BAD_REQUEST, "note must be text")
-        alert = self.lifecycle.raise_alert(event_id, level, by=session.staff, via="console", note=note)
+        # The store refuses a level other than amber or red (a ValueError: 400, naming it).
+        alert = self.lifecycle.raise_alert(event_id, body.get("level", "red"), by=session.staff, via="console",
+                                           note=_note(body))
         return {"ok": True, "alert_id": alert.alert_id, "seq": alert.seq, "level": alert.level}
 
     def record_outcome(self, session, body: dict) -> dict:
@@ -201,9 +201,7 @@ class BranchConsole:
         outcome = _field(body, "outcome")
         if outcome not in OUTCOMES:
             raise ConsoleError(HTTPStatus.BAD_REQUEST, f"outcome must be one of {', '.join(OUTCOMES)}")
-        note = body.get("note", "")
-        if not isinstance(note, str):
-            raise ConsoleError(HTTPStatus.BAD_REQUEST, "note must be text")
+        note = _note(body)
         answers = body.get("answers", {})
         if not isinstance(answers, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                     for k, v in answers.items()):
@@ -214,11 +212,35 @@ class BranchConsole:
         return {"ok": True, "alert_id": rec.alert_id, "seq": rec.seq}
 
 
+def cookie_value(headers, name: str) -> str | None:
+    """The value of cookie ``name`` in a request's headers, or None (also for a malformed Cookie header)."""
+    try:
+        morsel = SimpleCookie(headers.get("Cookie") or "").get(name)
+    except CookieError:
+        return None
+    return morsel.value if morsel else None
+
+
+def same_origin(headers) -> bool:
+    """False for a POST another site's page made: its Origin is not this host."""
+    origin = headers.get("Origin")
+    if origin is None:
+        return True  # browsers send Origin on cross-site POSTs; its absence is a same-site form or a tool
+    return urlsplit(origin).netloc == headers.get("Host", "")
+
+
 def _field(body: dict, name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value.strip():
         raise ConsoleError(HTTPStatus.BAD_REQUEST, f"{name} is required")
     return value.strip()
+
+
+def _note(body: dict) -> str:
+    note = body.get("note", "")
+    if not isinstance(note, str):
+        raise ConsoleError(HTTPStatus.BAD_REQUEST, "note must be text")
+    return note
 
 
 def _handler_for(console: BranchConsole):
@@ -257,14 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, text.encode("utf-8"), "text/html; charset=utf-8", headers)
 
     def _session(self):
-        raw = self.headers.get("Cookie")
-        if not raw:
-            return None
-        try:
-            morsel = SimpleCookie(raw).get(COOKIE)
-        except CookieError:
-            return None
-        return self.console.sessions.get(morsel.value if morsel else None)
+        return self.console.sessions.get(cookie_value(self.headers, COOKIE))
 
     def _body(self) -> bytes:
         try:
@@ -274,12 +289,6 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             raise ConsoleError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {MAX_BODY} bytes")
         return self.rfile.read(length) if length > 0 else b""
-
-    def _same_origin(self) -> bool:
-        origin = self.headers.get("Origin")
-        if origin is None:
-            return True  # browsers send Origin on cross-site POSTs; its absence is a same-site form or a tool
-        return urlsplit(origin).netloc == self.headers.get("Host", "")
 
     # -- routes -----------------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -305,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
         try:
-            if not self._same_origin():
+            if not same_origin(self.headers):
                 raise ConsoleError(HTTPStatus.FORBIDDEN, "request from another site refused")
             if path == "/login":
                 return self._login()
