@@ -288,6 +288,19 @@ def _is_medium_error(exc: BaseException) -> bool:
     return False
 
 
+def _one_of(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _note(note, limit: int) -> str:
+    """A free-text note, stripped, or ValueError if it is longer than ``limit`` characters."""
+    note = "" if note is None else str(note).strip()
+    if len(note) > limit:
+        raise ValueError(f"note is {len(note)} characters; keep it under {limit}")
+    return note
+
+
 def _reasons_json(reasons) -> str:
     # Most verdicts are green with no reasons: skip the encoder for them.
     return json.dumps(list(reasons)) if reasons else "[]"
@@ -302,8 +315,7 @@ class Store:
     """The gateway's SQLite file. Thread-safe; a context manager; ``close()`` may be called twice."""
 
     def __init__(self, path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
-        if synchronous not in SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
+        _one_of("synchronous", synchronous, SYNCHRONOUS)
         self.path = Path(path)
         self._lock = threading.RLock()
         self._depth = 0
@@ -510,18 +522,14 @@ class Store:
         from .decision import Verdict, verdict_text
         from .events import parse_event
 
-        if level not in ALERT_LEVELS:
-            raise ValueError(f"level must be one of {', '.join(ALERT_LEVELS)}, got {level!r}")
-        if via not in RAISE_VIA:
-            raise ValueError(f"via must be one of {', '.join(RAISE_VIA)}, got {via!r}")
+        _one_of("level", level, ALERT_LEVELS)
+        _one_of("via", via, RAISE_VIA)
         by = by.strip() if isinstance(by, str) else ""
         if not by:
             raise ValueError("by must name who raised the alert (a staff number)")
         if len(by) > STAFF_MAX:
             raise ValueError(f"by is {len(by)} characters; a staff number or name is at most {STAFF_MAX}")
-        note = "" if note is None else str(note).strip()
-        if len(note) > RAISE_NOTE_MAX:
-            raise ValueError(f"note is {len(note)} characters; keep it under {RAISE_NOTE_MAX}")
+        note = _note(note, RAISE_NOTE_MAX)
         event_id = event_id.strip() if isinstance(event_id, str) else ""
         with self.batch():
             c = self._conn
@@ -596,8 +604,7 @@ class Store:
                     stamp, gateway_id: str | None = None) -> Acknowledgement | None:
         """Acknowledge ``alert_id``, or else the oldest open red alert (of ``counter`` if given).
         Returns None when there is nothing open to acknowledge."""
-        if via not in ACK_VIA:
-            raise ValueError(f"via must be one of {', '.join(ACK_VIA)}, got {via!r}")
+        _one_of("via", via, ACK_VIA)
         if not by or not isinstance(by, str):
             raise ValueError("by must name who acknowledged (e.g. 'supervisor' or a staff number)")
         with self.batch():
@@ -639,17 +646,12 @@ class Store:
         gateway.questions.CaringQuestions; the bundled file if None), else nothing is recorded."""
         answers = dict(answers or {})
         for key, answer in answers.items():
-            if answer not in ANSWERS:
-                raise ValueError(f"answer for {key!r} must be one of {', '.join(ANSWERS)}, got {answer!r}")
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
-        if via not in OUTCOME_VIA:
-            raise ValueError(f"via must be one of {', '.join(OUTCOME_VIA)}, got {via!r}")
+            _one_of(f"answer for {key!r}", answer, ANSWERS)
+        _one_of("outcome", outcome, OUTCOMES)
+        _one_of("via", via, OUTCOME_VIA)
         if not by or not isinstance(by, str):
             raise ValueError("by must name who recorded the outcome (a staff number)")
-        note = "" if note is None else str(note).strip()
-        if len(note) > NOTE_MAX:
-            raise ValueError(f"note is {len(note)} characters; keep it under {NOTE_MAX}")
+        note = _note(note, NOTE_MAX)
         with self.batch():
             c = self._conn
             row = c.execute("SELECT counter, state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()

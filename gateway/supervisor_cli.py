@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from datetime import date, datetime
 
-from .store import OUTCOMES
+from .store import OUTCOMES, RAISE_NOTE_MAX
 
 
 def _config(args):
@@ -132,9 +132,8 @@ def _ack(args) -> int:
 
 def _outcome(args) -> int:
     from .clock import Clock
-    from .store import LifecycleError, UnknownAlert
-
     from .questions import load_questions
+    from .store import LifecycleError, UnknownAlert
 
     config = _config(args)
     try:
@@ -217,7 +216,7 @@ def add_commands(sub) -> None:
     p.add_argument("--by", required=True, help="your staff number")
     p.add_argument("--level", choices=("red", "amber"), default="red",
                    help="red: hold and call the supervisor (default); amber: ask the caring questions")
-    p.add_argument("--note", default="", help="what you noticed, in a sentence (at most 500 characters)")
+    p.add_argument("--note", default="", help=f"what you noticed, in a sentence (at most {RAISE_NOTE_MAX} characters)")
     p.add_argument("-c", "--config", help=config_help)
     p.set_defaults(func=_raise)
 
