@@ -37,17 +37,17 @@ FRAUD_OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "police_called")
 
 # Time order is the terminal's event time, then the order the gateway received them in.
 _ROWS_SQL = (
-    "SELECT e.payload, v.level, v.score, v.reasons, "
-    "(SELECT count(*) FROM alerts a WHERE a.event_id = e.event_id), "
+    "SELECT r.payload, r.level, r.score, r.reasons, r.alerts, o.outcome, r.closed_id FROM ("
+    " SELECT e.payload, v.level, v.score, v.reasons, e.ts_epoch, e.received_wall, e.received_mono, e.rowid AS n, "
+    " (SELECT count(*) FROM alerts a WHERE a.event_id = e.event_id) AS alerts, "
     # An event with two alerts (amber by the model, red raised by staff) is fraud if either was judged so.
-    "(SELECT o.outcome FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "
-    " ORDER BY o.outcome = 'false_alarm', o.wall LIMIT 1), "
-    "(SELECT a.alert_id FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "
-    " ORDER BY o.outcome = 'false_alarm', o.wall LIMIT 1) "
+    " (SELECT a.alert_id FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "
+    "  ORDER BY o.outcome = 'false_alarm', o.wall LIMIT 1) AS closed_id "
     # Every stored event has its verdict: both are written in one transaction.
-    "FROM events e JOIN verdicts v ON v.event_id = e.event_id "
-    "WHERE e.received_wall >= ? AND e.received_wall < ? "
-    "ORDER BY e.ts_epoch, e.received_wall, e.received_mono, e.rowid")
+    " FROM events e JOIN verdicts v ON v.event_id = e.event_id "
+    " WHERE e.received_wall >= ? AND e.received_wall < ?) r "
+    "LEFT JOIN outcomes o ON o.alert_id = r.closed_id "
+    "ORDER BY r.ts_epoch, r.received_wall, r.received_mono, r.n")
 
 # Events in the range whose account was served in the 24 hours before them by an event outside the
 # range: replaying the file alone gives them less history than the counter had.
