@@ -112,6 +112,7 @@ def level_metrics(levels: np.ndarray, labels: np.ndarray, typologies: np.ndarray
     fraud, legit = labels == 1, labels == 0
     alerted, red = levels != GREEN, levels == RED
     share = lambda mask, within: round(float(mask[within].mean()), 4) if within.any() else None  # noqa: E731
+    kinds = typology_order(typologies)
     return {
         "events": int(len(labels)),
         "fraud_events": int(fraud.sum()),
@@ -121,8 +122,8 @@ def level_metrics(levels: np.ndarray, labels: np.ndarray, typologies: np.ndarray
         "legit_red_share": share(red, legit),
         "red_precision": share(fraud, red),
         "average_precision": round(average_precision(ranking, labels), 4),
-        "alerted_share_by_typology": {name: share(alerted, typologies == name) for name in typology_order(typologies)},
-        "fraud_typologies": [name for name in typology_order(typologies) if fraud[typologies == name].any()],
+        "alerted_share_by_typology": {name: share(alerted, typologies == name) for name in kinds},
+        "fraud_typologies": [name for name in kinds if fraud[typologies == name].any()],
         "recall_at_legit_share": {f"{b:g}": round(recall_at_legit_share(ranking, labels, b), 4) for b in BUDGETS},
     }
 
@@ -287,9 +288,8 @@ def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: i
         "rulebook_metrics": {key: rulebook_metrics(data) for key, data in sets.items()},
     }
     # Judged at the alert budget the branches asked for, the operating point that matters.
-    everything = lambda data, name: data.subset(np.ones(len(data.labels), bool), name)  # noqa: E731
-    report["leakage"] = leakage_checks(train, [everything(test, "own_test"), everything(shifted, "shifted"),
-                                               everything(other, "independent")], TARGET_LEGIT_ALERTED, seed)
+    own_test = test.subset(np.ones(len(test.labels), bool), "own_test")  # the report's key for it
+    report["leakage"] = leakage_checks(train, [own_test, shifted, other], TARGET_LEGIT_ALERTED, seed)
     # The targets are asked of data the model was not tuned on: both the shifted and the independent branch.
     report["targets"] = {key: targets(report["model_metrics"][key]) for key in ("shifted", "independent")}
     return report, sets

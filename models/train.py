@@ -192,9 +192,9 @@ def int8_scores(tflite: bytes, x_std: np.ndarray) -> np.ndarray:
     return ((interpreter.get_tensor(out["index"]).astype(np.float32) - z_out) * s_out).reshape(-1)
 
 
-def choose_thresholds(scores: np.ndarray, y: np.ndarray, amber_share: float = AMBER_LEGIT_SHARE,
-                      red_share: float = RED_LEGIT_SHARE) -> tuple[float, float]:
-    """Amber and red as the lowest int8 score levels that alert at most the given legitimate shares."""
+def choose_thresholds(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Amber and red as the lowest int8 score levels that alert at most AMBER_LEGIT_SHARE and
+    RED_LEGIT_SHARE of the legitimate events."""
     legit = np.sort(scores[y == 0])
     levels = np.unique(scores)
 
@@ -204,8 +204,8 @@ def choose_thresholds(scores: np.ndarray, y: np.ndarray, amber_share: float = AM
                 return float(level)
         return float(levels[-1])
 
-    amber = lowest_level_within(amber_share)
-    red = max(lowest_level_within(red_share), amber + 1 / 256)
+    amber = lowest_level_within(AMBER_LEGIT_SHARE)
+    red = max(lowest_level_within(RED_LEGIT_SHARE), amber + 1 / 256)
     # Exact output levels (multiples of 1/256), never rounded: a threshold rounded up past its level
     # would turn every event scored exactly at it a level down.
     return amber, min(red, 1.0)
@@ -263,8 +263,9 @@ def typology_order(typologies: np.ndarray) -> list[str]:
 class Source:
     """One replayed set of events (the simulator's, or one cases file): features, labels, time split."""
 
-    def __init__(self, name: str, items: list[dict]):
+    def __init__(self, name: str, items: list[dict], *, cases: bool):
         self.name = name
+        self.cases = cases  # a bank's labelled events, not the simulator's
         self.x, self.y, when = feature_rows(items)
         self.train = time_split(when)
         self.typologies = np.asarray([item.get("typology") or "" for item in items])
@@ -283,26 +284,25 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     """
     t0 = time.monotonic()
     seed_everything(seed)
-    sources = [Source("simulated", simulate(seed, n_events, config=config))] if n_events else []
+    sources = [Source("simulated", simulate(seed, n_events, config=config), cases=False)] if n_events else []
     case_records = []
     for path in cases:
         items, problems = load_cases(path)
         for problem in problems:
             log(f"{path}: {problem} (left out)")
-        source = Source(str(path), items)
+        source = Source(str(path), items, cases=True)
         sources.append(source)
         case_records.append({"file": Path(path).name, "sha256": file_digest(path), "events": int(len(source.y)),
                              "fraud_events": int(source.y.sum()), "bad_lines": len(problems)})
     if not sources:
         raise SystemExit("nothing to train on: simulate some events or give labelled cases")
     # Thresholds and the headline metrics come from the bank's own events when there are any.
-    primary = [s for s in sources if s.name != "simulated"] or sources
+    primary = [s for s in sources if s.cases] or sources
 
-    def rows(which, train_part):
-        return np.concatenate([s.x[s.train == train_part] for s in which]), \
-            np.concatenate([s.y[s.train == train_part] for s in which])
+    def training_rows(which):
+        return np.concatenate([s.x[s.train] for s in which]), np.concatenate([s.y[s.train] for s in which])
 
-    x_train, y_train = rows(sources, True)
+    x_train, y_train = training_rows(sources)
     mean, scale = standardiser(x_train)
     std = lambda rows: np.clip((rows - mean) / scale, -CLIP, CLIP).astype(np.float32)  # noqa: E731
     for s in sources:
@@ -311,7 +311,7 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
 
     weights = None
     if case_records:
-        weights = np.concatenate([np.full(int(s.train.sum()), 1.0 if s.name == "simulated" else cases_weight)
+        weights = np.concatenate([np.full(int(s.train.sum()), cases_weight if s.cases else 1.0)
                                   for s in sources])
     model = fit(std(x_train), y_train, seed, epochs, weights)
     rng = np.random.default_rng(seed)
@@ -323,7 +323,7 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     calibration = np.concatenate([calibration, std(x_train[y_train == 1]), extremes])
     tflite = to_int8_tflite(model, calibration)
 
-    x_threshold, y_threshold = rows(primary, True)
+    x_threshold, y_threshold = training_rows(primary)
     train_scores = int8_scores(tflite, std(x_threshold))
     amber, red = choose_thresholds(train_scores, y_threshold)
     band = lambda s: np.digitize(s, [amber, red])  # noqa: E731  (0 green, 1 amber, 2 red)
