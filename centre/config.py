@@ -40,7 +40,7 @@ import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from gateway.console.auth import PasswordError, check_hash_format
+from gateway.console.auth import NotAHash, PasswordError, check_hash_format
 
 ANALYST_NAME_MAX = 64   # as long as the login form takes
 
@@ -172,8 +172,9 @@ def _check_user(path, name: str, stored) -> None:
     try:
         check_hash_format(stored)
     except PasswordError as exc:
-        # The shared checker's wording names the branch console's command; name the centre's instead.
-        why = str(exc) if str(exc).startswith("scrypt parameters") else "expected scrypt$N$r$p$salt$hash"
+        # Not the form at all: the shared checker's wording names the branch console's command, so say
+        # it here with the centre's; bad parameters are told as the checker tells them.
+        why = "expected scrypt$N$r$p$salt$hash" if isinstance(exc, NotAHash) else str(exc)
         raise CentreConfigError(f"{path}: {key} is not a password hash as printed by "
                                 f"'counterguard centre dashboard-user NAME' ({why})") from None
 

@@ -135,21 +135,12 @@ def _answers(v) -> bool:
     return True
 
 
-_answers.optional = True  # absent when no question was recorded, and from older gateways
-
-
 def _staff(v) -> bool:
     return isinstance(v, str) and 0 < len(v.strip()) and len(v) <= STAFF_MAX
 
 
 def _raise_note(v) -> bool:
     return isinstance(v, str) and len(v) <= RAISE_NOTE_MAX
-
-
-# An alert branch staff raised themselves names them and carries their note; the model's alerts,
-# and every alert from gateways older than this, have neither.
-_staff.optional = True
-_raise_note.optional = True
 
 
 def _score(v) -> bool:
@@ -192,8 +183,10 @@ FIELDS: dict[str, dict] = {
                   "verdicts": _optional(lambda v: isinstance(v, dict)),
                   "links": _optional(lambda v: isinstance(v, dict))},
 }
-# An acknowledgement's "counter" came later than the first gateways; tolerate its absence.
-OPTIONAL = {"acknowledgement": {"counter"}}
+# Fields that came later than the first gateways, or are there only sometimes: an acknowledgement's
+# "counter"; an alert branch staff raised themselves names them and carries their note (the model's
+# alerts have neither); an outcome's "answers", absent when no caring question was recorded.
+OPTIONAL = {"acknowledgement": {"counter"}, "alert": {"raised_by", "note"}, "outcome": {"answers"}}
 
 
 def _check_fields(kind: str, body: dict) -> None:

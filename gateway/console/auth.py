@@ -35,6 +35,10 @@ class PasswordError(ValueError):
     """A password hash in the config is not one this gateway can check."""
 
 
+class NotAHash(PasswordError):
+    """The text is not in the scrypt$N$r$p$salt$hash form at all (its parameters are not the problem)."""
+
+
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
     if not password:
         raise PasswordError("the password must not be empty")
@@ -46,8 +50,8 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
 def check_hash_format(stored: str) -> tuple[int, int, int, bytes, bytes]:
     m = _FORMAT.fullmatch(stored or "")
     if not m:
-        raise PasswordError("not a console password hash (expected scrypt$N$r$p$salt$hash as printed by "
-                            "'counterguard console-password')")
+        raise NotAHash("not a console password hash (expected scrypt$N$r$p$salt$hash as printed by "
+                       "'counterguard console-password')")
     n, r, p = (int(x) for x in m.groups()[:3])
     if n < 2 ** 10 or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
         raise PasswordError(f"scrypt parameters n={n} r={r} p={p} are out of range")
