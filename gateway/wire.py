@@ -41,7 +41,8 @@ BAD_JSON = "bad_json"
 SCHEMA = "schema"
 CONFLICT = "conflict"
 BUSY = "busy"
-NAK_CODES = (NOISE, BAD_FRAME, TOO_LONG, BAD_CRC, BAD_TYPE, BAD_JSON, SCHEMA, CONFLICT, BUSY)
+INTERNAL = "internal"  # the gateway failed on this frame; it logged why and the line goes on
+NAK_CODES = (NOISE, BAD_FRAME, TOO_LONG, BAD_CRC, BAD_TYPE, BAD_JSON, SCHEMA, CONFLICT, BUSY, INTERNAL)
 
 
 @dataclass(frozen=True)
