@@ -4,7 +4,10 @@
 replayed event gets exactly the verdict the counter got. ``Pipeline`` adds the side effects in the
 order that keeps the promise "an alert is on disk before it is acknowledged": a whole batch of
 frames is scored and committed in one transaction (group commit), and only then are ACKs written
-and lamps set.
+and lamps set. Each event runs inside its own savepoint in that transaction: a frame the gateway
+fails on (a bug, a runtime fault) is answered ``NAK internal`` and leaves nothing behind, and the
+rest of the batch is committed and answered as usual. Only the store's medium failing spoils the
+whole batch (every event ``busy``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .clock import Clock
 from .decision import Thresholds, Verdict, decide
 from .events import Event, SchemaError, parse_event
 from .features import DAY, History, event_features, summarise_history
+from .store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -77,38 +81,68 @@ class Pipeline:
         self.naks = Counter()  # NAKs by code since start
 
     def process(self, items: list) -> Outcome:
-        replies: list[bytes] = []
+        """One reply per item, in order. An event is committed with the batch before its ACK is
+        written; a frame the gateway fails on gets ``NAK internal`` and leaves nothing behind, and
+        the rest of the batch goes on. If the store cannot commit, every event is answered ``busy``."""
+        replies: list = [None] * len(items)
         verdicts: list[Verdict] = []
         alerts: list = []
-        acked: list[int] = []  # indexes of ACK replies: all undone if the commit fails
         try:
             with self.store.batch():
-                for item in items:
-                    if isinstance(item, wire.FrameError):
-                        replies.append(self._nak(item.seq, item))
-                    elif item.type == "HB":
-                        replies.append(wire.encode_frame("HB", item.seq, {"role": "gateway", "ts": round(time.time(), 3)}))
-                    elif item.type != "EVT":
-                        replies.append(self._nak(item.seq, wire.FrameError(wire.BAD_TYPE, item.seq, f"the gateway does not accept {item.type} frames")))
-                    else:
-                        reply, verdict, alert = self._event(item)
-                        if reply.startswith(b"$ACK"):
-                            acked.append(len(replies))
-                        if verdict is not None:
-                            verdicts.append(verdict)
-                            if alert is not None:
-                                alerts.append(alert)
-                        replies.append(reply)
+                for i, item in enumerate(items):
+                    replies[i], verdict, alert = self._answer(item)
+                    if verdict is not None:
+                        verdicts.append(verdict)
+                        if alert is not None:
+                            alerts.append(alert)
         except (OSError, sqlite3.Error) as exc:  # disk full or I/O error: nothing was committed, so nothing is ACKed
             log.error("store write failed, answering busy so the counter resends: %s", exc)
-            busy = wire.FrameError(wire.BUSY, 0, "gateway cannot store events right now; resend")
-            for i in acked:
-                seq = int(replies[i].split(b" ", 2)[1])
-                replies[i] = self._nak(seq, busy)
+            self._undo(items, replies, wire.FrameError(wire.BUSY, 0, "gateway cannot store events right now; resend"))
+            verdicts, alerts = [], []
+        except Exception:  # the batch itself failed (not one frame): nothing was committed either
+            log.exception("a batch of %d frame(s) failed as a whole; answering its events NAK internal", len(items))
+            self._undo(items, replies, wire.FrameError(wire.INTERNAL, 0, "the gateway failed on this batch; "
+                                                       "nothing was kept; it logged why"))
             verdicts, alerts = [], []
         for v in verdicts:
             self.counts[v.level] += 1
         return Outcome(b"".join(replies), verdicts, alerts)
+
+    def _answer(self, item):
+        """(reply, verdict, alert) for one decoded item. Whatever one frame raises (but the store's
+        medium failing, which is the batch's) becomes its ``NAK internal``, logged with its hash."""
+        try:
+            if not (isinstance(item, wire.Frame) and item.type == "EVT"):
+                return self._plain(item), None, None
+            with self.store.savepoint():
+                return self._event(item)
+        except StoreError:
+            raise  # the disk, not this frame: the whole batch answers busy
+        except Exception:
+            sha = hashlib.sha256(getattr(item, "payload", b"")).hexdigest()
+            log.exception("frame seq %d (payload sha256 %s) failed; answered NAK internal, nothing of it kept",
+                          item.seq, sha)
+            err = wire.FrameError(wire.INTERNAL, item.seq, f"the gateway failed on this frame (sha256 {sha[:16]}); "
+                                  "nothing was kept; it logged why")
+            return self._nak(item.seq, err), None, None
+
+    def _plain(self, item) -> bytes:
+        """The reply to anything but an event: nothing to store."""
+        if isinstance(item, wire.FrameError):
+            return self._nak(item.seq, item)
+        if item.type == "HB":
+            return wire.encode_frame("HB", item.seq, {"role": "gateway", "ts": round(time.time(), 3)})
+        return self._nak(item.seq, wire.FrameError(wire.BAD_TYPE, item.seq, f"the gateway does not accept {item.type} frames"))
+
+    def _undo(self, items: list, replies: list, error: wire.FrameError) -> None:
+        """The batch was not committed: every event ACKed in it, and every item not reached yet,
+        is answered ``error`` instead; refusals already given stand."""
+        for i, item in enumerate(items):
+            is_event = isinstance(item, wire.Frame) and item.type == "EVT"
+            if is_event and (replies[i] is None or replies[i].startswith(b"$ACK")):
+                replies[i] = self._nak(item.seq, wire.FrameError(error.code, item.seq, error.detail))
+            elif replies[i] is None:
+                replies[i] = self._answer(item)[0]  # nothing to store: cannot fail on the disk
 
     def _nak(self, seq: int, error: wire.FrameError) -> bytes:
         self.naks[error.code] += 1

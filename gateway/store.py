@@ -414,6 +414,54 @@ class Store:
                 self._rollback()
                 raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
 
+    @contextmanager
+    def savepoint(self):
+        """One event inside a batch: if the block raises, only what it wrote is undone and the batch
+        goes on (it is not doomed by this block). Outside a batch it is a batch of its own.
+
+        A disk or I/O failure is not the event's fault and cannot be undone piecemeal (SQLite may
+        already have rolled the whole transaction back): it dooms the batch and comes out as
+        ``StoreError``, as from ``batch()``."""
+        with self._lock:
+            if self._depth == 0:
+                with self.batch():
+                    yield self
+                return
+            if not self._conn.in_transaction:  # SQLite rolled the batch back by itself
+                self._doomed = True
+                raise StoreError(f"the store {self.path} lost this batch's transaction; nothing from it was kept")
+            doomed, gateway_id = self._doomed, self._gateway_id
+            try:
+                self._conn.execute("SAVEPOINT event")
+            except sqlite3.Error as exc:
+                self._doomed = True
+                raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
+            try:
+                yield self
+            except BaseException as exc:
+                if _is_medium_error(exc) or isinstance(exc, StoreError) or not self._undo_savepoint():
+                    self._doomed = True
+                    if _is_medium_error(exc):
+                        raise _store_error(exc, self.path) from exc
+                    raise
+                # Everything the block wrote is gone, so whatever it marked is undone with it.
+                self._doomed, self._gateway_id = doomed, gateway_id
+                raise
+            try:
+                self._conn.execute("RELEASE event")
+            except sqlite3.Error as exc:
+                self._doomed = True
+                raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
+
+    def _undo_savepoint(self) -> bool:
+        """Roll back to the innermost savepoint; False if the transaction is no longer there to keep."""
+        try:
+            self._conn.execute("ROLLBACK TO event")
+            self._conn.execute("RELEASE event")
+        except sqlite3.Error:
+            return False
+        return self._conn.in_transaction
+
     def _rollback(self) -> None:
         try:
             if self._conn.in_transaction:
