@@ -20,9 +20,10 @@ from . import jsontext
 PREFIX = "counterguard/v1"
 CENTRE_STATUS = f"{PREFIX}/centre/status"
 ALL_WATCHLIST = f"{PREFIX}/all/watchlist"
-# What the centre subscribes to (one level each for region, branch and gateway id).
-CENTRE_SUBSCRIPTIONS = tuple(f"{PREFIX}/+/+/+/{leaf}"
-                             for leaf in ("alert", "ack", "outcome", "escalation", "status", "heartbeat"))
+# Everything a gateway publishes, one level under its root: the centre subscribes to these (one
+# level each for region, branch and gateway id) and the broker ACL lets a gateway write nothing else.
+UPLINK_LEAVES = ("alert", "ack", "outcome", "escalation", "status", "heartbeat")
+CENTRE_SUBSCRIPTIONS = tuple(f"{PREFIX}/+/+/+/{leaf}" for leaf in UPLINK_LEAVES)
 
 STATES = ("online", "offline", "stopped")
 ALERT_REQUIRED = (
@@ -102,6 +103,11 @@ class Topics:
         if topic is None:
             raise ValueError(f"no uplink topic for outbox kind {kind!r}")
         return topic
+
+    @property
+    def published(self) -> tuple[str, ...]:
+        """Every topic this gateway publishes on."""
+        return tuple(f"{self.root}/{leaf}" for leaf in UPLINK_LEAVES)
 
     @property
     def receipt(self) -> str:

@@ -1,33 +1,61 @@
 """The centre broker's mosquitto config: TLS client certificates, the CRL and the topic ACL.
 
 Every client shows a certificate from the centre CA; its CN becomes its MQTT user name
-(``use_identity_as_username``), and the ACL grants by that name:
+(``use_identity_as_username``) and its client id (``use_username_as_clientid``: a certificate can
+never take over another client's session and trigger that client's last will), and the ACL grants
+by that name:
 
-- a gateway publishes only one level under its own root (status, heartbeat, alert, ack, outcome,
-  escalation...) and reads only its own receipts and downlink, its region's and everyone's
-  downlink, and the centre status;
+- a gateway publishes exactly its own uplink topics (``Topics.published``: status, heartbeat,
+  alert, ack, outcome, escalation) and reads exactly its own receipts, the manifests and watchlists
+  meant for it, its region or everyone, and the centre status; receipts and downlink are written
+  by the centre only;
 - a centre worker reads and writes everything under ``counterguard/v1/``;
 - anyone else (no certificate, another CA, a revoked certificate, a CN not in the ACL) gets nothing.
 
-    write_broker_config(ca, "broker/", host="mq.centre.example", port=8883)
-    # mosquitto -c broker/mosquitto.conf
+No message may be larger than ``MESSAGE_SIZE_LIMIT``; the broker drops a larger one unread by anyone.
 
-The CA key is never written here: the broker needs the CA certificate and the CRL only.
+    write_broker_config(ca, "broker/", host="mq.centre.example", port=8883)
+    # mosquitto -c broker/mosquitto.conf   (as root: mosquitto drops to the user "mosquitto")
+
+The CA key is never written here: the broker needs the CA certificate and the CRL only. The
+broker's own key is readable by its owner and by the group of the user mosquitto runs as, never
+by anyone else.
 """
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import shutil
+import stat
 from pathlib import Path
 
-from gateway.messages import CENTRE_STATUS, PREFIX, topic_root
+from gateway.manifest import gateway_manifest_topics
+from gateway.messages import CENTRE_STATUS, PREFIX, Topics
 
-from .ca import CRL, CA_CERT, CertificateAuthority
+from .ca import CRL, CA_CERT, CertificateAuthority, ProvisionError
 
-# Legacy unsigned watchlist topics stay readable so a gateway mid-upgrade does not lose its list.
-_GATEWAY_READS = ("{root}/receipt", "{root}/manifest/#", "{root}/watchlist",
-                  PREFIX + "/{region}/manifest/#", PREFIX + "/{region}/watchlist",
-                  PREFIX + "/all/manifest/#", PREFIX + "/all/watchlist", CENTRE_STATUS)
+# The largest message the broker passes on. The biggest legitimate one is a signed model manifest
+# (the .tflite twice base64-encoded, plus its card): 21.5 KB for the bundled counterguard-v1 model,
+# so 1 MiB admits models up to about 550 KB. Anything bigger is dropped by the broker.
+MESSAGE_SIZE_LIMIT = 1024 * 1024
+# A packet is the message plus its topic and headers; a client that announces a bigger one is
+# disconnected before the broker reads it.
+PACKET_ROOM = 64 * 1024
+DEFAULT_RUN_AS = "mosquitto"  # the user Debian's mosquitto package creates and mosquitto drops to
+
+
+def gateway_writes(gw: dict) -> tuple[str, ...]:
+    """Exactly the topics a gateway publishes on."""
+    return Topics(gw["region"], gw["branch"], gw["cn"]).published
+
+
+def gateway_reads(gw: dict) -> tuple[str, ...]:
+    """Exactly the topics a gateway subscribes to: its receipts, the centre status, the signed
+    manifests and (kept for gateways mid-upgrade) the unsigned watchlists for all, its region, itself."""
+    topics = Topics(gw["region"], gw["branch"], gw["cn"])
+    return (topics.receipt, CENTRE_STATUS, *gateway_manifest_topics(topics.root, gw["region"]), *topics.watchlists)
 
 
 def acl_text(gateways: list[dict], centre_workers: list[str]) -> str:
@@ -37,14 +65,15 @@ def acl_text(gateways: list[dict], centre_workers: list[str]) -> str:
     for worker in centre_workers:
         lines += [f"user {worker}", f"topic readwrite {PREFIX}/#", ""]
     for gw in sorted(gateways, key=lambda g: g["cn"]):
-        root = topic_root(gw["region"], gw["branch"], gw["cn"])
-        lines += [f"user {gw['cn']}", f"topic write {root}/+"]
-        lines += [f"topic read {t.format(root=root, region=gw['region'])}" for t in _GATEWAY_READS]
+        lines.append(f"user {gw['cn']}")
+        lines += [f"topic write {t}" for t in gateway_writes(gw)]
+        lines += [f"topic read {t}" for t in gateway_reads(gw)]
         lines.append("")
     return "\n".join(lines)
 
 
-def mosquitto_conf(directory: Path, *, host: str, port: int, log_file: str = "", run_as: str = "") -> str:
+def mosquitto_conf(directory: Path, *, host: str, port: int, log_file: str = "", run_as: str = "",
+                   message_size_limit: int = MESSAGE_SIZE_LIMIT) -> str:
     d = Path(directory).resolve()
     lines = [
         "# counterguard centre broker, generated by 'counterguard provision broker-config'.",
@@ -53,6 +82,8 @@ def mosquitto_conf(directory: Path, *, host: str, port: int, log_file: str = "",
         "allow_anonymous false",
         f"acl_file {d / 'acl'}",
         "persistence false",
+        f"message_size_limit {message_size_limit}",
+        f"max_packet_size {message_size_limit + PACKET_ROOM}",
         f"listener {port} {host}" if host else f"listener {port}",
         f"cafile {d / CA_CERT}",
         f"certfile {d / 'broker.crt'}",
@@ -60,20 +91,56 @@ def mosquitto_conf(directory: Path, *, host: str, port: int, log_file: str = "",
         f"crlfile {d / CRL}",
         "require_certificate true",
         "use_identity_as_username true",
+        "use_username_as_clientid true",  # after use_identity_as_username: the client id is the CN
         "tls_version tlsv1.2",
     ]
     lines += [f"log_dest file {log_file}"] if log_file else ["log_dest stderr"]
     return "\n".join(lines) + "\n"
 
 
+def default_run_as() -> str:
+    """Started as root, mosquitto drops to the user "mosquitto"; started as anyone else, it stays."""
+    return DEFAULT_RUN_AS if os.geteuid() == 0 else ""
+
+
+def share_key(key: Path, run_as: str) -> str:
+    """Let ``run_as`` read the broker key without opening it to anyone else: owner read-write,
+    group read for the user's own group (0640). Returns a note for the operator when that cannot
+    be done here (say, the config is written on another machine than the broker's)."""
+    if not run_as or os.geteuid() != 0:
+        return ""
+    try:
+        user = pwd.getpwnam(run_as)
+    except KeyError:
+        return (f"{key}: user {run_as!r} does not exist on this machine; on the broker run "
+                f"'chgrp {run_as} {key.name} && chmod 0640 {key.name}' in {key.parent}")
+    if user.pw_uid == os.stat(key).st_uid:
+        os.chmod(key, 0o600)
+        return ""
+    try:
+        group = grp.getgrnam(run_as).gr_gid  # Debian's package makes a group of that name too
+    except KeyError:
+        group = user.pw_gid
+    os.chown(key, -1, group)
+    os.chmod(key, 0o640)
+    return ""
+
+
 def write_broker_config(ca: CertificateAuthority, out_dir, *, host: str = "", port: int = 8883,
                         hostnames=("localhost", "127.0.0.1"), days: int = 365, log_file: str = "",
-                        run_as: str = "") -> Path:
+                        run_as: str | None = None, message_size_limit: int = MESSAGE_SIZE_LIMIT,
+                        notes: list | None = None) -> Path:
     """Write mosquitto.conf, acl, ca.crt, crl.pem and (once) a broker certificate into ``out_dir``.
 
-    Re-run after issuing or revoking a certificate, then restart mosquitto so it reads the new ACL
-    and CRL. Returns the path of mosquitto.conf.
+    ``run_as``: the user mosquitto drops to when started as root (default: ``mosquitto`` when this
+    runs as root, else none); it is given read access to the broker key. Re-run after issuing or
+    revoking a certificate, then restart mosquitto so it reads the new ACL and CRL. Notes for the
+    operator (what could not be done here) are appended to ``notes``. Returns the path of mosquitto.conf.
     """
+    if message_size_limit < 64 * 1024:
+        raise ProvisionError(f"a message size limit of {message_size_limit} bytes is too small for a signed "
+                             f"model manifest; keep the default {MESSAGE_SIZE_LIMIT} or raise it")
+    run_as = default_run_as() if run_as is None else run_as
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "broker.crt").exists():
@@ -84,5 +151,13 @@ def write_broker_config(ca: CertificateAuthority, out_dir, *, host: str = "", po
     shutil.copyfile(ca.crl_path, out / CRL)
     (out / "acl").write_text(acl_text(ca.gateways(), ca.centre_workers()))
     conf = out / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(out, host=host, port=port, log_file=log_file, run_as=run_as))
+    conf.write_text(mosquitto_conf(out, host=host, port=port, log_file=log_file, run_as=run_as,
+                                   message_size_limit=message_size_limit))
+    # Nothing here is secret but the key: readable whatever the umask, so mosquitto can load it.
+    os.chmod(out, stat.S_IMODE(out.stat().st_mode) | 0o755)
+    for name in (CA_CERT, CRL, "acl", "broker.crt", "mosquitto.conf"):
+        os.chmod(out / name, 0o644)
+    note = share_key(out / "broker.key", run_as)
+    if note and notes is not None:
+        notes.append(note)
     return conf

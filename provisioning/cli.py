@@ -122,10 +122,14 @@ def _cmd_revoke(args) -> int:
 
 
 def _cmd_broker_config(args) -> int:
-    from .broker_config import write_broker_config
+    from .broker_config import MESSAGE_SIZE_LIMIT, write_broker_config
 
+    notes: list[str] = []
     conf = write_broker_config(_ca(args), args.out, host=args.host, port=args.port,
-                               hostnames=tuple(args.hostname or ("localhost", "127.0.0.1")), run_as=args.user)
+                               hostnames=tuple(args.hostname or ("localhost", "127.0.0.1")), run_as=args.user,
+                               message_size_limit=args.message_size_limit or MESSAGE_SIZE_LIMIT, notes=notes)
+    for note in notes:
+        print(f"NOTE {note}", file=sys.stderr)
     print(f"{conf}: mosquitto -c {conf} (TLS with client certificates, CRL and ACL; restart after changes)")
     return 0
 
@@ -221,7 +225,12 @@ def add_commands(sub) -> None:
     q.add_argument("--host", default="", help="listen address (default: all)")
     q.add_argument("--port", type=int, default=8883)
     q.add_argument("--hostname", action="append", help="broker name in its certificate (repeat)")
-    q.add_argument("--user", default="", help="user mosquitto drops to when started as root (default: mosquitto)")
+    q.add_argument("--user", default=None,
+                   help="user mosquitto drops to when started as root; it may read the broker key "
+                        "(default: mosquitto when run as root)")
+    q.add_argument("--message-size-limit", type=int, metavar="BYTES",
+                   help="largest message the broker passes on (default 1 MiB; a signed model manifest is "
+                        "about twice its .tflite file)")
     q.set_defaults(func=_friendly(_cmd_broker_config))
 
     p = sub.add_parser("doctor", help="check this gateway and say what to fix",

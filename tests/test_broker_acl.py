@@ -4,10 +4,16 @@ in, a revoked one does not, and each gateway speaks and hears only for itself.""
 from __future__ import annotations
 
 import getpass
+import grp
 import json
+import os
+import pwd
+import shutil
 import socket
+import stat
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,8 +23,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.broker import find_mosquitto, free_port
-from gateway.messages import CENTRE_STATUS
-from provisioning.broker_config import write_broker_config
+from gateway import manifest as signed
+from gateway.manifest import gateway_manifest_topics
+from gateway.messages import CENTRE_STATUS, Topics
+from provisioning.broker_config import MESSAGE_SIZE_LIMIT, gateway_reads, gateway_writes, write_broker_config
 from provisioning.ca import CertificateAuthority
 
 A_ROOT = "counterguard/v1/east/b012/gw-a"
@@ -57,16 +65,19 @@ class TlsBroker:
 class Client:
     """A TLS MQTT client with a certificate; records what it receives."""
 
-    def __init__(self, port, ca, cert=None, key=None, name="probe"):
+    def __init__(self, port, ca, cert=None, key=None, name="probe", will=None):
         self.messages = []
         self.cond = threading.Condition()
         self.connected = threading.Event()
         self.refused = threading.Event()
+        self.dropped = threading.Event()  # the broker closed a connection it had accepted
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
         self.client.tls_set(ca_certs=str(ca), certfile=cert and str(cert), keyfile=key and str(key))
+        if will:
+            self.client.will_set(*will, qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.on_disconnect = lambda *a: self.refused.set()
+        self.client.on_disconnect = self._on_disconnect
         try:
             self.client.connect("127.0.0.1", port)
         except (ssl.SSLError, OSError):
@@ -76,6 +87,9 @@ class Client:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         (self.refused if reason_code.is_failure else self.connected).set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        (self.dropped if self.connected.is_set() else self.refused).set()
 
     def _on_message(self, client, userdata, msg):
         with self.cond:
@@ -99,7 +113,8 @@ class Client:
         assert done.wait(20), "no SUBACK"
 
     def publish(self, topic, body, retain=False):
-        self.client.publish(topic, json.dumps(body), qos=1, retain=retain).wait_for_publish(20)
+        payload = body if isinstance(body, bytes) else json.dumps(body)
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(20)
 
     def wait_for(self, topic, timeout=20):
         deadline = time.monotonic() + timeout
@@ -152,10 +167,11 @@ def connect(pki, broker):
     base, _ = pki
     opened = []
 
-    def _connect(who, *, ca_dir="ca", port=None):
+    def _connect(who, *, ca_dir="ca", port=None, client_id=None, will=None):
         d = base / who
         c = Client(port or broker.port, base / ca_dir / "ca.crt", d / f"{'centre' if who == 'centre' else 'gateway'}.crt",
-                   d / f"{'centre' if who == 'centre' else 'gateway'}.key", name=f"{who}-{len(opened)}")
+                   d / f"{'centre' if who == 'centre' else 'gateway'}.key", name=client_id or f"{who}-{len(opened)}",
+                   will=will)
         opened.append(c)
         return c
 
@@ -196,8 +212,7 @@ def test_a_gateway_reads_its_own_region_and_all_downlink_but_not_anothers(connec
     centre.publish("counterguard/v1/west/manifest/thresholds", {"for": "west"}, retain=True)
     gw = connect("gw-a")
     assert not gw.is_refused()
-    gw.subscribe(f"{A_ROOT}/manifest/#", f"{A_ROOT}/receipt", "counterguard/v1/east/manifest/#",
-                 "counterguard/v1/all/manifest/#", CENTRE_STATUS)
+    gw.subscribe(*gateway_manifest_topics(A_ROOT, "east"), f"{A_ROOT}/receipt", CENTRE_STATUS)
     gw.subscribe(f"{B_ROOT}/#", "counterguard/v1/west/manifest/#", "counterguard/v1/#")
     for topic in (f"{A_ROOT}/manifest/watchlist", "counterguard/v1/east/manifest/model",
                   "counterguard/v1/all/manifest/thresholds", f"{A_ROOT}/receipt", CENTRE_STATUS):
@@ -235,3 +250,105 @@ def test_a_revoked_gateway_is_refused_once_the_broker_config_is_regenerated(pki,
         assert not connect("gw-a", port=b.port).is_refused()
     finally:
         b.stop()
+
+
+def test_a_certificate_cannot_take_another_gateways_client_id(connect):
+    centre = connect("centre")
+    centre.subscribe(f"{B_ROOT}/status", f"{B_ROOT}/heartbeat")
+    real = connect("gw-b", client_id="gw-b", will=(f"{B_ROOT}/status", json.dumps({"state": "offline"})))
+    assert not real.is_refused()
+    impostor = connect("gw-a", client_id="gw-b")  # gw-a's certificate, gw-b's client id
+    assert not impostor.is_refused()
+    real.publish(f"{B_ROOT}/heartbeat", {"bdseq": 1})  # after the impostor is in: the real gw-b still speaks
+    assert centre.wait_for(f"{B_ROOT}/heartbeat")
+    assert not real.dropped.is_set()
+    assert f"{B_ROOT}/status" not in centre.topics()  # no "offline" will on gw-b's behalf
+
+
+def test_a_gateway_cannot_write_its_own_receipts_or_downlink(connect):
+    centre = connect("centre")
+    centre.subscribe("counterguard/v1/#")
+    gw = connect("gw-a")
+    assert not gw.is_refused()
+    gw.subscribe(f"{A_ROOT}/receipt")
+    gw.publish(f"{A_ROOT}/receipt", {"seqs": [1, 2, 3]})  # would close outbox rows the centre never stored
+    gw.publish(f"{A_ROOT}/watchlist", {"version": 99, "full": True, "add": []}, retain=True)
+    gw.publish(f"{A_ROOT}/manifest/watchlist", {"forged": True}, retain=True)
+    gw.publish(f"{A_ROOT}/anything", {"forged": True}, retain=True)
+    gw.publish(f"{A_ROOT}/heartbeat", {"seq": 2})  # sent last: once it is in, the rest were refused
+    assert centre.wait_for(f"{A_ROOT}/heartbeat")
+    assert [t for t in centre.topics() if t.startswith(A_ROOT)] == [f"{A_ROOT}/heartbeat"]
+    assert gw.topics() == []
+    later = connect("centre")  # nothing forged was kept as a retained message either
+    later.subscribe(f"{A_ROOT}/watchlist", f"{A_ROOT}/manifest/watchlist", f"{A_ROOT}/anything", f"{A_ROOT}/heartbeat")
+    gw.publish(f"{A_ROOT}/heartbeat", {"seq": 3})
+    assert later.wait_for(f"{A_ROOT}/heartbeat")
+    assert later.topics() == [f"{A_ROOT}/heartbeat"]
+
+
+def test_the_acl_grants_a_gateway_exactly_the_topics_it_uses(pki):
+    base, _ = pki
+    topics = Topics("east", "b012", "gw-a")
+    gw = {"cn": "gw-a", "region": "east", "branch": "b012"}
+    uplink = {topics.status, topics.heartbeat, *(topics.for_kind(k) for k in ("alert", "ack", "outcome", "escalation"))}
+    assert set(gateway_writes(gw)) == uplink
+    assert set(gateway_reads(gw)) == {topics.receipt, CENTRE_STATUS, *topics.watchlists,
+                                      *gateway_manifest_topics(topics.root, "east")}
+    acl = (base / "broker" / "acl").read_text().split("user gw-a\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert sorted(l.split()[2] for l in acl if l.startswith("topic write")) == sorted(uplink)
+    assert not [l for l in acl if "+" in l or "#" in l]
+
+
+def test_a_message_over_the_size_limit_is_refused_and_a_model_manifest_fits(connect):
+    centre = connect("centre")
+    centre.subscribe(f"{A_ROOT}/#")
+    gw = connect("gw-a")
+    assert not gw.is_refused()
+    gw.client.publish(f"{A_ROOT}/alert", b"x" * (5 * 1024 * 1024), qos=1)
+    assert gw.dropped.wait(60)  # the broker hung up on it
+    again = connect("gw-a")
+    assert not again.is_refused()
+    again.subscribe(*gateway_manifest_topics(A_ROOT, "east"))
+    again.publish(f"{A_ROOT}/heartbeat", {"seq": 4})
+    assert centre.wait_for(f"{A_ROOT}/heartbeat")
+    assert f"{A_ROOT}/alert" not in centre.topics()
+    # The largest legitimate message, the bundled model's signed manifest, passes with room to spare.
+    root = Path(__file__).resolve().parent.parent / "models"
+    card = json.loads((root / "counterguard-v1.json").read_text())
+    body = signed.model_manifest((root / "counterguard-v1.tflite").read_bytes(), card, version=1,
+                                 model_version=card["version"], target="gateway/gw-a",
+                                 issued_at="2026-01-01T00:00:00.000Z")
+    envelope = signed.sign_envelope(body, signed.generate_signing_key())
+    assert len(envelope) * 10 < MESSAGE_SIZE_LIMIT
+    centre.publish(f"{A_ROOT}/manifest/model", envelope)
+    assert again.wait_for(f"{A_ROOT}/manifest/model")
+    assert [p for t, p in again.messages if t == f"{A_ROOT}/manifest/model"] == [envelope]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the documented start is as root")
+def test_the_documented_command_starts_the_broker_as_mosquitto_with_a_key_only_it_may_read(pki, connect):
+    try:
+        user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user on this machine")
+    base, ca = pki
+    # Somewhere the mosquitto user can reach (pytest's own directories are root-only).
+    where = Path(tempfile.mkdtemp(prefix="counterguard-broker-"))
+    try:
+        os.chmod(where, 0o755)
+        conf = write_broker_config(ca, where / "broker", host="127.0.0.1", port=free_port())
+        assert "user mosquitto" in conf.read_text()
+        key = (where / "broker" / "broker.key").stat()
+        assert stat.S_IMODE(key.st_mode) == 0o640 and key.st_gid == grp.getgrnam("mosquitto").gr_gid
+        assert key.st_mode & 0o007 == 0
+        b = TlsBroker(conf).start()  # mosquitto -c <conf>, exactly as documented
+        try:
+            status = Path(f"/proc/{b.proc.pid}/status").read_text()
+            uid = next(l.split()[1] for l in status.splitlines() if l.startswith("Uid:"))
+            assert int(uid) == user.pw_uid
+            gw = connect("gw-a", port=b.port)
+            assert not gw.is_refused()
+        finally:
+            b.stop()
+    finally:
+        shutil.rmtree(where)
