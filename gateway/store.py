@@ -17,6 +17,7 @@ its ACK goes back over serial.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -45,6 +46,22 @@ RAISE_WITHIN_S = DAY_S  # staff can raise an alert on an event received in the l
 # SQLite result codes that mean the medium, not the data, is the problem.
 _MEDIUM_CODES = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT"}
 HISTORY_LIMIT = 1000  # events of one account read back per verdict (see account_history)
+
+
+STORE_FILE_MODE = 0o600  # events carry account numbers and amounts: the gateway's own user only
+
+
+def _owner_only(path: Path) -> None:
+    """Create the store file readable by its owner only, whatever the umask of whoever starts the
+    gateway: SQLite gives the -wal and -shm files the database file's mode. Files an older
+    gateway left readable to others are tightened (by their owner; anyone else leaves them be)."""
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, STORE_FILE_MODE))
+    for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
+        try:
+            if os.stat(path.with_name(name)).st_mode & 0o077:
+                os.chmod(path.with_name(name), STORE_FILE_MODE)
+        except (FileNotFoundError, PermissionError):
+            pass
 
 
 class StoreError(OSError):
@@ -321,6 +338,8 @@ class Store:
         self._depth = 0
         self._doomed = False
         try:
+            if str(self.path) != ":memory:":
+                _owner_only(self.path)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly one transaction.
             self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -329,7 +348,7 @@ class Store:
                 raise StoreError(f"{self.path}: SQLite would not switch to WAL (got {mode}); put the store on a local disk")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the store {self.path}: {exc}; check the path and its permissions") from exc
         self.db = sqlite_utils.Database(self._conn)
         self._closed = False

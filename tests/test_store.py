@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import threading
 import time
 
@@ -75,6 +77,26 @@ def test_closing_twice_is_harmless_and_a_closed_store_says_so(tmp_path):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         record(s, 1, "green")
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)  # a gateway started by hand from an ordinary shell
+    yield
+    os.umask(old)
+
+
+def test_the_store_and_its_wal_files_are_readable_by_the_gateways_user_only(tmp_path, umask_022):
+    path = tmp_path / "gateway.db"
+    with Store(path) as s:
+        record(s, 1, "red")
+        files = [path, tmp_path / "gateway.db-wal", tmp_path / "gateway.db-shm"]
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+    # A store an older gateway left readable to everyone is tightened when it is opened.
+    path.chmod(0o644)
+    with Store(path) as s:
+        assert [a.level for a in s.open_alerts()] == ["red"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_an_unknown_synchronous_mode_is_refused_by_name(tmp_path):
