@@ -281,7 +281,8 @@ def _quarantine(args) -> int:
         lines = [f"{data['count']} message(s) quarantined; latest first:"]
         for q in data["latest"]:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(q["received_at"]))
-            lines.append(f"{when}Z {q['topic']}: {q['reason']}")
+            size = f" ({q['size']} bytes, sha256 {q['sha256'][:16]}...)" if q.get("size") is not None else ""
+            lines.append(f"{when}Z {q['topic']}{size}: {q['reason']}")
         return "\n".join(lines)
     return _report(args, build, render)
 
@@ -384,7 +385,7 @@ def add_commands(sub) -> None:
     _signing(p)
     p.add_argument("model", metavar="MODEL.tflite")
     p.add_argument("--card", help="the model's JSON card (default: MODEL.json)")
-    p.add_argument("--model-version", help="the version gateways report (default: the card's version)")
+    p.add_argument("--model-version", help="the version gateways will report; must be the card's \"version\" (a check)")
     p.set_defaults(func=_guard(_push_model))
 
     p = cmds.add_parser("push-thresholds", help="push amber and red thresholds",

@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import manifest as signed
-from gateway import messages
+from gateway import jsontext, messages
 
 KIND_FIELD = {"watchlist": "watchlist_version", "model": "model_version", "thresholds": "thresholds_version"}
 
@@ -169,16 +169,24 @@ class Downlink:
         except OSError as exc:
             raise DownlinkError(f"{tflite_path}: cannot read the model: {exc.strerror or exc}") from None
         try:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
+            card = jsontext.loads(card_path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise DownlinkError(f"{card_path}: cannot read the model card: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise DownlinkError(f"{card_path}: the model card is not JSON: {exc}") from None
         if not isinstance(card, dict):
             raise DownlinkError(f"{card_path}: the model card must be a JSON object")
-        model_version = model_version or card.get("version")
-        if not model_version:
-            raise DownlinkError(f"{card_path}: the model card has no \"version\"; give --model-version")
+        # A gateway refuses a model whose version is not its card's: refuse it here, before it is
+        # signed and sent to every gateway in the target.
+        card_version = card.get("version")
+        if card_version in (None, ""):
+            raise DownlinkError(f"{card_path}: the model card has no \"version\"; gateways refuse a model "
+                                "without one (add it to the card)")
+        if model_version and str(model_version) != str(card_version):
+            raise DownlinkError(f"--model-version {model_version} differs from the version {card_version} in the "
+                                f"model card {card_path}; gateways would refuse it (leave --model-version out, "
+                                "or push the card of that version)")
+        model_version = str(card_version)
         # The model fields come from the shared builder; the common ones (version, time, target) are
         # set by _push like every other kind's.
         body = signed.model_manifest(data, card, version=1, model_version=str(model_version), target=target,

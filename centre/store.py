@@ -1,5 +1,7 @@
 """The centre's store: every alert, acknowledgement, outcome and escalation once per (gateway_id, seq),
-the fleet's latest status and heartbeat, quarantined messages, and the manifests pushed down.
+and every alert once per (gateway_id, alert_id) whatever seq it came under; the fleet's latest
+status and heartbeat, quarantined messages (the first 4 KiB, with the full size and sha256), and
+the manifests pushed down.
 
 SQLite by default (one file, WAL); PostgreSQL when the store URL says so, for a centre whose
 workers run on several machines. Both speak the same SQL through one small class, so the tests
@@ -11,13 +13,16 @@ that run against both prove the same behaviour.
     store.alerts(region="610100", level="red")
 
 ``ingest`` writes a whole batch in one transaction; the worker sends receipts only after it
-returns, so a receipt always means "stored".
+returns, so a receipt always means "stored". A SQLite store's files are created readable by
+their owner only (0600), whatever the umask: they hold every branch's alerts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -29,7 +34,10 @@ from .schema import SEQUENCED, Record
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Bytes of a quarantined payload kept (with its full size and sha256): enough to see what it was,
+# while junk cannot grow the store by more than this per message.
+QUARANTINE_KEEP = 4096
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -58,6 +66,18 @@ CREATE TABLE IF NOT EXISTS watchlist_entries (
     target TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (target, hash));
 """
 
+# Changes after the first schema, by the version they lead to; each runs once, in the migration's transaction.
+_MIGRATIONS = {
+    2: [
+        "ALTER TABLE quarantine ADD COLUMN payload_size BIGINT",
+        "ALTER TABLE quarantine ADD COLUMN payload_sha256 TEXT",
+        # An alert resent under a new seq was stored once per seq: keep the first copy only.
+        "DELETE FROM records WHERE type = 'alert' AND id NOT IN "
+        "(SELECT MIN(id) FROM records WHERE type = 'alert' GROUP BY gateway_id, alert_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS records_one_alert ON records (gateway_id, alert_id) WHERE type = 'alert'",
+    ],
+}
+
 VERSION_FIELDS = ("model_version", "watchlist_version", "thresholds_version", "model_manifest_version",
                   "software_version")
 
@@ -79,6 +99,12 @@ def _printable(payload) -> str:
     """A quarantined payload as text any database takes: undecodable bytes replaced, NUL escaped."""
     text = payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray)) else str(payload)
     return text.replace("\x00", "\\u0000")
+
+
+def _quarantined(now: float, topic: str, payload, reason: str) -> tuple:
+    """A quarantine row: the payload's first QUARANTINE_KEEP bytes as text, its full size and sha256."""
+    raw = bytes(payload) if isinstance(payload, (bytes, bytearray)) else str(payload).encode("utf-8", "replace")
+    return (now, topic, reason, _printable(raw[:QUARANTINE_KEEP]), len(raw), hashlib.sha256(raw).hexdigest())
 
 
 def _version_text(v):
@@ -162,8 +188,15 @@ class CentreStore:
             for statement in _TABLES.format(autoid=self.autoid).split(";"):
                 if statement.strip():
                     self._execute(statement)
-            if not self._execute("SELECT version FROM schema_version").fetchall():
-                self._execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            rows = self._execute("SELECT version FROM schema_version").fetchall()
+            if not rows:
+                self._execute("INSERT INTO schema_version (version) VALUES (1)")
+            version = rows[0][0] if rows else 1
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    self._execute(statement)
+                self._execute("UPDATE schema_version SET version = ?", (target,))
+                log.info("centre store %s: schema upgraded to version %d", self.where, target)
         self._transaction(work)
 
     def close(self) -> None:
@@ -186,7 +219,7 @@ class CentreStore:
         rows = [(r.gateway_id, r.body["seq"], r.kind, r.body["alert_id"], r.region, r.branch, r.body.get("counter"),
                  r.body.get("level"), r.body.get("raised_at") or r.body.get("at"), now,
                  r.raw or json.dumps(r.body, ensure_ascii=False, separators=(",", ":"))) for r in sequenced]
-        bad = [(now, topic, reason, _printable(payload)) for topic, payload, reason in quarantine]
+        bad = [_quarantined(now, topic, payload, reason) for topic, payload, reason in quarantine]
 
         def work():
             new = 0
@@ -194,7 +227,8 @@ class CentreStore:
                 new = self._insert_records(rows)
             if bad:
                 self._conn.cursor().executemany(self._sql(
-                    "INSERT INTO quarantine (received_at, topic, reason, payload) VALUES (?,?,?,?)"), bad)
+                    "INSERT INTO quarantine (received_at, topic, reason, payload, payload_size, payload_sha256) "
+                    "VALUES (?,?,?,?,?,?)"), bad)
             statuses = heartbeats = 0
             for r in fleet_updates:
                 if r.kind == "status":
@@ -207,6 +241,8 @@ class CentreStore:
         return IngestResult(new, len(rows) - new, len(bad), statuses, heartbeats)
 
     def _insert_records(self, rows) -> int:
+        # Either key refuses a copy: (gateway_id, seq) a resend of the same row, (gateway_id,
+        # alert_id) the same alert under a new seq. Both are receipted all the same.
         cur = self._conn.cursor()
         cur.executemany(self._sql(
             "INSERT INTO records (gateway_id, seq, type, alert_id, region, branch, counter, level, at, received_at, "
@@ -308,8 +344,10 @@ class CentreStore:
         return rows[0] if rows else None
 
     def quarantined(self, limit: int = 100) -> list[dict]:
-        return self._query("SELECT id, received_at, topic, reason, payload FROM quarantine ORDER BY id DESC LIMIT ?",
-                           (int(limit),))
+        """The latest quarantined messages: ``payload`` is at most the first QUARANTINE_KEEP bytes,
+        ``size`` and ``sha256`` are the whole payload's (None for messages kept whole before)."""
+        return self._query("SELECT id, received_at, topic, reason, payload, payload_size AS size, "
+                           "payload_sha256 AS sha256 FROM quarantine ORDER BY id DESC LIMIT ?", (int(limit),))
 
     def quarantine_count(self) -> int:
         return self._query("SELECT COUNT(*) AS n FROM quarantine")[0]["n"]
@@ -370,6 +408,7 @@ class CentreStore:
 class SqliteStore(CentreStore):
     def __init__(self, path):
         path = Path(path)
+        _create_private(path)
         deadline = time.monotonic() + 30
         while True:
             conn = None
@@ -394,6 +433,22 @@ class SqliteStore(CentreStore):
     def _begin(self) -> None:
         # Take the write lock up front, so two workers on one file queue instead of deadlocking.
         self._conn.execute("BEGIN IMMEDIATE")
+
+
+def _create_private(path: Path) -> None:
+    """Create a new store file 0600 whatever the umask; SQLite gives its -wal and -shm the same mode."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot create the centre store {path}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 class _SqliteTx:

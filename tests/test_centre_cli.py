@@ -98,6 +98,10 @@ def test_keys_are_never_overwritten(tmp_path):
     (["push-thresholds", "--target", "all", "--amber", "0.8", "--red", "0.3", "--signing-key",
       "{keys}/centre-signing.pem"], "0 < amber < red <= 1"),
     (["fleet", "--config", "{tmp}/centre.toml"], "unknown key dashboard.colour"),
+    # The card says 2.0.0: a model pushed as 2.1.0 would be refused by every gateway.
+    (["push-model", "--target", "all", "--model-version", "2.1.0", "--signing-key", "{keys}/centre-signing.pem",
+      str(ROOT / "models" / "counterguard-v1.tflite")],
+     "--model-version 2.1.0 differs from the version 2.0.0 in the model card...counterguard-v1.json"),
 ])
 def test_bad_input_is_refused_with_a_reason_naming_it(tmp_path, args, fragment):
     cli("keys", tmp_path / "k")

@@ -3,6 +3,7 @@ with the centre's public key, and the centre sees who has applied which version.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -162,4 +163,20 @@ def test_a_region_keeps_the_national_entries_and_its_own_when_either_changes(bro
     assert held(late)["add"] == held(xian)["add"]
     for gw in (xian, shenzhen, late):
         gw.close()
+    store.close()
+
+
+def test_a_model_is_pushed_only_under_its_cards_version(tmp_path, keys):
+    private, _, _ = keys
+    store = open_store(tmp_path / "centre.db")
+    downlink = Downlink(store, private)
+    with pytest.raises(DownlinkError, match=r"--model-version 9\.9 differs from the version 2\.0\.0 in the model card"):
+        downlink.push_model("all", MODEL, model_version="9.9")
+    card = json.loads(MODEL.with_suffix(".json").read_text())
+    del card["version"]
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(DownlinkError, match='card has no "version"'):
+        downlink.push_model("all", MODEL, card_path=tmp_path / "card.json", model_version="2.0.0")
+    assert store.manifests() == []
+    assert downlink.push_model("all", MODEL, model_version="2.0.0").summary["model_version"] == "2.0.0"
     store.close()

@@ -3,7 +3,10 @@ messages quarantined, and two workers sharing one stream (real mosquitto, real S
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import stat
 import time
 from types import SimpleNamespace
 
@@ -11,7 +14,7 @@ import pytest
 
 from centre import schema
 from centre.ingest import IngestWorker
-from centre.store import open_store
+from centre.store import QUARANTINE_KEEP, open_store
 from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
 from gateway import messages
 
@@ -261,3 +264,73 @@ def test_several_workers_can_open_a_new_sqlite_store_at_the_same_moment(tmp_path
         for t in threads:
             t.join(60)
     assert failures == []
+
+
+def test_an_alert_resent_under_a_new_seq_is_stored_once_and_each_seq_is_receipted(broker, store_url):
+    store = open_store(store_url)
+    with IngestWorker(store, host=broker.host, port=broker.port, client_id="centre-a") as worker:
+        gw = SimGateway(broker.host, broker.port, "gw-0001")
+        seq, alert_id, payload = gw.alert_payload(level="red")
+        gw.publish("alert", payload)
+        assert gw.wait_for(lambda g: seq in g.receipted)
+        again, _, payload = gw.alert_payload(level="red", alert_id=alert_id)  # the same alert, a new seq
+        gw.publish("alert", payload)
+        assert gw.wait_for(lambda g: again in g.receipted), "the resend's outbox row must close too"
+        other, other_id, payload = gw.alert_payload(level="amber")
+        gw.publish("alert", payload)
+        assert gw.wait_for(lambda g: other in g.receipted)
+        assert [(a["alert_id"], a["seq"]) for a in store.records(kind="alert")] == [(alert_id, seq), (other_id, other)]
+        assert store.count("alert") == 2 and worker.stats.stored == 2 and worker.stats.duplicates == 1
+        gw.close()
+    store.close()
+
+
+def test_quarantine_keeps_the_start_of_a_big_payload_with_its_size_and_hash(broker, store_url):
+    store = open_store(store_url)
+    junk = b'{"junk":"' + b"x" * (1024 * 1024) + b'"'
+    with IngestWorker(store, host=broker.host, port=broker.port, client_id="centre-a") as worker:
+        gw = SimGateway(broker.host, broker.port, "gw-0001")
+        gw.publish("alert", junk)
+        assert worker.wait_for(lambda w: w.stats.quarantined >= 1, 30)
+        gw.close()
+    [row] = store.quarantined()
+    assert row["payload"] == junk[:QUARANTINE_KEEP].decode() and len(row["payload"]) == QUARANTINE_KEEP
+    assert row["size"] == len(junk) and row["sha256"] == hashlib.sha256(junk).hexdigest()
+    assert "bytes, more than" in row["reason"]
+    store.close()
+
+
+def test_the_store_files_are_private_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        store = open_store(tmp_path / "centre.db")
+        store.ingest([], quarantine=[("counterguard/v1/r/b/g/alert", b"junk", "not JSON")])
+        files = sorted(p.name for p in tmp_path.iterdir())
+        assert files == ["centre.db", "centre.db-shm", "centre.db-wal"]
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == dict.fromkeys(files, 0o600)
+        store.close()
+    finally:
+        os.umask(old)
+
+
+def test_a_store_from_before_keeps_its_data_and_counts_a_resent_alert_once(tmp_path):
+    import sqlite3
+
+    from centre.store import _TABLES
+
+    path = tmp_path / "centre.db"
+    with sqlite3.connect(path) as old:  # the first schema, with one alert stored under two seqs
+        old.executescript(_TABLES.format(autoid="INTEGER PRIMARY KEY"))
+        old.execute("INSERT INTO schema_version (version) VALUES (1)")
+        for seq in (7, 9):
+            old.execute("INSERT INTO records (gateway_id, seq, type, alert_id, region, branch, received_at, payload) "
+                        "VALUES ('gw-1', ?, 'alert', 'A1', 'r', 'b', 0, '{}')", (seq,))
+        old.execute("INSERT INTO records (gateway_id, seq, type, alert_id, region, branch, received_at, payload) "
+                    "VALUES ('gw-1', 8, 'acknowledgement', 'A1', 'r', 'b', 0, '{}')")
+        old.execute("INSERT INTO quarantine (received_at, topic, reason, payload) VALUES (0, 't', 'r', 'p')")
+    old.close()
+    store = open_store(path)
+    assert [(r["type"], r["seq"]) for r in store.records()] == [("alert", 7), ("acknowledgement", 8)]
+    assert [(q["payload"], q["size"], q["sha256"]) for q in store.quarantined()] == [("p", None, None)]
+    store.close()
+    assert open_store(path).count("alert") == 1  # opening it again changes nothing
