@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__
 from .clock import Clock
 from .config import Config, ConfigError
-from .counter_line import CounterLine
+from .counter_line import STATUS_FILE, CounterLine, LineSupervisor, write_status
 from .downlink import Downlink
 from .decision import Thresholds
 from .escalation import EscalationWatch
@@ -55,6 +55,8 @@ class Gateway:
         self.escalation = None
         self.downlink = None  # signed models, thresholds and watchlists, when [downlink] is configured
         self.branch_console = None  # the web console on the branch LAN, when [console] enabled
+        self.supervisor = None  # restarts a counter line whose thread stopped
+        self._told: dict[str, tuple] = {}  # each line's (restarts, given_up, faults) last shown
         self._started = False
 
     # -- start-up, in order ----------------------------------------------------------------------
@@ -127,6 +129,8 @@ class Gateway:
                                on_alerts=lambda alerts: self.uplink.wake(), name=port.name or port.path)
             self.lines.append(line)
             line.start(self.stop_event)
+        self._write_line_status()
+        self.supervisor = LineSupervisor(self.lines, on_change=self._line_changed).start(self.stop_event)
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
         self._housekeeping.start()
         if self.branch_console is not None:
@@ -171,9 +175,13 @@ class Gateway:
     def stop(self) -> None:
         """Stop counter lines first (no new verdicts), then the uplink (says `stopped`), then the rest."""
         self.stop_event.set()
+        if self.supervisor is not None:
+            self.supervisor.join(5)  # before the lines, so none is restarted on the way down
         for line in self.lines:
             line.join(5)
             line.link.close()
+        if self.lines:
+            self._write_line_status()
         if getattr(self, "_housekeeping", None) is not None:
             self._housekeeping.join(5)
         if self.branch_console is not None:
@@ -225,8 +233,35 @@ class Gateway:
         return load_questions(self.config.supervisor.questions_file)
 
     def _healthy(self) -> bool:
-        """For the systemd watchdog: every counter line's thread still running."""
-        return all(line._thread is not None and line._thread.is_alive() for line in self.lines)
+        """For the systemd watchdog: every counter line running or being restarted by the supervisor;
+        false once one is given up on, so systemd restarts the service."""
+        return self.supervisor is not None and self.supervisor.healthy()
+
+    def _line_changed(self, line) -> None:
+        """A counter line was restarted or given up on: its counters' lamps flash the fault, and the
+        centre (status) and `counterguard doctor` (status file) are told. A failed turn the line
+        survived goes to doctor only (the heartbeat counts it too)."""
+        now = (line.restarts, line.given_up, line.faults)
+        told = self._told.get(line.name, (0, False, 0))
+        if line.given_up or line.restarts != told[0]:
+            for counter in self._counters_of(line):
+                self.lamps.counter_fault(counter)
+        if now != told:
+            self._told[line.name] = now
+            self._write_line_status()
+            if now[:2] != told[:2]:
+                self._reannounce()
+
+    def _counters_of(self, line) -> list[int]:
+        """The counters a line has carried verdicts for; before any, the line's place in the config
+        (the first [[serial]] port is counter 1, as the pin maps and `doctor` count them)."""
+        return sorted(line.counters) or [self.lines.index(line) + 1]
+
+    def _write_line_status(self) -> None:
+        try:
+            write_status(self.config.store_path.parent / STATUS_FILE, self.lines, gateway_id=self.config.gateway.id)
+        except OSError as exc:  # the store's own disk will say more; the lines go on regardless
+            log.warning("cannot write the counter-line status for doctor: %s", exc)
 
     def _reannounce(self) -> None:
         """A new model, thresholds or watchlist is in force: tell the centre (status is republished)."""
@@ -243,6 +278,8 @@ class Gateway:
             "model_version": self.pipeline.assessor.model.version,  # the centre may have swapped the model
             "watchlist_version": self.watchlist.version,
             "software_version": __version__,
+            "counter_lines": {line.name: {"thread": line.thread_state, "restarts": line.restarts}
+                              for line in self.lines},
         }
         if self.downlink is not None:
             fields.update(self.downlink.fields())

@@ -3,7 +3,8 @@
 One line per check: ``OK``, ``WARN`` (works, but look at it) or ``FAIL`` (the gateway will not do
 its job), each failure with the fix. Checks: the config file, the counter serial ports, the pin map
 and GPIO, clock sync, the certificates (expiry, CA, key, CN), the CA key not being here, the centre
-keys, broker reachability (TLS and MQTT, as this gateway), and free disk space. Nothing is changed.
+keys, broker reachability (TLS and MQTT, as this gateway), free disk space, and the running
+gateway's counter lines (restarted after a fault, or given up on). Nothing is changed.
 
     counterguard doctor --config /etc/counterguard/config.toml     # exit 1 if anything FAILed
 """
@@ -229,6 +230,58 @@ def check_broker(config, timeout: float = BROKER_TIMEOUT_S) -> list[Finding]:
     return [Finding(OK, "broker", f"{where} accepted this gateway" + (" over TLS" if m.ca_file else ""))]
 
 
+def _pid_running(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True  # running as another user (the service's own)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def check_counter_lines(config) -> list[Finding]:
+    """What the gateway last wrote about its counter lines (counter-lines.json beside the store):
+    a line restarted after a fault, or one given up on, is said here with its last fault."""
+    import json
+
+    from .counter_line import STATUS_FILE
+
+    path = config.store_path.parent / STATUS_FILE
+    try:
+        status = json.loads(path.read_text())
+        lines = status["lines"]
+        lines.items()
+    except FileNotFoundError:
+        return [Finding(WARN, "counter lines", f"no {path}: the gateway has not run with this config yet")]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return [Finding(WARN, "counter lines", f"cannot read {path} ({exc}); restart the gateway to rewrite it")]
+    running = _pid_running(status.get("pid"))
+    when = f" (gateway pid {status.get('pid')}, written {status.get('written_at')})"
+    found = []
+    if not running:
+        found.append(Finding(WARN, "counter lines", f"the gateway is not running{when}; what follows is from its "
+                             "last run ('systemctl status counterguard')"))
+    journal = "journalctl -u counterguard | grep 'counter line'"
+    for name, line in lines.items():
+        check = f"counter line {name}"
+        restarts, faults = int(line.get("restarts") or 0), int(line.get("faults") or 0)
+        last = line.get("last_fault") or "unknown"
+        if line.get("thread") == "dead":
+            found.append(Finding(FAIL, check, f"stopped {restarts + 1} times and was given up on (last fault: {last}); "
+                                 f"its counter gets no verdicts until the service restarts ('systemctl restart "
+                                 f"counterguard'); send the log to support ({journal})"))
+        elif restarts:
+            found.append(Finding(WARN, check, f"{line.get('thread')}, but restarted {restarts} time(s) after a fault "
+                                 f"(last fault: {last}); its lamps flashed the fault; send the log to support ({journal})"))
+        elif faults:
+            found.append(Finding(WARN, check, f"{line.get('thread')}; survived {faults} failed turn(s) (last fault: "
+                                 f"{last}); see {journal}"))
+        else:
+            found.append(Finding(OK, check, f"{line.get('thread')}, no faults" + ("" if running else when)))
+    return found
+
+
 def check_disk(config) -> list[Finding]:
     path = Path(config.gateway.data_dir)
     probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("/"))
@@ -247,7 +300,7 @@ def diagnose(config_path, *, broker_timeout: float = BROKER_TIMEOUT_S) -> list[F
         return [problem]
     findings = [Finding(OK, "config", f"{config_path}: gateway {config.gateway.id}, branch {config.gateway.branch}")]
     for check in (check_serial, check_pins, lambda c: check_clock(), check_certificates, check_no_ca_key,
-                  check_downlink, lambda c: check_broker(c, broker_timeout), check_disk):
+                  check_downlink, lambda c: check_broker(c, broker_timeout), check_disk, check_counter_lines):
         try:
             findings += check(config)
         except Exception as exc:  # a check that breaks is itself a finding, and the others still run

@@ -27,6 +27,8 @@ BEEP_ON_S = 0.2
 BEEP_OFF_S = 0.2
 BLINK_ON_S = 0.5   # amber blinking: acknowledged, the supervisor still owes an outcome
 BLINK_OFF_S = 0.5
+FAULT_ON_S = 0.5   # counter fault: all three lamps flash together, a sight no verdict makes
+FAULT_OFF_S = 0.5
 COUNTER_BEEPS = 3   # the teller hears it without the customer being alarmed by a siren
 PANEL_BEEPS = 5
 LEVELS = ("green", "amber", "red")
@@ -49,10 +51,13 @@ class CounterLamp:
         self._buzzer = Buzzer(pins.buzzer, pin_factory=pin_factory) if pins.buzzer is not None else None
         self.latched = False
         self.blinking = False
+        self.faulted = False
         self.level: str | None = None  # None: idle, all lamps off
 
     @property
     def state(self) -> str:
+        if self.faulted:
+            return "fault"
         if self.blinking:
             return "amber-blinking"
         return self.level or "off"
@@ -81,6 +86,16 @@ class CounterLamp:
         self.level = "amber"
         self._leds["amber"].blink(BLINK_ON_S, BLINK_OFF_S, background=True)
 
+    def fault(self) -> None:
+        """The gateway's line to this counter failed (restarted, or given up on): all three lamps
+        flash together until the next verdict. A latched red stays: its customer comes first."""
+        if self.latched or self.faulted:
+            return
+        self._light(None)
+        self.faulted = True
+        for led in self._leds.values():
+            led.blink(FAULT_ON_S, FAULT_OFF_S, background=True)
+
     def closed(self) -> None:
         """The outcome is recorded: a blinking amber (or a red not yet seen acknowledged) goes out;
         a newer verdict stays shown."""
@@ -89,12 +104,16 @@ class CounterLamp:
             self._light(None)
 
     def _light(self, level: str | None) -> None:
-        if level == self.level and not self.blinking:
+        if level == self.level and not self.blinking and not self.faulted:
             return  # already shown: a run of green verdicts costs no pin writes
         self.level = level
         if self.blinking:
             self.blinking = False
             self._leds["amber"].off()  # stops the blink thread
+        if self.faulted:
+            self.faulted = False
+            for led in self._leds.values():
+                led.off()
         for name, led in self._leds.items():
             led.value = name == level
 
@@ -220,6 +239,14 @@ class LampBoard:
                 lamp.closed()
             self._changed()
 
+    def counter_fault(self, counter: int) -> None:
+        """The gateway's line to ``counter`` failed: its lamps flash the fault pattern."""
+        with self._lock:
+            lamp = self._lamp(counter)
+            if lamp is not None and not lamp.faulted and not lamp.latched:
+                lamp.fault()
+                self._changed()
+
     def settle(self, open_reds: int) -> None:
         """``open_reds`` red alerts still wait: the supervisor lamp follows, the buzzer stops at none."""
         with self._lock:
@@ -291,7 +318,8 @@ class LampConsole:
 
     ``lamps  c1 [G . .]  c2 [. . R]  c3 [. A .]  c4 [. a .]  supervisor [R]``
 
-    (lower-case ``a``: amber blinking, an outcome is owed; ``*``: the supervisor's buzzer sounds)
+    (lower-case ``a``: amber blinking, an outcome is owed; ``[g a r]``: all three flashing, the
+    counter's line failed; ``*``: the supervisor's buzzer sounds)
     """
 
     def __init__(self, board: LampBoard, stream):
@@ -306,6 +334,8 @@ class LampConsole:
             lit = [letter if lamp.level == level else "." for letter, level in zip("GAR", LEVELS)]
             if lamp.blinking:
                 lit[1] = "a"  # lower case: blinking
+            if lamp.faulted:
+                lit = ["g", "a", "r"]
             cells.append(f"c{n} [{' '.join(lit)}]")
         panel = ("R" if board.panel.lit else ".") + ("*" if board.panel.buzzing else "")
         return "lamps  " + "  ".join(cells) + f"  supervisor [{panel}]"
