@@ -77,6 +77,12 @@ def _run(args) -> int:
         cfg.dashboard.port = args.web_port
     if not args.no_dashboard:
         _check_dashboard_login(cfg, args.config)
+    if cfg.broker.cert and cfg.ingest.workers > 1:
+        # The provisioned broker makes a certificate's CN the client id: two connections on one
+        # certificate would keep throwing each other off, and each time the centre's will says offline.
+        raise CommandError(f"{cfg.ingest.workers} workers on one client certificate ([broker] cert "
+                           f"{cfg.broker.cert}): the broker gives each certificate one connection. Run one worker "
+                           "per process, each with its own certificate ('counterguard provision worker --id ...')")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

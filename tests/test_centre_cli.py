@@ -102,11 +102,15 @@ def test_keys_are_never_overwritten(tmp_path):
     (["push-model", "--target", "all", "--model-version", "2.1.0", "--signing-key", "{keys}/centre-signing.pem",
       str(ROOT / "models" / "counterguard-v1.tflite")],
      "--model-version 2.1.0 differs from the version 2.0.0 in the model card...counterguard-v1.json"),
+    # The broker gives a certificate one connection: two workers on it would throw each other off.
+    (["run", "--workers", "2", "--no-dashboard", "--config", "{tmp}/tls.toml"],
+     "2 workers on one client certificate...one worker per process, each with its own certificate"),
 ])
 def test_bad_input_is_refused_with_a_reason_naming_it(tmp_path, args, fragment):
     cli("keys", tmp_path / "k")
     (tmp_path / "list.txt").write_text(f"{MULE}\nabc\n")
     (tmp_path / "centre.toml").write_text('[dashboard]\ncolour = "blue"\n')
+    (tmp_path / "tls.toml").write_text('[broker]\nca = "ca.crt"\ncert = "centre.crt"\nkey = "centre.key"\n')
     args = [a.format(keys=tmp_path / "k", tmp=tmp_path) for a in args] + ["--store", tmp_path / "c.db"]
     done = cli(*args, check_rc=2)
     for part in fragment.split("..."):
