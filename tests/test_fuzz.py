@@ -1,8 +1,9 @@
-"""Fuzzing in every test run: each crash ever found is replayed, and the frame decoder and event
-validator get a short coverage-guided fuzz run (atheris) that stops by itself.
+"""Fuzzing in every test run: each crash ever found is replayed, and the frame decoder, the event
+validator and the whole counter path (decoder, validation, SQLite store, model, replies) get a short
+coverage-guided fuzz run (atheris) that stops by itself.
 
-A new crash lands in fuzz/regressions/ (named ``wire-crash-...`` or ``events-crash-...``); commit it
-and the replay test keeps it fixed for ever after.
+A new crash lands in fuzz/regressions/ (named ``wire-crash-...``, ``events-crash-...`` or
+``counter-crash-...``); commit it and the replay test keeps it fixed for ever after.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FUZZ = REPO / "fuzz"
 REGRESSIONS = FUZZ / "regressions"
-TARGETS = ("wire", "events")
+TARGETS = ("wire", "events", "counter")
 # Seconds of fuzzing per target on each run; FUZZ_SECONDS=600 for a longer hunt by hand.
 SECONDS = int(os.environ.get("FUZZ_SECONDS", "10"))
 
@@ -43,8 +44,9 @@ def test_every_saved_crash_is_replayed_and_now_handled():
             check(case.read_bytes())  # raises, naming the promise broken, if the bug is back
             replayed += 1
     # The cases found so far: a deeply nested payload, a NAK quoting a kilobyte of junk, a
-    # 400-digit amount, a deeply nested event field. None may go missing.
-    assert replayed >= 4 and len(list(REGRESSIONS.iterdir())) == replayed
+    # 400-digit amount, a deeply nested event field, an event_id that is half a surrogate pair
+    # (it used to end the counter line's thread). None may go missing.
+    assert replayed >= 5 and len(list(REGRESSIONS.iterdir())) == replayed
 
 
 def test_the_seed_corpora_start_from_good_frames_and_accepted_events():
@@ -59,6 +61,19 @@ def test_the_seed_corpora_start_from_good_frames_and_accepted_events():
     for seed in seeds:
         parse_event(json.loads(seed.read_bytes()))  # each one a good event, the fuzzer's starting point
         harness("events").check(seed.read_bytes())
+    counter = sorted((FUZZ / "corpus" / "counter").iterdir())
+    assert {"lone-surrogate-event-id.json", "red-intercept.json"} <= {p.name for p in counter}
+    for seed in counter:
+        harness("counter").check(seed.read_bytes())
+
+
+def test_a_counter_line_answers_every_frame_of_a_poisoned_stream_and_the_next_good_one():
+    """The whole-path promise on the frame that used to end the line's thread, on its own and
+    inside a burst of noise: one reply per frame, the good events after it ACKed."""
+    check = harness("counter").check
+    poison = (REGRESSIONS / "counter-lone-surrogate-event-id").read_bytes()
+    check(poison)
+    check(b"$EVT 9 " + poison + b"*00000000\n$$$\n" + poison + b"\x00\xff" * 40)
 
 
 @pytest.mark.parametrize("target", TARGETS)
