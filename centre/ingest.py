@@ -3,16 +3,17 @@ status and heartbeats, checked, stored once, and receipted.
 
 Several workers can run side by side (on one machine or many): they subscribe with a shared
 subscription (``$share/centre/counterguard/v1/+/+/+/alert`` ...), so the broker hands each message
-to one of them, and the store's (gateway_id, seq) key keeps a message that reaches two workers
-(a gateway's resend) stored once. Status is subscribed to by every worker without sharing,
+to one of them, and the store's keys keep a message that reaches two workers (a gateway's resend)
+stored once: (gateway_id, seq) for every record, and (gateway_id, alert_id) for an alert, so an
+alert resent under a new seq is counted once too (both seqs are receipted). Status is subscribed to by every worker without sharing,
 because brokers give retained messages only to plain subscriptions; status writes are ordered by
 the gateway's birth/death sequence (centre/fleet.py), so writing one twice is harmless.
 
 The broker's network thread only queues what arrives; one writer thread takes it in batches:
 check each message (centre/schema.py), store the batch in one transaction, and only then send
 each gateway one receipt naming the seqs stored (duplicates too: the first receipt may have been
-lost). A malformed message goes to the quarantine table with its reason and is counted; it never
-stops the batch it came in. If the store fails, nothing of that batch is receipted, so the
+lost). A malformed message goes to the quarantine table with its reason and is counted (its first
+4 KiB, full size and sha256: junk cannot fill the store); it never stops the batch it came in. If the store fails, nothing of that batch is receipted, so the
 gateways send it again.
 
     with IngestWorker(open_store("centre.db"), host="127.0.0.1", port=1883) as worker:

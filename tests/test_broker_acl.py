@@ -352,3 +352,41 @@ def test_the_documented_command_starts_the_broker_as_mosquitto_with_a_key_only_i
             b.stop()
     finally:
         shutil.rmtree(where)
+
+
+def test_a_provisioned_gateway_and_centre_work_through_the_locked_down_broker(pki, broker, tmp_path):
+    """The real uplink (client id = its certificate's CN) and the real centre worker, over TLS."""
+    from centre.ingest import IngestWorker
+    from centre.store import open_store
+    from conftest import wait_until
+    from gateway.clock import Clock, Stamp
+    from gateway.decision import Verdict
+    from gateway.events import parse_event
+    from gateway.store import Store
+    from gateway.uplink import Uplink
+    from gateway.watchlist import Watchlist
+
+    base, _ = pki
+    ca = str(base / "ca" / "ca.crt")
+    centre = open_store(tmp_path / "centre.db")
+    tls = {"ca_certs": ca, "certfile": str(base / "centre" / "centre.crt"), "keyfile": str(base / "centre" / "centre.key")}
+    with IngestWorker(open_store(tmp_path / "centre.db"), host="127.0.0.1", port=broker.port, tls=tls), \
+            Store(tmp_path / "gateway.db") as store:
+        uplink = Uplink(store, Watchlist(store), host="127.0.0.1", port=broker.port, gateway_id="gw-a", region="east",
+                        branch="b012", heartbeat_s=1.0, backoff_min=0.1, backoff_max=0.5,
+                        tls=(ca, str(base / "gw-a" / "gateway.crt"), str(base / "gw-a" / "gateway.key")),
+                        clock=Clock(assume_synced=True)).start()
+        try:
+            event = parse_event({"event_id": "ev-1", "ts": "2024-05-06T09:30:00+08:00", "counter": 1,
+                                 "kind": "cash_withdrawal", "account": "6222020200000000101", "amount": 50000})
+            verdict = Verdict(event.event_id, "red", 0.93, ("large_cash",), "Hold - call supervisor", 1)
+            store.record_verdict(event, b"{}", "sha-1", verdict, Stamp(time.time(), time.monotonic(), True),
+                                 model_version="m-1", watchlist_version=0, gateway_id="gw-a")
+            uplink.wake()
+            assert wait_until(lambda: store.outbox_depth() == 0 and centre.count("alert") == 1, 30), \
+                "the centre's receipt should close the gateway's outbox"
+            assert wait_until(lambda: (centre.gateway("gw-a") or {}).get("state") == "online", 20)
+            assert uplink.connected
+        finally:
+            uplink.stop()
+    centre.close()
