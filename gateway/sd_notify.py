@@ -2,10 +2,11 @@
 
 Outside systemd (no ``NOTIFY_SOCKET``) everything here does nothing. Under it, ``ready()`` says the
 gateway has started, and ``Watchdog`` sends ``WATCHDOG=1`` at half the interval systemd asked for,
-but only while ``healthy()`` is true: a gateway whose counter lines died stops pinging and systemd
-restarts it (``Restart=on-failure``).
+but only while ``healthy()`` is true: a gateway with a counter line that kept stopping after its
+supervisor restarted it (``LineSupervisor.healthy()``) stops pinging, and systemd restarts the
+service (``Restart=on-failure``).
 
-    watchdog = Watchdog(healthy=lambda: all(line.alive for line in lines)).start(stop_event)
+    watchdog = Watchdog(healthy=supervisor.healthy).start(stop_event)
     ready("gateway gw-0017: 4 counter lines")
 """
 

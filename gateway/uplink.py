@@ -135,7 +135,8 @@ class Uplink:
         return self
 
     def reannounce(self) -> None:
-        """Versions in force changed (a manifest was applied): publish the status again."""
+        """Versions in force changed (a manifest was applied), or a counter line was restarted or
+        given up on: publish the status again."""
         s = self._session
         if s is not None:
             s.reannounce = True
