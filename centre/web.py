@@ -45,7 +45,7 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlparse
 
-from gateway.console.auth import Sessions
+from gateway.console.auth import LockedOut, Sessions
 from gateway.console.server import SECURITY_HEADERS, cookie_value, same_origin
 
 from . import accuracy, downlink, fleet
@@ -328,10 +328,13 @@ def _handler(api: DashboardApi, sessions: Sessions | None):
             if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
                 return self._login_page("The login form had expired or came from elsewhere: log in again.", 403)
             name = (form.get("analyst") or "").strip()[:ANALYST_NAME_MAX]
-            if sessions.locked_out(address):
+            try:
+                # Counted per name and per address before the password is checked (gateway/console/auth.py).
+                session = sessions.login(name, form.get("password") or "", address)
+            except LockedOut:
                 log.warning("dashboard: login for %r from %s refused: too many wrong passwords", name, address)
-                return self._login_page("Too many wrong passwords from this address: wait a minute.", 429)
-            session = sessions.login(name, form.get("password") or "", address) if name else None
+                return self._login_page("Too many wrong passwords for this name or from this address: "
+                                        "wait a minute.", 429)
             if session is None:
                 log.warning("dashboard: failed login for %r from %s", name, address)
                 return self._login_page("Name or password is wrong.", 401)

@@ -7,6 +7,7 @@ is the reference and is checked against ``SECTIONS`` by the tests.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -15,6 +16,7 @@ from typing import Any
 
 
 _TOPIC_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_STAFF_NUMBER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ConfigError(ValueError):
@@ -106,9 +108,13 @@ class SupervisorSettings:
 @dataclass(frozen=True)
 class ConsoleSettings:
     enabled: bool = _setting(False, "Serve the branch console (open alerts, acknowledge, outcomes) on the branch LAN.")
-    listen: str = _setting("0.0.0.0", "Address the console listens on (127.0.0.1: this machine only).")
+    listen: str = _setting("127.0.0.1", "Address the console listens on (127.0.0.1: this machine only); any other needs cert_file and key_file, or behind_proxy.")
     port: int = _setting(8080, "Console port (0: any free port, for tests).", lo=0, hi=65535)
     password_hash: str = _setting("", "The branch's console password, hashed: make it with 'counterguard console-password'.")
+    staff: tuple = _setting((), "The branch's roster: staff numbers that may log in (required when the console is enabled); the supervisor commands' --by must be one of them too.")
+    cert_file: str = _setting("", "TLS certificate (PEM, with its chain) for serving the console over HTTPS.")
+    key_file: str = _setting("", "The TLS certificate's private key (PEM).")
+    behind_proxy: bool = _setting(False, "The branch's TLS proxy serves the console (docs/supervisor.md): plain HTTP on a non-loopback listen address is allowed, and a proxy on this machine forwards the client's address.")
     session_hours: float = _setting(12.0, "A login lasts this long (one shift).", lo=0.1, hi=72)
 
 
@@ -160,7 +166,12 @@ SECTIONS = {
 
 
 def _check_value(path, key: str, f, value: Any):
-    kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool,
+                                                    "tuple": tuple}[f.type]
+    if kind is tuple:  # a list of strings in the file
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(path, key, f"must be a list of strings, got {value!r}")
+        return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
@@ -230,7 +241,38 @@ def parse_config(data: dict, path: str | Path | None = None) -> Config:
     elif cfg.console.enabled:
         raise ConfigError(path, "console.password_hash", "is required when the console is enabled; "
                           "make one with 'counterguard console-password'")
+    check_console(cfg.console, path)
     return cfg
+
+
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach ``host`` (an empty host means every address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_console(c: ConsoleSettings, path=None) -> None:
+    """The console's roster and how it is reached; ConfigError naming the key."""
+    for i, number in enumerate(c.staff):
+        if not _STAFF_NUMBER.fullmatch(number):
+            raise ConfigError(path, f"console.staff[{i}]", f"{number!r} is not a staff number "
+                              "(1-64 letters, digits, '.', '_' or '-')")
+    if bool(c.cert_file) != bool(c.key_file):
+        raise ConfigError(path, "console.cert_file", "TLS needs cert_file and key_file together")
+    if not c.enabled:
+        return
+    if not c.staff:
+        raise ConfigError(path, "console.staff", "is required when the console is enabled: list the staff "
+                          'numbers that may log in, e.g. staff = ["S1024", "S2048"]')
+    if not is_loopback(c.listen) and not c.cert_file and not c.behind_proxy:
+        raise ConfigError(path, "console.listen", f"{c.listen or 'every address'} is reachable from the branch LAN, "
+                          "so the console must not speak plain HTTP there: set console.cert_file and "
+                          "console.key_file (HTTPS), or console.behind_proxy = true behind the branch's TLS proxy "
+                          "(docs/supervisor.md), or listen on 127.0.0.1")
 
 
 def load_config(path: str | Path) -> Config:

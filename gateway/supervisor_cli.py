@@ -17,6 +17,17 @@ def _config(args):
     return load_config(args.config) if args.config else Config()
 
 
+def _not_on_roster(config, by: str, command: str) -> bool:
+    """True (having said why) when the branch keeps a roster and ``--by`` is not on it: an alert's
+    trail must name someone who works here, as the console's login does."""
+    roster = config.console.staff
+    if not roster or by in roster:
+        return False
+    print(f"counterguard {command}: --by {by!r} is not a staff number on this branch's roster "
+          f"(console.staff in {config.source or 'the config'}); give your own staff number", file=sys.stderr)
+    return True
+
+
 def _open_store(config):
     from .config import ConfigError
     from .store import Store
@@ -97,6 +108,8 @@ def _raise(args) -> int:
     from .store import LifecycleError, UnknownEvent
 
     config = _config(args)
+    if _not_on_roster(config, args.by, "raise"):
+        return 2
     with _open_store(config) as store:
         try:
             alert = store.raise_alert(args.event_id, args.level, args.by, "cli", args.note, stamp=Clock().now(),
@@ -114,6 +127,8 @@ def _ack(args) -> int:
     from .store import UnknownAlert
 
     config = _config(args)
+    if _not_on_roster(config, args.by, "ack"):
+        return 2
     with _open_store(config) as store:
         try:
             ack = store.acknowledge(args.alert_id, counter=args.counter, by=args.by, via="cli", stamp=Clock().now(),
@@ -136,6 +151,8 @@ def _outcome(args) -> int:
     from .store import LifecycleError, UnknownAlert
 
     config = _config(args)
+    if _not_on_roster(config, args.by, "outcome"):
+        return 2
     try:
         answers = _answers(args.answer)
     except ValueError as exc:
@@ -213,7 +230,7 @@ def add_commands(sub) -> None:
                                    "and answered green (or amber, for a red hold): lamps, supervisor, escalation "
                                    "and the centre treat it like the model's alerts, with reason teller_report.")
     p.add_argument("event_id", metavar="EVENT_ID", help="the event's id, as the teller terminal sent it")
-    p.add_argument("--by", required=True, help="your staff number")
+    p.add_argument("--by", required=True, help="your staff number (on the roster, console.staff, if the branch keeps one)")
     p.add_argument("--level", choices=("red", "amber"), default="red",
                    help="red: hold and call the supervisor (default); amber: ask the caring questions")
     p.add_argument("--note", default="", help=f"what you noticed, in a sentence (at most {RAISE_NOTE_MAX} characters)")
@@ -224,7 +241,7 @@ def add_commands(sub) -> None:
                        description="Acknowledge ALERT_ID, or else the oldest open red alert (of --counter). "
                                    "The running gateway's lamps follow within a second.")
     p.add_argument("alert_id", nargs="?", metavar="ALERT_ID", help="alert id from 'counterguard alerts'")
-    p.add_argument("--by", required=True, help="your staff number")
+    p.add_argument("--by", required=True, help="your staff number (on the roster, console.staff, if the branch keeps one)")
     p.add_argument("--counter", type=int, help="the oldest open red alert at this counter")
     p.add_argument("-c", "--config", help=config_help)
     p.set_defaults(func=_ack)
@@ -234,7 +251,7 @@ def add_commands(sub) -> None:
                                    "customer's answers to the caring questions asked (--answer).")
     p.add_argument("alert_id", metavar="ALERT_ID")
     p.add_argument("outcome", choices=OUTCOMES, metavar="OUTCOME", help=" | ".join(OUTCOMES))
-    p.add_argument("--by", required=True, help="your staff number")
+    p.add_argument("--by", required=True, help="your staff number (on the roster, console.staff, if the branch keeps one)")
     p.add_argument("--note", default="", help="what happened, in a sentence or two")
     p.add_argument("--answer", action="append", metavar="KEY=ANSWER",
                    help="the customer's answer to a caring question: yes, no or declined (repeat for each question "

@@ -50,6 +50,12 @@ def test_good_file(tmp_path):
 def test_defaults_need_no_file():
     cfg = Config()
     assert cfg.serial == () and cfg.lamps.pins == "auto" and cfg.store.synchronous == "FULL"
+    assert cfg.console.listen == "127.0.0.1"  # the console is for this machine until a branch says otherwise
+
+
+def test_the_console_roster_is_read_as_staff_numbers(tmp_path):
+    cfg = load_config(write(tmp_path, '[console]\nstaff = ["S1024", "T0311"]\n'))
+    assert cfg.console.staff == ("S1024", "T0311")
 
 
 @pytest.mark.parametrize("text, key, words", [
@@ -65,6 +71,9 @@ def test_defaults_need_no_file():
     ("[link]\nheartbeat_s = true\n", "link.heartbeat_s", "must be float"),
     ("[gateway]\nbranch = \"xa/017\"\n", "gateway.branch", "MQTT topics"),
     ("[mqtt]\nca_file = \"/etc/ca.pem\"\n", "mqtt.ca_file", "together"),
+    ("[console]\nstaff = \"S1024\"\n", "console.staff", "list of strings"),
+    ("[console]\nstaff = [\"S1024\", \"S 2048\"]\n", "console.staff[1]", "not a staff number"),
+    ("[console]\nkey_file = \"/etc/counterguard/console.key\"\n", "console.cert_file", "together"),
 ])
 def test_error_names_file_and_key(tmp_path, text, key, words):
     path = write(tmp_path, text)

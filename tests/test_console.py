@@ -28,6 +28,7 @@ from harness import config_toml, event, gateway_config, intercept, pty_pair
 
 PASSWORD = "yanta-017-branch"
 PASSWORD_HASH = hash_password(PASSWORD)
+ROSTER = ("S1024", "S2048", "T0311")  # the branch's staff numbers (console.staff)
 
 
 @pytest.fixture
@@ -35,7 +36,8 @@ def gateway(tmp_path, broker):
     factory = MockFactory()
     with pty_pair() as (master, path):
         cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path)
-        cfg = cfg.with_changes("console", enabled=True, listen="127.0.0.1", port=0, password_hash=PASSWORD_HASH)
+        cfg = cfg.with_changes("console", enabled=True, listen="127.0.0.1", port=0, password_hash=PASSWORD_HASH,
+                               staff=ROSTER)
         gw = Gateway(cfg, pin_factory=factory)
         gw.start()
         yield gw, TellerTerminal(master, timeout=2.0)

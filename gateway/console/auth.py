@@ -1,6 +1,8 @@
 """Branch console login: the branch password as a scrypt hash in the config, sessions in memory.
 
-Only staff who know the branch password can acknowledge an alert or record its outcome. A login
+Only staff on the branch's roster who know the branch password can acknowledge an alert or
+record its outcome. Five login attempts per staff number, and five from one address, are all a
+minute allows: each is counted before its password is checked, so parallel guesses get no more. A login
 gives a random session id (an HttpOnly, SameSite=Strict cookie) and a CSRF token the page sends
 back in a header with every POST, so another site open on the same tablet cannot post for it.
 The centre's dashboard logs its analysts in with the same code, one hash per analyst.
@@ -27,8 +29,8 @@ from dataclasses import dataclass
 # cheap for a login, expensive for someone guessing from a stolen config file.
 _N, _R, _P = 2 ** 14, 8, 1
 _FORMAT = re.compile(r"scrypt\$(\d+)\$(\d+)\$(\d+)\$([0-9a-f]{32})\$([0-9a-f]{64})")
-FAILURES_ALLOWED = 5   # wrong passwords from one address ...
-LOCKOUT_S = 60.0       # ... lock it out this long
+FAILURES_ALLOWED = 5   # login attempts for one staff number, or from one address ...
+LOCKOUT_S = 60.0       # ... within this long; the next waits until the oldest is this old
 
 
 class PasswordError(ValueError):
@@ -83,13 +85,51 @@ class Session:
     expires_mono: float
 
 
+class LockedOut(Exception):
+    """Too many recent login attempts for this staff number or from this address: the password was not checked."""
+
+
+class LoginAttempts:
+    """Login attempts per staff number and per source address, over the last ``LOCKOUT_S``.
+
+    An attempt is counted *before* its password is checked, under one lock: however many requests
+    arrive at once, no more than ``allowed`` passwords are checked for one staff number or from one
+    address in a lockout window. A success clears both counts."""
+
+    def __init__(self, *, allowed: int = FAILURES_ALLOWED, window_s: float = LOCKOUT_S):
+        self.allowed = allowed
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], list[float]] = {}
+
+    def reserve(self, keys: list[tuple[str, str]]) -> None:
+        """Count one attempt against every key, or raise LockedOut (counting nothing) if any is used up."""
+        now = time.monotonic()
+        with self._lock:
+            # Forget quiet keys, so guessed staff numbers do not pile up in memory.
+            self._seen = {k: kept for k, times in self._seen.items()
+                          if (kept := [t for t in times if now - t < self.window_s])}
+            if any(len(self._seen.get(k, ())) >= self.allowed for k in keys):
+                raise LockedOut("too many login attempts; wait a minute")
+            for k in keys:
+                self._seen.setdefault(k, []).append(now)
+
+    def clear(self, keys: list[tuple[str, str]]) -> None:
+        with self._lock:
+            for k in keys:
+                self._seen.pop(k, None)
+
+
 class Sessions:
     """Logged-in staff, by session id; forgotten on restart (everyone logs in again).
 
     ``password_hash`` is one shared hash (the branch password), or a mapping of each user's
-    name to their own hash (the centre's analysts)."""
+    name to their own hash (the centre's analysts). ``staff`` is the roster of staff numbers that
+    may log in with the shared hash (None: any); with a mapping its names are the roster. A name
+    not on the roster gets the same answer, after the same scrypt, as a wrong password."""
 
-    def __init__(self, password_hash: str | Mapping[str, str], *, lifetime_s: float = 12 * 3600):
+    def __init__(self, password_hash: str | Mapping[str, str], *, staff=None, lifetime_s: float = 12 * 3600,
+                 attempts: LoginAttempts | None = None):
         hashes = list(password_hash.values()) if isinstance(password_hash, Mapping) else [password_hash]
         if not hashes:
             raise PasswordError("no users to log in")
@@ -97,40 +137,42 @@ class Sessions:
             check_hash_format(stored)
         self._hash = password_hash
         self._decoy = hashes[0]
+        self.roster = frozenset(password_hash) if isinstance(password_hash, Mapping) else \
+            (frozenset(staff) if staff is not None else None)
+        if self.roster is not None and not self.roster:
+            raise PasswordError("no staff numbers on the roster to log in")
         self.lifetime_s = lifetime_s
+        self.attempts = attempts or LoginAttempts()
+        self.password_checks = 0  # scrypt checks done, for the lockout's tests and the log
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
-        self._failures: dict[str, list[float]] = {}
 
     def login(self, staff: str, password: str, address: str = "") -> Session | None:
-        """A new session for ``staff``, or None for a wrong password (or an address locked out)."""
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.get(address, []) if now - t < LOCKOUT_S]
-            self._failures[address] = recent
-            if len(recent) >= FAILURES_ALLOWED:
-                return None
-        if not staff or not self._verify(staff, password):
-            with self._lock:
-                self._failures.setdefault(address, []).append(now)
+        """A new session for ``staff``, or None for a wrong password or a name not on the roster.
+
+        Raises LockedOut, without checking the password, once this staff number or this address
+        has used up its attempts."""
+        keys = [("address", address)] + ([("staff", staff)] if staff else [])
+        self.attempts.reserve(keys)
+        known = bool(staff) and (self.roster is None or staff in self.roster)
+        if not self._verify(staff, password, known):
             return None
-        session = Session(secrets.token_urlsafe(32), staff, secrets.token_urlsafe(32), now + self.lifetime_s)
+        self.attempts.clear(keys)
+        session = Session(secrets.token_urlsafe(32), staff, secrets.token_urlsafe(32),
+                          time.monotonic() + self.lifetime_s)
         with self._lock:
-            self._failures.pop(address, None)
             self._sessions[session.sid] = session
         return session
 
-    def _verify(self, staff: str, password: str) -> bool:
-        if not isinstance(self._hash, Mapping):
-            return verify_password(password, self._hash)
-        stored = self._hash.get(staff)
+    def _verify(self, staff: str, password: str, known: bool) -> bool:
+        with self._lock:
+            self.password_checks += 1
+        if isinstance(self._hash, Mapping):
+            stored = self._hash.get(staff) if known else None
+        else:
+            stored = self._hash if known else None
         # An unknown name costs the same scrypt as a known one: timing does not tell which names exist.
         return verify_password(password, stored or self._decoy) and stored is not None
-
-    def locked_out(self, address: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return len([t for t in self._failures.get(address, []) if now - t < LOCKOUT_S]) >= FAILURES_ALLOWED
 
     def get(self, sid: str | None) -> Session | None:
         if not sid:

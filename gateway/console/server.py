@@ -3,18 +3,23 @@
 It shows the open alerts with their reasons in plain words and the caring questions to ask, in
 Chinese and English; staff acknowledge an alert and record its outcome there, and can raise an
 alert themselves on one of the last events at each counter; today's history is below. Only staff
-who log in with the branch password can change anything:
+on the branch's roster (``console.staff``) who log in with the branch password can change anything:
 
 - the session id travels in a cookie that scripts cannot read (HttpOnly) and that the browser
   never sends from another site (SameSite=Strict);
 - every POST must also carry the session's CSRF token in ``X-CSRF-Token`` (the page reads it from
   a meta tag), and an ``Origin`` header, if sent, must be this console's own;
-- five wrong passwords from one address lock it out for a minute.
+- five login attempts for one staff number, or from one address, use up a minute: each is
+  counted before its password is checked, so parallel guesses get no more checks.
+
+It listens on 127.0.0.1 unless configured otherwise; on any other address it serves HTTPS
+(``console.cert_file``, ``console.key_file``) or sits behind the branch's TLS proxy
+(``console.behind_proxy``), see docs/supervisor.md.
 
 The page polls ``/api/state`` every two seconds, so a new alert shows up without a reload.
 
     console = BranchConsole.from_config(config, store, lifecycle).start()
-    print(console.url)      # http://0.0.0.0:8080/
+    print(console.url)      # http://127.0.0.1:8080/
     console.stop()
 
 Standard library only (http.server): nothing to install on the Pi, nothing that opens a port at
@@ -25,7 +30,10 @@ from __future__ import annotations
 
 import html
 import json
+import ipaddress
 import logging
+import ssl
+import sys
 import threading
 import time
 from datetime import datetime
@@ -39,7 +47,7 @@ from urllib.parse import parse_qs, urlsplit
 from .. import jsontext
 from ..questions import ANSWER_TEXT, ANSWERS, LEVEL_TEXT, OUTCOME_TEXT, load_questions
 from ..store import OUTCOMES, RAISE_NOTE_MAX, RAISE_WITHIN_S, LifecycleError, UnknownAlert, UnknownEvent
-from .auth import Sessions
+from .auth import LockedOut, PasswordError, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,7 @@ COOKIE = "cg_session"
 MAX_BODY = 16 * 1024  # a form or a note, never more
 QUESTIONS_SHOWN = 6   # enough to start a conversation, short enough to read at the counter
 EVENTS_PER_COUNTER = 5  # the last few customers at each counter, for staff reporting one the model let through
+REQUEST_TIMEOUT_S = 30  # a client that stops sending (or never finishes TLS) frees its thread
 STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -77,27 +86,47 @@ def local_day_start(now: float) -> float:
 class BranchConsole:
     """The console's HTTP server, bound to one gateway's store and life cycle."""
 
-    def __init__(self, store, lifecycle, sessions: Sessions, questions, *, host: str = "0.0.0.0", port: int = 8080,
-                 branch: str = "", lamps=None):
+    def __init__(self, store, lifecycle, sessions: Sessions, questions, *, host: str = "127.0.0.1", port: int = 8080,
+                 branch: str = "", lamps=None, tls: ssl.SSLContext | None = None, behind_proxy: bool = False):
         self.store = store
         self.lifecycle = lifecycle
         self.sessions = sessions
         self.questions = questions
         self.branch = branch
         self.lamps = lamps
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self.tls = tls
+        self.behind_proxy = behind_proxy
+        self._server = _ConsoleServer((host, port), _handler_for(self), tls)
         self._thread: threading.Thread | None = None
 
     @classmethod
     def from_config(cls, config, store, lifecycle, questions=None) -> "BranchConsole":
-        """``questions``: the branch's caring questions if already loaded, else read from the config's file."""
+        """``questions``: the branch's caring questions if already loaded, else read from the config's file.
+
+        Refuses (ConfigError, naming the key) a console with no roster, or one on a non-loopback
+        address with neither TLS nor a proxy, even from a config built in code."""
+        from ..config import ConfigError, check_console
+
         c = config.console
-        sessions = Sessions(c.password_hash, lifetime_s=c.session_hours * 3600)
+        check_console(c, config.source)
+        try:
+            sessions = Sessions(c.password_hash, staff=c.staff, lifetime_s=c.session_hours * 3600)
+        except PasswordError as exc:
+            raise ConfigError(config.source, "console.staff" if c.password_hash else "console.password_hash",
+                              str(exc)) from None
+        tls = None
+        if c.cert_file:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                tls.load_cert_chain(c.cert_file, c.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(config.source, "console.cert_file",
+                                  f"cannot load {c.cert_file} with {c.key_file}: {exc}") from None
         if questions is None:
             questions = load_questions(config.supervisor.questions_file or None)
-        return cls(store, lifecycle, sessions, questions,
-                   host=c.listen, port=c.port, branch=config.gateway.branch, lamps=lifecycle.lamps)
+        return cls(store, lifecycle, sessions, questions, host=c.listen, port=c.port, branch=config.gateway.branch,
+                   lamps=lifecycle.lamps, tls=tls, behind_proxy=c.behind_proxy)
 
     @property
     def port(self) -> int:
@@ -106,7 +135,7 @@ class BranchConsole:
     @property
     def url(self) -> str:
         host = self._server.server_address[0]
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
 
     def start(self) -> "BranchConsole":
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -212,6 +241,32 @@ class BranchConsole:
         return {"ok": True, "alert_id": rec.alert_id, "seq": rec.seq}
 
 
+class _ConsoleServer(ThreadingHTTPServer):
+    """One thread per request; with TLS, each connection's handshake runs on its own thread (in
+    the handler's ``setup``), so a client that never finishes one holds up nobody else."""
+
+    daemon_threads = True
+    request_queue_size = 64  # a tablet's page and a burst of logins queue, not get refused
+
+    def __init__(self, address, handler, tls: ssl.SSLContext | None):
+        self.tls = tls
+        super().__init__(address, handler)
+
+    def get_request(self):
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request, client_address) -> None:
+        # A port scan, a plain-HTTP request to the HTTPS port, a client gone quiet: a debug line, not
+        # a traceback on stderr. Anything else is ours, and goes to the log.
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            log.debug("console: connection from %s failed", client_address[0], exc_info=True)
+        else:
+            log.exception("console: request from %s failed", client_address[0])
+
+
 def cookie_value(headers, name: str) -> str | None:
     """The value of cookie ``name`` in a request's headers, or None (also for a malformed Cookie header)."""
     try:
@@ -255,6 +310,12 @@ class _Handler(BaseHTTPRequestHandler):
     console: BranchConsole
     server_version = "counterguard-console"
     sys_version = ""
+    timeout = REQUEST_TIMEOUT_S
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def log_message(self, fmt, *args) -> None:  # into the gateway's log, not stderr
         log.debug("console %s: " + fmt, self.client_address[0], *args)
@@ -280,6 +341,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _session(self):
         return self.console.sessions.get(cookie_value(self.headers, COOKIE))
+
+    def _client_address(self) -> str:
+        """Who is logging in, for the lockout. Behind a proxy on this machine, the address it
+        forwards (the last X-Forwarded-For hop, the one the proxy wrote); a client that reaches
+        the console directly cannot choose its own."""
+        peer = self.client_address[0]
+        forwarded = self.headers.get("X-Forwarded-For")
+        if self.console.behind_proxy and forwarded and ipaddress.ip_address(peer).is_loopback:
+            return forwarded.split(",")[-1].strip()[:64] or peer
+        return peer
+
+    def _cookie(self, value: str, max_age: int) -> str:
+        # Secure when the browser reaches the console over HTTPS (its own, or the proxy's).
+        secure = "; Secure" if self.console.tls or self.console.behind_proxy else ""
+        return f"{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
 
     def _body(self) -> bytes:
         try:
@@ -326,7 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/logout":
                 self.console.sessions.logout(session.sid)
                 return self._json(HTTPStatus.OK, {"ok": True},
-                                  {"Set-Cookie": f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"})
+                                  {"Set-Cookie": self._cookie("", 0)})
             raw = self._body()
             try:
                 body = jsontext.loads(raw or b"{}")
@@ -365,14 +441,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._html(HTTPStatus.OK, text)
 
     def _login(self) -> None:
-        address = self.client_address[0]
+        address = self._client_address()
         form = parse_qs(self._body().decode("utf-8", "replace"))
         staff = (form.get("staff") or [""])[0].strip()[:64]
         password = (form.get("password") or [""])[0]
-        if self.console.sessions.locked_out(address):
+        try:
+            # A staff number not on the roster gets the same answer as a wrong password.
+            session = self.console.sessions.login(staff, password, address)
+        except LockedOut:
+            log.warning("console: login for %r from %s refused: too many attempts", staff, address)
             return self._page("Too many wrong passwords: wait a minute. 密码错误次数过多，请一分钟后再试。",
                               HTTPStatus.TOO_MANY_REQUESTS)
-        session = self.console.sessions.login(staff, password, address) if staff else None
         if session is None:
             log.warning("console: failed login for %r from %s", staff, address)
             return self._page("Staff number or password is wrong. 工号或密码错误。", HTTPStatus.UNAUTHORIZED)
@@ -380,7 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
         max_age = int(self.console.sessions.lifetime_s)
         self.send_response(HTTPStatus.SEE_OTHER)
         self.send_header("Location", "/")
-        self.send_header("Set-Cookie", f"{COOKIE}={session.sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}")
+        self.send_header("Set-Cookie", self._cookie(session.sid, max_age))
         self.send_header("Content-Length", "0")
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
