@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import shutil
 import stat
 import subprocess
@@ -210,3 +211,28 @@ def test_the_commands_work_end_to_end_and_errors_are_messages_not_tracebacks(tmp
     result = cli("provision", "gateway", "--ca", str(tmp_path / "nowhere"), "--id", "gw-x", "--region", "e",
                  "--branch", "b", "--out", str(tmp_path / "o"), *keys)
     assert result.returncode == 1 and "no CA here" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_broker_config_ties_client_ids_to_certificates_limits_messages_and_keeps_the_key_private(tmp_path):
+    assert cli("provision", "ca", "--dir", str(tmp_path / "ca")).returncode == 0
+    out = tmp_path / "broker"
+    # A tight umask on the CA workstation must not leave mosquitto unable to read the public files.
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "provision", "broker-config", "--ca",
+                             str(tmp_path / "ca"), "--out", str(out), "--user", "no-such-user-cg"],
+                            capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0o077))
+    assert result.returncode == 0, result.stderr
+    # The user is on another machine (the broker): the command says what to run there.
+    assert "user 'no-such-user-cg' does not exist" in result.stderr and "chmod 0640 broker.key" in result.stderr
+    conf = (out / "mosquitto.conf").read_text().splitlines()
+    for line in ("user no-such-user-cg", "use_identity_as_username true", "use_username_as_clientid true",
+                 "message_size_limit 1048576"):
+        assert line in conf
+    assert conf.index("use_username_as_clientid true") > conf.index("use_identity_as_username true")
+    assert stat.S_IMODE((out / "broker.key").stat().st_mode) == 0o600
+    for name in ("ca.crt", "crl.pem", "acl", "broker.crt", "mosquitto.conf"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    result = cli("provision", "broker-config", "--ca", str(tmp_path / "ca"), "--out", str(out),
+                 "--message-size-limit", "1000")
+    assert result.returncode == 1 and "too small for a signed model manifest" in result.stderr
+    assert "Traceback" not in result.stderr
