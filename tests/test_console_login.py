@@ -21,7 +21,7 @@ from gateway.console import auth
 from gateway.console.auth import FAILURES_ALLOWED, LockedOut, Sessions
 from gateway.console.server import BranchConsole
 from harness import gateway_config
-from test_console import PASSWORD, PASSWORD_HASH, ROSTER
+from test_console import PASSWORD, PASSWORD_HASH, ROSTER, browser  # noqa: F401  (fixture)
 
 WRONG_OR_UNKNOWN = "Staff number or password is wrong".encode()
 
@@ -277,3 +277,75 @@ def test_behind_a_proxy_on_this_machine_each_forwarded_client_is_counted_apart(t
         assert status == 303 and "Secure" in cookie  # the browser reached the proxy over HTTPS
     finally:
         gw.stop()
+
+
+def test_the_centre_dashboard_login_counts_parallel_guesses_the_same_way(tmp_path, checks):
+    import re
+
+    from centre.store import open_store
+    from centre.web import Dashboard
+
+    def dashboard_login(port, name, password):
+        """The analyst's login: the form (with its token and cookie), then the post. A connection the
+        busy server's short accept queue dropped is tried again, as a browser would."""
+        for _ in range(10):
+            try:
+                return dashboard_login_once(port, name, password)
+            except ConnectionResetError:
+                continue
+        raise AssertionError("the dashboard kept resetting connections")
+
+    def dashboard_login_once(port, name, password):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/login")
+        res = conn.getresponse()
+        page, cookie = res.read(), res.getheader("Set-Cookie").split(";")[0]
+        token = re.search(rb'name="csrf" value="([^"]*)"', page).group(1).decode()
+        conn.request("POST", "/login", urllib.parse.urlencode({"csrf": token, "analyst": name, "password": password}),
+                     {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+        res = conn.getresponse()
+        res.read()
+        conn.close()
+        return res.status
+
+    users = {"wang.li": PASSWORD_HASH, "zhang.min": PASSWORD_HASH}
+    with Dashboard(open_store(tmp_path / "centre.db"), host="127.0.0.1", port=0, users=users) as dashboard:
+        start = threading.Barrier(40)
+        statuses = []
+
+        def guess(i):
+            start.wait(30)
+            statuses.append(dashboard_login(dashboard.port, "wang.li", f"guess-{i}"))
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(checks) == FAILURES_ALLOWED
+        assert sorted(statuses) == [401] * FAILURES_ALLOWED + [429] * (40 - FAILURES_ALLOWED)
+        assert dashboard_login(dashboard.port, "wang.li", PASSWORD) == 429
+        assert len(checks) == FAILURES_ALLOWED
+
+
+def test_in_chromium_a_number_not_on_the_roster_reads_the_same_as_a_wrong_password(gateway, browser):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def try_login(staff, password):
+        browser.get(f"http://127.0.0.1:{gateway.branch_console.port}/")
+        browser.find_element(By.ID, "staff").send_keys(staff)
+        browser.find_element(By.ID, "password").send_keys(password)
+        browser.find_element(By.ID, "login").click()
+
+    shown = []
+    for staff, password in (("S7777", PASSWORD), ("S1024", "not-the-password")):
+        try_login(staff, password)
+        error = WebDriverWait(browser, 30).until(
+            lambda d: [e for e in d.find_elements(By.ID, "login-error") if e.is_displayed()])[0]
+        shown.append(error.text)
+        assert browser.get_cookie("cg_session") is None
+    assert shown[0] == shown[1] and "工号或密码错误" in shown[0]
+    try_login("S1024", PASSWORD)
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "no-open"))
+    assert browser.get_cookie("cg_session")["httpOnly"] is True
