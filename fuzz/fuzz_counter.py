@@ -60,8 +60,6 @@ def pipeline() -> Pipeline:
         watchlist.load_file(where / "stop-payment.txt")
         model = FraudModel.load(default_model_path())
         _pipeline = Pipeline(Assessor(store, watchlist, model, model.thresholds), gateway_id="gw-fuzz")
-        # A frame the gateway fails on is logged with its traceback; thousands a second drown the run.
-        logging.getLogger("gateway.pipeline").setLevel(logging.CRITICAL)
     return _pipeline
 
 
@@ -109,6 +107,8 @@ def check(data: bytes) -> None:
 
 
 def main() -> None:
+    # A frame the gateway fails on is logged with its traceback; thousands a second drown the run.
+    logging.getLogger("gateway.pipeline").setLevel(logging.CRITICAL)
     pipeline()  # load the model before fuzzing starts, not inside the first input's time
     atheris.Setup(sys.argv, check)
     atheris.Fuzz()
