@@ -31,7 +31,7 @@ from collections import defaultdict
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import messages
+from gateway import jsontext, messages
 from gateway.clock import wait_on
 
 log = logging.getLogger(__name__)
@@ -200,10 +200,10 @@ class Receiver:
             if leaf in _PARSERS:
                 self._keep(msg.topic, _PARSERS[leaf](msg.payload), leaf)
             elif leaf == "status":
-                self._status(gateway_id, json.loads(msg.payload))
+                self._status(gateway_id, jsontext.loads(msg.payload))
             elif leaf == "heartbeat":
                 with self._lock:
-                    self._heartbeats[gateway_id] = json.loads(msg.payload)
+                    self._heartbeats[gateway_id] = jsontext.loads(msg.payload)
                     self._lock.notify_all()
         except (messages.DownlinkError, ValueError) as exc:
             with self._lock:

@@ -1,11 +1,14 @@
 """Event schema v1: what a teller terminal reports about one withdrawal or transfer.
 
 docs/events.md is the reference. ``parse_event`` turns a decoded JSON object into an ``Event`` or
-raises ``SchemaError`` naming the field, which the gateway sends back as a NAK.
+raises ``SchemaError`` naming the field, which the gateway sends back as a NAK. ``canonical_digest``
+says whether two payloads carry the same event, however each was spelled.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -148,6 +151,7 @@ def parse_event(body: dict) -> Event:
     event_id = body["event_id"]
     if not isinstance(event_id, str) or not 1 <= len(event_id) <= 64:
         raise SchemaError("event_id", "must be a string of 1 to 64 characters")
+    _printable("event_id", event_id)
     ts = parse_ts(body["ts"])
     counter = _int(body, "counter", 1, 64, required=True)
     kind = body["kind"]
@@ -187,3 +191,34 @@ def parse_event(body: dict) -> Event:
         payee_account_age_days=payee_account_age_days,
         extra={k: v for k, v in body.items() if k not in _KNOWN},
     )
+
+
+def _printable(name: str, text: str) -> None:
+    """An id is shown on screens, in logs and in the centre's dashboard, and stored as UTF-8: no
+    control characters (NUL, escape sequences), no invisible or direction-changing characters (an
+    RTL override makes one id look like another) and no lone surrogate (not UTF-8 at all)."""
+    if text.isprintable():
+        return
+    at, char = next((i, c) for i, c in enumerate(text) if not c.isprintable())
+    what = "half of a surrogate pair, which is not text" if 0xD800 <= ord(char) <= 0xDFFF else (
+        "a control, invisible or direction-changing character")
+    raise SchemaError(name, f"must be printable text; character {at + 1} (U+{ord(char):04X}) is {what}")
+
+
+def _canonical(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 2000.0 and 2e3 are the number 2000
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value  # str, int, bool, None and a float with a fraction (repr is exact and shortest)
+
+
+def canonical_digest(body: dict) -> str:
+    """SHA-256 of the event as data, not as bytes: keys sorted, compact, numbers by value (2000 ==
+    2000.0 == 2e3), a top-level null dropped (null counts as absent). A resend that a terminal
+    re-encoded has the same digest; any changed field changes it."""
+    data = {k: _canonical(v) for k, v in body.items() if v is not None}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()

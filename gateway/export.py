@@ -11,6 +11,10 @@ each alert's outcome; this writes them out for the days asked, in event time ord
   is the customer's answers to the caring questions (``{key: yes | no | declined}``, empty when none
   were recorded).
 
+Every line is strict JSON (no NaN or Infinity, no duplicate keys): the gateway refuses such events
+at the counter, and an event stored before it did is left out and named in the summary rather than
+written as a line another reader would choke on.
+
 Days are the gateway's local days, cut exactly as the shift report cuts them (by when the event was
 received). See docs/store.md, "Getting events out".
 """
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from . import jsontext
 from .features import DAY
 from .manifest import write_private
 from .report import day_bounds
@@ -37,8 +42,8 @@ FRAUD_OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "police_called")
 
 # Time order is the terminal's event time, then the order the gateway received them in.
 _ROWS_SQL = (
-    "SELECT r.payload, r.level, r.score, r.reasons, r.alerts, o.outcome, r.closed_id FROM ("
-    " SELECT e.payload, v.level, v.score, v.reasons, e.ts_epoch, e.received_wall, e.received_mono, e.rowid AS n, "
+    "SELECT r.event_id, r.payload, r.level, r.score, r.reasons, r.alerts, o.outcome, r.closed_id FROM ("
+    " SELECT e.event_id, e.payload, v.level, v.score, v.reasons, e.ts_epoch, e.received_wall, e.received_mono, e.rowid AS n, "
     " (SELECT count(*) FROM alerts a WHERE a.event_id = e.event_id) AS alerts, "
     # An event with two alerts (amber by the model, red raised by staff) is fraud if either was judged so.
     " (SELECT a.alert_id FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "
@@ -66,6 +71,7 @@ class Export:
     outcomes: Counter = field(default_factory=Counter)
     labelled_fraud: int = 0
     history_outside: int = 0
+    not_json: list = field(default_factory=list)  # "event_id: why" of stored events left out
 
     @property
     def events(self) -> int:
@@ -77,10 +83,10 @@ class Export:
         return self.alerts - sum(self.outcomes.values())
 
 
-def case(payload: str, level: str, score: float, reasons: list, outcome: str | None, answers=None) -> dict:
+def case(event: dict, level: str, score: float, reasons: list, outcome: str | None, answers=None) -> dict:
     """One labelled case; ``label`` follows the supervisor's outcome (FRAUD_OUTCOMES -> 1);
     ``answers``: the caring questions' answers recorded with that outcome (key -> answer)."""
-    return {"event": json.loads(payload), "level": level, "score": float(score), "reasons": list(reasons),
+    return {"event": event, "level": level, "score": float(score), "reasons": list(reasons),
             "watchlisted": "watchlist" in reasons, "outcome": outcome, "answers": dict(answers or {}),
             "label": 1 if outcome in FRAUD_OUTCOMES else 0}
 
@@ -90,8 +96,13 @@ def export_events(store, first: date, last: date, *, labelled: bool = False) -> 
     since, until = day_bounds(first)[0], day_bounds(last)[1]
     out = Export()
     rows = store.db.execute(_ROWS_SQL, (since, until)).fetchall()
-    answers = store.answers([r[6] for r in rows if r[6]]) if labelled else {}
-    for payload, level, score, reasons_json, alerts, outcome, closed_id in rows:
+    answers = store.answers([r[7] for r in rows if r[7]]) if labelled else {}
+    for event_id, payload, level, score, reasons_json, alerts, outcome, closed_id in rows:
+        try:
+            event = jsontext.loads(payload)
+        except ValueError as exc:
+            out.not_json.append(f"{event_id}: {exc}")
+            continue
         out.levels[level] += 1
         out.alerts += alerts
         if outcome:
@@ -99,10 +110,16 @@ def export_events(store, first: date, last: date, *, labelled: bool = False) -> 
         if not labelled:
             out.lines.append(payload)
             continue
-        c = case(payload, level, score, json.loads(reasons_json), outcome,
+        c = case(event, level, score, json.loads(reasons_json), outcome,
                  {a.key: a.answer for a in answers.get(closed_id, [])})
+        line = json.dumps(c, ensure_ascii=False, allow_nan=False)
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate, kept by a gateway before the schema refused it
+                line = json.dumps(c, ensure_ascii=True, allow_nan=False)
         out.labelled_fraud += c["label"]
-        out.lines.append(json.dumps(c, ensure_ascii=False))
+        out.lines.append(line)
     out.history_outside = store.db.execute(_HISTORY_OUTSIDE_SQL, (since, until, DAY, since, until)).fetchone()[0]
     return out
 
@@ -128,6 +145,10 @@ def _summary(exp: Export, span: str, labelled: bool, purged_before: bool, keep_d
         notes.append(f"label 1: {exp.labelled_fraud} event(s) (outcome {', '.join(FRAUD_OUTCOMES)})")
         notes.append("before judging a model on this file: a fraud reported later (e.g. a victim's report on a "
                      "green event) is still label 0 here; set its \"label\" to 1 by hand")
+    if exp.not_json:
+        notes.append(f"{len(exp.not_json)} event(s) stored before the gateway refused them are not strict JSON "
+                     "(NaN, Infinity, a number too large or a repeated key) and were left out: "
+                     + "; ".join(exp.not_json[:10]) + (" ..." if len(exp.not_json) > 10 else ""))
     if exp.history_outside:
         notes.append(f"{exp.history_outside} event(s) had earlier events of the same account in the 24 h before, "
                      "outside this range: a replay of this file alone sees less history for them "

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import jsontext
 from .decision import Thresholds
 from .features import FEATURE_NAMES, FEATURES_VERSION
 
@@ -68,7 +69,7 @@ def _read_manifest(model_path: Path) -> dict:
         raise ModelError(manifest_path, f"the manifest for {model_path.name} is missing; "
                                         "install the .json that was shipped with the model beside it")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = jsontext.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(manifest_path, f"the manifest is not valid JSON ({e}); reinstall it from the model release") from None
     if not isinstance(manifest, dict):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from . import messages, wire
 from .clock import Clock
 from .decision import Thresholds, Verdict, decide
-from .events import Event, SchemaError, parse_event
+from .events import Event, SchemaError, canonical_digest, parse_event
 from .features import DAY, History, event_features, summarise_history
 from .store import StoreError
 
@@ -154,11 +154,13 @@ class Pipeline:
         except SchemaError as exc:
             err = wire.FrameError(wire.SCHEMA, frame.seq, exc.detail, exc.field)
             return self._nak(frame.seq, err), None, None
-        sha = hashlib.sha256(frame.payload).hexdigest()
+        # Judged on the event, not its bytes: a terminal that re-encodes a resend (key order, spaces,
+        # 2000 vs 2000.0) gets its ACK. Rows stored before the digest hold the raw payload's sha256.
+        sha = canonical_digest(frame.body)
         earlier = self.store.decided(event.event_id)
         if earlier is not None:
             earlier_sha, ack_body = earlier
-            if earlier_sha != sha:
+            if earlier_sha != sha and earlier_sha != hashlib.sha256(frame.payload).hexdigest():
                 err = wire.FrameError(wire.CONFLICT, frame.seq, "event_id was already used for a different event", "event_id")
                 return self._nak(frame.seq, err), None, None
             # A resend after a lost ACK: the same answer again, scored once.

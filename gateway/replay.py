@@ -7,7 +7,6 @@ the counter would have shown. The centre uses it to try a model or thresholds on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 from . import jsontext, wire
 from .clock import Clock
 from .decision import Thresholds
-from .events import SchemaError, parse_event
+from .events import SchemaError, canonical_digest, parse_event
 from .model import FraudModel, default_model_path
 from .pipeline import Assessor
 from .store import Store
@@ -27,7 +26,9 @@ BATCH = 500  # events per transaction in the scratch store
 
 
 def verdict_line(ack_body: dict) -> str:
-    return json.dumps({k: ack_body[k] for k in ("event_id", "level", "score", "reasons")}, ensure_ascii=False)
+    """One strict JSON line (no NaN, no duplicate keys) per verdict."""
+    return json.dumps({k: ack_body[k] for k in ("event_id", "level", "score", "reasons")}, ensure_ascii=False,
+                      allow_nan=False)
 
 
 def _progress(stream, done: int, total: int, started: float) -> None:
@@ -84,7 +85,7 @@ def _one(assessor: Assessor, text: str, out, clock: Clock, gateway_id: str) -> s
     except SchemaError as exc:
         return f"{exc.field}: {exc.detail}"
     payload = wire.encode_payload(body)
-    sha = hashlib.sha256(payload).hexdigest()
+    sha = canonical_digest(body)  # as at the counter: the same event however it was spelled
     earlier = assessor.store.decided(event.event_id)
     if earlier is not None:
         if earlier[0] != sha:

@@ -4,8 +4,9 @@ One frame is one line::
 
     $<TYPE> <SEQ> <PAYLOAD>*<CRC>\\n
 
-``TYPE`` is ``EVT``, ``ACK``, ``NAK`` or ``HB``; ``SEQ`` the sender's sequence number; ``PAYLOAD`` a
-JSON object of at most 1 KiB that never contains ``$`` (encoders write ``\\u0024``); ``CRC`` the
+``TYPE`` is ``EVT``, ``ACK``, ``NAK`` or ``HB``; ``SEQ`` the sender's sequence number in plain
+decimal (no leading zeros; never 0 on an ``EVT``, as 0 in a NAK means "unreadable"); ``PAYLOAD`` a
+strict JSON object (no duplicate keys, NaN or overflowing numbers) of at most 1 KiB that never contains ``$`` (encoders write ``\\u0024``); ``CRC`` the
 CRC-32 (IEEE, as zlib) of the bytes between ``$`` and ``*``, as 8 hex digits. A ``$`` always starts
 a new frame and a line feed always ends one, so the decoder resynchronises after noise or a cut
 frame without losing the next good frame. docs/protocol.md is the spec; docs/protocol_vectors.json
@@ -79,8 +80,9 @@ def crc32(data: bytes) -> int:
 
 
 def encode_payload(body: dict) -> bytes:
-    """Compact, ASCII-only JSON with every ``$`` escaped, so a payload can never start a frame."""
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=True)
+    """Compact, ASCII-only JSON with every ``$`` escaped, so a payload can never start a frame.
+    Raises ValueError for NaN or infinity, which no decoder accepts."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return text.replace("$", "\\u0024").encode("ascii")
 
 
@@ -90,6 +92,8 @@ def encode_frame(type_: str, seq: int, body: dict | bytes) -> bytes:
         raise ValueError(f"unknown frame type {type_!r}; expected one of {', '.join(TYPES)}")
     if not 0 <= seq <= MAX_SEQ:
         raise ValueError(f"sequence number {seq} is outside 0..{MAX_SEQ}")
+    if seq == 0 and type_ == "EVT":
+        raise ValueError("an event's sequence number must be 1 or more; 0 in a NAK means 'unreadable'")
     payload = body if isinstance(body, bytes) else encode_payload(body)
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD}")
@@ -99,14 +103,21 @@ def encode_frame(type_: str, seq: int, body: dict | bytes) -> bytes:
     return b"$%s*%08x\n" % (inner, crc32(inner))
 
 
+def _seq_number(text: bytes) -> int | None:
+    """The number in a SEQ field written as encoders write it: plain decimal, no sign, no leading
+    zeros, 0..MAX_SEQ. ``007`` is refused rather than read as 7, so an answer's SEQ is always the
+    sender's own bytes."""
+    if not (text.isdigit() and len(text) <= 10) or (text[:1] == b"0" and len(text) > 1):
+        return None
+    seq = int(text)
+    return seq if seq <= MAX_SEQ else None
+
+
 def _seq_of(inner: bytes) -> int:
     """Best-effort sequence number of a damaged frame, so its NAK can name it (0 if unreadable)."""
     parts = inner.split(b" ", 2)
-    if len(parts) >= 2 and parts[1].isdigit() and len(parts[1]) <= 10:
-        seq = int(parts[1])
-        if seq <= MAX_SEQ:
-            return seq
-    return 0
+    seq = _seq_number(parts[1]) if len(parts) >= 2 else None
+    return seq or 0
 
 
 def decode_line(line: bytes) -> Frame | FrameError:
@@ -130,8 +141,10 @@ def decode_line(line: bytes) -> Frame | FrameError:
     if len(parts) != 3:
         return FrameError(BAD_FRAME, seq, "frame needs TYPE SEQ PAYLOAD separated by single spaces")
     type_b, seq_b, payload = parts
-    if not (seq_b.isdigit() and len(seq_b) <= 10 and int(seq_b) <= MAX_SEQ):
-        return FrameError(BAD_FRAME, 0, f"sequence number must be 0..{MAX_SEQ}")
+    if _seq_number(seq_b) is None:
+        return FrameError(BAD_FRAME, 0, f"sequence number must be decimal 0..{MAX_SEQ} without leading zeros")
+    if seq == 0 and type_b == b"EVT":
+        return FrameError(BAD_FRAME, 0, "an event's sequence number must be 1 or more")
     type_ = type_b.decode("ascii", "replace")
     if type_ not in TYPES:
         return FrameError(BAD_TYPE, seq, f"unknown frame type {type_!r}")
@@ -139,7 +152,7 @@ def decode_line(line: bytes) -> Frame | FrameError:
         return FrameError(TOO_LONG, seq, f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD}")
     try:
         body = jsontext.loads(payload, MAX_DEPTH)
-    except ValueError as exc:  # UnicodeDecodeError and a flood of '[' included
+    except ValueError as exc:  # UnicodeDecodeError, duplicate keys, NaN and a flood of '[' included
         return FrameError(BAD_JSON, seq, f"payload is not JSON: {exc}")
     if not isinstance(body, dict):
         return FrameError(BAD_JSON, seq, "payload must be a JSON object")

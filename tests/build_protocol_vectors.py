@@ -41,6 +41,17 @@ MAX_OK = '{"pad":"' + "x" * (1024 - 10) + '"}'
 OVER_BY_ONE = '{"pad":"' + "x" * (1024 - 9) + '"}'
 NESTED_32 = '{"a":' * 31 + '["[[[{"]' + '}' * 31  # brackets in a string do not count
 NESTED_33 = '{"a":' * 32 + '[1]' + '}' * 32
+TOO_BIG_INT = "1" + "0" * 400  # no 64-bit double holds it
+
+
+def event_with(**fields) -> str:
+    """EVENT with fields replaced or added, as compact JSON text (values given as JSON text)."""
+    body = json.loads(EVENT)
+    text = EVENT
+    for name, value in fields.items():
+        old = json.dumps(body[name], separators=(",", ":")) if name in body else None
+        text = text.replace(f'"{name}":{old}', f'"{name}":{value}') if old else text[:-1] + f',"{name}":{value}}}'
+    return text
 
 
 def cases():
@@ -77,8 +88,82 @@ def cases():
     yield "sequence number not a number", frame("HB", "x1", "{}"), [err("bad_frame", 0)]
     yield "missing payload", b"$HB 15*" + ("%08x" % (zlib.crc32(b"HB 15") & 0xFFFFFFFF)).encode() + b"\n", [
         err("bad_frame", 15)]
+    yield "gateway heartbeat: role and ts in Unix seconds", frame("HB", 7, '{"role":"gateway","ts":1764748800.125}'), [
+        ok("HB", 7, {"role": "gateway", "ts": 1764748800.125})]
+    # The sequence number: plain decimal as encoders write it, and never 0 on an event.
+    yield "event with sequence number 0", frame("EVT", 0, EVENT), [err("bad_frame", 0)]
+    yield "heartbeat with sequence number 0", frame("HB", 0, "{}"), [ok("HB", 0, {})]
+    yield "NAK with sequence number 0 (frame unreadable)", frame("NAK", 0, '{"code":"noise","detail":"x"}'), [
+        ok("NAK", 0, {"code": "noise", "detail": "x"})]
+    yield "leading zeros in the sequence number", frame("EVT", "007", EVENT), [err("bad_frame", 0)]
+    yield "a lone zero then digits is refused too", frame("HB", "00", "{}"), [err("bad_frame", 0)]
+    yield "sequence number 4294967295", frame("HB", 4294967295, "{}"), [ok("HB", 4294967295, {})]
+    yield "sequence number with a sign", frame("HB", "+7", "{}"), [err("bad_frame", 0)]
+    # The order of the checks (docs/protocol.md, "Decoding"): CRC, then TYPE SEQ PAYLOAD, then SEQ,
+    # then TYPE, then length, then JSON.
+    yield "wrong CRC on an unknown type: the CRC is checked first", frame("FOO", 5, "{}", crc="00000000"), [
+        err("bad_crc", 5)]
+    yield "wrong CRC and leading zeros: the seq is unreadable", frame("EVT", "007", "{}", crc="00000000"), [
+        err("bad_crc", 0)]
+    yield "unknown type with a bad sequence number: SEQ before TYPE", frame("FOO", "x", "{}"), [err("bad_frame", 0)]
+    yield "unknown type with a payload too long: TYPE before length", frame("FOO", 18, OVER_BY_ONE), [
+        err("bad_type", 18)]
+    yield "payload too long and not JSON: length before JSON", frame("EVT", 19, OVER_BY_ONE[:-1] + "]"), [
+        err("too_long", 19)]
+    # Strict JSON: a repeated key, NaN, the infinities and numbers no double holds are not JSON.
+    yield "duplicate key", frame("EVT", 20, event_with(account='"6222020200112233445","account":"6222000000000000001"')), [
+        err("bad_json", 20)]
+    yield "duplicate key in a nested object", frame("EVT", 21, '{"x":{"a":1,"b":2,"a":1}}'), [err("bad_json", 21)]
+    yield "duplicate key spelled with an escape", frame("EVT", 22, r'{"a":1,"\u0061":2}'), [
+        err("bad_json", 22)]
+    yield "same key in two objects is not a duplicate", frame("EVT", 23, '{"a":{"k":1},"b":{"k":1},"l":[{"k":1},{"k":2}]}'), [
+        ok("EVT", 23, {"a": {"k": 1}, "b": {"k": 1}, "l": [{"k": 1}, {"k": 2}]})]
+    yield "NaN in an unknown field", frame("EVT", 24, event_with(note="NaN")), [err("bad_json", 24)]
+    yield "Infinity in an unknown field", frame("EVT", 25, event_with(note="Infinity")), [err("bad_json", 25)]
+    yield "-Infinity in an unknown field", frame("EVT", 26, event_with(note="-Infinity")), [err("bad_json", 26)]
+    yield "1e400 in an unknown field", frame("EVT", 27, event_with(note="1e400")), [err("bad_json", 27)]
+    yield "-1e400 in a list", frame("EVT", 28, event_with(note="[1,-1e400]")), [err("bad_json", 28)]
+    yield "an integer no double holds", frame("EVT", 29, event_with(note=TOO_BIG_INT)), [err("bad_json", 29)]
+    yield "1e308 is a number", frame("EVT", 30, '{"note":1e308}'), [ok("EVT", 30, {"note": 1e308})]
+    # Event ids that are not printable text are good frames; the gateway refuses the event
+    # (see the "gateway" section).
+    surrogate = event_with(event_id=r'"x\ud800"')
+    yield "event_id with a lone surrogate is a good frame", frame("EVT", 31, surrogate), [ok("EVT", 31, json.loads(surrogate))]
     yield "three good frames back to back", frame("HB", 1, "{}") + frame("HB", 2, "{}") + frame("HB", 3, "{}"), [
         ok("HB", 1, {}), ok("HB", 2, {}), ok("HB", 3, {})]
+
+
+def gateway_cases():
+    # What the gateway answers to one good EVT frame whose event is refused (or taken): the
+    # decoder yields a frame; the event schema (docs/events.md) decides.
+    def nak(seq, code, field=None):
+        answer = {"type": "NAK", "seq": seq, "code": code}
+        if field:
+            answer["field"] = field
+        return answer
+
+    yield "good event", frame("EVT", 42, EVENT), {"type": "ACK", "seq": 42}
+    yield "event_id with a lone surrogate", frame("EVT", 40, event_with(event_id=r'"x\ud800"')), nak(40, "schema", "event_id")
+    yield "event_id with a low surrogate alone", frame("EVT", 41, event_with(event_id=r'"\udc00x"')), nak(41, "schema", "event_id")
+    yield "event_id with NUL", frame("EVT", 43, event_with(event_id=r'"b17\u0000"')), nak(43, "schema", "event_id")
+    yield "event_id with a line feed", frame("EVT", 44, event_with(event_id=r'"b17\nx"')), nak(44, "schema", "event_id")
+    yield "event_id with DEL", frame("EVT", 45, event_with(event_id=r'"b17\u007f"')), nak(45, "schema", "event_id")
+    yield "event_id with a C1 control", frame("EVT", 46, event_with(event_id=r'"b17\u009b"')), nak(46, "schema", "event_id")
+    yield "event_id with a right-to-left override", frame("EVT", 47, event_with(event_id=r'"b17-\u202e240000"')), nak(
+        47, "schema", "event_id")
+    yield "event_id with a left-to-right isolate", frame("EVT", 48, event_with(event_id=r'"b17\u2066x"')), nak(
+        48, "schema", "event_id")
+    yield "event_id with a right-to-left mark", frame("EVT", 49, event_with(event_id=r'"b17\u200fx"')), nak(
+        49, "schema", "event_id")
+    yield "event_id with an Arabic letter mark", frame("EVT", 50, event_with(event_id=r'"b17\u061cx"')), nak(
+        50, "schema", "event_id")
+    yield "event_id in Chinese is printable", frame("EVT", 51, event_with(event_id=r'"\u67dc\u53f0-3-42"')), {
+        "type": "ACK", "seq": 51}
+    yield "event_id with a space is printable", frame("EVT", 52, event_with(event_id='"b17 c3 42"')), {
+        "type": "ACK", "seq": 52}
+    yield "duplicate account key", frame("EVT", 53, event_with(
+        account='"6222020200112233445","account":"6222000000000000001"')), nak(53, "bad_json")
+    yield "NaN amount", frame("EVT", 54, event_with(amount="NaN")), nak(54, "bad_json")
 
 
 def encode_cases():
@@ -97,6 +182,11 @@ def build() -> dict:
                  "code and seq). encode: encoding type, seq and body must give wire_hex byte for byte.",
         "decode": [
             {"name": name, "wire_hex": data.hex(), "expect": expect} for name, data, expect in cases()
+        ],
+        "gateway_about": "gateway: one EVT frame each and the gateway's answer to it: an ACK, or a NAK with its "
+                         "code and, for schema, the field named (docs/events.md).",
+        "gateway": [
+            {"name": name, "wire_hex": data.hex(), "answer": answer} for name, data, answer in gateway_cases()
         ],
         "encode": [
             {"name": name, "type": t, "seq": s, "body": body, "wire_hex": data.hex()}

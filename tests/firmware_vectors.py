@@ -2,7 +2,8 @@
 
     micropython tests/firmware_vectors.py VECTORS_JSON FIRMWARE_DIR
 
-Prints one line per failing vector and ``vectors ok: N`` when all pass (exit status 1 otherwise).
+Prints one line per failing vector, then ``gateway-section vectors ok: G`` and ``vectors ok: N``
+(decode and encode) when all pass (exit status 1 otherwise).
 The encode bodies are taken from the vectors file's own text, because MicroPython's json.load
 does not keep key order and the firmware encodes JSON text, never a dict.
 """
@@ -42,6 +43,33 @@ for case in vectors["decode"]:
     if got != case["expect"]:
         failures.append("decode %r byte by byte: got %r" % (case["name"], got))
 
+# The gateway section: the decoder's half of the gateway's answer. A bad_json event is refused by
+# the decoder and, as a terminal line, by event_payload; an event_id the gateway refuses is refused
+# by event_id_problem, which the node applies to every terminal line.
+gateway_count = 0
+for case in vectors["gateway"]:
+    gateway_count += 1
+    answer = case["answer"]
+    items = wire.FrameDecoder().feed(unhexlify(case["wire_hex"]))
+    if answer.get("code") == "bad_json":
+        if [as_plain(x) for x in items] != [{"error": "bad_json", "seq": answer["seq"]}]:
+            failures.append("gateway %r: got %r" % (case["name"], items))
+        line = unhexlify(case["wire_hex"])
+        line = line[line.index(b" ", 5) + 1:line.rindex(b"*")]
+        try:
+            wire.event_payload(line)
+            failures.append("gateway %r: event_payload took the line" % case["name"])
+        except wire.WireError as exc:
+            if exc.code != "bad_json":
+                failures.append("gateway %r: event_payload said %r" % (case["name"], exc.code))
+        continue
+    if len(items) != 1 or not isinstance(items[0], wire.Frame):
+        failures.append("gateway %r: got %r" % (case["name"], items))
+        continue
+    problem = wire.event_id_problem(items[0].body.get("event_id"))
+    if (problem is not None) != (answer.get("field") == "event_id"):
+        failures.append("gateway %r: event_id_problem said %r" % (case["name"], problem))
+
 encode_at = text.index('"encode"')
 pos = encode_at
 for case in vectors["encode"]:
@@ -57,5 +85,7 @@ for case in vectors["encode"]:
 
 for line in failures:
     print(line)
+if not failures:
+    print("gateway-section vectors ok: %d" % gateway_count)
 print("vectors ok: %d" % count if not failures else "vectors failed: %d of %d" % (len(failures), count))
 sys.exit(1 if failures else 0)

@@ -1,7 +1,11 @@
 """Event schema v1: every wrong field is named in the error the terminal gets back."""
 
+import json
+from pathlib import Path
+
 import pytest
 
+from gateway import wire
 from gateway.events import Event, SchemaError, parse_event
 
 GOOD = {
@@ -112,3 +116,55 @@ def test_payee_fields_are_optional_and_null_is_absent():
     assert event.payee_new is None and event.payee_account_age_days is None
     cash = parse_event(with_(payee_new=None))
     assert cash.payee_new is None
+
+
+# -- event_id: printable text only ---------------------------------------------------------------------
+@pytest.mark.parametrize("event_id, shown", [
+    ("x\ud800", "U+D800"),  # a lone surrogate: valid JSON escape, not text; the store could not keep it
+    ("\udc00x", "U+DC00"),
+    ("b17\x00", "U+0000"),
+    ("b17\nforged log line", "U+000A"),
+    ("b17\x1b[2J", "U+001B"),
+    ("b17\x7f", "U+007F"),
+    ("b17\x9b", "U+009B"),
+    ("b17-\u202e240000", "U+202E"),  # right-to-left override: shown as b17-000042
+    ("b17\u202a", "U+202A"), ("b17\u2066", "U+2066"), ("b17\u2069", "U+2069"),
+    ("b17\u200e", "U+200E"), ("b17\u200f", "U+200F"), ("b17\u061c", "U+061C"),
+    ("b17\u200b", "U+200B"),  # zero-width space: two ids that look the same
+    ("b17\ufeff", "U+FEFF"),
+])
+def test_an_event_id_that_is_not_printable_text_is_refused_naming_the_character(event_id, shown):
+    with pytest.raises(SchemaError) as info:
+        parse_event(with_(event_id=event_id))
+    assert info.value.field == "event_id" and shown in info.value.detail
+
+
+@pytest.mark.parametrize("event_id", ["b17-c3-000042", "b17 c3 42", "\u67dc\u53f0-3-42", "caf\u00e9-1", "x" * 64])
+def test_printable_event_ids_are_taken(event_id):
+    assert parse_event(with_(event_id=event_id)).event_id == event_id
+
+
+def test_unknown_fields_are_kept_as_sent_whatever_characters_they_hold():
+    # Only the event_id is shown and keyed on; an unknown field is stored as the payload's own text.
+    extra = {"note": "tab\there\u202e", "half": "ok\ud800"}
+    assert parse_event(with_(**extra)).extra == extra
+
+
+# -- the shared vectors: what the gateway answers to one event frame ----------------------------------
+VECTORS = json.loads((Path(__file__).resolve().parent.parent / "docs" / "protocol_vectors.json").read_text())
+
+
+@pytest.mark.parametrize("case", VECTORS["gateway"], ids=lambda c: c["name"])
+def test_gateway_answer_vector(case):
+    [item] = wire.FrameDecoder().feed(bytes.fromhex(case["wire_hex"]))
+    answer = case["answer"]
+    assert item.seq == answer["seq"]
+    if isinstance(item, wire.FrameError):
+        assert answer == {"type": "NAK", "seq": item.seq, "code": item.code}
+        return
+    try:
+        parse_event(item.body)
+    except SchemaError as exc:
+        assert answer == {"type": "NAK", "seq": item.seq, "code": "schema", "field": exc.field}
+    else:
+        assert answer == {"type": "ACK", "seq": item.seq}

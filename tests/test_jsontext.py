@@ -59,3 +59,52 @@ for name, parse in (("plain", json.loads), ("bounded", jsontext.loads)):
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.split("\n")[:2] == ["plain RecursionError", "bounded TooDeep"], done.stderr
+
+
+# -- strict: only what every JSON reader reads the same way -------------------------------------------
+@pytest.mark.parametrize("text, why", [
+    ('{"account": "6222000000000000001", "account": "6222020200112233445"}', "duplicate key 'account'"),
+    ('{"a": {"k": 1, "k": 1}}', "duplicate key 'k'"),
+    ('[{"a": 1, "\\u0061": 2}]', "duplicate key 'a'"),
+    ('{"n": NaN}', "NaN is not a JSON value"),
+    ('{"n": Infinity}', "Infinity is not a JSON value"),
+    ('{"n": [-Infinity]}', "-Infinity is not a JSON value"),
+    ('{"n": 1e400}', "number 1e400 is too large"),
+    ('{"n": -1.5E+999}', "too large"),
+    ('{"n": 1' + "0" * 400 + "}", "too large"),
+])
+def test_what_python_would_take_but_is_not_json_is_refused_as_not_json(text, why):
+    with pytest.raises(jsontext.NotJSON, match=re_escape(why)):
+        jsontext.loads(text)
+    with pytest.raises(json.JSONDecodeError):  # callers that catch the parser's own error catch these too
+        jsontext.loads(text.encode("utf-8"))
+
+
+def re_escape(text: str) -> str:
+    import re
+    return re.escape(text)
+
+
+@pytest.mark.parametrize("text, value", [
+    ('{"a": {"k": 1}, "b": {"k": 1}}', {"a": {"k": 1}, "b": {"k": 1}}),  # the same key in two objects
+    ('[{"k": 1}, {"k": 2}]', [{"k": 1}, {"k": 2}]),
+    ('{"n": 1.7976931348623157e308, "m": -1e-400, "i": 12345678901234567890}',
+     {"n": 1.7976931348623157e308, "m": -0.0, "i": 12345678901234567890}),
+    ('{"s": "NaN", "t": "Infinity"}', {"s": "NaN", "t": "Infinity"}),  # words in strings are text
+])
+def test_plain_json_reads_as_before(text, value):
+    assert jsontext.loads(text) == value
+
+
+def test_every_reader_of_outside_json_goes_through_the_strict_parser():
+    # Files and messages from outside the process; a store's own rows are read back with json.loads.
+    outside = {
+        "gateway/wire.py": "jsontext.loads(payload", "gateway/messages.py": "jsontext.loads(raw)",
+        "gateway/manifest.py": "jsontext.loads(payload)", "gateway/console/server.py": "jsontext.loads(raw",
+        "gateway/replay.py": "jsontext.loads(text)", "gateway/export.py": "jsontext.loads(payload)",
+        "gateway/model.py": "jsontext.loads(manifest_path", "centre/schema.py": "jsontext.loads(raw)",
+        "centre/receiver.py": "jsontext.loads(msg.payload)", "centre/downlink.py": "jsontext.loads(card_path",
+        "models/cases.py": "jsontext.loads(line)",
+    }
+    for path, call in outside.items():
+        assert call in (ROOT / path).read_text(), path

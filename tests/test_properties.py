@@ -129,7 +129,7 @@ timestamp = st.builds(
     st.sampled_from(["Z", "+08:00", "-05:30", "+00:00"]))
 money = st.one_of(st.integers(1, 10**10), st.floats(0.01, 1e10, allow_nan=False))
 valid_events = st.fixed_dictionaries(
-    {"event_id": st.text(min_size=1, max_size=64), "ts": timestamp, "counter": st.integers(1, 64),
+    {"event_id": st.text(min_size=1, max_size=64).filter(str.isprintable), "ts": timestamp, "counter": st.integers(1, 64),
      "kind": st.sampled_from(KINDS), "account": account, "amount": money},
     optional={"customer_age": st.integers(0, 130), "account_age_days": st.integers(0, 365 * 120),
               "balance_before": st.one_of(st.integers(0, 10**10), st.floats(0, 1e10)),

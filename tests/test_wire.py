@@ -1,6 +1,7 @@
 """Wire protocol v1: the shared test vectors, resynchronisation, and encode/decode round trips."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,30 @@ def test_decoder_never_raises_and_never_invents_frames(data):
             assert b"$" + item.payload in data or item.payload in data
         else:
             assert item.code in wire.NAK_CODES
+
+
+@pytest.mark.parametrize("body", [{"score": float("nan")}, {"a": [float("inf")]}, {"a": -float("inf")}])
+def test_encoder_refuses_numbers_json_cannot_carry(body):
+    with pytest.raises(ValueError):
+        wire.encode_payload(body)
+
+
+def test_an_event_is_never_numbered_0_but_a_nak_and_a_heartbeat_may_be():
+    with pytest.raises(ValueError, match="1 or more"):
+        wire.encode_frame("EVT", 0, {})
+    for type_ in ("NAK", "HB"):
+        assert wire.FrameDecoder().feed(wire.encode_frame(type_, 0, {}))[0] == wire.Frame(type_, 0, {})
+
+
+def test_the_documented_order_of_checks_is_the_decoders():
+    # docs/protocol.md lists the checks in order; each vector named "... first" / "X before Y" proves one.
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    steps = doc.split("### Decoding a line", 1)[1].split("\n## ", 1)[0]
+    order = re.findall(r"else\s+`(\w+)`", steps)
+    assert order == ["bad_frame", "bad_frame", "bad_crc", "bad_frame", "bad_frame", "bad_type", "too_long", "bad_json"]
+    names = {c["name"] for c in VECTORS["decode"]}
+    for name in ("wrong CRC on an unknown type: the CRC is checked first",
+                 "unknown type with a bad sequence number: SEQ before TYPE",
+                 "unknown type with a payload too long: TYPE before length",
+                 "payload too long and not JSON: length before JSON"):
+        assert name in names

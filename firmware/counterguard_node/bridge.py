@@ -83,9 +83,9 @@ class Bridge:
             self._error(exc.code, exc.detail)
             return
         event_id = body.get("event_id")
-        if not isinstance(event_id, str) or not event_id:
-            self._error(wire.SCHEMA, "every event needs a non-empty string event_id; the event was not taken",
-                        field="event_id")
+        problem = wire.event_id_problem(event_id)
+        if problem:
+            self._error(wire.SCHEMA, problem + "; the event was not taken", field="event_id")
             return
         try:
             self.journal.put(payload, event_id)

@@ -6,6 +6,12 @@ single source of truth that this module and the gateway both pass byte for byte.
 MicroPython's dicts do not keep insertion order, so events are never re-serialised from a dict:
 ``compact()`` rewrites the JSON *text* the terminal sent (whitespace dropped, non-ASCII and ``$``
 escaped), keeping the terminal's key order and number spelling.
+
+JSON is read as strictly as the gateway reads it: MicroPython's parser already refuses ``NaN`` and
+``Infinity`` but would let a repeated key replace the first and turn ``1e400`` into infinity, so
+``json_problem`` (on the text, before parsing) and ``number_problem`` (on the parsed value) refuse
+those as ``bad_json``. On a port whose floats are single precision (the Pico), a number above about
+3.4e38 is refused here although the gateway would take it; no field of an event comes near that.
 """
 
 from binascii import crc32 as _crc32
@@ -31,6 +37,13 @@ BUSY = "busy"
 RESEND_CODES = (BAD_CRC, BAD_FRAME, BUSY)
 
 _HEX = b"0123456789abcdef"
+# The smallest integer a 64-bit double cannot hold (it rounds to infinity), as the gateway counts.
+_TOO_BIG = (1 << 1024) - (1 << 970)
+_INF = float("inf")
+# Characters an event_id must not carry (docs/events.md): they change how text is shown, or, for a
+# surrogate half, are not text at all. The gateway refuses every non-printable character; the node
+# checks these, which are the ones that make one id look like another or break a log line.
+_BIDI = (0x061C, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069)
 
 
 class WireError(ValueError):
@@ -151,34 +164,100 @@ def compact(text, start=0):
     return bytes(out), i
 
 
-def too_deep(text):
-    """True if JSON ``text`` nests more than MAX_DEPTH levels (brackets inside strings do not count).
+def json_problem(data):
+    """Why JSON ``data`` (bytes) must be refused before it is parsed, or None.
 
-    Checked before ``json.loads``: a line of '[' would make the parser allocate one list per
-    bracket, and on a Pico's heap that ends in MemoryError, which would stop the node.
+    Two things, in one pass over the bytes outside strings: nesting deeper than MAX_DEPTH (a line of
+    '[' would make the parser allocate one list per bracket, and on a Pico's heap that ends in
+    MemoryError, which would stop the node), and a key repeated in one object (the parser would let
+    the last one win: ``{"account": A, "account": B}`` must not reach anyone as B).
     """
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return False
-    depth = 0
+    if data.count(b"{") == 0 and data.count(b"[") <= MAX_DEPTH:
+        return None  # no object, no key; shallow enough
+    stack = []  # per open bracket: the keys seen so far for an object, None for an array
+    key_next = False
     in_str = False
     esc = False
-    for ch in text:
+    escaped = False
+    is_key = False
+    start = 0
+    for i in range(len(data)):
+        c = data[i]
         if in_str:
             if esc:
                 esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
+            elif c == 0x5C:
+                esc = escaped = True
+            elif c == 0x22:
                 in_str = False
-        elif ch == '"':
+                if is_key and stack and stack[-1] is not None:
+                    key = data[start:i]
+                    if escaped:  # "\u0061" is the key "a": compare what the keys say, not their spelling
+                        try:
+                            key = json.loads(data[start - 1:i + 1]).encode()
+                        except ValueError:
+                            pass  # json.loads refuses the whole text next
+                    if key in stack[-1]:
+                        return "key %s appears twice in one object; each key may appear once" % key.decode()
+                    stack[-1].add(key)
+            continue
+        if c == 0x22:
             in_str = True
-        elif ch == "[" or ch == "{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        elif ch == "]" or ch == "}":
-            depth -= 1
-    return False
+            escaped = False
+            start = i + 1
+            is_key = key_next
+            key_next = False
+        elif c == 0x7B or c == 0x5B:
+            stack.append(set() if c == 0x7B else None)
+            if len(stack) > MAX_DEPTH:
+                return "nested more than %d levels deep" % MAX_DEPTH
+            key_next = c == 0x7B
+        elif c == 0x7D or c == 0x5D:
+            if stack:
+                stack.pop()
+            key_next = False
+        elif c == 0x2C:
+            key_next = bool(stack) and stack[-1] is not None
+    return None
+
+
+def too_deep(text):
+    """True if JSON ``text`` nests more than MAX_DEPTH levels (brackets inside strings do not count)."""
+    problem = json_problem(text.encode() if isinstance(text, str) else text)
+    return problem is not None and problem.startswith("nested")
+
+
+def number_problem(value):
+    """Why a parsed JSON value must be refused for a number in it, or None: an infinity (``1e400``)
+    or an integer too large for a 64-bit double. Depth is bounded by json_problem beforehand."""
+    if isinstance(value, float):
+        if value == _INF or value == -_INF or value != value:
+            return "a number is too large for a 64-bit float"
+    elif isinstance(value, int):
+        if value >= _TOO_BIG or value <= -_TOO_BIG:
+            return "a number is too large for a 64-bit float"
+    elif isinstance(value, dict):
+        for v in value.values():
+            p = number_problem(v)
+            if p:
+                return p
+    elif isinstance(value, list):
+        for v in value:
+            p = number_problem(v)
+            if p:
+                return p
+    return None
+
+
+def event_id_problem(event_id):
+    """Why an event_id must be refused (docs/events.md), or None."""
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 64:
+        return "every event needs an event_id of 1 to 64 characters"
+    for c in event_id:
+        cp = ord(c)
+        if cp < 0x20 or 0x7F <= cp <= 0x9F or 0xD800 <= cp <= 0xDFFF or cp in _BIDI:
+            return "event_id must be printable text; U+%04X is a control, direction or surrogate character" % cp
+    return None
 
 
 def event_payload(line):
@@ -187,15 +266,19 @@ def event_payload(line):
         text = line.decode("utf-8") if isinstance(line, (bytes, bytearray)) else line
     except UnicodeError:
         raise WireError(BAD_JSON, "the line is not UTF-8 text; send one JSON object per line")
-    if too_deep(text):
-        raise WireError(BAD_JSON, "the line is JSON nested more than %d levels deep; send one event object per line"
-                        % MAX_DEPTH)
+    problem = json_problem(text.encode())
+    if problem:
+        raise WireError(BAD_JSON, "the line is JSON %s; send one event object per line" % problem
+                        if problem.startswith("nested") else "the line is not strict JSON: %s" % problem)
     try:
         body = json.loads(text)
     except ValueError:
         raise WireError(BAD_JSON, "the line is not JSON; send one JSON object per line")
     if not isinstance(body, dict):
         raise WireError(BAD_JSON, "the line is JSON but not an object; send one event object per line")
+    problem = number_problem(body)
+    if problem:
+        raise WireError(BAD_JSON, "the line is not strict JSON: %s" % problem)
     payload, _ = compact(text, 0)
     if len(payload) > MAX_PAYLOAD:
         raise WireError(TOO_LONG, "the event is %d bytes on the wire; the limit is %d - shorten it"
@@ -209,6 +292,8 @@ def encode_frame(type_, seq, payload):
         raise ValueError("unknown frame type %r; expected one of %s" % (type_, ", ".join(TYPES)))
     if not 0 <= seq <= MAX_SEQ:
         raise ValueError("sequence number %d is outside 0..%d" % (seq, MAX_SEQ))
+    if seq == 0 and type_ == "EVT":
+        raise ValueError("an event's sequence number must be 1 or more")
     if len(payload) > MAX_PAYLOAD:
         raise ValueError("payload is %d bytes; the limit is %d" % (len(payload), MAX_PAYLOAD))
     if b"$" in payload or b"\n" in payload or b"\r" in payload:
@@ -217,22 +302,21 @@ def encode_frame(type_, seq, payload):
     return b"$%s*%08x\n" % (inner, crc32(inner))
 
 
-def _digits(b):
-    if not b or len(b) > 10:
-        return False
+def _seq_number(b):
+    """The number in a SEQ field: plain decimal, no leading zeros, 0..MAX_SEQ; else None."""
+    if not b or len(b) > 10 or (b[0] == 0x30 and len(b) > 1):
+        return None
     for c in b:
         if c < 0x30 or c > 0x39:
-            return False
-    return True
+            return None
+    seq = int(b)
+    return seq if seq <= MAX_SEQ else None
 
 
 def _seq_of(inner):
     parts = inner.split(b" ", 2)
-    if len(parts) >= 2 and _digits(parts[1]):
-        seq = int(parts[1])
-        if seq <= MAX_SEQ:
-            return seq
-    return 0
+    seq = _seq_number(parts[1]) if len(parts) >= 2 else None
+    return seq or 0
 
 
 def decode_line(line):
@@ -257,8 +341,10 @@ def decode_line(line):
     if len(parts) != 3:
         return FrameError(BAD_FRAME, seq, "frame needs TYPE SEQ PAYLOAD separated by single spaces")
     type_b, seq_b, payload = parts
-    if not (_digits(seq_b) and int(seq_b) <= MAX_SEQ):
-        return FrameError(BAD_FRAME, 0, "sequence number must be 0..%d" % MAX_SEQ)
+    if _seq_number(seq_b) is None:
+        return FrameError(BAD_FRAME, 0, "sequence number must be decimal 0..%d without leading zeros" % MAX_SEQ)
+    if seq == 0 and type_b == b"EVT":
+        return FrameError(BAD_FRAME, 0, "an event's sequence number must be 1 or more")
     type_ = type_b.decode()
     if type_ not in TYPES:
         return FrameError(BAD_TYPE, seq, "unknown frame type")
@@ -268,14 +354,18 @@ def decode_line(line):
         text = payload.decode("utf-8")
     except UnicodeError:
         return FrameError(BAD_JSON, seq, "payload is not UTF-8")
-    if too_deep(text):
-        return FrameError(BAD_JSON, seq, "payload is nested more than %d levels deep" % MAX_DEPTH)
+    problem = json_problem(payload)
+    if problem:
+        return FrameError(BAD_JSON, seq, "payload is " + problem if problem.startswith("nested") else problem)
     try:
         body = json.loads(text)
     except ValueError:
         return FrameError(BAD_JSON, seq, "payload is not JSON")
     if not isinstance(body, dict):
         return FrameError(BAD_JSON, seq, "payload must be a JSON object")
+    problem = number_problem(body)
+    if problem:
+        return FrameError(BAD_JSON, seq, problem)
     return Frame(type_, seq, body, payload)
 
 
