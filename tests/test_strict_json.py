@@ -1,9 +1,10 @@
 """Judged on the event, written as plain JSON: a resent event that a terminal re-encoded gets its
 original ACK (and a changed field still conflicts), and every line counterguard writes out
-(`export-events`, `--labelled`, `replay`) reads back with a strict parser.
+(`export-events`, `--labelled`, `replay`, the centre's `--json` reports) reads back with a strict
+parser.
 
 Real parts: the gateway's pipeline with the real TFLite model on a SQLite file, the real export
-and replay code."""
+and replay code, the centre's intake check, store and command line."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import io
 import json
 import math
 import sqlite3
+import subprocess
+import sys
 from datetime import date, datetime, timedelta
 
 import pytest
 
-from gateway import jsontext, wire
+from gateway import jsontext, messages, wire
 from gateway.events import canonical_digest
 from gateway.export import export_events
 from gateway.model import FraudModel, default_model_path
@@ -174,3 +177,32 @@ def test_replay_refuses_what_is_not_strict_json_and_names_the_line():
     assert problems[1].startswith("line 3: not JSON: duplicate key 'purpose'")
     assert problems[2].startswith("line 4: event_id: must be printable text")
     assert jsontext  # the replay reads through the same strict reader as the counter line
+
+
+def test_the_centre_s_json_reports_are_strict_json(pipeline, tmp_path):
+    from centre import schema as centre_schema
+    from centre.store import open_store
+
+    # A red alert from the gateway's outbox, as the uplink publishes it, and junk the centre quarantines.
+    assert answer(pipeline, 1, wire.encode_payload(intercept(event_id="centre-1"))).type == "ACK"
+    [(seq, body)] = pipeline.store.db.execute("SELECT seq, payload FROM outbox").fetchall()
+    topics = messages.Topics("440300", "b0007", "gw-test")
+    record = centre_schema.check(topics.alert, messages.finalise(body, seq=seq, region="440300", branch="b0007",
+                                                                 historical=False).encode())
+    junk = b'{"seq": NaN, "seq": 1e400, "note": "\\ud800"}'
+    with pytest.raises(centre_schema.SchemaError, match="not JSON"):
+        centre_schema.check(topics.alert, junk)
+    db = tmp_path / "centre.db"
+    store = open_store(str(db))
+    store.ingest([record], quarantine=[(topics.alert, junk, "alert is not JSON")])
+    store.close()
+    for report in (["fleet"], ["accuracy", "--by", "all"], ["accuracy", "--by", "branch"], ["quarantine"],
+                   ["rollout"]):
+        done = subprocess.run([sys.executable, "-m", "gateway.cli", "centre", *report, "--store", str(db), "--json"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        strict(done.stdout.replace("\n", " "))  # one JSON document, indented
+    quarantined = strict(subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "centre", "quarantine", "--store", str(db), "--json"],
+        capture_output=True, text=True, timeout=60).stdout.replace("\n", " "))
+    assert quarantined["count"] == 1 and "NaN" in quarantined["latest"][0]["payload"]  # kept as text, not as a number
