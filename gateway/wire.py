@@ -16,6 +16,7 @@ holds the test vectors shared with the firmware.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ MAX_DEPTH = 32  # levels of JSON nesting in a payload
 MAX_FRAME = 1056
 MAX_SEQ = 0xFFFFFFFF
 TYPES = ("EVT", "ACK", "NAK", "HB")
+_HEX8 = re.compile(rb"[0-9A-Fa-f]{8}")
 
 # NAK codes, documented in docs/protocol.md. The sender resends after `busy`; the others mean the
 # frame itself is wrong and resending it unchanged cannot help.
@@ -131,10 +133,9 @@ def decode_line(line: bytes) -> Frame | FrameError:
         return FrameError(BAD_FRAME, _seq_of(line[1:]), "frame does not end in '*' and 8 hex digits")
     inner, crc_text = line[1:star], line[star + 1 :]
     seq = _seq_of(inner)
-    try:
-        crc = int(crc_text, 16)
-    except ValueError:
+    if not _HEX8.fullmatch(crc_text):  # int(..., 16) alone would also take "0x", a sign, "_" or spaces
         return FrameError(BAD_FRAME, seq, "CRC is not 8 hex digits")
+    crc = int(crc_text, 16)
     if crc32(inner) != crc:
         return FrameError(BAD_CRC, seq, "CRC-32 does not match the frame")
     parts = inner.split(b" ", 2)

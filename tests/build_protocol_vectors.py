@@ -21,6 +21,12 @@ def frame(type_: str, seq, payload: str, *, crc=None, end: str = "\n") -> bytes:
     return b"$" + inner + b"*" + crc_text.encode("ascii") + end.encode("ascii")
 
 
+def small_crc(below: int) -> tuple[int, str]:
+    """The first heartbeat ``$HB <seq> {}`` whose CRC is below ``below``, and that CRC as 8 hex digits."""
+    seq = next(n for n in range(1, 1 << 20) if zlib.crc32(b"HB %d {}" % n) < below)
+    return seq, "%08x" % zlib.crc32(b"HB %d {}" % seq)
+
+
 def ok(type_, seq, body):
     return {"type": type_, "seq": seq, "body": body}
 
@@ -84,6 +90,14 @@ def cases():
     yield "unknown frame type", frame("FOO", 5, "{}"), [err("bad_type", 5)]
     yield "missing CRC", b"$EVT 6 {}\n", [err("bad_frame", 6)]
     yield "CRC that is not hex", frame("EVT", 14, "{}", crc="zzzzzzzz"), [err("bad_frame", 14)]
+    # The CRC is exactly 8 hex digits: a prefix, a sign, a space or a '_' that a lax hex parser skips
+    # is refused even when the value would match (these heartbeats' CRCs start with zeros).
+    seq, crc = small_crc(0x01000000)
+    yield "CRC written with 0x", frame("HB", seq, "{}", crc="0x" + crc[2:]), [err("bad_frame", seq)]
+    yield "CRC with an underscore", frame("HB", seq, "{}", crc="0_" + crc[2:]), [err("bad_frame", seq)]
+    seq, crc = small_crc(0x10000000)
+    yield "CRC with a sign", frame("HB", seq, "{}", crc="+" + crc[1:]), [err("bad_frame", seq)]
+    yield "CRC with a space", frame("HB", seq, "{}", crc=" " + crc[1:]), [err("bad_frame", seq)]
     yield "sequence number out of range", frame("HB", 4294967296, "{}"), [err("bad_frame", 0)]
     yield "sequence number not a number", frame("HB", "x1", "{}"), [err("bad_frame", 0)]
     yield "missing payload", b"$HB 15*" + ("%08x" % (zlib.crc32(b"HB 15") & 0xFFFFFFFF)).encode() + b"\n", [

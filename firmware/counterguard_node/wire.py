@@ -331,10 +331,10 @@ def decode_line(line):
     inner = line[1:star]
     crc_text = line[star + 1:]
     seq = _seq_of(inner)
-    try:
-        crc = int(crc_text, 16)
-    except ValueError:
-        return FrameError(BAD_FRAME, seq, "CRC is not 8 hex digits")
+    for c in crc_text:  # int(..., 16) alone would also take "0x", a sign, "_" or spaces
+        if not (0x30 <= c <= 0x39 or 0x41 <= c <= 0x46 or 0x61 <= c <= 0x66):
+            return FrameError(BAD_FRAME, seq, "CRC is not 8 hex digits")
+    crc = int(crc_text, 16)
     if crc32(inner) != crc:
         return FrameError(BAD_CRC, seq, "CRC-32 does not match the frame")
     parts = inner.split(b" ", 2)
