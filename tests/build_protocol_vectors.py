@@ -139,6 +139,20 @@ def cases():
     yield "-1e400 in a list", frame("EVT", 28, event_with(note="[1,-1e400]")), [err("bad_json", 28)]
     yield "an integer no double holds", frame("EVT", 29, event_with(note=TOO_BIG_INT)), [err("bad_json", 29)]
     yield "1e308 is a number", frame("EVT", 30, '{"note":1e308}'), [ok("EVT", 30, {"note": 1e308})]
+    # JSON grammar exactly (RFC 8259): what a lenient parser takes is bad_json here too.
+    for n, (name, payload) in enumerate((
+            ("two numbers with a space between (never joined into one)", '{"amount":5 0000}'),
+            ("a number with a leading zero", '{"amount":050000}'),
+            ("a number ending in a point", '{"amount":50000.}'),
+            ("a trailing comma in an object", '{"amount":50000,}'),
+            ("a trailing comma in a list", '{"teller_flags":["urgent",]}'),
+            ("a raw tab inside a string", "{\"note\":\"a\tb\"}"),
+            ("an unknown escape in a string", r'{"note":"\q"}'),
+            ("a key without a colon", '{"amount" 50000}'),
+            ("a literal run into a number", '{"payee_new":null1}'),
+            ("a second value after the object", '{"amount":1}{"amount":2}'),
+    ), 60):
+        yield "not JSON: " + name, frame("EVT", n, payload), [err("bad_json", n)]
     # Event ids that are not printable text are good frames; the gateway refuses the event
     # (see the "gateway" section).
     surrogate = event_with(event_id=r'"x\ud800"')

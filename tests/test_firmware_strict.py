@@ -1,6 +1,6 @@
-"""The counter node reads a terminal's line as strictly as the gateway reads a frame: a repeated key,
-a number no double holds and an event_id that is not printable text are refused at the counter with
-a clear error, and nothing of them reaches the gateway. Real MicroPython unix port between real ptys."""
+"""The counter node reads a terminal's line as strictly as the gateway reads a frame: JSON that only a
+lenient parser takes, a repeated key, a number no double holds and an event_id that is not printable
+text are refused at the counter with a clear error, and nothing of them reaches the gateway. Real MicroPython unix port between real ptys."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def test_a_terminal_line_that_is_not_strict_json_or_has_an_unprintable_event_id_
         (good.replace('"purpose"', '"account": "6222020200000000999", "purpose"'), "bad_json", "appears twice"),
         (good.replace('"purpose"', '"note": 1e400, "purpose"'), "bad_json", "too large"),
         (good.replace('"purpose"', '"note": NaN, "purpose"'), "bad_json", "not JSON"),
+        # MicroPython's own parser takes these, and written compactly the first would become 15000.
+        (good.replace('"amount": 1500', '"amount": 1 5000'), "bad_json", "not JSON"),
+        (good.replace('"amount": 1500', '"amount": 01500'), "bad_json", "not JSON"),
+        (good.replace('"purpose": "daily"', '"purpose": "daily",'), "bad_json", "not JSON"),
         (json.dumps(event(event_id="b17-\u202e240000")), "schema", "U+202E"),
         (json.dumps(event(event_id="b17\u0000")), "schema", "U+0000"),
         (json.dumps(event(event_id="x\ud800")), "schema", "U+D800"),

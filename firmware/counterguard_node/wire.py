@@ -7,10 +7,10 @@ MicroPython's dicts do not keep insertion order, so events are never re-serialis
 ``compact()`` rewrites the JSON *text* the terminal sent (whitespace dropped, non-ASCII and ``$``
 escaped), keeping the terminal's key order and number spelling.
 
-JSON is read as strictly as the gateway reads it: MicroPython's parser already refuses ``NaN`` and
-``Infinity`` but would let a repeated key replace the first and turn ``1e400`` into infinity, so
-``json_problem`` (on the text, before parsing) and ``number_problem`` (on the parsed value) refuse
-those as ``bad_json``. On a port whose floats are single precision (the Pico), a number above about
+JSON is read as strictly as the gateway reads it: MicroPython's parser is lenient (trailing commas, ``01``,
+raw control characters in strings, a repeated key replacing the first, ``1e400`` as infinity), so
+``json_problem`` checks the text against RFC 8259 before parsing and ``number_problem`` the parsed
+value, and both refuse what the gateway refuses as ``bad_json``. On a port whose floats are single precision (the Pico), a number above about
 3.4e38 is refused here although the gateway would take it; no field of an event comes near that.
 """
 
@@ -164,60 +164,153 @@ def compact(text, start=0):
     return bytes(out), i
 
 
+_VALUE = const(0)  # what json_problem expects next
+_KEY = const(1)
+_COLON = const(2)
+_AFTER = const(3)
+_ESCAPES = b'"\\/bfnrtu'
+
+
+def _string_end(data, i):
+    """Index just after the JSON string starting at ``data[i]`` (a quote), or -1 if it is not one."""
+    n = len(data)
+    i += 1
+    while i < n:
+        c = data[i]
+        if c == 0x22:
+            return i + 1
+        if c < 0x20:
+            return -1  # a raw control character: JSON wants it escaped
+        if c == 0x5C:
+            if i + 1 >= n or data[i + 1] not in _ESCAPES:
+                return -1
+            if data[i + 1] == 0x75:  # \uXXXX
+                for c in data[i + 2:i + 6]:
+                    if not (0x30 <= c <= 0x39 or 0x41 <= c <= 0x46 or 0x61 <= c <= 0x66):
+                        return -1
+                if i + 6 > n:
+                    return -1
+                i += 6
+                continue
+            i += 2
+            continue
+        i += 1
+    return -1
+
+
+def _digits_end(data, i):
+    n = len(data)
+    while i < n and 0x30 <= data[i] <= 0x39:
+        i += 1
+    return i
+
+
+def _scalar_end(data, i):
+    """Index just after the literal or number at ``data[i]``, or -1 if there is none."""
+    for word in (b"true", b"false", b"null"):
+        if data[i:i + len(word)] == word:
+            return i + len(word)
+    n = len(data)
+    if data[i] == 0x2D:  # '-'
+        i += 1
+    if i >= n or not 0x30 <= data[i] <= 0x39:
+        return -1
+    i = i + 1 if data[i] == 0x30 else _digits_end(data, i)  # no leading zeros
+    if i < n and data[i] == 0x2E:  # '.': at least one digit after it
+        j = _digits_end(data, i + 1)
+        if j == i + 1:
+            return -1
+        i = j
+    if i < n and (data[i] == 0x65 or data[i] == 0x45):  # 'e'/'E', a sign, at least one digit
+        i += 1
+        if i < n and (data[i] == 0x2B or data[i] == 0x2D):
+            i += 1
+        j = _digits_end(data, i)
+        if j == i:
+            return -1
+        i = j
+    return i
+
+
 def json_problem(data):
     """Why JSON ``data`` (bytes) must be refused before it is parsed, or None.
 
-    Two things, in one pass over the bytes outside strings: nesting deeper than MAX_DEPTH (a line of
-    '[' would make the parser allocate one list per bracket, and on a Pico's heap that ends in
-    MemoryError, which would stop the node), and a key repeated in one object (the parser would let
-    the last one win: ``{"account": A, "account": B}`` must not reach anyone as B).
+    MicroPython's parser is lenient (``01``, ``1.``, ``[1,]``, ``{"a" 1}``, ``1 2``, raw tabs in
+    strings...), and compact() would even turn ``[1 2]`` into ``[12]``, so the text is checked here
+    against RFC 8259 in one pass, as the gateway's parser checks it, before ``json.loads`` runs.
+    The same pass refuses nesting deeper than MAX_DEPTH (a line of '[' would make the parser
+    allocate one list per bracket, and on a Pico's heap that ends in MemoryError, which would stop
+    the node) and a key repeated in one object (the parser would let the last one win:
+    ``{"account": A, "account": B}`` must not reach anyone as B).
     """
-    if data.count(b"{") == 0 and data.count(b"[") <= MAX_DEPTH:
-        return None  # no object, no key; shallow enough
+    n = len(data)
     stack = []  # per open bracket: the keys seen so far for an object, None for an array
-    key_next = False
-    in_str = False
-    esc = False
-    escaped = False
-    is_key = False
-    start = 0
-    for i in range(len(data)):
+    state = _VALUE
+    just_opened = False
+    i = 0
+    while True:
+        while i < n and (data[i] == 0x20 or data[i] == 0x0A or data[i] == 0x0D or data[i] == 0x09):
+            i += 1
+        if i >= n:
+            break
         c = data[i]
-        if in_str:
-            if esc:
-                esc = False
-            elif c == 0x5C:
-                esc = escaped = True
-            elif c == 0x22:
-                in_str = False
-                if is_key and stack and stack[-1] is not None:
-                    key = data[start:i]
-                    if escaped:  # "\u0061" is the key "a": compare what the keys say, not their spelling
-                        try:
-                            key = json.loads(data[start - 1:i + 1]).encode()
-                        except ValueError:
-                            pass  # json.loads refuses the whole text next
+        fresh = just_opened
+        just_opened = False
+        if state == _VALUE or state == _KEY:
+            if fresh and ((c == 0x7D and state == _KEY) or (c == 0x5D and state == _VALUE)):
+                stack.pop()  # {} or []
+                state = _AFTER
+                i += 1
+                continue
+            if c == 0x22:
+                j = _string_end(data, i)
+                if j < 0:
+                    return "a string at byte %d is not JSON text (a raw control character or a bad escape)" % i
+                if state == _KEY:
+                    key = data[i + 1:j - 1]
+                    if 0x5C in key:  # "\u0061" is the key "a": compare what the keys say, not their spelling
+                        key = json.loads(data[i:j]).encode()
                     if key in stack[-1]:
                         return "key %s appears twice in one object; each key may appear once" % key.decode()
                     stack[-1].add(key)
+                    state = _COLON
+                else:
+                    state = _AFTER
+                i = j
+                continue
+            if state == _KEY:
+                return "an object key at byte %d is not a string" % i
+            if c == 0x7B or c == 0x5B:
+                stack.append(set() if c == 0x7B else None)
+                if len(stack) > MAX_DEPTH:
+                    return "nested more than %d levels deep" % MAX_DEPTH
+                state = _KEY if c == 0x7B else _VALUE
+                just_opened = True
+                i += 1
+                continue
+            j = _scalar_end(data, i)
+            if j < 0:
+                return "no JSON value at byte %d" % i
+            state = _AFTER
+            i = j
             continue
-        if c == 0x22:
-            in_str = True
-            escaped = False
-            start = i + 1
-            is_key = key_next
-            key_next = False
-        elif c == 0x7B or c == 0x5B:
-            stack.append(set() if c == 0x7B else None)
-            if len(stack) > MAX_DEPTH:
-                return "nested more than %d levels deep" % MAX_DEPTH
-            key_next = c == 0x7B
-        elif c == 0x7D or c == 0x5D:
-            if stack:
-                stack.pop()
-            key_next = False
-        elif c == 0x2C:
-            key_next = bool(stack) and stack[-1] is not None
+        if state == _COLON:
+            if c != 0x3A:
+                return "no ':' after the key at byte %d" % i
+            state = _VALUE
+            i += 1
+            continue
+        if not stack:
+            return "text after the JSON value at byte %d" % i
+        if c == 0x2C:
+            state = _VALUE if stack[-1] is None else _KEY
+        elif (c == 0x7D and stack[-1] is not None) or (c == 0x5D and stack[-1] is None):
+            stack.pop()
+        else:
+            return "no ',' or closing bracket at byte %d" % i
+        i += 1
+    if stack or state != _AFTER:
+        return "the JSON text ends early"
     return None
 
 
@@ -269,7 +362,8 @@ def event_payload(line):
     problem = json_problem(text.encode())
     if problem:
         raise WireError(BAD_JSON, "the line is JSON %s; send one event object per line" % problem
-                        if problem.startswith("nested") else "the line is not strict JSON: %s" % problem)
+                        if problem.startswith("nested") else "the line is not JSON (%s); send one JSON object per line"
+                        % problem)
     try:
         body = json.loads(text)
     except ValueError:
@@ -278,7 +372,7 @@ def event_payload(line):
         raise WireError(BAD_JSON, "the line is JSON but not an object; send one event object per line")
     problem = number_problem(body)
     if problem:
-        raise WireError(BAD_JSON, "the line is not strict JSON: %s" % problem)
+        raise WireError(BAD_JSON, "the line is not JSON (%s); send one JSON object per line" % problem)
     payload, _ = compact(text, 0)
     if len(payload) > MAX_PAYLOAD:
         raise WireError(TOO_LONG, "the event is %d bytes on the wire; the limit is %d - shorten it"
