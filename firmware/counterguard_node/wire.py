@@ -107,7 +107,7 @@ def compact(text, start=0):
 
     Returns ``(payload_bytes, end)``; whitespace outside strings is dropped, every non-ASCII
     character and every ``$`` becomes a ``\\uXXXX`` escape, so the payload can never start a frame.
-    Only the shape is followed here; ``json.loads`` judges validity.
+    Only the shape is followed here; ``json_problem`` has judged validity before.
     """
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
