@@ -43,7 +43,8 @@ FRAUD_OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "police_called")
 # Time order is the terminal's event time, then the order the gateway received them in.
 _ROWS_SQL = (
     "SELECT r.event_id, r.payload, r.level, r.score, r.reasons, r.alerts, o.outcome, r.closed_id FROM ("
-    " SELECT e.event_id, e.payload, v.level, v.score, v.reasons, e.ts_epoch, e.received_wall, e.received_mono, e.rowid AS n, "
+    " SELECT e.event_id, e.payload, v.level, v.score, v.reasons, e.ts_epoch, e.received_wall, e.received_mono, "
+    " e.rowid AS n, "
     " (SELECT count(*) FROM alerts a WHERE a.event_id = e.event_id) AS alerts, "
     # An event with two alerts (amber by the model, red raised by staff) is fraud if either was judged so.
     " (SELECT a.alert_id FROM alerts a JOIN outcomes o ON o.alert_id = a.alert_id WHERE a.event_id = e.event_id "

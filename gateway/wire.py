@@ -6,10 +6,11 @@ One frame is one line::
 
 ``TYPE`` is ``EVT``, ``ACK``, ``NAK`` or ``HB``; ``SEQ`` the sender's sequence number in plain
 decimal (no leading zeros; never 0 on an ``EVT``, as 0 in a NAK means "unreadable"); ``PAYLOAD`` a
-strict JSON object (no duplicate keys, NaN or overflowing numbers) of at most 1 KiB that never contains ``$`` (encoders write ``\\u0024``); ``CRC`` the
-CRC-32 (IEEE, as zlib) of the bytes between ``$`` and ``*``, as 8 hex digits. A ``$`` always starts
-a new frame and a line feed always ends one, so the decoder resynchronises after noise or a cut
-frame without losing the next good frame. docs/protocol.md is the spec; docs/protocol_vectors.json
+strict JSON object (no duplicate keys, NaN or overflowing numbers) of at most 1 KiB that never
+contains ``$`` (encoders write ``\\u0024``); ``CRC`` the CRC-32 (IEEE, as zlib) of the bytes
+between ``$`` and ``*``, as exactly 8 hex digits. A ``$`` always starts a new frame and a line feed
+always ends one, so the decoder resynchronises after noise or a cut frame without losing the next
+good frame. docs/protocol.md is the spec; docs/protocol_vectors.json
 holds the test vectors shared with the firmware.
 """
 

@@ -125,12 +125,13 @@ def cases():
     yield "payload too long and not JSON: length before JSON", frame("EVT", 19, OVER_BY_ONE[:-1] + "]"), [
         err("too_long", 19)]
     # Strict JSON: a repeated key, NaN, the infinities and numbers no double holds are not JSON.
-    yield "duplicate key", frame("EVT", 20, event_with(account='"6222020200112233445","account":"6222000000000000001"')), [
-        err("bad_json", 20)]
+    twice = event_with(account='"6222020200112233445","account":"6222000000000000001"')
+    yield "duplicate key", frame("EVT", 20, twice), [err("bad_json", 20)]
     yield "duplicate key in a nested object", frame("EVT", 21, '{"x":{"a":1,"b":2,"a":1}}'), [err("bad_json", 21)]
     yield "duplicate key spelled with an escape", frame("EVT", 22, r'{"a":1,"\u0061":2}'), [
         err("bad_json", 22)]
-    yield "same key in two objects is not a duplicate", frame("EVT", 23, '{"a":{"k":1},"b":{"k":1},"l":[{"k":1},{"k":2}]}'), [
+    apart = '{"a":{"k":1},"b":{"k":1},"l":[{"k":1},{"k":2}]}'
+    yield "same key in two objects is not a duplicate", frame("EVT", 23, apart), [
         ok("EVT", 23, {"a": {"k": 1}, "b": {"k": 1}, "l": [{"k": 1}, {"k": 2}]})]
     yield "NaN in an unknown field", frame("EVT", 24, event_with(note="NaN")), [err("bad_json", 24)]
     yield "Infinity in an unknown field", frame("EVT", 25, event_with(note="Infinity")), [err("bad_json", 25)]
@@ -156,7 +157,8 @@ def cases():
     # Event ids that are not printable text are good frames; the gateway refuses the event
     # (see the "gateway" section).
     surrogate = event_with(event_id=r'"x\ud800"')
-    yield "event_id with a lone surrogate is a good frame", frame("EVT", 31, surrogate), [ok("EVT", 31, json.loads(surrogate))]
+    yield "event_id with a lone surrogate is a good frame", frame("EVT", 31, surrogate), [
+        ok("EVT", 31, json.loads(surrogate))]
     yield "three good frames back to back", frame("HB", 1, "{}") + frame("HB", 2, "{}") + frame("HB", 3, "{}"), [
         ok("HB", 1, {}), ok("HB", 2, {}), ok("HB", 3, {})]
 
@@ -171,12 +173,15 @@ def gateway_cases():
         return answer
 
     yield "good event", frame("EVT", 42, EVENT), {"type": "ACK", "seq": 42}
-    yield "event_id with a lone surrogate", frame("EVT", 40, event_with(event_id=r'"x\ud800"')), nak(40, "schema", "event_id")
-    yield "event_id with a low surrogate alone", frame("EVT", 41, event_with(event_id=r'"\udc00x"')), nak(41, "schema", "event_id")
+    yield "event_id with a lone surrogate", frame("EVT", 40, event_with(event_id=r'"x\ud800"')), nak(
+        40, "schema", "event_id")
+    yield "event_id with a low surrogate alone", frame("EVT", 41, event_with(event_id=r'"\udc00x"')), nak(
+        41, "schema", "event_id")
     yield "event_id with NUL", frame("EVT", 43, event_with(event_id=r'"b17\u0000"')), nak(43, "schema", "event_id")
     yield "event_id with a line feed", frame("EVT", 44, event_with(event_id=r'"b17\nx"')), nak(44, "schema", "event_id")
     yield "event_id with DEL", frame("EVT", 45, event_with(event_id=r'"b17\u007f"')), nak(45, "schema", "event_id")
-    yield "event_id with a C1 control", frame("EVT", 46, event_with(event_id=r'"b17\u009b"')), nak(46, "schema", "event_id")
+    yield "event_id with a C1 control", frame("EVT", 46, event_with(event_id=r'"b17\u009b"')), nak(
+        46, "schema", "event_id")
     yield "event_id with a right-to-left override", frame("EVT", 47, event_with(event_id=r'"b17-\u202e240000"')), nak(
         47, "schema", "event_id")
     yield "event_id with a left-to-right isolate", frame("EVT", 48, event_with(event_id=r'"b17\u2066x"')), nak(

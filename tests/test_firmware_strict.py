@@ -1,12 +1,13 @@
 """The counter node reads a terminal's line as strictly as the gateway reads a frame: JSON that only a
 lenient parser takes, a repeated key, a number no double holds and an event_id that is not printable
-text are refused at the counter with a clear error, and nothing of them reaches the gateway. Real MicroPython unix port between real ptys."""
+text are refused at the counter with a clear error, and nothing of them reaches the gateway. Real
+MicroPython unix port between real ptys."""
 
 from __future__ import annotations
 
 import json
 
-from firmware_harness import FakeGateway, Node, Pty, TerminalSide
+from firmware_harness import TerminalSide
 from harness import event
 
 from test_firmware import FAST, _ready, gateways, lines, nodes  # noqa: F401 (fixtures)
