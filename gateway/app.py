@@ -299,7 +299,9 @@ def check_ready(config: Config) -> None:
                        ("watchlist.file", config.watchlist.file),
                        ("downlink.centre_public_key", config.downlink.centre_public_key),
                        ("downlink.watchlist_key", config.downlink.watchlist_key),
-                       ("supervisor.questions_file", config.supervisor.questions_file)):
+                       ("supervisor.questions_file", config.supervisor.questions_file),
+                       ("console.cert_file", config.console.enabled and config.console.cert_file),
+                       ("console.key_file", config.console.enabled and config.console.key_file)):
         if value and not Path(value).exists():
             raise ConfigError(config.source, key, f"file {value} does not exist")
     if config.supervisor.questions_file:

@@ -8,6 +8,7 @@ is the reference and is checked against ``SECTIONS`` by the tests.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -176,6 +177,8 @@ def _check_value(path, key: str, f, value: Any):
         value = float(value)
     if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(path, key, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    if kind is float and not math.isfinite(value):  # TOML has nan and inf; no setting means either
+        raise ConfigError(path, key, f"must be a finite number, got {value}")
     meta = f.metadata
     if meta.get("lo") is not None and value < meta["lo"]:
         raise ConfigError(path, key, f"must be at least {meta['lo']}, got {value}")

@@ -12,6 +12,7 @@ gateway's counter lines (restarted after a fault, or given up on). Nothing is ch
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import stat
@@ -192,7 +193,11 @@ def check_downlink(config) -> list[Finding]:
 
 
 def check_broker(config, timeout: float = BROKER_TIMEOUT_S) -> list[Finding]:
-    """Connect as this gateway (its own certificate, a separate client id) and disconnect."""
+    """Connect as this gateway (its own certificate) and disconnect; while the gateway runs, only
+    the TLS handshake: the broker gives a certificate's one MQTT session to whoever connected last,
+    so a full connect from here would throw the running gateway off and set off its offline will."""
+    if _gateway_running(config):
+        return _check_handshake(config, timeout)
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -230,6 +235,49 @@ def check_broker(config, timeout: float = BROKER_TIMEOUT_S) -> list[Finding]:
     return [Finding(OK, "broker", f"{where} accepted this gateway" + (" over TLS" if m.ca_file else ""))]
 
 
+def _gateway_running(config) -> bool:
+    from .counter_line import STATUS_FILE
+
+    try:
+        return _pid_running(json.loads((config.store_path.parent / STATUS_FILE).read_text()).get("pid"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_handshake(config, timeout: float) -> list[Finding]:
+    """The running gateway's view of the broker without taking its session: TCP, then TLS with its
+    certificate (a revoked or foreign one is refused here too), then silence while the broker waits
+    for an MQTT CONNECT that never comes."""
+    import socket
+    import ssl
+
+    m = config.mqtt
+    where = f"{m.host}:{m.port}"
+    note = " (the gateway is running, so only the TLS handshake was tried: a full connect would take its session)"
+    try:
+        with socket.create_connection((m.host, m.port), timeout=timeout) as raw:
+            if not m.ca_file:
+                return [Finding(OK, "broker", f"{where} is listening" + note.replace("TLS handshake", "TCP connection"))]
+            ctx = ssl.create_default_context(cafile=m.ca_file)
+            ctx.load_cert_chain(m.cert_file, m.key_file or None)
+            with ctx.wrap_socket(raw, server_hostname=m.host) as tls:
+                tls.settimeout(min(timeout, 2.0))
+                try:
+                    closed = tls.recv(1) == b""
+                except TimeoutError:
+                    closed = False  # the broker is waiting for CONNECT: the certificate was accepted
+    except ssl.SSLError as exc:
+        return [Finding(FAIL, "broker", f"{where} refused this gateway's TLS handshake ({exc.reason or exc}): "
+                        "certificate revoked, expired or from another CA?; run the checks above and ask the centre")]
+    except OSError as exc:
+        return [Finding(FAIL, "broker", f"cannot reach {where}: {exc}; check mqtt.host/mqtt.port, the branch "
+                        "network and firewall")]
+    if closed:
+        return [Finding(FAIL, "broker", f"{where} closed the connection after the TLS handshake: certificate "
+                        "revoked?; ask the centre")]
+    return [Finding(OK, "broker", f"{where} accepted this gateway's certificate over TLS" + note)]
+
+
 def _pid_running(pid) -> bool:
     try:
         os.kill(int(pid), 0)
@@ -243,8 +291,6 @@ def _pid_running(pid) -> bool:
 def check_counter_lines(config) -> list[Finding]:
     """What the gateway last wrote about its counter lines (counter-lines.json beside the store):
     a line restarted after a fault, or one given up on, is said here with its last fault."""
-    import json
-
     from .counter_line import STATUS_FILE
 
     path = config.store_path.parent / STATUS_FILE

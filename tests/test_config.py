@@ -60,6 +60,8 @@ def test_the_console_roster_is_read_as_staff_numbers(tmp_path):
 
 @pytest.mark.parametrize("text, key, words", [
     ("[mqtt]\nport = 70000\n", "mqtt.port", "at most 65535"),
+    ("[link]\nheartbeat_s = nan\n", "link.heartbeat_s", "finite number"),
+    ("[thresholds]\nred = inf\n", "thresholds.red", "finite number"),
     ("[mqtt]\nport = \"1883\"\n", "mqtt.port", "must be int"),
     ("[mqtt]\nhots = \"x\"\n", "mqtt.hots", "unknown key"),
     ("[lamp]\npins = \"mock\"\n", "lamp", "unknown section"),

@@ -303,7 +303,7 @@ def test_a_teller_reports_an_event_the_lamp_let_through_from_the_console_in_chro
     view = gw.store.alert_view(alert.alert_id)
     assert (view.level, view.raised_by, view.raise_note, view.event_id) == (
         "amber", "T0311", "asked twice whether the police would know", "browser-green")
-    assert gw.lamps.states()[1] == "amber"
+    assert wait_until(lambda: gw.lamps.states()[1] == "amber", timeout=10)  # lamps follow the commit
     card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#open .card[data-alert-id="{alert.alert_id}"]'))[0]
     assert "发起人 T0311" in card.text and "网点员工发起的预警" in card.text
 

@@ -176,6 +176,9 @@ def test_check_config_refuses_a_lan_console_without_tls_or_a_proxy(tmp_path):
     path.write_text(base.replace('staff = ["S1024"]\n', "") + "behind_proxy = true\n")
     done = check_config(path)
     assert done.returncode == 2 and f"{path}: console.staff: is required" in done.stderr
+    path.write_text(base + f'cert_file = "{tmp_path}/console.pem"\nkey_file = "{tmp_path}/console.key"\n')
+    done = check_config(path)
+    assert done.returncode == 2 and f"{path}: console.cert_file: file {tmp_path}/console.pem does not exist" in done.stderr
 
 
 def self_signed(tmp_path):
@@ -329,6 +332,7 @@ def test_the_centre_dashboard_login_counts_parallel_guesses_the_same_way(tmp_pat
 
 
 def test_in_chromium_a_number_not_on_the_roster_reads_the_same_as_a_wrong_password(gateway, browser):  # noqa: F811
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -341,9 +345,10 @@ def test_in_chromium_a_number_not_on_the_roster_reads_the_same_as_a_wrong_passwo
     shown = []
     for staff, password in (("S7777", PASSWORD), ("S1024", "not-the-password")):
         try_login(staff, password)
-        error = WebDriverWait(browser, 30).until(
-            lambda d: [e for e in d.find_elements(By.ID, "login-error") if e.is_displayed()])[0]
-        shown.append(error.text)
+        # The page may redraw the message while it is read: a stale element is read again.
+        shown.append(WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: next((e.text for e in d.find_elements(By.ID, "login-error") if e.is_displayed() and e.text),
+                           None)))
         assert browser.get_cookie("cg_session") is None
     assert shown[0] == shown[1] and "工号或密码错误" in shown[0]
     try_login("S1024", PASSWORD)

@@ -127,3 +127,45 @@ def test_a_bad_config_key_is_named_and_the_command_exits_1(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gateway.cli", "doctor", "--config", str(tmp_path / "config.toml")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "FAIL config" in result.stdout and "1 failed" in result.stdout
+
+
+def test_doctor_beside_a_running_gateway_checks_the_broker_without_taking_its_session(site, tmp_path):
+    # The broker gives a certificate's one MQTT session to whoever connected last: a full connect from
+    # the doctor would throw the running gateway off and the centre would see its offline will.
+    import json
+    import os
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    base, ca, bundles, broker = site
+    config = install(bundles["gw-good"], tmp_path, [], broker.port)
+    etc = config.parent
+    (tmp_path / "data" / "counter-lines.json").write_text(json.dumps({"pid": os.getpid(), "lines": {}}))
+    connected, dropped = threading.Event(), threading.Event()
+    gateway = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-good")  # stands in for the running service
+    gateway.tls_set(ca_certs=str(etc / "ca.crt"), certfile=str(etc / "gateway.crt"), keyfile=str(etc / "gateway.key"))
+    gateway.on_connect = lambda *a: connected.set()
+    gateway.on_disconnect = lambda *a: dropped.set()
+    gateway.connect("127.0.0.1", broker.port, keepalive=10)
+    gateway.loop_start()
+    try:
+        assert connected.wait(20)
+        result = findings(config)
+        assert result["broker"].status == doctor.OK and "only the TLS handshake" in result["broker"].message
+        assert not dropped.wait(1.5), "the doctor took the running gateway's session"
+    finally:
+        gateway.disconnect()
+        gateway.loop_stop()
+
+
+def test_a_revoked_gateway_is_told_so_by_the_handshake_too_while_it_runs(site, tmp_path):
+    import json
+    import os
+
+    base, ca, bundles, broker = site
+    config = install(bundles["gw-gone"], tmp_path, [], broker.port)
+    (tmp_path / "data" / "counter-lines.json").write_text(json.dumps({"pid": os.getpid(), "lines": {}}))
+    result = findings(config)
+    assert result["broker"].status == doctor.FAIL and "revoked" in result["broker"].message
