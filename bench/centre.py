@@ -46,8 +46,8 @@ def _payloads(gateway_id: str, region: str, branch: str, n: int) -> list[tuple[i
 
 
 def worker_process(store_url: str, port: int, client_id: str, ready, stop, results) -> None:
-    from centre.ingest import IngestWorker
-    from centre.store import open_store
+    from counterguard.centre.ingest import IngestWorker
+    from counterguard.centre.store import open_store
 
     worker = IngestWorker(open_store(store_url), port=port, client_id=client_id).start()
     ready.set()
@@ -62,7 +62,7 @@ def publisher_process(port: int, index: int, gateways: int, per_gateway: int, go
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from gateway import messages
+    from counterguard.core import messages
 
     clients, plans, done = [], [], threading.Event()
     receipted = [0]
@@ -133,7 +133,7 @@ def intake(port: int, workers: int, publishers: int, alerts: int, tmp: Path, sto
     ends = [o[3] for o in outs]
     sent = sum(o[5] for o in outs)
     got = sum(o[4] for o in outs)
-    from centre.store import open_store
+    from counterguard.centre.store import open_store
     store = open_store(store_url)
     stored = store.count("alert")
     store.close()
@@ -160,9 +160,9 @@ def _combine(runs: list[dict]) -> dict:
 
 def writer_only(alerts: int, tmp: Path) -> float:
     """Alerts/s through schema check + one-transaction store (batches of 2,000), no MQTT."""
-    from centre import schema
-    from centre.store import open_store
-    from gateway import messages
+    from counterguard.centre import schema
+    from counterguard.centre.store import open_store
+    from counterguard.core import messages
 
     topics = messages.Topics("610100", "b0001", "gw-writer")
     msgs = [(topics.alert, p.encode()) for _, p in _payloads("gw-writer", "610100", "b0001", alerts)]
@@ -180,9 +180,9 @@ def dashboard_latency(port: int, n: int, tmp: Path) -> list[float]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    from centre.ingest import IngestWorker
-    from centre.store import open_store
-    from centre.web import Dashboard
+    from counterguard.centre.ingest import IngestWorker
+    from counterguard.centre.store import open_store
+    from counterguard.centre.web import Dashboard
     from centre_support import SimGateway
 
     db = tmp / "dashboard.db"
@@ -229,7 +229,7 @@ def main() -> None:
     args = parser.parse_args()
     load = os.getloadavg()[0]
 
-    from gateway.broker import PrivateBroker
+    from counterguard.gateway.link.broker import PrivateBroker
 
     tmp = Path(tempfile.mkdtemp(prefix="counterguard-bench-centre-"))
     rows = []

@@ -34,10 +34,10 @@ def main(argv=None) -> int:
     p.add_argument("--alerts", type=int, default=20000, help="alerts queued during the outage")
     args = p.parse_args(argv)
 
-    from centre.receiver import Receiver
-    from gateway.broker import PrivateBroker
-    from gateway.store import Store
-    from gateway.terminal import TellerTerminal
+    from counterguard.centre.receiver import Receiver
+    from counterguard.gateway.link.broker import PrivateBroker
+    from counterguard.gateway.store.db import Store
+    from counterguard.gateway.counter.terminal import TellerTerminal
     from harness import config_toml, gateway_config, intercept, pty_pair
 
     with tempfile.TemporaryDirectory(prefix="counterguard-drain-") as tmp, PrivateBroker() as broker, \
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         # The product's resend interval (30 s), so a slow receipt cannot be mistaken for a lost one.
         cfg = gateway_config(tmp, broker_port=broker.port, serial_path=tty_path, republish_after_s=30.0)
         (tmp / "gateway.toml").write_text(config_toml(cfg))
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(tmp / "gateway.toml")],
+        proc = subprocess.Popen([sys.executable, "-m", "counterguard", "run", "-c", str(tmp / "gateway.toml")],
                                 cwd=ROOT, stdout=open(tmp / "gateway.log", "wb"), stderr=subprocess.STDOUT)
         receiver = None
         try:

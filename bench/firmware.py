@@ -182,7 +182,7 @@ class Bench:
 
 
 def mpy_sizes(tmp: Path) -> dict[str, int]:
-    from provisioning.flash import build
+    from counterguard.provisioning.flash import build
 
     out = tmp / "mpy"
     build(out, counter=1, baud=115200, light="neopixel", capacity=200, chip="rp2040", mpy_cross=MPY_CROSS)

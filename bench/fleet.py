@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from centre.store import open_store  # noqa: E402
+from counterguard.centre.store import open_store  # noqa: E402
 from fleet_sim import histogram, percentile, rehearse_broker_restart, spread_problems  # noqa: E402
-from gateway.broker import PrivateBroker  # noqa: E402
+from counterguard.gateway.link.broker import PrivateBroker  # noqa: E402
 
 
 def busiest_slice(delays: list[float], slice_s: float = 0.1) -> int:

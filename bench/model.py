@@ -46,10 +46,10 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="passes over them (default 5)")
     args = p.parse_args(argv)
 
-    from gateway.features import event_features
-    from gateway.model import FraudModel, default_model_path
-    from models.simulate import simulate
-    from models.train import replay_items
+    from counterguard.core.features import event_features
+    from counterguard.gateway.scoring.model import FraudModel, default_model_path
+    from counterguard.models.simulate import simulate
+    from counterguard.models.train import replay_items
 
     model = FraudModel.load(default_model_path())
     pairs = [(event, history) for event, history, _ in replay_items(simulate(11, args.events))]

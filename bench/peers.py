@@ -192,15 +192,15 @@ class Counterguard(System):
         self.terminal = None
 
     def start(self, tmp, tty_path, master, port):
-        from centre.receiver import Receiver
-        from gateway.terminal import TellerTerminal
+        from counterguard.centre.receiver import Receiver
+        from counterguard.gateway.counter.terminal import TellerTerminal
         from harness import config_toml, gateway_config
 
         self.receiver = Receiver("127.0.0.1", port, client_id="bench-centre")
         self.receiver.start()
         cfg = gateway_config(tmp, broker_port=port, serial_path=tty_path)
         (tmp / "counterguard.toml").write_text(config_toml(cfg))
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(tmp / "counterguard.toml")],
+        self.proc = subprocess.Popen([sys.executable, "-m", "counterguard", "run", "-c", str(tmp / "counterguard.toml")],
                                      cwd=ROOT, stdout=open(tmp / "counterguard.log", "wb"), stderr=subprocess.STDOUT)
         self.terminal = TellerTerminal(master, timeout=0.5, retries=180)
         self.send([warm(0)])

@@ -42,14 +42,14 @@ def own_process(tmp: Path, port: int, n: int, window: int) -> tuple[float, float
     """The gateway as it runs in a branch, `counterguard run` in its own process: seconds from start
     to the first verdict back over the line; events/s for ``n`` pipelined events; its peak resident
     memory (MB) after them."""
-    from gateway.terminal import TellerTerminal
+    from counterguard.gateway.counter.terminal import TellerTerminal
     from harness import config_toml, event, gateway_config, pty_pair
 
     with pty_pair() as (master, path):
         cfg = gateway_config(tmp, broker_port=port, serial_path=path)
         (tmp / "run.toml").write_text(config_toml(cfg))
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(tmp / "run.toml")],
+        proc = subprocess.Popen([sys.executable, "-m", "counterguard", "run", "-c", str(tmp / "run.toml")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         try:
             terminal = TellerTerminal(master, timeout=0.2, retries=200)
@@ -77,10 +77,10 @@ def main() -> None:
 
     from gpiozero.pins.mock import MockFactory
 
-    from centre.receiver import Receiver
-    from gateway.app import Gateway
-    from gateway.broker import PrivateBroker
-    from gateway.terminal import TellerTerminal
+    from counterguard.centre.receiver import Receiver
+    from counterguard.gateway.ops.app import Gateway
+    from counterguard.gateway.link.broker import PrivateBroker
+    from counterguard.gateway.counter.terminal import TellerTerminal
     from harness import event, gateway_config, pty_pair
 
     rows = []

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs of each; the median is shown")
     args = p.parse_args(argv)
 
-    from gateway.broker import PrivateBroker
+    from counterguard.gateway.link.broker import PrivateBroker
     from harness import intercept
 
     # An alert-sized payload: one line of JSON, as mosquitto_pub -l needs.

@@ -31,10 +31,10 @@ WORKER = ROOT / "bench" / "peers" / "score_worker.py"
 
 def prepare(path: Path, events: int) -> str:
     """Feature rows of simulated events, the TFLite scores for them, and the model's weights."""
-    from gateway.features import event_features
-    from gateway.model import FraudModel, default_model_path
-    from models.simulate import simulate
-    from models.train import replay_items
+    from counterguard.core.features import event_features
+    from counterguard.gateway.scoring.model import FraudModel, default_model_path
+    from counterguard.models.simulate import simulate
+    from counterguard.models.train import replay_items
     from reference import extract_weights
 
     model = FraudModel.load(default_model_path())

@@ -16,14 +16,14 @@ import time
 from datetime import date
 from pathlib import Path
 
-from gateway import manifest as m
-from gateway.downlink import Downlink
-from gateway.model import FraudModel, default_model_path
-from gateway.pipeline import Assessor
-from gateway.store import Store
-from gateway.watchlist import Watchlist
-from provisioning.bundle import CentreFiles, batch
-from provisioning.ca import CertificateAuthority
+from counterguard.core import manifest as m
+from counterguard.gateway.link.downlink import Downlink
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.gateway.counter.pipeline import Assessor
+from counterguard.gateway.store.db import Store
+from counterguard.gateway.scoring.watchlist import Watchlist
+from counterguard.provisioning.bundle import CentreFiles, batch
+from counterguard.provisioning.ca import CertificateAuthority
 
 
 def pct(values, q):

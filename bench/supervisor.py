@@ -27,18 +27,18 @@ sys.path.insert(0, str(ROOT))
 
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 
-from gateway.clock import Clock, Stamp  # noqa: E402
-from gateway.console.auth import Sessions, hash_password  # noqa: E402
-from gateway.console.server import BranchConsole  # noqa: E402
-from gateway.decision import Verdict  # noqa: E402
-from gateway.events import parse_event  # noqa: E402
-from gateway.export import export_events  # noqa: E402
-from gateway.lamps import LampBoard  # noqa: E402
-from gateway.lifecycle import Lifecycle  # noqa: E402
-from gateway.pinmap import default_pinmap_path, load_pinmap  # noqa: E402
-from gateway.questions import load_questions  # noqa: E402
-from gateway.report import build_report, render_html, render_text  # noqa: E402
-from gateway.store import Store  # noqa: E402
+from counterguard.core.clock import Clock, Stamp  # noqa: E402
+from counterguard.core.weblogin import Sessions, hash_password  # noqa: E402
+from counterguard.gateway.branch.console.server import BranchConsole  # noqa: E402
+from counterguard.core.decision import Verdict  # noqa: E402
+from counterguard.core.events import parse_event  # noqa: E402
+from counterguard.gateway.branch.export import export_events  # noqa: E402
+from counterguard.gateway.counter.lamps import LampBoard  # noqa: E402
+from counterguard.gateway.branch.lifecycle import Lifecycle  # noqa: E402
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap  # noqa: E402
+from counterguard.gateway.questions import load_questions  # noqa: E402
+from counterguard.gateway.branch.report import build_report, render_html, render_text  # noqa: E402
+from counterguard.gateway.store.db import Store  # noqa: E402
 
 
 def fill_day(store: Store, verdicts: int, alerts: int) -> list[str]:

@@ -25,7 +25,13 @@ import threading
 import time
 from pathlib import Path
 
-from .config import CentreConfig, CentreConfigError, analyst_name_problem, load_config, toml_key
+from counterguard.centre.config import (
+    CentreConfig,
+    CentreConfigError,
+    analyst_name_problem,
+    load_config,
+    toml_key,
+)
 
 log = logging.getLogger(__name__)
 _ACCOUNT = re.compile(r"[0-9]{6,34}")
@@ -47,7 +53,7 @@ def _config(args) -> CentreConfig:
 
 
 def _open_store(cfg: CentreConfig):
-    from .store import open_store
+    from counterguard.centre.store import open_store
 
     return open_store(cfg.store.url)
 
@@ -55,7 +61,7 @@ def _open_store(cfg: CentreConfig):
 # -- run ------------------------------------------------------------------------------------------
 def _check_dashboard_login(cfg: CentreConfig, config_file) -> None:
     """Every branch's alerts are on the dashboard: beyond this machine, only for analysts who log in."""
-    from .web import is_loopback
+    from counterguard.centre.web import is_loopback
 
     if cfg.dashboard.users or is_loopback(cfg.dashboard.host):
         return
@@ -67,8 +73,8 @@ def _check_dashboard_login(cfg: CentreConfig, config_file) -> None:
 
 
 def _run(args) -> int:
-    from .ingest import IngestWorker, default_client_id
-    from .web import Dashboard
+    from counterguard.centre.ingest import IngestWorker, default_client_id
+    from counterguard.centre.web import Dashboard
 
     cfg = _config(args)
     if args.workers:
@@ -127,9 +133,9 @@ def _run(args) -> int:
 
 # -- pushes ---------------------------------------------------------------------------------------
 def _downlink(cfg: CentreConfig, store, *, need_watchlist_key: bool = False):
-    from gateway import manifest as signed
+    from counterguard.core import manifest as signed
 
-    from .downlink import Downlink
+    from counterguard.centre.downlink import Downlink
 
     if not cfg.signing.key:
         raise CommandError("pushing needs the centre signing key: --signing-key FILE or [signing] key in --config")
@@ -171,7 +177,7 @@ def _accounts_file(path) -> list[str]:
 
 
 def _publish(cfg: CentreConfig, pushes) -> None:
-    from .downlink import publish_retained
+    from counterguard.centre.downlink import publish_retained
 
     try:
         publish_retained(cfg.broker.host, cfg.broker.port, [(p.topic, p.envelope) for p in pushes],
@@ -186,7 +192,7 @@ def _publish(cfg: CentreConfig, pushes) -> None:
 
 
 def _push(args, build, *, need_watchlist_key: bool = False) -> int:
-    from .downlink import DownlinkError
+    from counterguard.centre.downlink import DownlinkError
 
     cfg = _signing_config(args)
     store = _open_store(cfg)
@@ -234,7 +240,7 @@ def _report(args, build, render) -> int:
 
 
 def _rollout(args) -> int:
-    from .downlink import rollout
+    from counterguard.centre.downlink import rollout
 
     def render(rows):
         lines = [f"{'kind':<11} {'target':<22} {'version':>7}  applied  waiting"]
@@ -246,7 +252,7 @@ def _rollout(args) -> int:
 
 
 def _fleet(args) -> int:
-    from . import fleet
+    from counterguard.centre import fleet
 
     def build(store):
         now = time.time()
@@ -266,7 +272,7 @@ def _fleet(args) -> int:
 
 
 def _accuracy(args) -> int:
-    from . import accuracy
+    from counterguard.centre import accuracy
 
     def build(store):
         try:
@@ -294,7 +300,7 @@ def _quarantine(args) -> int:
 
 
 def _keys(args) -> int:
-    from gateway import manifest as signed
+    from counterguard.core import manifest as signed
 
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -312,7 +318,7 @@ def _keys(args) -> int:
 
 
 def _dashboard_user(args) -> int:
-    from gateway.console.auth import PasswordError, hash_password, read_new_password
+    from counterguard.core.weblogin import PasswordError, hash_password, read_new_password
 
     problem = analyst_name_problem(args.name)
     if problem:
@@ -334,7 +340,7 @@ def _guard(func):
             print(f"counterguard centre: {exc}", file=sys.stderr)
             return 2
         except Exception as exc:
-            from .store import StoreError
+            from counterguard.centre.store import StoreError
 
             if isinstance(exc, StoreError):
                 print(f"counterguard centre: {exc}", file=sys.stderr)

@@ -40,7 +40,7 @@ import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from gateway.console.auth import NotAHash, PasswordError, check_hash_format
+from counterguard.core.weblogin import NotAHash, PasswordError, check_hash_format
 
 ANALYST_NAME_MAX = 64   # as long as the login form takes
 

@@ -1,5 +1,5 @@
 """What the centre sends down: the stop-payment list, models and thresholds, as signed, versioned
-manifests (gateway/manifest.py encodes and signs them; this module decides what goes in them).
+manifests (core/manifest.py encodes and signs them; this module decides what goes in them).
 
 Each push gets the next version of its kind (one sequence per kind across every target, because a
 gateway holds one version per kind and refuses anything not newer). It is published QoS 1 and
@@ -32,8 +32,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import manifest as signed
-from gateway import jsontext, messages
+from counterguard.core import manifest as signed
+from counterguard.core import jsontext, messages
 
 KIND_FIELD = {"watchlist": "watchlist_version", "model": "model_version", "thresholds": "thresholds_version"}
 

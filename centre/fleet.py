@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from gateway import messages
+from counterguard.core import messages
 
 STATE_RANK = {"online": 0, "offline": 1, "stopped": 1}
 # A gateway whose heartbeat is this many heartbeat periods late is shown as silent.

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import messages
-from gateway.clock import wait_on
+from counterguard.core import messages
+from counterguard.core.clock import wait_on
 
-from . import fleet, schema
+from counterguard.centre import fleet, schema
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ tells gateways to resend anything the centre has not receipted.
     print(receiver.alerts[0]["level"], receiver.duplicates)
     receiver.stop()
 
-From the command line: ``python -m centre.receiver --host 127.0.0.1 --port 1883`` prints each
+From the command line: ``python -m counterguard.centre.receiver --host 127.0.0.1 --port 1883`` prints each
 alert as one JSON line.
 """
 
@@ -31,8 +31,8 @@ from collections import defaultdict
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import jsontext, messages
-from gateway.clock import wait_on
+from counterguard.core import jsontext, messages
+from counterguard.core.clock import wait_on
 
 log = logging.getLogger(__name__)
 

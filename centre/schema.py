@@ -3,7 +3,7 @@
 ``check(topic, payload)`` takes a message exactly as it came off the broker and returns a
 ``Record`` (the topic's gateway, the record kind and the decoded body), or raises ``SchemaError``
 naming the field at fault. The required-field lists for alerts and acknowledgements are the ones
-``gateway.messages`` builds them from, so the two ends cannot drift apart.
+``counterguard.core.messages`` builds them from, so the two ends cannot drift apart.
 
 A record must also come from the gateway it names: its ``gateway_id`` (and ``region`` / ``branch``
 where it carries them) must match the topic it was published on, so one gateway cannot write into
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gateway import jsontext, messages
+from counterguard.core import jsontext, messages
 
 # The topic leaf says what a message is; the body's "type" must agree where it has one.
 LEAF_KIND = {"alert": "alert", "ack": "acknowledgement", "outcome": "outcome", "escalation": "escalation",

@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fleet
-from .schema import SEQUENCED, Record
+from counterguard.centre import fleet
+from counterguard.centre.schema import SEQUENCED, Record
 
 log = logging.getLogger(__name__)
 

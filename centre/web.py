@@ -23,7 +23,7 @@ Endpoints (all JSON except the page and its assets):
 
 With analysts configured (``users``: name -> scrypt hash, ``[dashboard.users]``), everything but
 the login form and its style sheet needs a session: the branch console's login code
-(gateway/console/auth.py), one password per analyst. The session cookie is HttpOnly and
+(core/weblogin.py), one password per analyst. The session cookie is HttpOnly and
 SameSite=Strict; both POSTs carry a CSRF token (the login form's own, a cookie echoed in a
 hidden field; the session's, for sign-out) and an ``Origin``, if sent, must be this server's. With
 no analysts the dashboard has no login, and only a loopback address may serve it.
@@ -45,11 +45,11 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlparse
 
-from gateway.console.auth import LockedOut, Sessions
-from gateway.console.server import SECURITY_HEADERS, cookie_value, same_origin
+from counterguard.core.weblogin import LockedOut, Sessions
+from counterguard.core.weblogin import SECURITY_HEADERS, cookie_value, same_origin
 
-from . import accuracy, downlink, fleet
-from .config import ANALYST_NAME_MAX
+from counterguard.centre import accuracy, downlink, fleet
+from counterguard.centre.config import ANALYST_NAME_MAX
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def _handler(api: DashboardApi, sessions: Sessions | None):
                 return self._login_page("The login form had expired or came from elsewhere: log in again.", 403)
             name = (form.get("analyst") or "").strip()[:ANALYST_NAME_MAX]
             try:
-                # Counted per name and per address before the password is checked (gateway/console/auth.py).
+                # Counted per name and per address before the password is checked (core/weblogin.py).
                 session = sessions.login(name, form.get("password") or "", address)
             except LockedOut:
                 log.warning("dashboard: login for %r from %s refused: too many wrong passwords", name, address)

@@ -31,17 +31,17 @@ if __name__ == "__main__":  # fuzzing: instrument only the project's modules (al
     import atheris
 
     with atheris.instrument_imports(include=["gateway"]):
-        from gateway import wire
-        from gateway.model import FraudModel, default_model_path
-        from gateway.pipeline import Assessor, Pipeline
-        from gateway.store import Store
-        from gateway.watchlist import Watchlist
+        from counterguard.core import wire
+        from counterguard.gateway.scoring.model import FraudModel, default_model_path
+        from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+        from counterguard.gateway.store.db import Store
+        from counterguard.gateway.scoring.watchlist import Watchlist
 else:
-    from gateway import wire
-    from gateway.model import FraudModel, default_model_path
-    from gateway.pipeline import Assessor, Pipeline
-    from gateway.store import Store
-    from gateway.watchlist import Watchlist
+    from counterguard.core import wire
+    from counterguard.gateway.scoring.model import FraudModel, default_model_path
+    from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+    from counterguard.gateway.store.db import Store
+    from counterguard.gateway.scoring.watchlist import Watchlist
 
 CST = timezone(timedelta(hours=8))
 MULE = "6217000099887766554"  # on the watchlist: the good event below is sometimes red
@@ -108,7 +108,7 @@ def check(data: bytes) -> None:
 
 def main() -> None:
     # A frame the gateway fails on is logged with its traceback; thousands a second drown the run.
-    logging.getLogger("gateway.pipeline").setLevel(logging.CRITICAL)
+    logging.getLogger("counterguard.gateway.counter.pipeline").setLevel(logging.CRITICAL)
     pipeline()  # load the model before fuzzing starts, not inside the first input's time
     atheris.Setup(sys.argv, check)
     atheris.Fuzz()

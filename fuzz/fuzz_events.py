@@ -21,11 +21,11 @@ if __name__ == "__main__":  # fuzzing: instrument only the project's modules (al
     import atheris
 
     with atheris.instrument_imports(include=["gateway"]):
-        from gateway import wire
-        from gateway.events import Event, SchemaError, parse_event
+        from counterguard.core import wire
+        from counterguard.core.events import Event, SchemaError, parse_event
 else:
-    from gateway import wire
-    from gateway.events import Event, SchemaError, parse_event
+    from counterguard.core import wire
+    from counterguard.core.events import Event, SchemaError, parse_event
 
 FIELDS = {f.name for f in dataclasses.fields(Event)} - {"extra"}
 

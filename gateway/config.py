@@ -235,7 +235,7 @@ def parse_config(data: dict, path: str | Path | None = None) -> Config:
     if any(tls) and not all(tls):
         raise ConfigError(path, "mqtt.ca_file", "TLS needs ca_file, cert_file and key_file together")
     if cfg.console.password_hash:
-        from .console.auth import PasswordError, check_hash_format
+        from counterguard.core.weblogin import PasswordError, check_hash_format
 
         try:
             check_hash_format(cfg.console.password_hash)

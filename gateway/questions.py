@@ -3,7 +3,7 @@ in Chinese and English, and each reason in plain words.
 
 The bundled gateway/caring_questions.toml is the default; a branch can point
 ``supervisor.questions_file`` at its own file, and reasons that file leaves out keep the bundled
-text. English reason labels come from gateway.decision, so the console, the teller's ACK text and
+text. English reason labels come from counterguard.core.decision, so the console, the teller's ACK text and
 the report say the same thing.
 
     >>> q = load_questions()
@@ -23,8 +23,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .decision import REASON_TEXT, REASONS
-from .messages import ANSWERS  # noqa: F401  (what a customer said; a question not asked is not recorded)
+from counterguard.core.decision import REASON_TEXT, REASONS
+from counterguard.core.messages import ANSWERS  # noqa: F401  (what a customer said; a question not asked is not recorded)
 
 LANGS = ("en", "zh")
 DEFAULT_PATH = Path(__file__).with_name("caring_questions.toml")

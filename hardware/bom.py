@@ -101,7 +101,7 @@ def needs(pinmap, counters: int) -> dict[str, int]:
 
 def check_bom(parts: list[Part]) -> list[str]:
     """Every shortfall against the pin maps, e.g. ``medium: counter.red needs 4, the BOM has 3``."""
-    from gateway.pinmap import load_pinmap
+    from counterguard.hardware.pinmap import load_pinmap
 
     problems = []
     for size, (map_name, counters) in SIZES.items():

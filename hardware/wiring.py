@@ -199,7 +199,7 @@ def diagram_path(pinmap_path: Path) -> Path:
 
 def write_all() -> list[Path]:
     """Regenerate hardware/wiring-<map>.svg for every shipped pin map; the paths written."""
-    from gateway.pinmap import load_pinmap
+    from counterguard.hardware.pinmap import load_pinmap
 
     written = []
     for path in shipped_pinmaps():
@@ -211,7 +211,7 @@ def write_all() -> list[Path]:
 
 def stale_diagrams() -> list[Path]:
     """Shipped diagrams that are missing or differ from what their pin map draws now."""
-    from gateway.pinmap import load_pinmap
+    from counterguard.hardware.pinmap import load_pinmap
 
     stale = []
     for path in shipped_pinmaps():

@@ -3,7 +3,7 @@
 The file ``counterguard export-events --labelled`` writes, after the bank has added the frauds it
 learnt of later: one JSON object a line, ``{"event": <schema v1 event>, "label": 0|1}``, with
 optional ``"watchlisted": bool`` and ``"typology": str``; other keys are ignored. ``counterguard
-evaluate --cases`` judges a model on such a file and ``python -m models.train --cases`` trains on
+evaluate --cases`` judges a model on such a file and ``python -m counterguard.models.train --cases`` trains on
 it, both through ``load_cases`` here.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from gateway import jsontext
-from gateway.events import parse_event
+from counterguard.core import jsontext
+from counterguard.core.events import parse_event
 
 
 class CasesError(ValueError):

@@ -5,10 +5,10 @@ The independent generator (models/independent.py) stands in for a bank whose bra
 the simulator the bundled model learnt from. Its seeds 21, 22, ... play the bank's labelled
 history (what ``counterguard export-events --labelled`` would give, every fraud labelled); its
 evaluation seeds (11, 12, 13, as in ``counterguard evaluate``) play next month's branch. For each
-amount of history the study trains two models with ``models.train`` - on the cases alone, and on
+amount of history the study trains two models with ``counterguard.models.train`` - on the cases alone, and on
 the simulator plus the cases - and judges them next to the bundled model and the rule book::
 
-    python -m models.cases_study --out /tmp/cases-study          # about 5 minutes on 2 cores
+    python -m counterguard.models.cases_study --out /tmp/cases-study          # about 5 minutes on 2 cores
 
 It writes a Markdown table to OUT/table.md and prints it at the end (models/README.md, "What a
 bank's own events buy"). The evaluation
@@ -34,16 +34,16 @@ def row(name: str, data, metrics) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.cases_study", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m counterguard.models.cases_study", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="working folder for the cases files and models")
     p.add_argument("--events", type=int, default=60_000, help="events in the judged branch (default 60000)")
     args = p.parse_args(argv)
 
-    from gateway.model import FraudModel, default_model_path
-    from models.cases import write_cases
-    from models.evaluate import independent_set, model_metrics, rulebook_metrics
-    from models.independent import independent_branch
-    from models.train import EVENTS, train
+    from counterguard.gateway.scoring.model import FraudModel, default_model_path
+    from counterguard.models.cases import write_cases
+    from counterguard.models.evaluate import independent_set, model_metrics, rulebook_metrics
+    from counterguard.models.independent import independent_branch
+    from counterguard.models.train import EVENTS, train
 
     args.out.mkdir(parents=True, exist_ok=True)
     history = []

@@ -9,11 +9,11 @@ from pathlib import Path
 
 
 def _evaluate(args) -> int:
-    from gateway.decision import Thresholds
-    from gateway.model import FraudModel, ModelError, default_model_path
+    from counterguard.core.decision import Thresholds
+    from counterguard.gateway.scoring.model import FraudModel, ModelError, default_model_path
 
-    from .cases import CasesError, load_cases
-    from .evaluate import evaluate, evaluate_cases, plot, report_text
+    from counterguard.models.cases import CasesError, load_cases
+    from counterguard.models.evaluate import evaluate, evaluate_cases, plot, report_text
 
     if (args.amber is None) != (args.red is None):
         print("counterguard evaluate: give both --amber and --red, or neither", file=sys.stderr)

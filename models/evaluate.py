@@ -4,14 +4,14 @@
 
 - **own test split**: the simulator with the training seed, the last 20 % of time (``time_split``,
   never a random draw) - what the model saw the like of in training;
-- **shifted set**: ``models.simulate.SHIFTED`` with seeds the model never trained on - an older
+- **shifted set**: ``counterguard.models.simulate.SHIFTED`` with seeds the model never trained on - an older
   clientele, other amounts, half the victims coached to hide the signs, noisier teller flags;
-- **independent branch**: ``models.independent``, a second generator written apart from the
+- **independent branch**: ``counterguard.models.independent``, a second generator written apart from the
   training simulator (its own customers, distributions and shares), for what a re-parametrised copy
   of the training simulator cannot show;
 - on each: recall at amber or red, share of legitimate events alerted, red precision, average
   precision, alerted share by typology - for the model (through the gateway's own features,
-  ``FraudModel`` and ``decide``) and for the rule book (``models.rulebook``);
+  ``FraudModel`` and ``decide``) and for the rule book (``counterguard.models.rulebook``);
 - **leakage checks**, fitted on the own training split: an amount-only model and a model fitted on
   shuffled labels must do badly; if either does well, the simulator gives the answer away.
 
@@ -25,13 +25,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.decision import AMBER, GREEN, RED, Thresholds, decide
-from gateway.features import FEATURE_NAMES, event_features
-from gateway.model import FraudModel
-from models.rulebook import rulebook_level
-from models.simulate import SHIFTED, SHIFTED_SEEDS, simulate
-from models.train import (AMBER_LEGIT_SHARE, RED_LEGIT_SHARE, choose_thresholds, replay_items, time_split,
-                          typology_order)
+from counterguard.core.decision import AMBER, GREEN, RED, Thresholds, decide
+from counterguard.core.features import FEATURE_NAMES, event_features
+from counterguard.gateway.scoring.model import FraudModel
+from counterguard.models.rulebook import rulebook_level
+from counterguard.models.simulate import SHIFTED, SHIFTED_SEEDS, simulate
+from counterguard.models.train import (
+    AMBER_LEGIT_SHARE,
+    RED_LEGIT_SHARE,
+    choose_thresholds,
+    replay_items,
+    time_split,
+    typology_order,
+)
 
 # Targets on the shifted set: what the branch network asked of the model.
 TARGET_RECALL = 0.95
@@ -227,7 +233,7 @@ def shifted_set(model: FraudModel, thresholds: Thresholds, events: int, seeds=SH
 
 def independent_set(model: FraudModel, thresholds: Thresholds, events: int, seeds=INDEPENDENT_SEEDS) -> Scored:
     """The independent generator's branches, each replayed on its own."""
-    from models.independent import independent_branch
+    from counterguard.models.independent import independent_branch
 
     per_seed = max(1, events // len(seeds))
     parts = [Scored(f"independent seed {s}", independent_branch(s, per_seed), model, thresholds)

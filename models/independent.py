@@ -116,7 +116,7 @@ Honest teller-flag noise (every honest event): on the phone 2.5 %, accompanied 4
 60-69, 22 % for 70+), anxious 1 % (1.5 % for 60+), urgent 3.5 % (2 % for 60+), purpose
 mismatch 0.6 %.
 
-Run ``python -m models.independent [SEED] [N]`` to print the counts by typology and the fraud share.
+Run ``python -m counterguard.models.independent [SEED] [N]`` to print the counts by typology and the fraud share.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from gateway.events import TELLER_FLAGS
+from counterguard.core.events import TELLER_FLAGS
 
 FRAUD = frozenset({"safe_account", "mule_cash_out", "investment_scam", "loan_fee_scam"})
 HONEST = (
@@ -918,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(args) > 2 or n_events < 0:
             raise ValueError
     except ValueError:
-        print("usage: python -m models.independent [SEED] [N_EVENTS]  (whole numbers, N_EVENTS >= 0)",
+        print("usage: python -m counterguard.models.independent [SEED] [N_EVENTS]  (whole numbers, N_EVENTS >= 0)",
               file=sys.stderr)
         return 2
     print(f"independent branch, seed {seed}")

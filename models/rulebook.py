@@ -6,14 +6,14 @@
 - an amber becomes red if the customer is on the phone or anxious.
 
 A field the terminal did not report (age, account age) cannot trigger its rule, as on paper: the
-teller had nothing to compare. Levels are the gateway's own (``gateway.decision``).
+teller had nothing to compare. Levels are the gateway's own (``counterguard.core.decision``).
 """
 
 from __future__ import annotations
 
-from gateway.decision import AMBER, GREEN, RED
-from gateway.events import Event
-from gateway.features import REPORTING_LINE
+from counterguard.core.decision import AMBER, GREEN, RED
+from counterguard.core.events import Event
+from counterguard.core.features import REPORTING_LINE
 
 ELDERLY_AGE = 60
 ELDERLY_AMOUNT = 20_000.0

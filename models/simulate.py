@@ -36,7 +36,7 @@ or reweight them without touching the rest.
 
 Usage::
 
-    from models.simulate import simulate, SimConfig
+    from counterguard.models.simulate import simulate, SimConfig
     items = simulate(seed=7, n_events=60_000)
     items[0]  # {"event": {...schema v1...}, "label": 0, "typology": "ordinary"}
 

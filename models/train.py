@@ -2,17 +2,17 @@
 
 Reproduce the bundled model (needs the ``train`` extra, i.e. tensorflow-cpu; about a minute)::
 
-    python -m models.train --seed 7 --events 150000 --out models/
+    python -m counterguard.models.train --seed 7 --events 150000 --out models/
 
 Train on a bank's own labelled events as well (models/cases.py; each file is replayed on its own,
 split by time like the simulated events, and the thresholds are set on its training part)::
 
-    python -m models.train --cases region-2026h2.jsonl --out new-model/
+    python -m counterguard.models.train --cases region-2026h2.jsonl --out new-model/
 
 Steps, each a function so tests and a later typology study can call them:
 
 1. ``simulate`` events (models/simulate.py), time-ordered.
-2. ``feature_rows``: replay them in time order through ``gateway.features`` exactly as the gateway
+2. ``feature_rows``: replay them in time order through ``counterguard.core.features`` exactly as the gateway
    does (each account's history from its earlier events at this gateway), so training and serving
    cannot drift.
 3. ``time_split``: the first 80 % of the time span trains, the last 20 % tests (never random: a
@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.events import parse_event
-from gateway.features import DAY, FEATURE_NAMES, FEATURES_VERSION, event_features, summarise_history
-from models.cases import CasesError, file_digest, load_cases
-from models.simulate import TYPOLOGIES, SimConfig, simulate
+from counterguard.core.events import parse_event
+from counterguard.core.features import DAY, FEATURE_NAMES, FEATURES_VERSION, event_features, summarise_history
+from counterguard.models.cases import CasesError, file_digest, load_cases
+from counterguard.models.simulate import TYPOLOGIES, SimConfig, simulate
 
 NAME = "counterguard-v1"
 VERSION = "2.0.0"
@@ -69,7 +69,7 @@ def replay_items(items: list[dict]):
     """Yield ``(event, history, item)`` for time-ordered simulated items, as the gateway would see them.
 
     Each account's history is the ``(epoch, amount, counter)`` of its earlier events, summarised by
-    ``gateway.features.summarise_history`` exactly as the gateway summarises its SQLite history.
+    ``counterguard.core.features.summarise_history`` exactly as the gateway summarises its SQLite history.
     """
     seen: dict[str, deque] = defaultdict(deque)
     last = float("-inf")
@@ -382,7 +382,7 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m counterguard.models.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=7, help="seed for the simulator, numpy, python and keras (default 7)")
     p.add_argument("--events", type=int, default=EVENTS, help=f"simulated events (default {EVENTS})")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs (default {EPOCHS})")
@@ -406,7 +406,7 @@ def main(argv=None) -> int:
     try:
         train(args.seed, args.events, args.out, epochs=args.epochs, cases=args.cases, cases_weight=args.cases_weight)
     except CasesError as e:
-        p.exit(2, f"python -m models.train: {e}\n")
+        p.exit(2, f"python -m counterguard.models.train: {e}\n")
     return 0
 
 

@@ -24,12 +24,21 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config import ConfigError
-from gateway.manifest import ManifestError, load_public_key, load_watchlist_key, write_private
-from gateway.pinmap import PinMapError, load_pinmap, pinmap_dir
+from counterguard.gateway.config import ConfigError
+from counterguard.core.manifest import ManifestError, load_public_key, load_watchlist_key, write_private
+from counterguard.hardware.pinmap import PinMapError, load_pinmap, pinmap_dir
 
-from .ca import CertificateAuthority, ProvisionError, find_ca_keys
-from .install import SERVICE, UDEV_RULE, Branch, BranchError, gateway_config, install_script, systemd_unit, udev_rules
+from counterguard.provisioning.ca import CertificateAuthority, ProvisionError, find_ca_keys
+from counterguard.provisioning.install import (
+    SERVICE,
+    UDEV_RULE,
+    Branch,
+    BranchError,
+    gateway_config,
+    install_script,
+    systemd_unit,
+    udev_rules,
+)
 
 DONE = "SHA256SUMS"  # written last: a bundle without it is incomplete
 COLUMNS = ("gateway_id", "region", "branch", "counters", "pinmap", "broker_host", "broker_port", "ports")

@@ -10,13 +10,13 @@ GATEWAY_ETC = Path("/etc/counterguard")
 
 
 def _ca(args):
-    from .ca import CertificateAuthority
+    from counterguard.provisioning.ca import CertificateAuthority
 
     return CertificateAuthority(args.ca)
 
 
 def _cmd_ca(args) -> int:
-    from .ca import CertificateAuthority
+    from counterguard.provisioning.ca import CertificateAuthority
 
     if GATEWAY_ETC.joinpath("config.toml").exists():
         print(f"WARNING: {GATEWAY_ETC}/config.toml exists: this looks like a gateway. The CA key must live only "
@@ -28,7 +28,7 @@ def _cmd_ca(args) -> int:
 
 
 def _cmd_centre_keys(args) -> int:
-    from gateway import manifest
+    from counterguard.core import manifest
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def _cmd_centre_keys(args) -> int:
 
 
 def _branch(args):
-    from .install import Branch
+    from counterguard.provisioning.install import Branch
 
     return Branch(gateway_id=args.id, region=args.region, branch=args.branch, counters=args.counters,
                   pinmap=args.pinmap, broker_host=args.broker_host, broker_port=args.broker_port,
@@ -55,13 +55,13 @@ def _branch(args):
 
 
 def _centre(args):
-    from .bundle import CentreFiles
+    from counterguard.provisioning.bundle import CentreFiles
 
     return CentreFiles(Path(args.centre_public_key), Path(args.watchlist_key)).check()
 
 
 def _cmd_gateway(args) -> int:
-    from .bundle import write_bundle
+    from counterguard.provisioning.bundle import write_bundle
 
     out = write_bundle(_ca(args), _branch(args), args.out, _centre(args), days=args.days)
     print(f"bundle for {args.id} in {out}: copy it to the gateway and run install.sh as root")
@@ -76,7 +76,7 @@ def _cmd_worker(args) -> int:
 
 
 def _cmd_batch(args) -> int:
-    from .bundle import batch
+    from counterguard.provisioning.bundle import batch
 
     done, problems = batch(_ca(args), args.csv, args.out, _centre(args), days=args.days)
     for problem in problems:
@@ -94,7 +94,7 @@ def _cmd_renew(args) -> int:
     if not certs:
         print("counterguard provision renew: name certificates or --bundles DIR", file=sys.stderr)
         return 2
-    from .ca import ProvisionError
+    from counterguard.provisioning.ca import ProvisionError
 
     renewed, failed = 0, 0
     for path in certs:
@@ -122,7 +122,7 @@ def _cmd_revoke(args) -> int:
 
 
 def _cmd_broker_config(args) -> int:
-    from .broker_config import MESSAGE_SIZE_LIMIT, write_broker_config
+    from counterguard.provisioning.broker_config import MESSAGE_SIZE_LIMIT, write_broker_config
 
     notes: list[str] = []
     conf = write_broker_config(_ca(args), args.out, host=args.host, port=args.port,
@@ -135,7 +135,7 @@ def _cmd_broker_config(args) -> int:
 
 
 def _cmd_doctor(args) -> int:
-    from gateway.doctor import run_doctor
+    from counterguard.gateway.ops.doctor import run_doctor
 
     return run_doctor(args.config, sys.stdout)
 
@@ -242,10 +242,10 @@ def add_commands(sub) -> None:
 
 
 def _errors():
-    from gateway.manifest import ManifestError
+    from counterguard.core.manifest import ManifestError
 
-    from .ca import ProvisionError
-    from .install import BranchError
+    from counterguard.provisioning.ca import ProvisionError
+    from counterguard.provisioning.install import BranchError
 
     return (ProvisionError, BranchError, ManifestError)
 

@@ -16,7 +16,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
-from gateway.config import parse_config
+from counterguard.gateway.config import parse_config
 
 ETC = "/etc/counterguard"
 DATA_DIR = "/var/lib/counterguard"

@@ -1,5 +1,5 @@
 """Helpers for the centre's tests: a simulated branch gateway speaking MQTT exactly as docs/mqtt.md
-says (payloads built by gateway.messages, the gateway's own builders), a real PostgreSQL server
+says (payloads built by counterguard.core.messages, the gateway's own builders), a real PostgreSQL server
 started in a temporary directory, and a TCP relay that can go silent to rehearse a dead link."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import messages
-from gateway.clock import wait_on
-from gateway.broker import free_port
-from gateway.decision import Verdict
-from gateway.events import Event
-from gateway.ulid import new_ulid
+from counterguard.core import messages
+from counterguard.core.clock import wait_on
+from counterguard.gateway.link.broker import free_port
+from counterguard.core.decision import Verdict
+from counterguard.core.events import Event
+from counterguard.core.ulid import new_ulid
 
 CST = timezone(timedelta(hours=8))
 

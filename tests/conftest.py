@@ -11,9 +11,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from centre.receiver import Receiver
-from gateway.broker import PrivateBroker
-from gateway.clock import wait_on
+from counterguard.centre.receiver import Receiver
+from counterguard.gateway.link.broker import PrivateBroker
+from counterguard.core.clock import wait_on
 from harness import pty_pair
 
 

@@ -16,10 +16,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from centre.ingest import IngestWorker
-from centre.store import open_store
-from gateway import wire
-from gateway.terminal import TellerTerminal, TerminalError
+from counterguard.centre.ingest import IngestWorker
+from counterguard.centre.store import open_store
+from counterguard.core import wire
+from counterguard.gateway.counter.terminal import TellerTerminal, TerminalError
 
 from conftest import wait_until
 from harness import event, intercept, mule
@@ -230,7 +230,7 @@ def start_gateway_process(config_path, *, env: dict | None = None, log_path=None
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     err = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
-        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config_path)],
+        return subprocess.Popen([sys.executable, "-m", "counterguard", "run", "--config", str(config_path)],
                                 stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, env=full_env)
     finally:
         if log_path:

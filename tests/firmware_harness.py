@@ -16,7 +16,7 @@ import time
 import tty
 from pathlib import Path
 
-from gateway import wire
+from counterguard.core import wire
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"

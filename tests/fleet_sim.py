@@ -1,7 +1,7 @@
 """A fleet of simulated branch gateways, for tests/test_fleet.py and bench/fleet.py.
 
 Each simulated gateway is lightweight (one paho client, no SQLite, no serial line) but speaks to
-the centre exactly as a real one does (docs/mqtt.md): alerts built by gateway/messages.py with the
+the centre exactly as a real one does (docs/mqtt.md): alerts built by core/messages.py with the
 gateway's own Event and Verdict types, an in-memory outbox that only the centre's receipts close, a
 fresh clean session with a new ``bdseq`` and last will for every connection attempt, the retained
 ``online`` status and a heartbeat on every connection, everything unreceipted resent in ``seq``
@@ -46,11 +46,11 @@ if str(ROOT) not in sys.path:
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from gateway import messages  # noqa: E402
-from gateway.decision import Verdict  # noqa: E402
-from gateway.events import Event  # noqa: E402
-from gateway.ulid import new_ulid  # noqa: E402
-from gateway.uplink import Backoff  # noqa: E402
+from counterguard.core import messages  # noqa: E402
+from counterguard.core.decision import Verdict  # noqa: E402
+from counterguard.core.events import Event  # noqa: E402
+from counterguard.core.ulid import new_ulid  # noqa: E402
+from counterguard.gateway.link.uplink import Backoff  # noqa: E402
 
 CST = timezone(timedelta(hours=8))
 REGIONS = ("610100", "610200", "610300", "610400")
@@ -464,7 +464,7 @@ class Centre:
     def __init__(self, host: str, port: int, store: str, *, workers: int = 2):
         self.store_path = store
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "centre", "run", "--host", host, "--port", str(port),
+            [sys.executable, "-m", "counterguard", "centre", "run", "--host", host, "--port", str(port),
              "--store", store, "--workers", str(workers), "--no-dashboard", "--report-every", "1"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
@@ -584,7 +584,7 @@ def ensure_fd_limit(gateways: int) -> int:
 
 def fleet_view(store: str) -> list[dict]:
     """What the centre's staff see: ``counterguard centre fleet --json``."""
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "centre", "fleet", "--store", store, "--json"],
+    done = subprocess.run([sys.executable, "-m", "counterguard", "centre", "fleet", "--store", store, "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     if done.returncode:
         raise RuntimeError(f"counterguard centre fleet failed: {done.stderr.strip()}")
@@ -630,7 +630,7 @@ def rehearse_broker_restart(broker, store: str, *, gateways: int = 1000, process
     the broker is stopped once a quarter of them are raised and started again ``outage_s`` later,
     alerts keep coming before, during and after; returns when every outbox is empty and the centre
     holds every alert, or after ``timeout`` seconds of any phase (the run says which phase it reached)."""
-    from centre.store import open_store
+    from counterguard.centre.store import open_store
 
     ensure_fd_limit(gateways)
     centre = Centre(broker.host, broker.port, store, workers=centre_workers)

@@ -8,7 +8,15 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from gateway.config import Config, LampSettings, LinkSettings, MqttSettings, SerialSettings, StoreSettings, WatchlistSettings
+from counterguard.gateway.config import (
+    Config,
+    LampSettings,
+    LinkSettings,
+    MqttSettings,
+    SerialSettings,
+    StoreSettings,
+    WatchlistSettings,
+)
 
 CST = timezone(timedelta(hours=8))
 MULE = "6217000099887766554"

@@ -22,12 +22,17 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.broker import find_mosquitto, free_port
-from gateway import manifest as signed
-from gateway.manifest import gateway_manifest_topics
-from gateway.messages import CENTRE_STATUS, Topics
-from provisioning.broker_config import MESSAGE_SIZE_LIMIT, gateway_reads, gateway_writes, write_broker_config
-from provisioning.ca import CertificateAuthority
+from counterguard.gateway.link.broker import find_mosquitto, free_port
+from counterguard.core import manifest as signed
+from counterguard.core.manifest import gateway_manifest_topics
+from counterguard.core.messages import CENTRE_STATUS, Topics
+from counterguard.provisioning.broker_config import (
+    MESSAGE_SIZE_LIMIT,
+    gateway_reads,
+    gateway_writes,
+    write_broker_config,
+)
+from counterguard.provisioning.ca import CertificateAuthority
 
 A_ROOT = "counterguard/v1/east/b012/gw-a"
 B_ROOT = "counterguard/v1/east/b013/gw-b"
@@ -356,15 +361,15 @@ def test_the_documented_command_starts_the_broker_as_mosquitto_with_a_key_only_i
 
 def test_a_provisioned_gateway_and_centre_work_through_the_locked_down_broker(pki, broker, tmp_path):
     """The real uplink (client id = its certificate's CN) and the real centre worker, over TLS."""
-    from centre.ingest import IngestWorker
-    from centre.store import open_store
+    from counterguard.centre.ingest import IngestWorker
+    from counterguard.centre.store import open_store
     from conftest import wait_until
-    from gateway.clock import Clock, Stamp
-    from gateway.decision import Verdict
-    from gateway.events import parse_event
-    from gateway.store import Store
-    from gateway.uplink import Uplink
-    from gateway.watchlist import Watchlist
+    from counterguard.core.clock import Clock, Stamp
+    from counterguard.core.decision import Verdict
+    from counterguard.core.events import parse_event
+    from counterguard.gateway.store.db import Store
+    from counterguard.gateway.link.uplink import Uplink
+    from counterguard.gateway.scoring.watchlist import Watchlist
 
     base, _ = pki
     ca = str(base / "ca" / "ca.crt")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from centre import schema
-from centre.accuracy import precision, table
-from centre.store import open_store
+from counterguard.centre import schema
+from counterguard.centre.accuracy import precision, table
+from counterguard.centre.store import open_store
 from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
 
 

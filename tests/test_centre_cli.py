@@ -14,15 +14,15 @@ import pytest
 
 from centre_support import SimGateway
 from conftest import MqttProbe, wait_until
-from gateway import manifest as signed
-from gateway import messages
+from counterguard.core import manifest as signed
+from counterguard.core import messages
 
 ROOT = Path(__file__).resolve().parent.parent
 MULE = "6217000099887766554"
 
 
 def cli(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "centre", *map(str, args)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "counterguard", "centre", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     if check_rc is not None:
         assert done.returncode == check_rc, done.stderr
@@ -32,7 +32,7 @@ def cli(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
 @pytest.fixture
 def centre_process(broker, tmp_path):
     db = tmp_path / "centre.db"
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "centre", "run", "--port", str(broker.port),
+    proc = subprocess.Popen([sys.executable, "-m", "counterguard", "centre", "run", "--port", str(broker.port),
                              "--store", str(db), "--web-port", "0", "--workers", "2"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     banner = proc.stdout.readline()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from centre.downlink import Downlink, DownlinkError, publish_retained, rollout
-from centre.ingest import IngestWorker
-from centre.store import open_store
+from counterguard.centre.downlink import Downlink, DownlinkError, publish_retained, rollout
+from counterguard.centre.ingest import IngestWorker
+from counterguard.centre.store import open_store
 from centre_support import SimGateway
-from gateway import manifest as signed
+from counterguard.core import manifest as signed
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "counterguard-v1.tflite"
 MULE, OTHER = "6217000099887766554", "6222000011112222"

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from centre import fleet
-from centre.ingest import IngestWorker
-from centre.store import open_store
+from counterguard.centre import fleet
+from counterguard.centre.ingest import IngestWorker
+from counterguard.centre.store import open_store
 from centre_support import SilentableRelay, SimGateway
 from conftest import MqttProbe
-from gateway import messages
+from counterguard.core import messages
 
 
 def _state(store, gateway_id):

@@ -12,11 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from centre import schema
-from centre.ingest import IngestWorker
-from centre.store import QUARANTINE_KEEP, open_store
+from counterguard.centre import schema
+from counterguard.centre.ingest import IngestWorker
+from counterguard.centre.store import QUARANTINE_KEEP, open_store
 from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
-from gateway import messages
+from counterguard.core import messages
 
 
 def test_alerts_from_several_gateways_arrive_once_even_when_a_gateway_resends(broker, store_url):
@@ -316,7 +316,7 @@ def test_the_store_files_are_private_whatever_the_umask(tmp_path):
 def test_a_store_from_before_keeps_its_data_and_counts_a_resent_alert_once(tmp_path):
     import sqlite3
 
-    from centre.store import _TABLES
+    from counterguard.centre.store import _TABLES
 
     path = tmp_path / "centre.db"
     with sqlite3.connect(path) as old:  # the first schema, with one alert stored under two seqs

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from centre.config import CentreConfigError, load_config
-from centre.ingest import IngestWorker
-from centre.store import open_store
-from centre.web import Dashboard, NoLogin
+from counterguard.centre.config import CentreConfigError, load_config
+from counterguard.centre.ingest import IngestWorker
+from counterguard.centre.store import open_store
+from counterguard.centre.web import Dashboard, NoLogin
 from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
-from gateway.cli import main
-from gateway.console.auth import FAILURES_ALLOWED, hash_password, verify_password
+from counterguard.cli import main
+from counterguard.core.weblogin import FAILURES_ALLOWED, hash_password, verify_password
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -141,7 +141,7 @@ def test_the_dashboard_api_names_a_bad_parameter(centre):
 
 
 def test_the_stream_endpoints_give_each_record_once_in_order(store_url):
-    from centre import schema
+    from counterguard.centre import schema
 
     store = open_store(store_url)
     gw = SimGateway(None, None, "gw-0001")
@@ -220,7 +220,7 @@ def guarded(tmp_path):
 
 
 def _ingest_alert(store, level="red"):
-    from centre import schema
+    from counterguard.centre import schema
 
     gw = SimGateway(None, None, "gw-0107", region="610100", branch="b0107")
     _, alert_id, payload = gw.alert_payload(level=level)
@@ -249,7 +249,7 @@ def test_without_a_session_every_api_path_is_refused_and_the_page_sends_to_the_l
 def test_the_right_password_opens_the_stream_with_the_analysts_name_and_logout_ends_it(guarded, caplog):
     dashboard, store = guarded
     analyst = Analyst(dashboard.port)
-    with caplog.at_level(logging.INFO, logger="centre.web"):
+    with caplog.at_level(logging.INFO, logger="counterguard.centre.web"):
         res, _ = analyst.login()
     assert res.status == 303 and res.getheader("Location") == "/"
     cookie = next(c for c in res.headers.get_all("Set-Cookie") if c.startswith("cg_centre_session="))
@@ -275,7 +275,7 @@ def test_the_right_password_opens_the_stream_with_the_analysts_name_and_logout_e
 def test_wrong_passwords_are_refused_and_lock_the_address_out(guarded, caplog):
     dashboard, _ = guarded
     analyst = Analyst(dashboard.port)
-    with caplog.at_level(logging.WARNING, logger="centre.web"):
+    with caplog.at_level(logging.WARNING, logger="counterguard.centre.web"):
         res, page = analyst.login(password="xian-centre-0428")
         assert res.status == 401 and b"Name or password is wrong" in page
         # Another analyst's password is not this one's; an unknown name is refused the same way.
@@ -326,7 +326,7 @@ def test_without_analysts_the_dashboard_serves_only_loopback(tmp_path, capsys, c
         Dashboard(store, host="0.0.0.0", port=0)
     store.close()
     # On loopback it starts, says it has no login, and answers without one.
-    with caplog.at_level(logging.WARNING, logger="centre.web"):
+    with caplog.at_level(logging.WARNING, logger="counterguard.centre.web"):
         with Dashboard(open_store(tmp_path / "c.db"), host="127.0.0.1", port=0) as dashboard:
             assert _get(dashboard.url + "api/fleet")[0] == 200
     assert "has no login" in caplog.text
@@ -345,7 +345,7 @@ def test_a_bad_hash_in_the_config_names_the_key_and_the_file(tmp_path, capsys):
 
 
 def test_dashboard_user_prints_a_line_the_config_accepts_and_that_verifies(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "centre", "dashboard-user", "王芳 (night)"],
+    done = subprocess.run([sys.executable, "-m", "counterguard", "centre", "dashboard-user", "王芳 (night)"],
                           input="a-long-night-shift\n", capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr

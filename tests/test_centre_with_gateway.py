@@ -8,17 +8,17 @@ import time
 
 import pytest
 
-from centre.ingest import IngestWorker
-from centre.store import open_store
-from centre.web import Dashboard
+from counterguard.centre.ingest import IngestWorker
+from counterguard.centre.store import open_store
+from counterguard.centre.web import Dashboard
 from centre_support import postgres, store_url  # noqa: F401  (fixtures)
 from conftest import wait_until
-from gateway.clock import Clock, Stamp
-from gateway.decision import Verdict
-from gateway.events import parse_event
-from gateway.store import Store
-from gateway.uplink import Uplink
-from gateway.watchlist import Watchlist
+from counterguard.core.clock import Clock, Stamp
+from counterguard.core.decision import Verdict
+from counterguard.core.events import parse_event
+from counterguard.gateway.store.db import Store
+from counterguard.gateway.link.uplink import Uplink
+from counterguard.gateway.scoring.watchlist import Watchlist
 
 GW, REGION, BRANCH = "gw-real-01", "610100", "b0231"
 
@@ -119,11 +119,11 @@ def test_a_push_from_the_centre_is_applied_by_a_real_gateway_and_the_centre_sees
 
     from gpiozero.pins.mock import MockFactory
 
-    from centre.downlink import Downlink, publish_retained, rollout
-    from gateway import manifest as signed
-    from gateway.app import Gateway
-    from gateway.config import DownlinkSettings, GatewaySettings
-    from gateway.decision import Thresholds
+    from counterguard.centre.downlink import Downlink, publish_retained, rollout
+    from counterguard.core import manifest as signed
+    from counterguard.gateway.ops.app import Gateway
+    from counterguard.gateway.config import DownlinkSettings, GatewaySettings
+    from counterguard.core.decision import Thresholds
     from harness import gateway_config
 
     mule = "6217000099887766554"

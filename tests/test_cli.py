@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import build_parser
+from counterguard.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def test_every_command_has_help_and_a_readme_entry(name):
 
 
 def test_installed_command_prints_help():
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "counterguard", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     for name in subcommands():
         assert name in result.stdout

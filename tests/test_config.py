@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import SECTIONS, Config, ConfigError, load_config
+from counterguard.gateway.config import SECTIONS, Config, ConfigError, load_config
 
 GOOD = """
 [gateway]

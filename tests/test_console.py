@@ -15,14 +15,14 @@ from datetime import date
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from gateway.app import Gateway
-from gateway.config import ConfigError, parse_config
-from gateway.console.auth import hash_password, verify_password
-from gateway.questions import QuestionsError, load_questions
-from gateway.terminal import TellerTerminal
+from counterguard.gateway.ops.app import Gateway
+from counterguard.gateway.config import ConfigError, parse_config
+from counterguard.core.weblogin import hash_password, verify_password
+from counterguard.gateway.questions import QuestionsError, load_questions
+from counterguard.gateway.counter.terminal import TellerTerminal
 
-from centre.ingest import IngestWorker
-from centre.store import open_store
+from counterguard.centre.ingest import IngestWorker
+from counterguard.centre.store import open_store
 from conftest import wait_until
 from harness import config_toml, event, gateway_config, intercept, pty_pair
 
@@ -309,7 +309,7 @@ def test_a_teller_reports_an_event_the_lamp_let_through_from_the_console_in_chro
 
 
 def test_a_busy_console_port_or_a_bad_questions_file_stops_start_up_by_key(gateway, tmp_path):
-    from gateway.app import check_ready
+    from counterguard.gateway.ops.app import check_ready
 
     gw, _ = gateway
     taken = gw.config.with_changes("store", path=str(tmp_path / "other.db")).with_changes(
@@ -325,7 +325,7 @@ def test_a_busy_console_port_or_a_bad_questions_file_stops_start_up_by_key(gatew
 # -- staff raising an alert the model did not -------------------------------------------------------
 def counterguard(cfg_file, *args) -> subprocess.CompletedProcess:
     """The installed command in its own process, on the running gateway's store file."""
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config", str(cfg_file)],
+    return subprocess.run([sys.executable, "-m", "counterguard", *args, "--config", str(cfg_file)],
                           capture_output=True, text=True, timeout=60)
 
 

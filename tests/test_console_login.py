@@ -15,11 +15,11 @@ import urllib.parse
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from gateway.app import Gateway
-from gateway.config import Config, ConfigError
-from gateway.console import auth
-from gateway.console.auth import FAILURES_ALLOWED, LockedOut, Sessions
-from gateway.console.server import BranchConsole
+from counterguard.gateway.ops.app import Gateway
+from counterguard.gateway.config import Config, ConfigError
+from counterguard.core import weblogin as auth
+from counterguard.core.weblogin import FAILURES_ALLOWED, LockedOut, Sessions
+from counterguard.gateway.branch.console.server import BranchConsole
 from harness import gateway_config
 from test_console import PASSWORD, PASSWORD_HASH, ROSTER, browser  # noqa: F401  (fixture)
 
@@ -157,7 +157,7 @@ def test_a_console_built_in_code_is_held_to_the_same_rules(console, key):
 
 
 def check_config(path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+    return subprocess.run([sys.executable, "-m", "counterguard", "check-config", str(path)],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -238,7 +238,7 @@ def test_a_certificate_that_does_not_load_is_named_at_start(tmp_path):
 
 
 def test_the_supervisor_commands_take_only_staff_numbers_on_the_roster(tmp_path):
-    from gateway.store import Store
+    from counterguard.gateway.store.db import Store
 
     db = tmp_path / "gateway.db"
     Store(db).close()
@@ -246,7 +246,7 @@ def test_the_supervisor_commands_take_only_staff_numbers_on_the_roster(tmp_path)
     cfg_file.write_text(f'[store]\npath = "{db}"\n[console]\nstaff = ["S1024", "T0311"]\n')
 
     def counterguard(*args):
-        return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config", str(cfg_file)],
+        return subprocess.run([sys.executable, "-m", "counterguard", *args, "--config", str(cfg_file)],
                               capture_output=True, text=True, timeout=60)
 
     for args in (("raise", "ev-1", "--by", "S9999"), ("ack", "--by", "s1024"),
@@ -285,8 +285,8 @@ def test_behind_a_proxy_on_this_machine_each_forwarded_client_is_counted_apart(t
 def test_the_centre_dashboard_login_counts_parallel_guesses_the_same_way(tmp_path, checks):
     import re
 
-    from centre.store import open_store
-    from centre.web import Dashboard
+    from counterguard.centre.store import open_store
+    from counterguard.centre.web import Dashboard
 
     def dashboard_login(port, name, password):
         """The analyst's login: the form (with its token and cookie), then the post. A connection the

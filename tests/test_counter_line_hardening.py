@@ -16,16 +16,17 @@ import time
 
 import pytest
 
-from gateway import doctor, wire
-from gateway.app import Gateway
-from gateway.counter_line import STATUS_FILE
-from gateway.messages import topic_root
-from gateway.model import FraudModel, default_model_path
-from gateway.pinmap import default_pinmap_path, load_pinmap
-from gateway.pipeline import Assessor, Pipeline
-from gateway.store import Store
-from gateway.terminal import TellerTerminal
-from gateway.watchlist import Watchlist
+from counterguard.gateway.ops import doctor
+from counterguard.core import wire
+from counterguard.gateway.ops.app import Gateway
+from counterguard.gateway.counter.counter_line import STATUS_FILE
+from counterguard.core.messages import topic_root
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
+from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+from counterguard.gateway.store.db import Store
+from counterguard.gateway.counter.terminal import TellerTerminal
+from counterguard.gateway.scoring.watchlist import Watchlist
 
 from conftest import wait_until
 from harness import event, gateway_config, intercept
@@ -112,7 +113,7 @@ def test_a_frame_the_scorer_fails_on_gets_nak_internal_and_leaves_nothing_while_
     payloads = [wire.encode_payload(b) for b in bodies]
     frames = b"".join(wire.encode_frame("EVT", seq, p) for seq, p in enumerate(payloads, 1))
     items = wire.FrameDecoder().feed(frames)
-    with caplog.at_level(logging.ERROR, logger="gateway.pipeline"):
+    with caplog.at_level(logging.ERROR, logger="counterguard.gateway.counter.pipeline"):
         outcome = pipeline.process(items)  # one batch, one commit
     replies = wire.FrameDecoder().feed(outcome.replies)
     assert [(r.type, r.seq) for r in replies] == [("ACK", 1), ("NAK", 2), ("ACK", 3), ("NAK", 4), ("ACK", 5)]
@@ -149,8 +150,8 @@ def test_a_failing_event_on_the_counter_line_gets_nak_internal_and_the_line_goes
 
 
 def test_a_savepoint_undoes_only_its_own_event_and_the_batch_commits(tmp_path):
-    from gateway.clock import Clock
-    from gateway.events import parse_event
+    from counterguard.core.clock import Clock
+    from counterguard.core.events import parse_event
 
     store = Store(tmp_path / "gateway.db")
     model = FraudModel.load(default_model_path())

@@ -12,14 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from gateway import doctor
-from gateway.broker import free_port
-from gateway.manifest import generate_signing_key, generate_watchlist_key, save_public_key, save_watchlist_key
+from counterguard.gateway.ops import doctor
+from counterguard.gateway.link.broker import free_port
+from counterguard.core.manifest import (
+    generate_signing_key,
+    generate_watchlist_key,
+    save_public_key,
+    save_watchlist_key,
+)
 from harness import pty_pair
-from provisioning.broker_config import write_broker_config
-from provisioning.bundle import CentreFiles, write_bundle
-from provisioning.ca import CertificateAuthority
-from provisioning.install import Branch
+from counterguard.provisioning.broker_config import write_broker_config
+from counterguard.provisioning.bundle import CentreFiles, write_bundle
+from counterguard.provisioning.ca import CertificateAuthority
+from counterguard.provisioning.install import Branch
 from test_broker_acl import TlsBroker
 
 
@@ -124,7 +129,7 @@ def test_a_bad_config_key_is_named_and_the_command_exits_1(tmp_path):
     out = io.StringIO()
     assert doctor.run_doctor(tmp_path / "config.toml", out) == 1
     assert "mqtt.port" in out.getvalue() and out.getvalue().startswith("FAIL config")
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "doctor", "--config", str(tmp_path / "config.toml")],
+    result = subprocess.run([sys.executable, "-m", "counterguard", "doctor", "--config", str(tmp_path / "config.toml")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "FAIL config" in result.stdout and "1 failed" in result.stdout
 

@@ -9,15 +9,15 @@ import time
 
 import pytest
 
-from gateway import manifest as m
-from gateway.clock import Stamp
-from gateway.decision import Thresholds, Verdict
-from gateway.downlink import Downlink
-from gateway.events import parse_event
-from gateway.model import FraudModel, default_model_path
-from gateway.pipeline import Assessor
-from gateway.store import Store
-from gateway.watchlist import Watchlist
+from counterguard.core import manifest as m
+from counterguard.core.clock import Stamp
+from counterguard.core.decision import Thresholds, Verdict
+from counterguard.gateway.link.downlink import Downlink
+from counterguard.core.events import parse_event
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.gateway.counter.pipeline import Assessor
+from counterguard.gateway.store.db import Store
+from counterguard.gateway.scoring.watchlist import Watchlist
 
 ROOT = "counterguard/v1/east/b012/gw-7"
 REGION = "east"
@@ -82,7 +82,7 @@ def test_a_bad_signature_is_rejected_logged_counted_and_the_old_thresholds_kept(
     rogue = m.generate_signing_key()
     envelope = json.loads(signed(thresholds(5, red=0.99), rogue))
     envelope["key_id"] = m.key_id(centre_key)  # pretend to be the centre
-    with caplog.at_level(logging.ERROR, logger="gateway.downlink"):
+    with caplog.at_level(logging.ERROR, logger="counterguard.gateway.link.downlink"):
         assert downlink.handle(ALL + "thresholds", json.dumps(envelope).encode()) == "rejected"
     assert assessor.thresholds == before and downlink.version("thresholds") == 0
     assert downlink.stats.rejected == 1 and downlink.fields()["downlink_rejected"] == 1
@@ -234,7 +234,7 @@ def test_a_watchlist_file_of_plain_numbers_is_kept_as_hashes(tmp_path):
 def test_hashes_from_an_older_key_are_dropped_loudly_so_a_full_list_can_follow(tmp_path, caplog):
     with Store(tmp_path / "g.db") as store:
         Watchlist(store, b"a" * 32).apply({"version": 4, "full": True, "add": [MULE]})
-        with caplog.at_level(logging.ERROR, logger="gateway.watchlist"):
+        with caplog.at_level(logging.ERROR, logger="counterguard.gateway.scoring.watchlist"):
             wl = Watchlist(store, b"b" * 32)
         assert wl.version == 0 and len(wl) == 0 and "cannot match" in caplog.text
 
@@ -245,8 +245,8 @@ def test_a_gateway_takes_signed_manifests_from_the_broker_and_reports_the_versio
 
     from gpiozero.pins.mock import MockFactory
 
-    from gateway.app import Gateway
-    from gateway.config import DownlinkSettings, GatewaySettings
+    from counterguard.gateway.ops.app import Gateway
+    from counterguard.gateway.config import DownlinkSettings, GatewaySettings
     from harness import gateway_config
 
     m.save_public_key(centre_key, tmp_path / "centre-public.pem")

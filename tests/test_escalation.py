@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from gateway.app import Gateway
-from gateway.clock import Clock, Stamp
-from gateway.escalation import EscalationWatch
-from gateway.lamps import PANEL_BEEPS, LampBoard
-from gateway.lifecycle import Lifecycle
-from gateway.pinmap import default_pinmap_path, load_pinmap
-from gateway.store import Store
-from gateway.terminal import TellerTerminal
+from counterguard.gateway.ops.app import Gateway
+from counterguard.core.clock import Clock, Stamp
+from counterguard.gateway.branch.escalation import EscalationWatch
+from counterguard.gateway.counter.lamps import PANEL_BEEPS, LampBoard
+from counterguard.gateway.branch.lifecycle import Lifecycle
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
+from counterguard.gateway.store.db import Store
+from counterguard.gateway.counter.terminal import TellerTerminal
 
 from conftest import wait_until
 from harness import gateway_config, intercept, pty_pair
@@ -69,8 +69,8 @@ def parts(tmp_path, factory):
 
 
 def _raise(store, n, level="red", counter=1, wall=None):
-    from gateway.decision import Verdict
-    from gateway.events import parse_event
+    from counterguard.core.decision import Verdict
+    from counterguard.core.events import parse_event
 
     ev = parse_event({"event_id": f"ev-{n}", "ts": "2024-05-06T09:30:00+08:00", "counter": counter,
                       "kind": "cash_withdrawal", "account": "6222020200000000101", "amount": 50000.0})

@@ -12,13 +12,25 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from gateway.events import parse_event
-from gateway.model import FraudModel, default_model_path
-from models.cases import CasesError, load_cases
-from models.evaluate import (AmountOnly, Logistic, Scored, average_precision, evaluate, evaluate_cases, leakage_checks,
-                             level_metrics, model_metrics, recall_at_legit_share, report_text, rulebook_metrics)
-from models.rulebook import rulebook_level
-from models.simulate import FRAUD, SHIFTED, SHIFTED_SEEDS, SimConfig, simulate
+from counterguard.core.events import parse_event
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.models.cases import CasesError, load_cases
+from counterguard.models.evaluate import (
+    AmountOnly,
+    Logistic,
+    Scored,
+    average_precision,
+    evaluate,
+    evaluate_cases,
+    leakage_checks,
+    level_metrics,
+    model_metrics,
+    recall_at_legit_share,
+    report_text,
+    rulebook_metrics,
+)
+from counterguard.models.rulebook import rulebook_level
+from counterguard.models.simulate import FRAUD, SHIFTED, SHIFTED_SEEDS, SimConfig, simulate
 
 CST = timezone(timedelta(hours=8))
 
@@ -207,11 +219,11 @@ def test_a_logistic_model_learns_real_labels_but_not_shuffled_ones():
 # --- the command ------------------------------------------------------------------------------------
 
 def run_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "counterguard", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_counterguard_evaluate_reports_model_and_rule_book_on_every_set(tmp_path):
-    from models import independent
+    from counterguard.models import independent
 
     out = tmp_path / "report.json"
     done = run_cli("evaluate", "--events", "12000", "--shifted-events", "12000", "--independent-events", "12000",
@@ -335,7 +347,7 @@ def test_few_fraud_cases_are_called_out_in_the_report(tmp_path):
 
 
 def test_labelled_cases_suggest_the_thresholds_that_hold_their_alert_budget():
-    from gateway.decision import Thresholds
+    from counterguard.core.decision import Thresholds
 
     model = FraudModel.load(default_model_path())
     items = simulate(SHIFTED_SEEDS[0], 20_000, config=SHIFTED)

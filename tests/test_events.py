@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import wire
-from gateway.events import Event, SchemaError, parse_event
+from counterguard.core import wire
+from counterguard.core.events import Event, SchemaError, parse_event
 
 GOOD = {
     "event_id": "b17-c3-000042",

@@ -14,13 +14,13 @@ from datetime import datetime
 
 import pytest
 
-from gateway import wire
-from gateway.app import Gateway
-from gateway.cli import main
-from gateway.clock import Clock, Stamp
-from gateway.export import FRAUD_OUTCOMES
-from gateway.store import OUTCOMES, Store
-from gateway.terminal import TellerTerminal
+from counterguard.core import wire
+from counterguard.gateway.ops.app import Gateway
+from counterguard.cli import main
+from counterguard.core.clock import Clock, Stamp
+from counterguard.gateway.branch.export import FRAUD_OUTCOMES
+from counterguard.gateway.store.db import OUTCOMES, Store
+from counterguard.gateway.counter.terminal import TellerTerminal
 
 from harness import CST, config_toml, event, gateway_config, intercept, mule
 
@@ -117,7 +117,7 @@ def branch_day(tmp_path, broker, factory, counter_line):
 
 def export(cfg_file, *args, tz: str = BRANCH_TZ) -> subprocess.CompletedProcess:
     """The installed command, in its own process, in the branch's time zone."""
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "export-events", "--config", str(cfg_file), *args],
+    return subprocess.run([sys.executable, "-m", "counterguard", "export-events", "--config", str(cfg_file), *args],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "TZ": tz})
 
 
@@ -191,7 +191,7 @@ def test_replaying_the_export_gives_the_levels_the_gateway_stored(branch_day, tm
     gw, cfg_file, _ = branch_day
     out = tmp_path / "day.jsonl"
     assert export(cfg_file, "--day", "2026-11-25", "-o", str(out)).returncode == 0
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "replay", str(out), "--watchlist",
+    done = subprocess.run([sys.executable, "-m", "counterguard", "replay", str(out), "--watchlist",
                            gw.config.watchlist.file], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     replayed = [json.loads(line) for line in done.stdout.splitlines()]

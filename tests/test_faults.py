@@ -16,11 +16,11 @@ import time
 
 import pytest
 
-from gateway.app import Gateway
-from gateway.clock import Stamp
-from gateway.decision import Verdict
-from gateway.events import parse_event
-from gateway.store import Store
+from counterguard.gateway.ops.app import Gateway
+from counterguard.core.clock import Stamp
+from counterguard.core.decision import Verdict
+from counterguard.core.events import parse_event
+from counterguard.gateway.store.db import Store
 
 from conftest import wait_until
 from fault_support import (Cable, Centre, DeadLine, Teller, Tmpfs, assert_ledger, branch_day, cut_frame, gateway_db,

@@ -4,9 +4,17 @@ import math
 
 import pytest
 
-from gateway.decision import AMBER, GREEN, RED, REASON_TEXT, Thresholds, decide, signs
-from gateway.events import parse_event
-from gateway.features import DAY, FEATURE_NAMES, HOUR, NO_HISTORY, History, event_features, summarise_history
+from counterguard.core.decision import AMBER, GREEN, RED, REASON_TEXT, Thresholds, decide, signs
+from counterguard.core.events import parse_event
+from counterguard.core.features import (
+    DAY,
+    FEATURE_NAMES,
+    HOUR,
+    NO_HISTORY,
+    History,
+    event_features,
+    summarise_history,
+)
 
 BASE = {"event_id": "e1", "ts": "2024-05-06T09:31:07+08:00", "counter": 1, "kind": "cash_withdrawal",
         "account": "6222020200112233445", "amount": 2000}

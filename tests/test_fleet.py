@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from centre.store import open_store
+from counterguard.centre.store import open_store
 from fleet_sim import fleet_view, histogram, percentile, rehearse_broker_restart, spread_problems
-from gateway.broker import PrivateBroker
+from counterguard.gateway.link.broker import PrivateBroker
 
 GATEWAYS = 1000
 PER_GATEWAY = 5

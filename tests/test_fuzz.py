@@ -50,8 +50,8 @@ def test_every_saved_crash_is_replayed_and_now_handled():
 
 
 def test_the_seed_corpora_start_from_good_frames_and_accepted_events():
-    from gateway import wire
-    from gateway.events import parse_event
+    from counterguard.core import wire
+    from counterguard.core.events import parse_event
 
     frames = [item for seed in (FUZZ / "corpus" / "wire").iterdir()
               for item in wire.FrameDecoder().feed(seed.read_bytes()[1:]) if isinstance(item, wire.Frame)]

@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from gateway import wire
-from gateway.app import Gateway
-from gateway.pinmap import default_pinmap_path, load_pinmap
-from gateway.terminal import TellerTerminal, TerminalError
+from counterguard.core import wire
+from counterguard.gateway.ops.app import Gateway
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
+from counterguard.gateway.counter.terminal import TellerTerminal, TerminalError
 
 from harness import config_toml, event, gateway_config, intercept, mule
 
@@ -52,7 +52,7 @@ def press_acknowledge(factory):
 
 
 def test_demo_runs_the_branch_morning_and_the_centre_gets_the_intercept():
-    from gateway.demo import run_demo
+    from counterguard.demo import run_demo
 
     out = io.StringIO()
     assert run_demo(out, pace=0.0) == 0, out.getvalue()
@@ -189,7 +189,7 @@ def test_broker_down_for_ten_seconds_then_every_alert_arrives_once(running, brok
 
 def _start_gateway_process(config_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config_path)],
+    return subprocess.Popen([sys.executable, "-m", "counterguard", "run", "--config", str(config_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 
 
@@ -259,7 +259,7 @@ def test_gateway_killed_mid_burst_loses_no_acknowledged_event(tmp_path, broker, 
 def test_config_error_names_the_key_and_the_file(tmp_path):
     bad = tmp_path / "branch.toml"
     bad.write_text("[mqtt]\nport = 99999\n")
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(bad)],
+    result = subprocess.run([sys.executable, "-m", "counterguard", "check-config", str(bad)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert str(bad) in result.stderr and "mqtt.port" in result.stderr and "65535" in result.stderr
@@ -272,7 +272,7 @@ def test_replay_gives_what_the_gateway_answered_over_serial(running, tmp_path):
     serial = [terminal.send(b).body for b in bodies]
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps(b) + "\n" for b in bodies))
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "replay", str(events), "--watchlist",
+    result = subprocess.run([sys.executable, "-m", "counterguard", "replay", str(events), "--watchlist",
                              gw.config.watchlist.file], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     replayed = [json.loads(line) for line in result.stdout.splitlines()]
@@ -283,7 +283,7 @@ def test_replay_reports_bad_lines_by_number_and_goes_on(tmp_path):
     events = tmp_path / "events.jsonl"
     events.write_text(json.dumps(event()) + "\n{oops\n" + json.dumps(dict(event(), counter=99)) + "\n"
                       + json.dumps(event()) + "\n")
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "replay", str(events)],
+    result = subprocess.run([sys.executable, "-m", "counterguard", "replay", str(events)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert len(result.stdout.splitlines()) == 2

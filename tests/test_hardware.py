@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.pinmap import load_pinmap, pinmap_dir
-from hardware import wiring
-from hardware.bom import BOM, SIZES, BomError, Part, check_bom, cost, load_bom
+from counterguard.hardware.pinmap import load_pinmap, pinmap_dir
+from counterguard.hardware import wiring
+from counterguard.hardware.bom import BOM, SIZES, BomError, Part, check_bom, cost, load_bom
 
 ROOT = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
@@ -72,7 +72,7 @@ def test_a_branch_map_gets_its_own_diagram_and_a_moved_pin_moves_in_it(tmp_path)
     branch = tmp_path / "branch.toml"
     branch.write_text((pinmap_dir() / "pi4-4counter.toml").read_text().replace("red = 25", "red = 20"))
     out = tmp_path / "branch.svg"
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "wiring", "--pinmap", str(branch), "-o", str(out)],
+    result = subprocess.run([sys.executable, "-m", "counterguard", "wiring", "--pinmap", str(branch), "-o", str(out)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     drawn = wires(out.read_text())
@@ -81,12 +81,12 @@ def test_a_branch_map_gets_its_own_diagram_and_a_moved_pin_moves_in_it(tmp_path)
 
 
 def test_wiring_check_passes_on_the_shipped_diagrams_and_a_bad_map_is_refused_naming_it(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "gateway.cli", "wiring", "--check"], cwd=ROOT,
+    ok = subprocess.run([sys.executable, "-m", "counterguard", "wiring", "--check"], cwd=ROOT,
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text((pinmap_dir() / "pi4-4counter.toml").read_text().replace("red = 25", "red = 15"))
-    refused = subprocess.run([sys.executable, "-m", "gateway.cli", "wiring", "--pinmap", str(bad)], cwd=ROOT,
+    refused = subprocess.run([sys.executable, "-m", "counterguard", "wiring", "--pinmap", str(bad)], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert str(bad) in refused.stderr and "counter 4.red" in refused.stderr and "UART RXD" in refused.stderr

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.events import TELLER_FLAGS, parse_event
-from models.independent import FRAUD, TYPOLOGIES, independent_branch, unflagged_ordinary_purpose
+from counterguard.core.events import TELLER_FLAGS, parse_event
+from counterguard.models.independent import FRAUD, TYPOLOGIES, independent_branch, unflagged_ordinary_purpose
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMED = ("safe_account", "mule_cash_out", "investment_scam", "ordinary", "business_cash", "trader_cash",
@@ -159,12 +159,12 @@ def test_customers_come_back_with_their_own_history(honest):
 
 
 def test_command_prints_counts_by_typology_and_the_fraud_share():
-    run = subprocess.run([sys.executable, "-m", "models.independent", "7", "3000"], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "counterguard.models.independent", "7", "3000"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "fraud share" in run.stdout and "events 3000 " in run.stdout
     for typology in TYPOLOGIES:
         assert typology in run.stdout
-    bad = subprocess.run([sys.executable, "-m", "models.independent", "seven"], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "counterguard.models.independent", "seven"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "usage" in bad.stderr

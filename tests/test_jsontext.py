@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import jsontext
+from counterguard.core import jsontext
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_a_flood_of_brackets_is_refused_with_the_stack_nearly_full():
     # RecursionError on this stack; the bounded parser never goes deep enough to.
     script = """
 import json, sys
-from gateway import jsontext
+from counterguard.core import jsontext
 flood = "[" * 60_000
 sys.setrecursionlimit(80)
 for name, parse in (("plain", json.loads), ("bounded", jsontext.loads)):
@@ -99,10 +99,10 @@ def test_plain_json_reads_as_before(text, value):
 def test_every_reader_of_outside_json_goes_through_the_strict_parser():
     # Files and messages from outside the process; a store's own rows are read back with json.loads.
     outside = {
-        "gateway/wire.py": "jsontext.loads(payload", "gateway/messages.py": "jsontext.loads(raw)",
-        "gateway/manifest.py": "jsontext.loads(payload)", "gateway/console/server.py": "jsontext.loads(raw",
-        "gateway/replay.py": "jsontext.loads(text)", "gateway/export.py": "jsontext.loads(payload)",
-        "gateway/model.py": "jsontext.loads(manifest_path", "centre/schema.py": "jsontext.loads(raw)",
+        "core/wire.py": "jsontext.loads(payload", "core/messages.py": "jsontext.loads(raw)",
+        "core/manifest.py": "jsontext.loads(payload)", "gateway/branch/console/server.py": "jsontext.loads(raw",
+        "gateway/counter/replay.py": "jsontext.loads(text)", "gateway/branch/export.py": "jsontext.loads(payload)",
+        "gateway/scoring/model.py": "jsontext.loads(manifest_path", "centre/schema.py": "jsontext.loads(raw)",
         "centre/receiver.py": "jsontext.loads(msg.payload)", "centre/downlink.py": "jsontext.loads(card_path",
         "models/cases.py": "jsontext.loads(line)",
     }

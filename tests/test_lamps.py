@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from gateway.lamps import LampBoard, LampConsole, pin_factory_for
-from gateway.pinmap import default_pinmap_path, load_pinmap
+from counterguard.gateway.counter.lamps import LampBoard, LampConsole, pin_factory_for
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
 
 PINMAP = load_pinmap(default_pinmap_path("zero2w"))  # has counter buzzers too
 

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from gateway.app import Gateway
-from gateway.clock import Stamp
-from gateway.pinmap import default_pinmap_path, load_pinmap
-from gateway.store import MIGRATIONS, LifecycleError, Store, UnknownAlert
-from gateway.terminal import TellerTerminal
+from counterguard.gateway.ops.app import Gateway
+from counterguard.core.clock import Stamp
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
+from counterguard.gateway.store.db import MIGRATIONS, LifecycleError, Store, UnknownAlert
+from counterguard.gateway.counter.terminal import TellerTerminal
 
 from conftest import wait_until
 from harness import event, gateway_config, intercept, pty_pair
@@ -149,8 +149,8 @@ def _stamp():
 
 
 def _raise(store, n, level="red", counter=1):
-    from gateway.decision import Verdict
-    from gateway.events import parse_event
+    from counterguard.core.decision import Verdict
+    from counterguard.core.events import parse_event
 
     ev = parse_event({"event_id": f"ev-{n}", "ts": "2024-05-06T09:30:00+08:00", "counter": counter,
                       "kind": "cash_withdrawal", "account": "6222020200000000101", "amount": 50000.0})
@@ -195,7 +195,7 @@ def test_a_bad_outcome_is_refused_by_name_and_changes_nothing(store, kwargs, mes
 
 def test_upgrading_a_store_keeps_alerts_and_never_reuses_a_seq(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
-    monkeypatch.setattr("gateway.store.MIGRATIONS", [m for m in MIGRATIONS if m[0] == 1])
+    monkeypatch.setattr("counterguard.gateway.store.db.MIGRATIONS", [m for m in MIGRATIONS if m[0] == 1])
     with Store(path) as old:
         alerts = [_raise(old, n) for n in range(3)]
         old.acknowledge(alerts[0].alert_id, by="S1", via="button", stamp=_stamp())
@@ -233,7 +233,7 @@ def test_the_centre_keeps_an_outcome_once_and_refuses_one_without_its_fields(cen
 
 @pytest.mark.parametrize("level, opening", [("amber", "Ask the caring questions: "), ("red", "Hold: ")])
 def test_the_teller_text_stays_short_with_the_three_longest_reasons(level, opening):
-    from gateway.decision import REASON_TEXT, verdict_text
+    from counterguard.core.decision import REASON_TEXT, verdict_text
 
     longest = sorted((r for r in REASON_TEXT if r != "model_score"), key=lambda r: -len(REASON_TEXT[r]))[:3]
     text = verdict_text(level, longest)

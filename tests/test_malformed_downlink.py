@@ -14,14 +14,14 @@ from dataclasses import replace
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from centre.receiver import Receiver
+from counterguard.centre.receiver import Receiver
 from conftest import wait_until
-from gateway import manifest as m
-from gateway import messages, wire
-from gateway.app import Gateway
-from gateway.config import DownlinkSettings, GatewaySettings
-from gateway.decision import Thresholds
-from gateway.terminal import TellerTerminal
+from counterguard.core import manifest as m
+from counterguard.core import messages, wire
+from counterguard.gateway.ops.app import Gateway
+from counterguard.gateway.config import DownlinkSettings, GatewaySettings
+from counterguard.core.decision import Thresholds
+from counterguard.gateway.counter.terminal import TellerTerminal
 from harness import event, gateway_config, intercept, pty_pair
 
 REGION, BRANCH, GATEWAY = "east", "b012", "gw-7"
@@ -218,8 +218,8 @@ def test_junk_at_the_centre_is_quarantined_in_the_same_batch_as_good_alerts_whic
     """What tests/test_centre_ingest.py does not already send: bytes that are not UTF-8, JSON nested
     deeper than the parser goes, a record over the size limit, NaN, and junk acknowledgements,
     escalations and heartbeats, each in between good alerts that must still be stored and receipted."""
-    from centre.ingest import IngestWorker
-    from centre.store import open_store
+    from counterguard.centre.ingest import IngestWorker
+    from counterguard.centre.store import open_store
     from centre_support import SimGateway
 
     store = open_store(tmp_path / "centre.db")

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from gateway import manifest as m
+from counterguard.core import manifest as m
 
 ISSUED = "2026-11-25T09:00:00.000Z"
 H1 = "a" * 64

@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gateway.decision import Thresholds
-from gateway.events import parse_event
-from gateway.features import FEATURE_NAMES, FEATURES_VERSION, NO_HISTORY, History, event_features
-from gateway.model import FraudModel, ModelError, default_model_path
-from models.simulate import FRAUD, TYPOLOGIES, SimConfig, simulate
-from models.train import feature_rows, time_split
+from counterguard.core.decision import Thresholds
+from counterguard.core.events import parse_event
+from counterguard.core.features import FEATURE_NAMES, FEATURES_VERSION, NO_HISTORY, History, event_features
+from counterguard.gateway.scoring.model import FraudModel, ModelError, default_model_path
+from counterguard.models.simulate import FRAUD, TYPOLOGIES, SimConfig, simulate
+from counterguard.models.train import feature_rows, time_split
 
 GOLDEN = default_model_path().with_name("golden.json")
 CST = timezone(timedelta(hours=8))
@@ -278,7 +278,7 @@ def test_a_simulator_config_with_an_unknown_typology_is_refused():
 
 def test_training_end_to_end_writes_a_model_the_gateway_loads(tmp_path):
     pytest.importorskip("tensorflow")
-    from models.train import train
+    from counterguard.models.train import train
 
     manifest = train(3, 6000, tmp_path, epochs=2, log=lambda *_: None)
     model = FraudModel.load(tmp_path / "counterguard-v1.tflite")
@@ -291,10 +291,10 @@ def test_training_end_to_end_writes_a_model_the_gateway_loads(tmp_path):
 
 def test_training_on_a_banks_labelled_cases_sets_thresholds_on_them_and_names_them(tmp_path):
     pytest.importorskip("tensorflow")
-    from models.cases import file_digest, write_cases
-    from models.evaluate import evaluate
-    from models.independent import independent_branch
-    from models.train import train
+    from counterguard.models.cases import file_digest, write_cases
+    from counterguard.models.evaluate import evaluate
+    from counterguard.models.independent import independent_branch
+    from counterguard.models.train import train
 
     cases = tmp_path / "region.jsonl"
     items = independent_branch(5, 6000)
@@ -333,15 +333,15 @@ def test_the_training_command_refuses_what_it_cannot_train_on(args, problem, tmp
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "models.train", "--out", str(tmp_path), *args],
+    done = subprocess.run([sys.executable, "-m", "counterguard.models.train", "--out", str(tmp_path), *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and problem in done.stderr
     assert not (tmp_path / "counterguard-v1.tflite").exists()
 
 
 def test_the_documented_training_command_is_the_one_behind_the_bundled_model():
-    # `python -m models.train` with its defaults must reproduce the committed model (models/README.md).
-    import models.train as training
+    # `python -m counterguard.models.train` with its defaults must reproduce the committed model (models/README.md).
+    import counterguard.models.train as training
 
     manifest = json.loads(default_model_path().with_suffix(".json").read_text())
     assert (manifest["seed"], manifest["events"], manifest["version"]) == (7, training.EVENTS, training.VERSION)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.pinmap import RESERVED, PinMapError, default_pinmap_path, load_pinmap, pinmap_dir
+from counterguard.hardware.pinmap import RESERVED, PinMapError, default_pinmap_path, load_pinmap, pinmap_dir
 
 GOOD = """
 [board]

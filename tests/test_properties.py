@@ -15,9 +15,9 @@ import math
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from centre import schema
-from gateway import manifest, messages, wire
-from gateway.events import KINDS, PURPOSES, REQUIRED, TELLER_FLAGS, Event, SchemaError, parse_event
+from counterguard.centre import schema
+from counterguard.core import manifest, messages, wire
+from counterguard.core.events import KINDS, PURPOSES, REQUIRED, TELLER_FLAGS, Event, SchemaError, parse_event
 
 # No example database in the working tree; no deadline on a machine shared with other test runs.
 checked = settings(database=None, deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])

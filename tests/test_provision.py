@@ -15,17 +15,23 @@ import tomllib
 import pytest
 from cryptography import x509
 
-from gateway.config import parse_config
-from gateway.manifest import load_public_key, load_watchlist_key
-from provisioning.bundle import CentreFiles, batch, read_branches, write_bundle
-from provisioning.ca import CertificateAuthority, ProvisionError, common_name, find_ca_keys, load_cert
-from provisioning.install import Branch, BranchError, systemd_unit, udev_rules
+from counterguard.gateway.config import parse_config
+from counterguard.core.manifest import load_public_key, load_watchlist_key
+from counterguard.provisioning.bundle import CentreFiles, batch, read_branches, write_bundle
+from counterguard.provisioning.ca import (
+    CertificateAuthority,
+    ProvisionError,
+    common_name,
+    find_ca_keys,
+    load_cert,
+)
+from counterguard.provisioning.install import Branch, BranchError, systemd_unit, udev_rules
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "counterguard", *args], capture_output=True, text=True,
                           timeout=120, cwd=cwd)
 
 
@@ -217,7 +223,7 @@ def test_the_broker_config_ties_client_ids_to_certificates_limits_messages_and_k
     assert cli("provision", "ca", "--dir", str(tmp_path / "ca")).returncode == 0
     out = tmp_path / "broker"
     # A tight umask on the CA workstation must not leave mosquitto unable to read the public files.
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "provision", "broker-config", "--ca",
+    result = subprocess.run([sys.executable, "-m", "counterguard", "provision", "broker-config", "--ca",
                              str(tmp_path / "ca"), "--out", str(out), "--user", "no-such-user-cg"],
                             capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0o077))
     assert result.returncode == 0, result.stderr

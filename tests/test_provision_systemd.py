@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from gateway import sd_notify
+from counterguard.gateway.ops import sd_notify
 
 
 @pytest.fixture

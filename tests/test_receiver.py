@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from centre.receiver import Receiver, main
-from gateway import messages
-from gateway.broker import free_port
+from counterguard.centre.receiver import Receiver, main
+from counterguard.core import messages
+from counterguard.gateway.link.broker import free_port
 
 ROOT = "counterguard/v1/610100/b0231/gw-7"
 

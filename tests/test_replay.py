@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from gateway.app import Gateway
-from gateway.replay import replay
-from gateway.terminal import TellerTerminal
-from models.simulate import simulate
+from counterguard.gateway.ops.app import Gateway
+from counterguard.gateway.counter.replay import replay
+from counterguard.gateway.counter.terminal import TellerTerminal
+from counterguard.models.simulate import simulate
 
 from harness import CST, MULE, event, gateway_config, intercept, mule, pty_pair
 
@@ -80,7 +80,7 @@ def write_lines(path, lines) -> str:
 
 
 def run_replay(*args, stderr=subprocess.PIPE, timeout=60):
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "replay", *args], stdout=subprocess.PIPE,
+    return subprocess.run([sys.executable, "-m", "counterguard", "replay", *args], stdout=subprocess.PIPE,
                           stderr=stderr, text=True, timeout=timeout)
 
 
@@ -119,7 +119,7 @@ def test_a_progress_bar_is_shown_on_a_terminal_only(tmp_path):
     events = write_lines(tmp_path / "events.jsonl", [json.dumps(event(1, 500, event_id=f"p-{n}")) for n in range(40)])
     master, slave = os.openpty()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "replay", events], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "counterguard", "replay", events], stdout=subprocess.PIPE,
                                 stderr=slave, text=True)
         os.close(slave)
         shown = b""

@@ -9,11 +9,11 @@ from datetime import date, datetime
 
 import pytest
 
-from gateway.cli import main
-from gateway.clock import Stamp
-from gateway.decision import Verdict
-from gateway.events import parse_event
-from gateway.store import Store
+from counterguard.cli import main
+from counterguard.core.clock import Stamp
+from counterguard.core.decision import Verdict
+from counterguard.core.events import parse_event
+from counterguard.gateway.store.db import Store
 
 DAY = date(2026, 11, 20)
 
@@ -151,7 +151,7 @@ def test_a_supervisor_at_a_shell_sees_the_question_keys_and_records_the_answers(
 def test_the_console_password_hash_checks_the_password(capsys, monkeypatch):
     import io
 
-    from gateway.console.auth import verify_password
+    from counterguard.core.weblogin import verify_password
 
     monkeypatch.setattr("sys.stdin", io.StringIO("branch-secret\n"))
     assert main(["console-password"]) == 0

@@ -15,10 +15,16 @@ from gpiozero import LED
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from firmware_harness import Node, Pty, Relay
-from gateway.cli import build_parser
-from gateway.lamps import on_raspberry_pi
-from gateway.pinmap import default_pinmap_path, load_pinmap, pinmap_dir
-from gateway.selftest import check_button, check_serial_port, outputs_of, selftest_command, walk_outputs
+from counterguard.cli import build_parser
+from counterguard.gateway.counter.lamps import on_raspberry_pi
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap, pinmap_dir
+from counterguard.gateway.ops.selftest import (
+    check_button,
+    check_serial_port,
+    outputs_of,
+    selftest_command,
+    walk_outputs,
+)
 
 ZERO = default_pinmap_path("zero2w")  # two counters, each with its own buzzer
 

@@ -12,9 +12,9 @@ import tty
 import pytest
 import serial
 
-from gateway.app import Gateway
-from gateway.serial_link import SerialLink
-from gateway.terminal import TellerTerminal
+from counterguard.gateway.ops.app import Gateway
+from counterguard.gateway.counter.serial_link import SerialLink
+from counterguard.gateway.counter.terminal import TellerTerminal
 
 from harness import event, gateway_config, intercept
 
@@ -79,7 +79,7 @@ def test_a_by_id_path_is_followed_to_its_device(cable):
 
 
 def test_unplugged_and_replugged_port_is_reopened_and_logged(cable, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.serial_link")
+    caplog.set_level(logging.INFO, logger="counterguard.gateway.counter.serial_link")
     link = SerialLink(cable.link_path, reopen_interval=0.1)
     try:
         link.read(0.05)

@@ -11,11 +11,18 @@ import time
 
 import pytest
 
-from gateway.clock import Stamp
-from gateway.decision import Verdict
-from gateway.events import parse_event
-from gateway.store import MIGRATIONS, LifecycleError, Store, StoreError, UnknownAlert, UnknownEvent
-from gateway.watchlist import Watchlist, WatchlistFileError, WatchlistRejected
+from counterguard.core.clock import Stamp
+from counterguard.core.decision import Verdict
+from counterguard.core.events import parse_event
+from counterguard.gateway.store.db import (
+    MIGRATIONS,
+    LifecycleError,
+    Store,
+    StoreError,
+    UnknownAlert,
+    UnknownEvent,
+)
+from counterguard.gateway.scoring.watchlist import Watchlist, WatchlistFileError, WatchlistRejected
 
 MULE = "6217000099887766554"
 DAY = 86400.0
@@ -354,7 +361,7 @@ def test_a_bad_line_in_a_watchlist_file_is_named(store, tmp_path):
 # -- caring questions' answers --------------------------------------------------------------------
 def test_a_v2_store_is_upgraded_with_the_answers_table_and_keeps_everything(tmp_path, monkeypatch):
     path = tmp_path / "v2.db"
-    monkeypatch.setattr("gateway.store.MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 2])
+    monkeypatch.setattr("counterguard.gateway.store.db.MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 2])
     with Store(path) as old:
         closed, owed = record(old, 1, "red"), record(old, 2, "amber")
         for a in (closed, owed):
@@ -446,7 +453,7 @@ def test_a_red_report_on_an_amber_alert_is_a_second_alert_and_a_second_red_is_re
 def test_an_event_whose_staff_raised_red_was_fraud_is_labelled_so_whichever_alert_closed_first(store):
     from datetime import date
 
-    from gateway.export import export_events
+    from counterguard.gateway.branch.export import export_events
 
     amber = served(store, 1, "amber")
     red = store.raise_alert("ev-1", "red", "S1024", "console", stamp=stamp())

@@ -19,14 +19,14 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from gateway import jsontext, messages, wire
-from gateway.events import canonical_digest
-from gateway.export import export_events
-from gateway.model import FraudModel, default_model_path
-from gateway.pipeline import Assessor, Pipeline
-from gateway.replay import replay
-from gateway.store import Store
-from gateway.watchlist import Watchlist
+from counterguard.core import jsontext, messages, wire
+from counterguard.core.events import canonical_digest
+from counterguard.gateway.branch.export import export_events
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+from counterguard.gateway.counter.replay import replay
+from counterguard.gateway.store.db import Store
+from counterguard.gateway.scoring.watchlist import Watchlist
 
 from harness import CST, event, intercept
 
@@ -180,8 +180,8 @@ def test_replay_refuses_what_is_not_strict_json_and_names_the_line():
 
 
 def test_the_centre_s_json_reports_are_strict_json(pipeline, tmp_path):
-    from centre import schema as centre_schema
-    from centre.store import open_store
+    from counterguard.centre import schema as centre_schema
+    from counterguard.centre.store import open_store
 
     # A red alert from the gateway's outbox, as the uplink publishes it, and junk the centre quarantines.
     assert answer(pipeline, 1, wire.encode_payload(intercept(event_id="centre-1"))).type == "ACK"
@@ -198,11 +198,11 @@ def test_the_centre_s_json_reports_are_strict_json(pipeline, tmp_path):
     store.close()
     for report in (["fleet"], ["accuracy", "--by", "all"], ["accuracy", "--by", "branch"], ["quarantine"],
                    ["rollout"]):
-        done = subprocess.run([sys.executable, "-m", "gateway.cli", "centre", *report, "--store", str(db), "--json"],
+        done = subprocess.run([sys.executable, "-m", "counterguard", "centre", *report, "--store", str(db), "--json"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         strict(done.stdout.replace("\n", " "))  # one JSON document, indented
     quarantined = strict(subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "centre", "quarantine", "--store", str(db), "--json"],
+        [sys.executable, "-m", "counterguard", "centre", "quarantine", "--store", str(db), "--json"],
         capture_output=True, text=True, timeout=60).stdout.replace("\n", " "))
     assert quarantined["count"] == 1 and "NaN" in quarantined["latest"][0]["payload"]  # kept as text, not as a number

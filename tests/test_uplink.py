@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from centre.receiver import Receiver
-from gateway import messages
-from gateway.clock import Clock, Stamp
-from gateway.decision import Verdict
-from gateway.events import parse_event
-from gateway.store import Store
-from gateway.uplink import Backoff, Uplink
-from gateway.watchlist import Watchlist
+from counterguard.centre.receiver import Receiver
+from counterguard.core import messages
+from counterguard.core.clock import Clock, Stamp
+from counterguard.core.decision import Verdict
+from counterguard.core.events import parse_event
+from counterguard.gateway.store.db import Store
+from counterguard.gateway.link.uplink import Backoff, Uplink
+from counterguard.gateway.scoring.watchlist import Watchlist
 
 from conftest import wait_until
 
@@ -149,9 +149,9 @@ def test_heartbeats_report_the_outbox(store, broker, probe, make_uplink):
 
 _DYING_GATEWAY = """
 import sys, time
-from gateway.store import Store
-from gateway.watchlist import Watchlist
-from gateway.uplink import Uplink
+from counterguard.gateway.store.db import Store
+from counterguard.gateway.scoring.watchlist import Watchlist
+from counterguard.gateway.link.uplink import Uplink
 store = Store(sys.argv[1])
 up = Uplink(store, Watchlist(store), host="127.0.0.1", port=int(sys.argv[2]), gateway_id=sys.argv[3],
             region=sys.argv[4], branch=sys.argv[5], heartbeat_s=30, keepalive=60).start()

@@ -19,7 +19,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.broker import PrivateBroker
+from counterguard.gateway.link.broker import PrivateBroker
 
 # Answer to the ThingsBoard gateway's "getSessionLimits" RPC: no rate limits, as a ThingsBoard
 # server with the limits switched off would answer. The gateway sends nothing until it has one.

@@ -24,7 +24,7 @@ NOT_WEIGHTS = ("rows", "tflite_scores", "thresholds")
 
 
 def level(scores, thresholds) -> np.ndarray:
-    """0 green, 1 amber, 2 red, as gateway.decision draws the lines (score >= threshold)."""
+    """0 green, 1 amber, 2 red, as counterguard.core.decision draws the lines (score >= threshold)."""
     amber, red = thresholds
     return np.where(scores >= red, 2, np.where(scores >= amber, 1, 0))
 
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     rows = [np.asarray(r, np.float64) for r in data["rows"]]
     base = rss_mb()
     if args.runtime == "tflite":
-        from gateway.model import FraudModel, default_model_path
+        from counterguard.gateway.scoring.model import FraudModel, default_model_path
 
         model = FraudModel.load(default_model_path())
         score, version = model.score, f"{model.runtime}"

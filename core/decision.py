@@ -1,0 +1,131 @@
+"""The three-level verdict: green (proceed), amber (ask the caring questions), red (hold, call the
+supervisor), with the reason codes that tell the teller and the centre why.
+
+A stop-payment watchlist hit is red whatever the model says. Otherwise the model's score is
+compared with the thresholds from config. Reason codes come from the event itself, so a teller sees
+plain signs ("customer on phone", "large share of balance") rather than a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from counterguard.core.events import Event
+from counterguard.core.features import REPORTING_LINE, RISKY_PURPOSES, History
+
+GREEN, AMBER, RED = "green", "amber", "red"
+LEVELS = (GREEN, AMBER, RED)
+
+# Reason codes, in the order a teller should read them (docs/events.md lists their meaning).
+REASON_TEXT = {
+    "watchlist": "account on the stop-payment list",
+    "large_cash": "50,000 yuan or more",
+    "just_under_line": "just under the 50,000-yuan line",
+    "inbound_cash_out": "cashing out fresh inbound transfers",
+    "new_account": "newly opened account",
+    "new_payee_account": "payee account opened recently",
+    "new_payee": "first transfer to this payee",
+    "elderly_customer": "customer aged 60 or over",
+    "large_share_of_balance": "large share of the balance",
+    "customer_on_phone": "customer on the phone",
+    "anxious": "customer anxious",
+    "urgent": "customer in a hurry",
+    "declared_purpose_mismatch": "purpose does not match",
+    "risky_purpose": "investment or loan purpose",
+    "repeat_today": "repeated today at this branch",
+    "several_counters": "also at other counters today",
+    "model_score": "risk model score",
+    # Not a sign the gateway finds: branch staff raised the alert themselves (a teller's report).
+    "teller_report": "raised by branch staff",
+}
+REASONS = tuple(REASON_TEXT)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    amber: float = 0.5
+    red: float = 0.85
+
+    def __post_init__(self):
+        if not 0.0 < self.amber < self.red <= 1.0:
+            raise ValueError(f"thresholds need 0 < amber < red <= 1, got amber={self.amber} red={self.red}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    event_id: str
+    level: str
+    score: float
+    reasons: tuple
+    text: str
+    counter: int = 0
+
+    def ack_body(self) -> dict:
+        """The ACK payload a terminal shows (docs/protocol.md)."""
+        return {
+            "event_id": self.event_id,
+            "level": self.level,
+            "score": round(self.score, 4),
+            "reasons": list(self.reasons),
+            "text": self.text,
+        }
+
+
+def signs(event: Event, history: History, watchlisted: bool) -> list[str]:
+    """Risk signs present in the event, in reading order."""
+    found = set()
+    amount = event.amount
+    flags = event.teller_flags
+    if watchlisted:
+        found.add("watchlist")
+    if amount >= REPORTING_LINE:
+        found.add("large_cash")
+    elif event.kind == "cash_withdrawal" and amount >= 0.8 * REPORTING_LINE:
+        found.add("just_under_line")
+    if (event.inbound_count_24h or 0) >= 3 and event.inbound_24h and amount >= 0.7 * event.inbound_24h:
+        found.add("inbound_cash_out")
+    if event.account_age_days is not None and event.account_age_days < 90 and amount >= 5_000:
+        found.add("new_account")
+    if event.payee_account_age_days is not None and event.payee_account_age_days < 90 and amount >= 5_000:
+        found.add("new_payee_account")
+    if event.payee_new and amount >= 10_000:
+        found.add("new_payee")
+    if event.customer_age is not None and event.customer_age >= 60 and amount >= 10_000:
+        found.add("elderly_customer")
+    if event.balance_before and amount >= 10_000 and amount >= 0.8 * event.balance_before:
+        found.add("large_share_of_balance")
+    for flag in ("customer_on_phone", "anxious", "urgent", "declared_purpose_mismatch"):
+        if flag in flags:
+            found.add(flag)
+    if event.purpose in RISKY_PURPOSES:
+        found.add("risky_purpose")
+    if history.count_24h >= 2:
+        found.add("repeat_today")
+    if history.other_counters_24h >= 1:
+        found.add("several_counters")
+    return [r for r in REASONS if r in found]
+
+
+def verdict_text(level: str, reasons: list[str]) -> str:
+    """A short line a teller terminal can show (at most about 120 characters)."""
+    shown = ", ".join(REASON_TEXT[r] for r in reasons[:3] if r != "model_score")
+    if level == GREEN:
+        return "Proceed"
+    if level == AMBER:
+        return f"Ask the caring questions: {shown}" if shown else "Ask the caring questions"
+    return f"Hold: {shown} - call supervisor" if shown else "Hold - call supervisor"
+
+
+def decide(event: Event, score: float, history: History, watchlisted: bool, thresholds: Thresholds) -> Verdict:
+    if watchlisted:
+        level = RED
+    elif score >= thresholds.red:
+        level = RED
+    elif score >= thresholds.amber:
+        level = AMBER
+    else:
+        level = GREEN
+    reasons = signs(event, history, watchlisted) if level != GREEN else []
+    if level != GREEN and not watchlisted and not reasons:
+        reasons = ["model_score"]
+    return Verdict(event.event_id, level, float(score), tuple(reasons), verdict_text(level, reasons), event.counter)

@@ -1,0 +1,138 @@
+"""Features: the one place an event and its account's local history become model inputs.
+
+Training (models/) and the gateway both call ``event_features`` and ``summarise_history`` so the
+numbers a model was trained on are the numbers it is given at the counter. Changing a feature
+means retraining: ``FEATURES_VERSION`` is written into every model manifest and checked at load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+from counterguard.core.events import Event
+
+FEATURES_VERSION = 2
+REPORTING_LINE = 50_000.0  # large-cash line (yuan) at which identity and purpose checks apply
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+FEATURE_NAMES = (
+    "log_amount",
+    "large_cash",
+    "just_under_line",
+    "is_transfer",
+    "customer_age",
+    "age_known",
+    "elderly",
+    "log_account_age_days",
+    "account_age_known",
+    "share_of_balance",
+    "balance_known",
+    "log_inbound_24h",
+    "cash_out_of_inbound",
+    "log_inbound_count_24h",
+    "customer_on_phone",
+    "accompanied",
+    "anxious",
+    "urgent",
+    "declared_purpose_mismatch",
+    "risky_purpose",
+    "purpose_missing",
+    "log_history_count_24h",
+    "log_history_amount_24h",
+    "history_other_counters_24h",
+    "history_count_1h",
+    "payee_new",
+    "payee_known",
+    "log_payee_account_age_days",
+    "payee_account_age_known",
+)
+N_FEATURES = len(FEATURE_NAMES)
+RISKY_PURPOSES = frozenset({"investment", "loan_repayment"})
+
+
+@dataclass(frozen=True)
+class History:
+    """The same account's earlier events at this gateway."""
+
+    count_1h: int = 0
+    count_24h: int = 0
+    amount_24h: float = 0.0
+    other_counters_24h: int = 0
+
+
+NO_HISTORY = History()
+
+
+def summarise_history(prior: Iterable[tuple[float, float, int]], now: float, counter: int) -> History:
+    """Summarise earlier ``(epoch, amount, counter)`` records of one account as seen at ``now``.
+
+    Records at or after ``now``, or older than 24 h, are ignored, so callers may pass a loose window.
+    """
+    count_1h = count_24h = 0
+    amount_24h = 0.0
+    counters = set()
+    for when, amount, other in prior:
+        age = now - when
+        if age <= 0 or age > DAY:
+            continue
+        count_24h += 1
+        amount_24h += amount
+        if age <= HOUR:
+            count_1h += 1
+        if other != counter:
+            counters.add(other)
+    return History(count_1h, count_24h, amount_24h, len(counters))
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    return lo if x < lo else hi if x > hi else x
+
+
+def event_features(event: Event, history: History = NO_HISTORY) -> list[float]:
+    """The model's input row for one event, in ``FEATURE_NAMES`` order."""
+    amount = event.amount
+    flags = event.teller_flags
+    age = event.customer_age
+    acct_age = event.account_age_days
+    balance = event.balance_before
+    inbound = event.inbound_24h
+    inbound_count = event.inbound_count_24h
+    payee_age = event.payee_account_age_days
+    share = _clip(amount / balance, 0.0, 2.0) if balance else (2.0 if balance == 0 else 0.0)
+    cash_out = _clip(amount / inbound, 0.0, 2.0) if inbound else 0.0
+    return [
+        math.log1p(amount),
+        1.0 if amount >= REPORTING_LINE else 0.0,
+        1.0 if 0.8 * REPORTING_LINE <= amount < REPORTING_LINE else 0.0,
+        1.0 if event.kind == "transfer_out" else 0.0,
+        float(age) if age is not None else 0.0,
+        1.0 if age is not None else 0.0,
+        1.0 if age is not None and age >= 60 else 0.0,
+        math.log1p(acct_age) if acct_age is not None else 0.0,
+        1.0 if acct_age is not None else 0.0,
+        share,
+        1.0 if balance is not None else 0.0,
+        math.log1p(inbound) if inbound is not None else 0.0,
+        cash_out,
+        math.log1p(inbound_count) if inbound_count is not None else 0.0,
+        1.0 if "customer_on_phone" in flags else 0.0,
+        1.0 if "accompanied" in flags else 0.0,
+        1.0 if "anxious" in flags else 0.0,
+        1.0 if "urgent" in flags else 0.0,
+        1.0 if "declared_purpose_mismatch" in flags else 0.0,
+        1.0 if event.purpose in RISKY_PURPOSES else 0.0,
+        1.0 if event.purpose is None else 0.0,
+        math.log1p(history.count_24h),
+        math.log1p(history.amount_24h),
+        float(min(history.other_counters_24h, 8)),
+        float(min(history.count_1h, 20)),
+        # The receiving side: a coached victim can give any purpose and keep calm, but cannot make a
+        # fraudster's account an old, known payee.
+        1.0 if event.payee_new else 0.0,
+        1.0 if event.payee_new is not None else 0.0,
+        math.log1p(payee_age) if payee_age is not None else 0.0,
+        1.0 if payee_age is not None else 0.0,
+    ]

@@ -1,0 +1,452 @@
+"""The branch console: a small web page the gateway serves on the branch LAN (a PC or a tablet).
+
+It shows the open alerts with their reasons in plain words and the caring questions to ask, in
+Chinese and English; staff acknowledge an alert and record its outcome there, and can raise an
+alert themselves on one of the last events at each counter; today's history is below. Only staff
+on the branch's roster (``console.staff``) who log in with the branch password can change anything:
+
+- the session id travels in a cookie that scripts cannot read (HttpOnly) and that the browser
+  never sends from another site (SameSite=Strict);
+- every POST must also carry the session's CSRF token in ``X-CSRF-Token`` (the page reads it from
+  a meta tag), and an ``Origin`` header, if sent, must be this console's own;
+- five login attempts for one staff number, or from one address, use up a minute: each is
+  counted before its password is checked, so parallel guesses get no more checks.
+
+It listens on 127.0.0.1 unless configured otherwise; on any other address it serves HTTPS
+(``console.cert_file``, ``console.key_file``) or sits behind the branch's TLS proxy
+(``console.behind_proxy``), see docs/supervisor.md.
+
+The page polls ``/api/state`` every two seconds, so a new alert shows up without a reload.
+
+    console = BranchConsole.from_config(config, store, lifecycle).start()
+    print(console.url)      # http://127.0.0.1:8080/
+    console.stop()
+
+Standard library only (http.server): nothing to install on the Pi, nothing that opens a port at
+import time.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import ipaddress
+import logging
+import ssl
+import sys
+import threading
+import time
+from datetime import datetime
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from string import Template
+from urllib.parse import parse_qs, urlsplit
+
+from counterguard.core import jsontext
+from counterguard.gateway.questions import ANSWER_TEXT, ANSWERS, LEVEL_TEXT, OUTCOME_TEXT, load_questions
+from counterguard.gateway.store.db import (
+    OUTCOMES,
+    RAISE_NOTE_MAX,
+    RAISE_WITHIN_S,
+    LifecycleError,
+    UnknownAlert,
+    UnknownEvent,
+)
+from counterguard.core.weblogin import LockedOut, PasswordError, Sessions
+from counterguard.core.weblogin import SECURITY_HEADERS, cookie_value, same_origin
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+COOKIE = "cg_session"
+MAX_BODY = 16 * 1024  # a form or a note, never more
+QUESTIONS_SHOWN = 6   # enough to start a conversation, short enough to read at the counter
+EVENTS_PER_COUNTER = 5  # the last few customers at each counter, for staff reporting one the model let through
+REQUEST_TIMEOUT_S = 30  # a client that stops sending (or never finishes TLS) frees its thread
+STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+
+
+class ConsoleError(Exception):
+    """A request the console refuses; becomes a JSON error with this status."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _template(name: str) -> Template:
+    return Template((HERE / "templates" / name).read_text(encoding="utf-8"))
+
+
+def local_day_start(now: float) -> float:
+    d = datetime.fromtimestamp(now).astimezone()
+    return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+class BranchConsole:
+    """The console's HTTP server, bound to one gateway's store and life cycle."""
+
+    def __init__(self, store, lifecycle, sessions: Sessions, questions, *, host: str = "127.0.0.1", port: int = 8080,
+                 branch: str = "", lamps=None, tls: ssl.SSLContext | None = None, behind_proxy: bool = False):
+        self.store = store
+        self.lifecycle = lifecycle
+        self.sessions = sessions
+        self.questions = questions
+        self.branch = branch
+        self.lamps = lamps
+        self.tls = tls
+        self.behind_proxy = behind_proxy
+        self._server = _ConsoleServer((host, port), _handler_for(self), tls)
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_config(cls, config, store, lifecycle, questions=None) -> "BranchConsole":
+        """``questions``: the branch's caring questions if already loaded, else read from the config's file.
+
+        Refuses (ConfigError, naming the key) a console with no roster, or one on a non-loopback
+        address with neither TLS nor a proxy, even from a config built in code."""
+        from counterguard.gateway.config import ConfigError, check_console
+
+        c = config.console
+        check_console(c, config.source)
+        try:
+            sessions = Sessions(c.password_hash, staff=c.staff, lifetime_s=c.session_hours * 3600)
+        except PasswordError as exc:
+            raise ConfigError(config.source, "console.staff" if c.password_hash else "console.password_hash",
+                              str(exc)) from None
+        tls = None
+        if c.cert_file:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                tls.load_cert_chain(c.cert_file, c.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(config.source, "console.cert_file",
+                                  f"cannot load {c.cert_file} with {c.key_file}: {exc}") from None
+        if questions is None:
+            questions = load_questions(config.supervisor.questions_file or None)
+        return cls(store, lifecycle, sessions, questions, host=c.listen, port=c.port, branch=config.gateway.branch,
+                   lamps=lifecycle.lamps, tls=tls, behind_proxy=c.behind_proxy)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self._server.server_address[0]
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
+
+    def start(self) -> "BranchConsole":
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="branch-console", daemon=True)
+        self._thread.start()
+        log.info("branch console at %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self._server.server_close()
+
+    # -- what the page shows ----------------------------------------------------------------------
+    def _alert_json(self, view, *, questions: bool = True, answers=()) -> dict:
+        q = self.questions
+        return {
+            "alert_id": view.alert_id,
+            "counter": view.counter,
+            "level": view.level,
+            "level_text": LEVEL_TEXT[view.level],
+            "state": view.state,
+            "amount": view.amount,
+            "kind": view.kind,
+            "text": view.text,
+            "reasons": [{"code": r, "en": q.label(r, "en"), "zh": q.label(r, "zh")} for r in view.reasons],
+            "questions": {lang: q.for_reasons(view.reasons, lang, limit=QUESTIONS_SHOWN) if questions else []
+                          for lang in ("en", "zh")},
+            # Every question with its key, for recording the customer's answers with the outcome.
+            "asked": [{"key": x.key, "en": x.en, "zh": x.zh} for x in q.asked(view.reasons)]
+                     if questions and view.state == "acknowledged" else [],
+            "answers": [{"key": a.key, "en": a.question_en, "zh": a.question_zh, "answer": a.answer}
+                        for a in answers],
+            "raised_at": view.raised_wall,
+            "escalated": view.escalated_wall is not None,
+            "ack_by": view.ack_by,
+            "ack_via": view.ack_via,
+            "ack_at": view.ack_wall,
+            "response_s": None if view.response_s is None else round(view.response_s, 1),
+            "outcome": view.outcome,
+            "outcome_text": OUTCOME_TEXT.get(view.outcome) if view.outcome else None,
+            "note": view.note,
+            "outcome_by": view.outcome_by,
+            "raised_by": view.raised_by,
+            "raise_note": view.raise_note,
+        }
+
+    def state(self, session) -> dict:
+        now = time.time()
+        live = self.store.alert_views(states=("open", "acknowledged"))
+        today = self.store.alert_views(since_wall=local_day_start(now))
+        answers = self.store.answers([v.alert_id for v in today if v.state == "closed"])
+        return {
+            "staff": session.staff,
+            "branch": self.branch,
+            "now": now,
+            "open": [self._alert_json(v) for v in live if v.state == "open"],
+            "awaiting_outcome": [self._alert_json(v) for v in live if v.state == "acknowledged"],
+            # The history table needs no questions: it keeps a busy day's poll small.
+            "today": [self._alert_json(v, questions=False, answers=answers.get(v.alert_id, ()))
+                      for v in reversed(today)],
+            "lamps": {str(k): v for k, v in self.lamps.states().items()} if self.lamps is not None else {},
+            # Staff can raise an alert on any of these (docs/supervisor.md, "Raising an alert yourself").
+            "events": [{**e, "level_text": LEVEL_TEXT.get(e["level"])}
+                       for e in self.store.recent_events(now - RAISE_WITHIN_S, per_counter=EVENTS_PER_COUNTER)],
+            "raise_note_max": RAISE_NOTE_MAX,
+            "outcomes": [{"code": o, **OUTCOME_TEXT[o]} for o in OUTCOMES],
+            "answer_words": [{"code": a, **ANSWER_TEXT[a]} for a in ANSWERS],
+        }
+
+    def acknowledge(self, session, body: dict) -> dict:
+        alert_id = _field(body, "alert_id")
+        ack = self.lifecycle.acknowledge(alert_id, by=session.staff, via="console")
+        if ack is None:
+            view = self.store.alert_view(alert_id)
+            raise ConsoleError(HTTPStatus.CONFLICT, f"alert {alert_id} is already acknowledged"
+                               + (f" by {view.ack_by}" if view and view.ack_by else ""))
+        return {"ok": True, "alert_id": ack.alert_id, "seq": ack.seq}
+
+    def raise_alert(self, session, body: dict) -> dict:
+        """Staff report an event the model let through: an alert raised in their name."""
+        event_id = _field(body, "event_id")
+        # The store refuses a level other than amber or red (a ValueError: 400, naming it).
+        alert = self.lifecycle.raise_alert(event_id, body.get("level", "red"), by=session.staff, via="console",
+                                           note=_note(body))
+        return {"ok": True, "alert_id": alert.alert_id, "seq": alert.seq, "level": alert.level}
+
+    def record_outcome(self, session, body: dict) -> dict:
+        alert_id = _field(body, "alert_id")
+        outcome = _field(body, "outcome")
+        if outcome not in OUTCOMES:
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, f"outcome must be one of {', '.join(OUTCOMES)}")
+        note = _note(body)
+        answers = body.get("answers", {})
+        if not isinstance(answers, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in answers.items()):
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "answers must map question keys to yes, no or declined")
+        # The store checks each key against this alert's questions and refuses the whole outcome on a bad one.
+        rec = self.lifecycle.record_outcome(alert_id, outcome, note=note, by=session.staff, via="console",
+                                            answers=answers, questions=self.questions)
+        return {"ok": True, "alert_id": rec.alert_id, "seq": rec.seq}
+
+
+class _ConsoleServer(ThreadingHTTPServer):
+    """One thread per request; with TLS, each connection's handshake runs on its own thread (in
+    the handler's ``setup``), so a client that never finishes one holds up nobody else."""
+
+    daemon_threads = True
+    request_queue_size = 64  # a tablet's page and a burst of logins queue, not get refused
+
+    def __init__(self, address, handler, tls: ssl.SSLContext | None):
+        self.tls = tls
+        super().__init__(address, handler)
+
+    def get_request(self):
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request, client_address) -> None:
+        # A port scan, a plain-HTTP request to the HTTPS port, a client gone quiet: a debug line, not
+        # a traceback on stderr. Anything else is ours, and goes to the log.
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            log.debug("console: connection from %s failed", client_address[0], exc_info=True)
+        else:
+            log.exception("console: request from %s failed", client_address[0])
+
+
+
+def _field(body: dict, name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ConsoleError(HTTPStatus.BAD_REQUEST, f"{name} is required")
+    return value.strip()
+
+
+def _note(body: dict) -> str:
+    note = body.get("note", "")
+    if not isinstance(note, str):
+        raise ConsoleError(HTTPStatus.BAD_REQUEST, "note must be text")
+    return note
+
+
+def _handler_for(console: BranchConsole):
+    class Handler(_Handler):
+        pass
+
+    Handler.console = console
+    return Handler
+
+
+class _Handler(BaseHTTPRequestHandler):
+    console: BranchConsole
+    server_version = "counterguard-console"
+    sys_version = ""
+    timeout = REQUEST_TIMEOUT_S
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+
+    def log_message(self, fmt, *args) -> None:  # into the gateway's log, not stderr
+        log.debug("console %s: " + fmt, self.client_address[0], *args)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in {**SECURITY_HEADERS, **(headers or {})}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, payload: dict, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8",
+                   headers)
+
+    def _html(self, status: HTTPStatus, text: str, headers: dict | None = None) -> None:
+        self._send(status, text.encode("utf-8"), "text/html; charset=utf-8", headers)
+
+    def _session(self):
+        return self.console.sessions.get(cookie_value(self.headers, COOKIE))
+
+    def _client_address(self) -> str:
+        """Who is logging in, for the lockout. Behind a proxy on this machine, the address it
+        forwards (the last X-Forwarded-For hop, the one the proxy wrote); a client that reaches
+        the console directly cannot choose its own."""
+        peer = self.client_address[0]
+        forwarded = self.headers.get("X-Forwarded-For")
+        if self.console.behind_proxy and forwarded and ipaddress.ip_address(peer).is_loopback:
+            return forwarded.split(",")[-1].strip()[:64] or peer
+        return peer
+
+    def _cookie(self, value: str, max_age: int) -> str:
+        # Secure when the browser reaches the console over HTTPS (its own, or the proxy's).
+        secure = "; Secure" if self.console.tls or self.console.behind_proxy else ""
+        return f"{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+
+    def _body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "Content-Length must be a number") from None
+        if length > MAX_BODY:
+            raise ConsoleError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body over {MAX_BODY} bytes")
+        return self.rfile.read(length) if length > 0 else b""
+
+    # -- routes -----------------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        try:
+            if path == "/":
+                return self._page()
+            if path.startswith("/static/") and path[len("/static/"):] in STATIC:
+                name = path[len("/static/"):]
+                return self._send(HTTPStatus.OK, (HERE / "static" / name).read_bytes(), STATIC[name])
+            if path == "/api/state":
+                session = self._session()
+                if session is None:
+                    raise ConsoleError(HTTPStatus.UNAUTHORIZED, "log in first")
+                return self._json(HTTPStatus.OK, self.console.state(session))
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {path}"})
+        except ConsoleError as exc:
+            self._json(exc.status, {"error": str(exc)})
+        except Exception:
+            log.exception("console: GET %s failed", path)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the gateway could not answer; see its log"})
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        try:
+            if not same_origin(self.headers):
+                raise ConsoleError(HTTPStatus.FORBIDDEN, "request from another site refused")
+            if path == "/login":
+                return self._login()
+            session = self._session()
+            if session is None:
+                raise ConsoleError(HTTPStatus.UNAUTHORIZED, "log in first: only branch staff can acknowledge alerts")
+            if self.headers.get("X-CSRF-Token") != session.csrf:
+                raise ConsoleError(HTTPStatus.FORBIDDEN, "missing or wrong CSRF token; reload the page")
+            if path == "/logout":
+                self.console.sessions.logout(session.sid)
+                return self._json(HTTPStatus.OK, {"ok": True},
+                                  {"Set-Cookie": self._cookie("", 0)})
+            raw = self._body()
+            try:
+                body = jsontext.loads(raw or b"{}")
+            except ValueError:
+                raise ConsoleError(HTTPStatus.BAD_REQUEST, "the request body must be JSON") from None
+            if not isinstance(body, dict):
+                raise ConsoleError(HTTPStatus.BAD_REQUEST, "the request body must be a JSON object")
+            if path == "/api/ack":
+                return self._json(HTTPStatus.OK, self.console.acknowledge(session, body))
+            if path == "/api/outcome":
+                return self._json(HTTPStatus.OK, self.console.record_outcome(session, body))
+            if path == "/api/raise":
+                return self._json(HTTPStatus.OK, self.console.raise_alert(session, body))
+            raise ConsoleError(HTTPStatus.NOT_FOUND, f"no action {path}")
+        except ConsoleError as exc:
+            self._json(exc.status, {"error": str(exc)})
+        except (UnknownAlert, UnknownEvent) as exc:
+            self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+        except LifecycleError as exc:
+            self._json(HTTPStatus.CONFLICT, {"error": str(exc)})
+        except ValueError as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        except Exception:
+            log.exception("console: POST %s failed", path)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the gateway could not record that; see its log"})
+
+    def _page(self, error: str = "", status: HTTPStatus = HTTPStatus.OK) -> None:
+        session = self._session()
+        branch = html.escape(self.console.branch)
+        if session is None:
+            text = _template("login.html").substitute(branch=branch, error=html.escape(error),
+                                                      error_class="error" if error else "error hidden")
+            return self._html(status, text)
+        text = _template("console.html").substitute(branch=branch, staff=html.escape(session.staff),
+                                                    csrf=html.escape(session.csrf))
+        self._html(HTTPStatus.OK, text)
+
+    def _login(self) -> None:
+        address = self._client_address()
+        form = parse_qs(self._body().decode("utf-8", "replace"))
+        staff = (form.get("staff") or [""])[0].strip()[:64]
+        password = (form.get("password") or [""])[0]
+        try:
+            # A staff number not on the roster gets the same answer as a wrong password.
+            session = self.console.sessions.login(staff, password, address)
+        except LockedOut:
+            log.warning("console: login for %r from %s refused: too many attempts", staff, address)
+            return self._page("Too many wrong passwords: wait a minute. 密码错误次数过多，请一分钟后再试。",
+                              HTTPStatus.TOO_MANY_REQUESTS)
+        if session is None:
+            log.warning("console: failed login for %r from %s", staff, address)
+            return self._page("Staff number or password is wrong. 工号或密码错误。", HTTPStatus.UNAUTHORIZED)
+        log.info("console: %s logged in from %s", staff, address)
+        max_age = int(self.console.sessions.lifetime_s)
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", "/")
+        self.send_header("Set-Cookie", self._cookie(session.sid, max_age))
+        self.send_header("Content-Length", "0")
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()

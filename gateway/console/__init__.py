@@ -1,1 +1,0 @@
-"""The branch console: a small web page on the branch LAN for the supervisor (gateway/console/server.py)."""

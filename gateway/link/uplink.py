@@ -1,0 +1,368 @@
+"""The MQTT uplink to the anti-fraud centre (docs/mqtt.md).
+
+The SQLite outbox is the source of truth, not the MQTT client's queue: one worker thread reads the
+outbox in seq order and publishes with QoS 1 inside a bounded in-flight window; only the centre's
+application receipt (``{root}/receipt``) closes a row. Each connection attempt uses a fresh client
+with a fresh last will carrying a new birth/death sequence number (bdseq), so nothing is replayed
+from a stale client queue and a stale will is recognisable. When the connection drops the worker
+waits a jittered exponential back-off and connects again; when it is back (or the centre announces
+itself online) every unreceipted row goes out again, in order. The serial hot path never waits on
+any of this: it commits to SQLite and calls ``wake()``.
+
+    uplink = Uplink(store, watchlist, host="mqtt.centre.example", port=8883, gateway_id="gw-0001",
+                    region="610100", branch="b0231", tls=("ca.pem", "gw-0001.pem", "gw-0001.key"))
+    uplink.start()
+    ...
+    uplink.wake()        # after committing a new alert: publish now
+    uplink.stop()        # says "stopped" (retained) and disconnects cleanly
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from counterguard.core import messages
+from counterguard.core.clock import Clock
+from counterguard.gateway.scoring.watchlist import WatchlistRejected
+
+log = logging.getLogger(__name__)
+
+
+class Backoff:
+    """Jittered exponential back-off ("full jitter" above a floor).
+
+    Attempt n waits a uniformly random time in ``[low, min(high, low * 2**(n+1))]``. The randomness
+    spreads thousands of gateways reconnecting after a broker restart over the whole window instead
+    of letting them arrive in synchronised waves; the first retry is spread too, since after a short
+    outage it is the one the whole fleet makes at once.
+    """
+
+    def __init__(self, low: float, high: float, rng=random.random):
+        if not 0 < low <= high:
+            raise ValueError(f"back-off needs 0 < backoff_min <= backoff_max, got {low} and {high}")
+        self.low, self.high, self._rng = low, high, rng
+        self.attempt = 0
+
+    def next(self) -> float:
+        cap = min(self.high, self.low * (2 ** min(self.attempt + 1, 32)))
+        self.attempt += 1
+        return self.low + self._rng() * (cap - self.low)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class UplinkStats:
+    published: int = 0  # outbox publishes (alerts, acks, outcomes, escalations), replays included
+    receipted: int = 0  # outbox rows closed by the centre's receipts
+    sessions: int = 0  # successful connections
+    downlink_rejected: int = 0  # malformed or refused messages from the centre
+
+
+class _Session:
+    """State of one MQTT connection; callbacks of an old client cannot touch a new session."""
+
+    def __init__(self, bdseq: int):
+        self.bdseq = bdseq
+        self.connack = threading.Event()
+        self.ok = False
+        self.alive = True
+        self.inflight = 0
+        self.cond = threading.Condition()
+        self.centre = None
+        self.republish_all = False
+        self.reannounce = False
+
+
+class Uplink:
+    """Publishes alerts, acknowledgements, outcomes, escalations, status and heartbeats; applies
+    receipts and watchlists."""
+
+    def __init__(self, store, watchlist, *, host: str, port: int, gateway_id: str, region: str, branch: str,
+                 keepalive: int = 30, heartbeat_s: float = 30, republish_after_s: float = 30,
+                 historical_after_s: float = 10, status_fields=None, heartbeat_fields=None,
+                 backoff_min: float = 1.0, backoff_max: float = 120.0, tls=None, window: int = 200,
+                 connect_timeout: float = 5.0, clock: Clock | None = None, downlink=None):
+        self.store = store
+        self.downlink = downlink  # counterguard.gateway.link.downlink.Downlink: signed manifests from the centre
+        self.watchlist = watchlist
+        self.host, self.port = host, int(port)
+        self.gateway_id, self.region, self.branch = gateway_id, region, branch
+        self.topics = messages.Topics(region, branch, gateway_id)  # checks the names now, not at connect
+        self.keepalive = keepalive
+        self.heartbeat_s = heartbeat_s
+        self.republish_after_s = republish_after_s
+        self.historical_after_s = historical_after_s
+        self._status_fields = status_fields or (lambda: {"watchlist_version": watchlist.version})
+        self._heartbeat_fields = heartbeat_fields or self._status_fields
+        self.backoff = Backoff(backoff_min, backoff_max)
+        self.tls = tls
+        self.window = max(1, int(window))
+        self.connect_timeout = connect_timeout
+        self.clock = clock or Clock()
+        self.stats = UplinkStats()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._session: _Session | None = None
+        # With the signed downlink on, an unsigned watchlist update is not listened to at all.
+        self._watchlist_topics = set() if downlink is not None else set(self.topics.watchlists)
+
+    # -- public -----------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        s = self._session
+        return bool(s and s.ok and s.alive)
+
+    @property
+    def bdseq(self) -> int | None:
+        s = self._session
+        return s.bdseq if s else None
+
+    def start(self) -> "Uplink":
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name=f"uplink-{self.gateway_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def reannounce(self) -> None:
+        """Versions in force changed (a manifest was applied), or a counter line was restarted or
+        given up on: publish the status again."""
+        s = self._session
+        if s is not None:
+            s.reannounce = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Something new is in the outbox: publish it now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``stopped`` (retained), disconnect cleanly (no last will) and end the worker."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("uplink worker did not stop within %.1f s", timeout)
+
+    def __enter__(self) -> "Uplink":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- worker -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        first = True
+        while not self._stopping.is_set():
+            if not first:
+                delay = self.backoff.next()
+                log.info("uplink: reconnecting to %s:%d in %.1f s", self.host, self.port, delay)
+                if self._stopping.wait(delay):
+                    break
+            first = False
+            try:
+                opened = self._open()
+            except Exception:  # a bug or an unexpected client error must not end the uplink for good
+                log.exception("uplink: connecting failed unexpectedly")
+                opened = None
+            if opened is None:
+                continue
+            client, session = opened
+            self.backoff.reset()
+            try:
+                self._serve(client, session)
+            except Exception:
+                log.exception("uplink: session failed; reconnecting")
+            finally:
+                self._close(client, session)
+
+    def _open(self):
+        session = _Session(self.store.next_bdseq())
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.gateway_id, clean_session=True,
+                             userdata=session, reconnect_on_failure=False)
+        client.connect_timeout = self.connect_timeout
+        client.max_inflight_messages_set(self.window)
+        client.max_queued_messages_set(0)
+        if self.tls:
+            ca, cert, key = self.tls
+            client.tls_set(ca_certs=ca, certfile=cert or None, keyfile=key or None)
+        # The will is set before every connect, with this session's bdseq.
+        client.will_set(self.topics.status, self._status("offline", session.bdseq), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        try:
+            client.connect(self.host, self.port, keepalive=self.keepalive)
+        except (OSError, ValueError) as exc:
+            log.warning("uplink: cannot reach the broker at %s:%d: %s", self.host, self.port, exc)
+            return None
+        client.loop_start()
+        if not session.connack.wait(self.connect_timeout) or not session.ok:
+            log.warning("uplink: broker at %s:%d did not accept the connection", self.host, self.port)
+            client.disconnect()
+            client.loop_stop()
+            return None
+        self._session = session
+        self.stats.sessions += 1
+        log.info("uplink: connected to %s:%d as %s (bdseq %d)", self.host, self.port, self.gateway_id, session.bdseq)
+        return client, session
+
+    def _close(self, client, session) -> None:
+        if session.alive and self._stopping.is_set():
+            try:
+                info = client.publish(self.topics.status, self._status("stopped", session.bdseq), qos=1, retain=True)
+                info.wait_for_publish(2.0)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("uplink: could not say stopped: %s", exc)
+        session.alive = False
+        client.disconnect()
+        client.loop_stop()
+        if self._session is session:
+            self._session = None
+
+    def _serve(self, client, session) -> None:
+        self._publish_status(client, session)
+        # Whatever was sent before this connection may be lost with the old one: send it again, in order.
+        self.store.outbox_unpublish()
+        next_heartbeat = time.monotonic()
+        while session.alive and not self._stopping.is_set():
+            self._wake.clear()
+            if session.republish_all:
+                session.republish_all = False
+                waiting = self.store.outbox_unpublish()
+                log.info("uplink: centre is online; re-announcing and resending %d unreceipted message(s)", waiting)
+                session.reannounce = True
+            if session.reannounce:
+                session.reannounce = False
+                self._publish_status(client, session)
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._publish_heartbeat(client, session)
+                next_heartbeat = now + self.heartbeat_s
+            if self._drain(client, session):
+                continue
+            # Idle: wake for new alerts, the next heartbeat, or rows due for republishing.
+            self._wake.wait(max(0.0, min(next_heartbeat - time.monotonic(), 0.5)))
+
+    def _drain(self, client, session) -> bool:
+        """Publish the next rows the window has room for; True if there may be more to do."""
+        with session.cond:
+            room = self.window - session.inflight
+            if room <= 0:
+                session.cond.wait(0.1)
+                return True
+        rows = self.store.outbox_pending(room, republish_after_s=self.republish_after_s)
+        if not rows:
+            return False
+        now = time.time()
+        sent = []
+        for row in rows:
+            historical = now - row.created_wall > self.historical_after_s
+            payload = messages.finalise(row.payload, seq=row.seq, region=self.region, branch=self.branch,
+                                        historical=historical)
+            topic = self.topics.for_kind(row.kind)
+            with session.cond:
+                session.inflight += 1
+            info = client.publish(topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                with session.cond:
+                    session.inflight -= 1
+                session.alive = False  # the connection is gone; the row stays pending
+                break
+            sent.append(row.seq)
+        if sent:
+            self.store.mark_published(sent, now)
+            self.stats.published += len(sent)
+        return bool(sent) and session.alive
+
+    def _status(self, state: str, bdseq: int) -> str:
+        return messages.status_payload(state, bdseq=bdseq, stamp=self.clock.now(), gateway_id=self.gateway_id,
+                                       fields=self._fields(self._status_fields))
+
+    @staticmethod
+    def _fields(source) -> dict:
+        try:
+            return dict(source())
+        except Exception:  # a status detail must never stop the uplink
+            log.exception("uplink: status fields failed")
+            return {}
+
+    def _publish_status(self, client, session) -> None:
+        client.publish(self.topics.status, self._status("online", session.bdseq), qos=1, retain=True)
+
+    def _publish_heartbeat(self, client, session) -> None:
+        stamp = self.clock.now()
+        oldest = self.store.oldest_unreceipted_wall()
+        payload = messages.heartbeat_payload(
+            stamp=stamp, bdseq=session.bdseq, outbox_depth=self.store.outbox_depth(),
+            oldest_unreceipted_age_s=None if oldest is None else max(0.0, stamp.wall - oldest),
+            fields=self._fields(self._heartbeat_fields))
+        client.publish(self.topics.heartbeat, payload, qos=0, retain=False)
+
+    # -- paho callbacks (paho's network thread) ---------------------------------------------------
+    def _on_connect(self, client, session, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("uplink: broker refused the connection: %s", reason_code)
+        else:
+            session.ok = True
+            client.subscribe([(self.topics.receipt, 1), (messages.CENTRE_STATUS, 1)]
+                             + [(t, 1) for t in sorted(self._watchlist_topics)]
+                             + [(t, 1) for t in (self.downlink.topics() if self.downlink else ())])
+        session.connack.set()
+
+    def _on_disconnect(self, client, session, flags, reason_code, properties) -> None:
+        if session.alive and not self._stopping.is_set():
+            log.warning("uplink: connection to the broker lost (%s)", reason_code)
+        session.alive = False
+        with session.cond:
+            session.cond.notify_all()
+        self._wake.set()
+
+    def _on_publish(self, client, session, mid, reason_code, properties) -> None:
+        with session.cond:
+            session.inflight = max(0, session.inflight - 1)
+            session.cond.notify_all()
+        self._wake.set()
+
+    def _on_message(self, client, session, msg) -> None:
+        try:
+            if msg.topic == self.topics.receipt:
+                closed = self.store.receipt(messages.parse_receipt(msg.payload))
+                self.stats.receipted += closed
+            elif msg.topic == messages.CENTRE_STATUS:
+                state = messages.parse_centre_status(msg.payload)
+                # Each session already starts by resending everything; a retained "online" seen on
+                # subscribing is old news, a live one (or one after "offline") means the centre is back.
+                if state == "online" and (not msg.retain or session.centre == "offline"):
+                    session.republish_all = True
+                    self._wake.set()
+                session.centre = state
+            elif self.downlink is not None and self.downlink.wants(msg.topic):
+                self.downlink.handle(msg.topic, msg.payload)  # logs and counts a rejection itself
+            elif msg.topic in self._watchlist_topics:
+                result = self.watchlist.apply(messages.parse_watchlist_update(msg.payload))
+                log.info("uplink: watchlist version %d applied from %s (%d accounts)", result.version, msg.topic,
+                         result.size)
+                session.reannounce = True
+                self._wake.set()
+        # Logged before counted: whoever watches the count finds the reason already in the log.
+        except (messages.DownlinkError, WatchlistRejected) as exc:
+            log.warning("uplink: ignored a message on %s: %s", msg.topic, exc)
+            self.stats.downlink_rejected += 1
+        except Exception:  # never let a bad downlink end paho's network thread
+            log.exception("uplink: failed to handle a message on %s", msg.topic)
+            self.stats.downlink_rejected += 1
