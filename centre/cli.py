@@ -133,9 +133,8 @@ def _run(args) -> int:
 
 # -- pushes ---------------------------------------------------------------------------------------
 def _downlink(cfg: CentreConfig, store, *, need_watchlist_key: bool = False):
-    from counterguard.core import manifest as signed
-
     from counterguard.centre.downlink import Downlink
+    from counterguard.core import manifest as signed
 
     if not cfg.signing.key:
         raise CommandError("pushing needs the centre signing key: --signing-key FILE or [signing] key in --config")

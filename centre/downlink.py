@@ -32,8 +32,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from counterguard.core import manifest as signed
 from counterguard.core import jsontext, messages
+from counterguard.core import manifest as signed
 
 KIND_FIELD = {"watchlist": "watchlist_version", "model": "model_version", "thresholds": "thresholds_version"}
 

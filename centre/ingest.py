@@ -34,10 +34,9 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from counterguard.centre import fleet, schema
 from counterguard.core import messages
 from counterguard.core.clock import wait_on
-
-from counterguard.centre import fleet, schema
 
 log = logging.getLogger(__name__)
 

@@ -45,11 +45,9 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlparse
 
-from counterguard.core.weblogin import LockedOut, Sessions
-from counterguard.core.weblogin import SECURITY_HEADERS, cookie_value, same_origin
-
 from counterguard.centre import accuracy, downlink, fleet
 from counterguard.centre.config import ANALYST_NAME_MAX
+from counterguard.core.weblogin import SECURITY_HEADERS, LockedOut, Sessions, cookie_value, same_origin
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 from counterguard import __version__
 
@@ -18,28 +16,14 @@ def _demo(args) -> int:
 
 
 def _run(args) -> int:
-    from counterguard.gateway.ops.app import Gateway, check_ready
-    from counterguard.gateway.config import Config, load_config
+    from counterguard.gateway.ops.app import serve
 
-    config = load_config(args.config) if args.config else Config()
-    check_ready(config)
-    if not config.serial:
-        logging.getLogger(__name__).warning("no [[serial]] port configured: the gateway has no counter lines")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    gateway = Gateway(config, lamp_stream=sys.stdout)
-    gateway.start()
-    try:
-        stop.wait()
-    finally:
-        gateway.stop()
-    return 0
+    return serve(args.config, lamp_stream=sys.stdout)
 
 
 def _check_config(args) -> int:
-    from counterguard.gateway.ops.app import check_ready
     from counterguard.gateway.config import load_config
+    from counterguard.gateway.ops.app import check_ready
 
     config = load_config(args.config)
     check_ready(config)

@@ -16,8 +16,6 @@ import tty
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from counterguard.gateway.ops.app import Gateway
-from counterguard.gateway.link.broker import PrivateBroker
 from counterguard.gateway.config import (
     Config,
     LampSettings,
@@ -27,9 +25,11 @@ from counterguard.gateway.config import (
     StoreSettings,
     WatchlistSettings,
 )
-from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
-from counterguard.gateway.questions import load_questions
 from counterguard.gateway.counter.terminal import TellerTerminal
+from counterguard.gateway.link.broker import PrivateBroker
+from counterguard.gateway.ops.app import Gateway
+from counterguard.gateway.questions import load_questions
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
 
 CST = timezone(timedelta(hours=8))
 MULE_ACCOUNT = "6217000099887766554"

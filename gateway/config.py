@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-
 _TOPIC_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _STAFF_NUMBER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 

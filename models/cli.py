@@ -11,7 +11,6 @@ from pathlib import Path
 def _evaluate(args) -> int:
     from counterguard.core.decision import Thresholds
     from counterguard.gateway.scoring.model import FraudModel, ModelError, default_model_path
-
     from counterguard.models.cases import CasesError, load_cases
     from counterguard.models.evaluate import evaluate, evaluate_cases, plot, report_text
 

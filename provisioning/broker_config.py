@@ -33,8 +33,7 @@ from pathlib import Path
 
 from counterguard.core.manifest import gateway_manifest_topics
 from counterguard.core.messages import CENTRE_STATUS, PREFIX, Topics
-
-from counterguard.provisioning.ca import CRL, CA_CERT, CertificateAuthority, ProvisionError
+from counterguard.provisioning.ca import CA_CERT, CRL, CertificateAuthority, ProvisionError
 
 # The largest message the broker passes on. The biggest legitimate one is a signed model manifest
 # (the .tflite twice base64-encoded, plus its card): 21.5 KB for the bundled counterguard-v1 model,

@@ -24,10 +24,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from counterguard.gateway.config import ConfigError
 from counterguard.core.manifest import ManifestError, load_public_key, load_watchlist_key, write_private
+from counterguard.gateway.config import ConfigError
 from counterguard.hardware.pinmap import PinMapError, load_pinmap, pinmap_dir
-
 from counterguard.provisioning.ca import CertificateAuthority, ProvisionError, find_ca_keys
 from counterguard.provisioning.install import (
     SERVICE,

@@ -243,7 +243,6 @@ def add_commands(sub) -> None:
 
 def _errors():
     from counterguard.core.manifest import ManifestError
-
     from counterguard.provisioning.ca import ProvisionError
     from counterguard.provisioning.install import BranchError
 

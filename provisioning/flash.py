@@ -12,8 +12,8 @@ journal (``/state``) are left alone.
 from __future__ import annotations
 
 import argparse
-import shlex
 import os
+import shlex
 import shutil
 import subprocess
 import sys

@@ -33,8 +33,8 @@ from counterguard.core import jsontext
 from counterguard.core.features import DAY
 from counterguard.core.manifest import write_private
 from counterguard.gateway.branch.report import day_bounds
-from counterguard.gateway.store.db import OUTCOMES
 from counterguard.gateway.branch.supervisor_cli import _config, _open_store
+from counterguard.gateway.store.db import OUTCOMES
 
 # An alert closed as one of these was a real fraud attempt (a dissuaded customer was being
 # defrauded too); a false alarm, an alert without an outcome yet and no alert at all are label 0.

@@ -14,8 +14,8 @@ import subprocess
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime, timedelta
-
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 from counterguard.core.decision import LEVELS

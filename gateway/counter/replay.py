@@ -17,10 +17,10 @@ from counterguard.core import jsontext, wire
 from counterguard.core.clock import Clock
 from counterguard.core.decision import Thresholds
 from counterguard.core.events import SchemaError, canonical_digest, parse_event
-from counterguard.gateway.scoring.model import FraudModel, default_model_path
 from counterguard.gateway.counter.pipeline import Assessor
-from counterguard.gateway.store.db import Store
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
 from counterguard.gateway.scoring.watchlist import Watchlist
+from counterguard.gateway.store.db import Store
 
 BATCH = 500  # events per transaction in the scratch store
 

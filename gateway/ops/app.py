@@ -11,23 +11,23 @@ import time
 from pathlib import Path
 
 from counterguard import __version__
+from counterguard.core import manifest
 from counterguard.core.clock import Clock
-from counterguard.gateway.config import Config, ConfigError
-from counterguard.gateway.counter.counter_line import STATUS_FILE, CounterLine, LineSupervisor, write_status
-from counterguard.gateway.link.downlink import Downlink
 from counterguard.core.decision import Thresholds
 from counterguard.gateway.branch.escalation import EscalationWatch
-from counterguard.gateway.counter.lamps import LampBoard, LampConsole, pin_factory_for
 from counterguard.gateway.branch.lifecycle import Lifecycle
-from counterguard.gateway.scoring.model import FraudModel, default_model_path
-from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
+from counterguard.gateway.config import Config, ConfigError, load_config
+from counterguard.gateway.counter.counter_line import STATUS_FILE, CounterLine, LineSupervisor, write_status
+from counterguard.gateway.counter.lamps import LampBoard, LampConsole, pin_factory_for
 from counterguard.gateway.counter.pipeline import Assessor, Pipeline
 from counterguard.gateway.counter.serial_link import SerialLink
-from counterguard.gateway.store.db import Store
+from counterguard.gateway.link.downlink import Downlink
 from counterguard.gateway.link.uplink import Uplink
-from counterguard.gateway.scoring.watchlist import Watchlist
-from counterguard.core import manifest
 from counterguard.gateway.ops import sd_notify
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.gateway.scoring.watchlist import Watchlist
+from counterguard.gateway.store.db import Store
+from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
 
 log = logging.getLogger(__name__)
 
@@ -312,3 +312,24 @@ def check_ready(config: Config) -> None:
             load_questions(config.supervisor.questions_file)
         except QuestionsError as exc:
             raise ConfigError(config.source, "supervisor.questions_file", str(exc)) from None
+
+
+def serve(config_path=None, *, lamp_stream=None) -> int:
+    """``counterguard run``: the gateway from ``config_path`` (embedded defaults if None) until
+    SIGTERM or Ctrl-C."""
+    import signal
+
+    config = load_config(config_path) if config_path else Config()
+    check_ready(config)
+    if not config.serial:
+        log.warning("no [[serial]] port configured: the gateway has no counter lines")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    gateway = Gateway(config, lamp_stream=lamp_stream)
+    gateway.start()
+    try:
+        stop.wait()
+    finally:
+        gateway.stop()
+    return 0

@@ -67,7 +67,7 @@ def walk_outputs(pinmap, pin_factory, *, step_s: float = STEP_S, say=lambda line
 
     A pin that cannot be claimed (the gateway service still holds it) or does not read back what was
     written fails that one line; the walk goes on, so one bad channel does not hide the others."""
-    from gpiozero import Buzzer, LED
+    from gpiozero import LED, Buzzer
     from gpiozero.exc import GPIOZeroError
 
     checks = []

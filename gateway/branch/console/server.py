@@ -29,8 +29,8 @@ import time.
 from __future__ import annotations
 
 import html
-import json
 import ipaddress
+import json
 import logging
 import ssl
 import sys
@@ -45,6 +45,7 @@ from string import Template
 from urllib.parse import parse_qs, urlsplit
 
 from counterguard.core import jsontext
+from counterguard.core.weblogin import SECURITY_HEADERS, LockedOut, PasswordError, Sessions, cookie_value, same_origin
 from counterguard.gateway.questions import ANSWER_TEXT, ANSWERS, LEVEL_TEXT, OUTCOME_TEXT, load_questions
 from counterguard.gateway.store.db import (
     OUTCOMES,
@@ -54,8 +55,6 @@ from counterguard.gateway.store.db import (
     UnknownAlert,
     UnknownEvent,
 )
-from counterguard.core.weblogin import LockedOut, PasswordError, Sessions
-from counterguard.core.weblogin import SECURITY_HEADERS, cookie_value, same_origin
 
 log = logging.getLogger(__name__)
 
