@@ -61,7 +61,7 @@ def _open_store(cfg: CentreConfig):
 # -- run ------------------------------------------------------------------------------------------
 def _check_dashboard_login(cfg: CentreConfig, config_file) -> None:
     """Every branch's alerts are on the dashboard: beyond this machine, only for analysts who log in."""
-    from counterguard.centre.web import is_loopback
+    from counterguard.core.weblogin import is_loopback
 
     if cfg.dashboard.users or is_loopback(cfg.dashboard.host):
         return

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hmac
 import html
-import ipaddress
 import json
 import logging
 import secrets
@@ -47,7 +46,7 @@ from urllib.parse import parse_qs, urlparse
 
 from counterguard.centre import accuracy, downlink, fleet
 from counterguard.centre.config import ANALYST_NAME_MAX
-from counterguard.core.weblogin import SECURITY_HEADERS, LockedOut, Sessions, cookie_value, same_origin
+from counterguard.core.weblogin import SECURITY_HEADERS, LockedOut, Sessions, cookie_value, is_loopback, same_origin
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +60,6 @@ LOGIN_COOKIE = "cg_centre_login"     # the login form's CSRF token, echoed in th
 MAX_FORM = 4096
 SESSION_HOURS = 12.0                  # an analyst's shift, as the branch console's default
 
-
-def is_loopback(host: str) -> bool:
-    """True when only this machine can reach ``host`` (an empty host means every address)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class NoLogin(ValueError):

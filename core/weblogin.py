@@ -17,6 +17,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import sys
@@ -214,3 +215,13 @@ def same_origin(headers) -> bool:
     if origin is None:
         return True  # browsers send Origin on cross-site POSTs; its absence is a same-site form or a tool
     return urlsplit(origin).netloc == headers.get("Host", "")
+
+
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach ``host`` (an empty host means every address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -7,13 +7,14 @@ is the reference and is checked against ``SECTIONS`` by the tests.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from counterguard.core.weblogin import is_loopback
 
 _TOPIC_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _STAFF_NUMBER = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -246,15 +247,6 @@ def parse_config(data: dict, path: str | Path | None = None) -> Config:
     check_console(cfg.console, path)
     return cfg
 
-
-def is_loopback(host: str) -> bool:
-    """True when only this machine can reach ``host`` (an empty host means every address)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_console(c: ConsoleSettings, path=None) -> None:
