@@ -85,16 +85,33 @@ class CaringQuestions:
                 out += [q for q in qs if q not in out]
         return out[:limit] if limit else out
 
+    def shown(self, reasons, limit: int | None = None) -> list[Question]:
+        """The keyed questions put in front of staff for one alert, in reading order: every
+        reason's first question before any reason's second, the general ones last (as in
+        ``for_reasons``), no text twice, at most ``limit``. The console shows exactly these and
+        records answers only to them, so what was asked is what can be recorded."""
+        lists = [self._keyed(r, self.questions.get(r, {})) for r in dict.fromkeys(reasons)]
+        lists.append(self._keyed("general", self.general))
+        out: list[Question] = []
+        seen: set[str] = set()
+        for depth in range(max(map(len, lists), default=0)):
+            for qs in lists:
+                if depth < len(qs) and (qs[depth].en or qs[depth].zh) not in seen:
+                    seen.add(qs[depth].en or qs[depth].zh)
+                    out.append(qs[depth])
+        return out[:limit] if limit else out
+
+    @staticmethod
+    def _keyed(section: str, texts: dict) -> list[Question]:
+        en, zh = texts.get("en", []), texts.get("zh", [])
+        return [Question(f"{section}.{n + 1}", en[n] if n < len(en) else "", zh[n] if n < len(zh) else "")
+                for n in range(max(len(en), len(zh)))]
+
     def asked(self, reasons) -> list[Question]:
         """Every question that may be asked at an alert with these reasons, keyed: the general ones
         first, then each reason's in the alert's order."""
         sections = [("general", self.general)] + [(r, self.questions.get(r, {})) for r in dict.fromkeys(reasons)]
-        out = []
-        for section, texts in sections:
-            en, zh = texts.get("en", []), texts.get("zh", [])
-            for n in range(max(len(en), len(zh))):
-                out.append(Question(f"{section}.{n + 1}", en[n] if n < len(en) else "", zh[n] if n < len(zh) else ""))
-        return out
+        return [q for section, texts in sections for q in self._keyed(section, texts)]
 
 
 def _texts(path, key: str, value) -> list[str]:

@@ -154,23 +154,28 @@ def test_the_customers_answers_are_posted_with_the_outcome_and_a_wrong_key_recor
     staff.login()
     staff.post("/api/ack", {"alert_id": alert_id})
     state = json.loads(staff.request("GET", "/api/state")[1])
-    asked = state["awaiting_outcome"][0]["asked"]
-    assert [q["key"] for q in asked[:2]] == ["general.1", "general.2"]  # general first, then per reason
+    alert = state["awaiting_outcome"][0]
+    asked = alert["asked"]
+    # One list: the questions shown are the ones that can be answered, each reason's first question first.
+    assert [q["en"] for q in asked] == alert["questions"]["en"] and len(asked) == 6
+    assert [q["key"] for q in asked] == [q.key for q in load_questions().shown(gw.store.alert_view(alert_id).reasons, 6)]
     phone = {q["key"]: q for q in asked}["customer_on_phone.1"]
     assert (phone["en"], phone["zh"]) == ("Who are you talking to on the phone?", "请问您在和谁通电话？")
     assert [w["code"] for w in state["answer_words"]] == ["yes", "no", "declined"]
     outcome = {"alert_id": alert_id, "outcome": "police_called"}
-    for answers, status, message in (({"general.1": "yes", "new_account.1": "no"}, 400, "'new_account.1'"),
-                                     ({"general.1": "perhaps"}, 400, "got 'perhaps'"),
-                                     (["general.1"], 400, "answers must map question keys")):
+    for answers, status, message in (({"urgent.1": "yes", "new_account.1": "no"}, 400, "'new_account.1'"),
+                                     # A question of the alert the page did not show was not asked from it.
+                                     ({"general.1": "yes"}, 400, "'general.1': not one of the questions shown"),
+                                     ({"urgent.1": "perhaps"}, 400, "got 'perhaps'"),
+                                     (["urgent.1"], 400, "answers must map question keys")):
         res, data = staff.post("/api/outcome", outcome | {"answers": answers})
         assert res.status == status and message in json.loads(data)["error"]
         assert gw.store.alert_view(alert_id).state == "acknowledged" and gw.store.answers([alert_id]) == {}
-    res, _ = staff.post("/api/outcome", outcome | {"answers": {"customer_on_phone.1": "no", "general.2": "yes"}})
+    res, _ = staff.post("/api/outcome", outcome | {"answers": {"customer_on_phone.1": "no", "urgent.1": "yes"}})
     assert res.status == 200
     today = json.loads(staff.request("GET", "/api/state")[1])["today"][0]
-    assert [(a["key"], a["answer"]) for a in today["answers"]] == [("general.2", "yes"), ("customer_on_phone.1", "no")]
-    assert today["answers"][1]["zh"] == "请问您在和谁通电话？"
+    assert [(a["key"], a["answer"]) for a in today["answers"]] == [("customer_on_phone.1", "no"), ("urgent.1", "yes")]
+    assert today["answers"][0]["zh"] == "请问您在和谁通电话？"
 
 
 def test_five_wrong_passwords_lock_the_address_out(gateway):
@@ -270,20 +275,20 @@ def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromiu
     browser.find_element(By.ID, "lang").click()
     card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#awaiting .card[data-alert-id="{alert_id}"]'))[0]
     assert "customer on the phone" in card.text
-    card.find_element(By.CSS_SELECTOR, "select.outcome option[value='customer_dissuaded']").click()
+    card.find_element(By.CSS_SELECTOR, "input.outcome[value='customer_dissuaded']").click()
     card.find_element(By.CSS_SELECTOR, "textarea.note").send_keys("daughter came; kept her savings")
     # What the customer answered to two of the caring questions; the others stay "not asked".
-    assert "Is the caller telling you what to say here at the counter?" in card.text
-    card.find_element(By.CSS_SELECTOR, "select.answer[data-key='general.1'] option[value='yes']").click()
-    card.find_element(By.CSS_SELECTOR, "select.answer[data-key='customer_on_phone.2'] option[value='declined']").click()
+    assert "Who are you talking to on the phone?" in card.text
+    card.find_element(By.CSS_SELECTOR, "select.answer[data-key='urgent.1'] option[value='yes']").click()
+    card.find_element(By.CSS_SELECTOR, "select.answer[data-key='customer_on_phone.1'] option[value='declined']").click()
     card.find_element(By.CSS_SELECTOR, "button.record").click()
     assert wait_until(lambda: gw.store.alert_view(alert_id).state == "closed", timeout=30)
     assert gw.store.alert_view(alert_id).note == "daughter came; kept her savings"
     assert [(a.key, a.answer) for a in gw.store.answers([alert_id])[alert_id]] == [
-        ("general.1", "yes"), ("customer_on_phone.2", "declined")]
+        ("customer_on_phone.1", "declined"), ("urgent.1", "yes")]
     # The history redraws itself: look the row up afresh each time. The closed alert shows its answers.
     wait.until(lambda d: any("Customer dissuaded" in r.text and
-                             "Is the caller telling you what to say here at the counter? — would not say" in r.text
+                             "Who are you talking to on the phone? — would not say" in r.text
                              for r in d.find_elements(By.CSS_SELECTOR, f'#today tr[data-alert-id="{alert_id}"]')))
 
 

@@ -68,15 +68,30 @@ STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/c
 
 
 class ConsoleError(Exception):
-    """A request the console refuses; becomes a JSON error with this status."""
+    """A request the console refuses; becomes a JSON error with this status (and the message in
+    Chinese too, when there is one, for the page in Chinese)."""
 
-    def __init__(self, status: HTTPStatus, message: str):
+    def __init__(self, status: HTTPStatus, message: str, zh: str = ""):
         super().__init__(message)
         self.status = status
+        self.zh = zh
+
+    def payload(self) -> dict:
+        return {"error": str(self), **({"error_zh": self.zh} if self.zh else {})}
 
 
 def _template(name: str) -> Template:
     return Template((HERE / "templates" / name).read_text(encoding="utf-8"))
+
+
+def teller_text_zh(level: str, reasons, questions) -> str:
+    """The teller's instruction in Chinese, as ``verdict_text`` gives it in English for the terminal."""
+    shown = "、".join(questions.label(r, "zh") for r in list(reasons)[:3] if r != "model_score")
+    if level == "green":
+        return "正常办理"
+    if level == "amber":
+        return f"请进行关爱提问：{shown}" if shown else "请进行关爱提问"
+    return f"暂停业务：{shown}，请通知主管" if shown else "暂停业务，请通知主管"
 
 
 def local_day_start(now: float) -> float:
@@ -155,6 +170,8 @@ class BranchConsole:
     # -- what the page shows ----------------------------------------------------------------------
     def _alert_json(self, view, *, questions: bool = True, answers=()) -> dict:
         q = self.questions
+        # One list per alert: the questions shown are the ones whose answers can be recorded.
+        shown = q.shown(view.reasons, QUESTIONS_SHOWN) if questions else []
         return {
             "alert_id": view.alert_id,
             "counter": view.counter,
@@ -164,12 +181,11 @@ class BranchConsole:
             "amount": view.amount,
             "kind": view.kind,
             "text": view.text,
+            "teller_text": {"en": view.text, "zh": teller_text_zh(view.level, view.reasons, q)},
             "reasons": [{"code": r, "en": q.label(r, "en"), "zh": q.label(r, "zh")} for r in view.reasons],
-            "questions": {lang: q.for_reasons(view.reasons, lang, limit=QUESTIONS_SHOWN) if questions else []
-                          for lang in ("en", "zh")},
-            # Every question with its key, for recording the customer's answers with the outcome.
-            "asked": [{"key": x.key, "en": x.en, "zh": x.zh} for x in q.asked(view.reasons)]
-                     if questions and view.state == "acknowledged" else [],
+            "questions": {"en": [x.en or x.zh for x in shown], "zh": [x.zh or x.en for x in shown]},
+            # The same questions with their keys, for recording the customer's answers with the outcome.
+            "asked": [{"key": x.key, "en": x.en, "zh": x.zh} for x in shown],
             "answers": [{"key": a.key, "en": a.question_en, "zh": a.question_zh, "answer": a.answer}
                         for a in answers],
             "raised_at": view.raised_wall,
@@ -214,8 +230,9 @@ class BranchConsole:
         ack = self.lifecycle.acknowledge(alert_id, by=session.staff, via="console")
         if ack is None:
             view = self.store.alert_view(alert_id)
-            raise ConsoleError(HTTPStatus.CONFLICT, f"alert {alert_id} is already acknowledged"
-                               + (f" by {view.ack_by}" if view and view.ack_by else ""))
+            by = view.ack_by if view and view.ack_by else ""
+            raise ConsoleError(HTTPStatus.CONFLICT, f"alert {alert_id} is already acknowledged" + (f" by {by}" if by else ""),
+                               "该预警已被" + (f" {by} " if by else "他人") + "接手")
         return {"ok": True, "alert_id": ack.alert_id, "seq": ack.seq}
 
     def raise_alert(self, session, body: dict) -> dict:
@@ -228,14 +245,29 @@ class BranchConsole:
 
     def record_outcome(self, session, body: dict) -> dict:
         alert_id = _field(body, "alert_id")
-        outcome = _field(body, "outcome")
+        outcome = body.get("outcome")
+        if not isinstance(outcome, str) or not outcome.strip():
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, f"outcome is required: one of {', '.join(OUTCOMES)}",
+                               "请选择处理结果")
+        outcome = outcome.strip()
         if outcome not in OUTCOMES:
-            raise ConsoleError(HTTPStatus.BAD_REQUEST, f"outcome must be one of {', '.join(OUTCOMES)}")
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, f"outcome must be one of {', '.join(OUTCOMES)}",
+                               "处理结果无效，请从列表中选择")
         note = _note(body)
         answers = body.get("answers", {})
         if not isinstance(answers, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                     for k, v in answers.items()):
             raise ConsoleError(HTTPStatus.BAD_REQUEST, "answers must map question keys to yes, no or declined")
+        view = self.store.alert_view(alert_id)
+        if view is not None and answers:
+            # Only the questions this page showed for the alert can have been asked from it.
+            shown = [x.key for x in self.questions.shown(view.reasons, QUESTIONS_SHOWN)]
+            for key in answers:
+                if key not in shown:
+                    raise ConsoleError(HTTPStatus.BAD_REQUEST,
+                                       f"answer for {key!r}: not one of the questions shown for alert {alert_id} "
+                                       f"({', '.join(shown)}); nothing was recorded",
+                                       "回答对应的问题不在该预警的提问列表中，未登记任何内容；请刷新页面后重试")
         # The store checks each key against this alert's questions and refuses the whole outcome on a bad one.
         rec = self.lifecycle.record_outcome(alert_id, outcome, note=note, by=session.staff, via="console",
                                             answers=answers, questions=self.questions)
@@ -367,7 +399,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(HTTPStatus.OK, self.console.state(session))
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {path}"})
         except ConsoleError as exc:
-            self._json(exc.status, {"error": str(exc)})
+            self._json(exc.status, exc.payload())
         except Exception:
             log.exception("console: GET %s failed", path)
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the gateway could not answer; see its log"})
@@ -381,9 +413,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._login()
             session = self._session()
             if session is None:
-                raise ConsoleError(HTTPStatus.UNAUTHORIZED, "log in first: only branch staff can acknowledge alerts")
+                raise ConsoleError(HTTPStatus.UNAUTHORIZED, "log in first: only branch staff can acknowledge alerts",
+                                   "请先登录：只有本网点员工可以处理预警")
             if self.headers.get("X-CSRF-Token") != session.csrf:
-                raise ConsoleError(HTTPStatus.FORBIDDEN, "missing or wrong CSRF token; reload the page")
+                raise ConsoleError(HTTPStatus.FORBIDDEN, "missing or wrong CSRF token; reload the page",
+                                   "页面已过期，请刷新后重试")
             if path == "/logout":
                 self.console.sessions.logout(session.sid)
                 return self._json(HTTPStatus.OK, {"ok": True},
@@ -403,7 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(HTTPStatus.OK, self.console.raise_alert(session, body))
             raise ConsoleError(HTTPStatus.NOT_FOUND, f"no action {path}")
         except ConsoleError as exc:
-            self._json(exc.status, {"error": str(exc)})
+            self._json(exc.status, exc.payload())
         except (UnknownAlert, UnknownEvent) as exc:
             self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
         except LifecycleError as exc:

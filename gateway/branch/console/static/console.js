@@ -1,15 +1,30 @@
 // Branch console: polls the gateway for alerts and posts acknowledgements, outcomes and alerts staff raise.
 // Everything from the server is put in the page with textContent, never as HTML.
+// Every word on the page follows the language button, errors included; after each action a
+// confirmation is announced (#status, aria-live) and focus goes where the supervisor works next.
 "use strict";
 
 const POLL_MS = 2000;
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 let lang = localStorage.getItem("cg-lang") || "zh";
 let last = null;
+let shown = { message: null, status: null };  // {en, zh} on screen, redrawn when the language changes
 const drawn = { open: "", awaiting: "", today: "", events: "" };
 const KIND_TEXT = { cash_withdrawal: ["cash withdrawal", "取现"], transfer_out: ["transfer out", "转出"] };
+const VIA_TEXT = { button: ["panel button", "主管按钮"], console: ["console", "控制台"], cli: ["command line", "命令行"] };
+const UNREACHABLE = { en: "Cannot reach the gateway; try again in a moment.", zh: "无法连接网关，请稍后重试。" };
+// What a refusal means when the gateway gave no Chinese words for it.
+const REFUSED_ZH = {
+  400: "请求被拒绝，请检查填写的内容后重试。",
+  403: "页面已过期，请刷新后重试。",
+  404: "找不到该预警或业务，可能已被处理，页面已更新。",
+  409: "该预警的状态已变化（可能已被他人处理），页面已更新。",
+  413: "内容过长，请缩短备注后重试。",
+  429: "操作过于频繁，请稍后再试。",
+};
 
 function t(en, zh) { return lang === "zh" ? zh : en; }
+function tr(text) { return text ? t(text.en, text.zh) : ""; }
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -22,68 +37,111 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// An id for an element of one alert's card (alert ids come from the gateway; keep ids plain).
+function idFor(...parts) { return parts.join("-").replace(/[^A-Za-z0-9_-]/g, "_"); }
+
 function clock(epoch) {
   return new Date(epoch * 1000).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB", { hour12: false });
 }
 
-function say(text) {
+function say(text) {  // an error or a refusal: role="alert"
+  shown.message = text;
   const m = document.getElementById("message");
-  m.textContent = text;
+  m.textContent = tr(text);
   m.classList.toggle("hidden", !text);
 }
 
+function confirmDone(text) {  // what was just done: role="status", aria-live="polite"
+  shown.status = text;
+  document.getElementById("status").textContent = tr(text);
+}
+
+class Refused extends Error {
+  constructor(en, zh) { super(en); this.text = { en, zh }; }
+}
+
 async function post(path, body) {
-  const res = await fetch(path, {
-    method: "POST", credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-    body: JSON.stringify(body || {}),
-  });
+  let res;
+  try {
+    res = await fetch(path, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body || {}),
+    });
+  } catch (e) {
+    throw new Refused(UNREACHABLE.en, UNREACHABLE.zh);  // the browser's own words ("Failed to fetch") are English
+  }
   const data = await res.json().catch(() => ({}));
   if (res.status === 401) { location.reload(); }
-  if (!res.ok) throw new Error(data.error || res.statusText);
+  if (!res.ok) {
+    throw new Refused(data.error || `The gateway refused (${res.status}).`,
+      data.error_zh || REFUSED_ZH[res.status] || "网关未能完成操作，请稍后重试；如仍不行，请联系技术支持。");
+  }
   return data;
 }
 
 function reasonsOf(a) { return a.reasons.map(r => r[lang]).join(t(", ", "，")); }
+function levelOf(a) { return a.level_text[lang]; }
+function viaOf(via) { return VIA_TEXT[via] ? t(...VIA_TEXT[via]) : via; }
+function outcomeOf(code) { return (last.outcomes.find(o => o.code === code) || {})[lang] || code; }
+function questionOf(q) { return q[lang] || q.en || q.zh; }
 
 function card(a, awaiting) {
-  const c = el("div", { class: `card ${a.level}${a.escalated ? " escalated" : ""}`, dataset: { alertId: a.alert_id } });
-  c.append(el("h3", {}, `${t("Counter", "柜台")} ${a.counter} · ${a.level_text[lang]} · ${clock(a.raised_at)}`));
+  const heading = idFor("alert", a.alert_id);
+  const c = el("article", { class: `card ${a.level}${a.escalated ? " escalated" : ""}`, "aria-labelledby": heading,
+    dataset: { alertId: a.alert_id } });
+  c.append(el("h3", { id: heading, tabindex: "-1", dataset: { focus: "heading" } },
+    `${t("Counter", "柜台")} ${a.counter} · ${levelOf(a)} · ${clock(a.raised_at)}`));
   c.append(el("p", { class: "reasons" }, reasonsOf(a)));
-  c.append(el("p", { class: "quiet" }, `${a.amount.toLocaleString()} ${t("yuan", "元")} · ${a.text}`));
+  c.append(el("p", { class: "quiet" }, `${a.amount.toLocaleString()} ${t("yuan", "元")} · ${a.teller_text[lang]}`));
   if (a.raised_by) c.append(el("p", { class: "raised-by" }, `${t("Raised by", "发起人")} ${a.raised_by}` + (a.raise_note ? ` · ${a.raise_note}` : "")));
   if (a.escalated) c.append(el("p", { class: "error" }, t("Escalated to the centre: nobody acknowledged in time", "已上报中心：未及时响应")));
-  const qs = a.questions[lang];
-  if (qs.length) {
-    c.append(el("strong", {}, t("Ask the customer:", "关爱提问：")));
-    c.append(el("ul", { class: "questions" }, ...qs.map(q => el("li", {}, q))));
-  }
   if (!awaiting) {
-    const b = el("button", { class: "ack", type: "button" }, t("Acknowledge", "确认接手"));
-    b.addEventListener("click", () => act(b, "/api/ack", { alert_id: a.alert_id }));
+    if (a.asked.length) {
+      c.append(el("strong", {}, t("Ask the customer:", "关爱提问：")));
+      c.append(el("ul", { class: "questions" }, ...a.asked.map(q => el("li", { class: "question", dataset: { key: q.key } }, questionOf(q)))));
+    }
+    const b = el("button", { class: "ack", type: "button", dataset: { focus: "ack" } }, t("Acknowledge", "确认接手"));
+    b.addEventListener("click", () => act(b, "/api/ack", { alert_id: a.alert_id }, () => acknowledged(a)));
     c.append(b);
-  } else {
-    c.append(el("p", { class: "quiet" }, `${t("Acknowledged by", "接手人")} ${a.ack_by} (${a.ack_via}) ${clock(a.ack_at)}`));
-    const select = el("select", { class: "outcome" },
-      ...last.outcomes.map(o => el("option", { value: o.code }, o[lang])));
-    const note = el("textarea", { class: "note", maxlength: "2000", placeholder: t("Note (what happened)", "备注（处理经过）") });
-    const answers = answerForm(a);
-    const b = el("button", { class: "record", type: "button" }, t("Record outcome", "登记结果"));
-    b.addEventListener("click", () => act(b, "/api/outcome",
-      { alert_id: a.alert_id, outcome: select.value, note: note.value, answers: chosen(answers) }));
-    c.append(answers, select, note, b);
+    return c;
   }
+  c.append(el("p", { class: "quiet" }, `${t("Acknowledged by", "接手人")} ${a.ack_by} (${viaOf(a.ack_via)}) ${clock(a.ack_at)}`));
+  const answers = answerForm(a);
+  const outcomes = el("fieldset", { class: "outcomes", role: "radiogroup", "aria-required": "true" },
+    el("legend", {}, t("Outcome (required)", "处理结果（必选）")),
+    ...last.outcomes.map(o => el("label", { class: "choice" },
+      el("input", { type: "radio", class: "outcome", name: idFor("outcome", a.alert_id), value: o.code,
+        dataset: { focus: `outcome:${o.code}` } }), " ", o[lang])));
+  const noteId = idFor("note", a.alert_id);
+  const note = el("textarea", { class: "note", id: noteId, maxlength: "2000", dataset: { focus: "note" } });
+  const b = el("button", { class: "record", type: "button", dataset: { focus: "record" } }, t("Record outcome", "登记结果"));
+  b.addEventListener("click", () => {
+    const picked = outcomes.querySelector("input.outcome:checked");
+    if (!picked) {  // nothing is chosen for the supervisor: an outcome is the bank's record
+      outcomes.setAttribute("aria-invalid", "true");
+      say({ en: "Choose an outcome first, then record it.", zh: "请先选择处理结果，再登记。" });
+      outcomes.querySelector("input.outcome").focus();
+      return;
+    }
+    act(b, "/api/outcome", { alert_id: a.alert_id, outcome: picked.value, note: note.value, answers: chosen(answers) },
+      () => recorded(a, picked.value));
+  });
+  outcomes.addEventListener("change", () => outcomes.removeAttribute("aria-invalid"));
+  c.append(answers, outcomes, el("label", { for: noteId, class: "note-label" }, t("Note (what happened)", "备注（处理经过）")), note, b);
   return c;
 }
 
-// The caring questions with what the customer answered; "not asked" (the default) records nothing.
+// The alert's caring questions, each with what the customer answered; "not asked" (the default)
+// records nothing. The same questions the open card showed, each select named by its question.
 function answerForm(a) {
-  const box = el("fieldset", { class: "answers" }, el("legend", {}, t("Customer's answers", "客户回答")));
+  const box = el("fieldset", { class: "answers" }, el("legend", {}, t("Caring questions: the customer's answers", "关爱提问：客户回答")));
   for (const q of a.asked) {
-    const pick = el("select", { class: "answer", dataset: { key: q.key }, "aria-label": q.key },
+    const id = idFor("answer", a.alert_id, q.key);
+    const pick = el("select", { class: "answer", id, dataset: { key: q.key, focus: `answer:${q.key}` } },
       el("option", { value: "" }, t("not asked", "未问")),
       ...last.answer_words.map(w => el("option", { value: w.code }, w[lang])));
-    box.append(el("label", { class: "asked" }, el("span", {}, q[lang] || q.en || q.zh), pick));
+    box.append(el("div", { class: "asked" }, el("label", { for: id, class: "question" }, questionOf(q)), pick));
   }
   return box;
 }
@@ -99,24 +157,61 @@ function answerText(a) {
   return `${a[lang] || a.en || a.zh} \u2014 ${word}`;
 }
 
-async function act(button, path, body) {
+// Where the supervisor works next: the next alert nobody has acknowledged, else the given place,
+// else the confirmation itself.
+function focusNext(exceptId, fallback) {
+  const next = [...document.querySelectorAll("#open .card")].find(c => c.dataset.alertId !== exceptId);
+  const target = (next && next.querySelector("button.ack")) || fallback || document.getElementById("status");
+  target.focus();
+}
+
+function cardOf(box, alertId) {
+  return [...document.querySelectorAll(`#${box} .card`)].find(c => c.dataset.alertId === alertId);
+}
+
+function acknowledged(a) {
+  confirmDone({
+    en: `Acknowledged: counter ${a.counter}, ${a.level_text.en} alert. Record its outcome below when you are done.`,
+    zh: `已接手：${a.counter}号柜台${a.level_text.zh}色预警。处理完毕后请在下方登记结果。`,
+  });
+  const mine = cardOf("awaiting", a.alert_id);
+  focusNext(a.alert_id, mine && mine.querySelector("h3"));
+}
+
+function recorded(a, outcome) {
+  const o = last.outcomes.find(x => x.code === outcome) || { en: outcome, zh: outcome };
+  confirmDone({ en: `Outcome recorded for counter ${a.counter}: ${o.en}.`, zh: `已登记${a.counter}号柜台预警的处理结果：${o.zh}。` });
+  const waiting = document.querySelector("#awaiting .card h3");
+  focusNext(a.alert_id, waiting);
+}
+
+function raised(e, level) {
+  const word = { red: ["red", "红"], amber: ["amber", "黄"] }[level] || [level, level];
+  confirmDone({ en: `${word[0]} alert raised at counter ${e.counter}; the supervisor and the centre are told.`,
+    zh: `已在${e.counter}号柜台发起${word[1]}色预警，已通知主管并上报中心。` });
+  document.getElementById("status").focus();
+}
+
+async function act(button, path, body, done) {
   button.disabled = true;
   try {
     await post(path, body);
-    say("");
+    say(null);
     await refresh();
+    done();
   } catch (e) {
-    say(e.message);
+    say(e instanceof Refused ? e.text : UNREACHABLE);
     button.disabled = false;
+    button.focus();
   }
 }
 
 function keep(container) {
-  // Half-typed notes and chosen outcomes survive a redraw.
+  // Half-typed notes, chosen outcomes and answers survive a redraw.
   const kept = {};
   container.querySelectorAll(".card").forEach(c => {
-    const note = c.querySelector(".note"), sel = c.querySelector(".outcome");
-    if (note) kept[c.dataset.alertId] = { note: note.value, outcome: sel.value, answers: chosen(c) };
+    const note = c.querySelector(".note"), picked = c.querySelector("input.outcome:checked");
+    if (note) kept[c.dataset.alertId] = { note: note.value, outcome: picked ? picked.value : "", answers: chosen(c) };
   });
   return kept;
 }
@@ -127,26 +222,35 @@ function drawCards(id, alerts, awaiting) {
   drawn[id] = sig;
   const box = document.getElementById(id);
   const kept = keep(box);
+  // A redraw must not throw a keyboard user back to the top: remember the control that has focus.
+  const active = box.contains(document.activeElement) ? document.activeElement : null;
+  const focus = active && active.dataset.focus ? [active.closest(".card").dataset.alertId, active.dataset.focus] : null;
   box.replaceChildren(...alerts.map(a => card(a, awaiting)));
   box.querySelectorAll(".card").forEach(c => {
     const k = kept[c.dataset.alertId];
     if (k) {
       c.querySelector(".note").value = k.note;
-      c.querySelector(".outcome").value = k.outcome;
+      c.querySelectorAll("input.outcome").forEach(r => { r.checked = r.value === k.outcome; });
       c.querySelectorAll("select.answer").forEach(s => { s.value = k.answers[s.dataset.key] || ""; });
+    }
+    if (focus && c.dataset.alertId === focus[0]) {
+      const again = [...c.querySelectorAll("[data-focus]")].find(n => n.dataset.focus === focus[1]);
+      if (again) again.focus();
     }
   });
 }
+
+function cell(label, ...children) { return el("td", { "data-label": label }, ...children); }
 
 function drawToday(alerts) {
   const sig = lang + JSON.stringify(alerts.map(a => [a.alert_id, a.state]));
   if (drawn.today === sig) return;
   drawn.today = sig;
   const rows = alerts.map(a => el("tr", { dataset: { alertId: a.alert_id } },
-    el("td", {}, clock(a.raised_at)), el("td", {}, a.counter), el("td", {}, a.level_text[lang]),
-    el("td", {}, reasonsOf(a)),
-    el("td", {}, a.ack_by ? `${a.ack_by} · ${a.response_s} s` : t("waiting", "等待中")),
-    el("td", {}, a.outcome ? a.outcome_text[lang] + (a.note ? ` · ${a.note}` : "") : "",
+    cell(t("Raised", "时间"), clock(a.raised_at)), cell(t("Counter", "柜台"), a.counter), cell(t("Level", "级别"), levelOf(a)),
+    cell(t("Reasons", "原因"), reasonsOf(a)),
+    cell(t("Acknowledged", "响应"), a.ack_by ? `${a.ack_by} · ${a.response_s} ${t("s", "秒")}` : t("waiting", "等待中")),
+    cell(t("Outcome", "结果"), a.outcome ? a.outcome_text[lang] + (a.note ? ` · ${a.note}` : "") : "",
       ...(a.answers.length ? [el("ul", { class: "answers" }, ...a.answers.map(x => el("li", { dataset: { key: x.key } }, answerText(x))))] : []))));
   document.querySelector("#today tbody").replaceChildren(...rows);
 }
@@ -160,22 +264,26 @@ function drawEvents(events) {
   drawn.events = sig;
   box.replaceChildren(...events.map(e => {
     const kind = KIND_TEXT[e.kind] ? t(...KIND_TEXT[e.kind]) : e.kind;
-    const cell = el("td", { class: "report" });
+    const report = el("td", { class: "report", "data-label": t("Report", "发起预警") });
     if (e.open_alerts.includes("red")) {
-      cell.append(el("span", { class: "quiet" }, t("red alert open", "红色预警处理中")));
+      report.append(el("span", { class: "quiet" }, t("red alert open", "红色预警处理中")));
     } else {
-      const level = el("select", { class: "raise-level", "aria-label": t("level", "级别") },
+      const where = `${t("counter", "柜台")} ${e.counter} ${clock(e.received_wall)}`;
+      const level = el("select", { class: "raise-level", "aria-label": `${t("Level", "级别")} (${where})` },
         el("option", { value: "red" }, t("red: hold, call the supervisor", "红：暂停业务，通知主管")),
         ...(e.open_alerts.includes("amber") ? [] : [el("option", { value: "amber" }, t("amber: ask the caring questions", "黄：关爱提问"))]));
       const note = el("textarea", { class: "raise-note", maxlength: String(last.raise_note_max),
+        "aria-label": `${t("What did you notice?", "您注意到了什么？")} (${where})`,
         placeholder: t("What did you notice?", "您注意到了什么？") });
       const b = el("button", { class: "raise", type: "button" }, t("Report", "发起预警"));
-      b.addEventListener("click", () => act(b, "/api/raise", { event_id: e.event_id, level: level.value, note: note.value }));
-      cell.append(level, note, b);
+      b.addEventListener("click", () => act(b, "/api/raise", { event_id: e.event_id, level: level.value, note: note.value },
+        () => raised(e, level.value)));
+      report.append(level, note, b);
     }
     return el("tr", { class: e.level, dataset: { eventId: e.event_id } },
-      el("td", {}, clock(e.received_wall)), el("td", {}, e.counter), el("td", {}, `${e.amount.toLocaleString()} ${t("yuan", "元")}`),
-      el("td", {}, kind), el("td", { class: "verdict" }, e.level_text[lang]), cell);
+      cell(t("Time", "时间"), clock(e.received_wall)), cell(t("Counter", "柜台"), e.counter),
+      cell(t("Amount", "金额"), `${e.amount.toLocaleString()} ${t("yuan", "元")}`),
+      cell(t("Kind", "业务"), kind), el("td", { class: "verdict", "data-label": t("Verdict", "结果") }, e.level_text[lang]), report);
   }));
 }
 
@@ -186,18 +294,25 @@ function draw() {
   document.getElementById("no-open").classList.toggle("hidden", last.open.length > 0);
   drawToday(last.today);
   drawEvents(last.events);
+  const n = last.open.length;
+  document.title = `${n ? `(${n}) ` : ""}${t("Counter alerts", "柜面预警")} — counterguard`;
 }
 
 function relabel() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   document.querySelectorAll("[data-en]").forEach(n => { n.textContent = n.dataset[lang]; });
-  document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
+  const button = document.getElementById("lang");
+  button.textContent = lang === "zh" ? "English" : "中文";
+  button.lang = lang === "zh" ? "en" : "zh-CN";
+  say(shown.message);
+  confirmDone(shown.status);
 }
 
 async function refresh() {
   try {
     const res = await fetch("/api/state", { credentials: "same-origin", cache: "no-store" });
     if (res.status === 401) { location.reload(); return; }
+    if (!res.ok) throw new Error(String(res.status));
     last = await res.json();
     document.getElementById("connection").classList.add("hidden");
     draw();
@@ -213,7 +328,7 @@ document.getElementById("lang").addEventListener("click", () => {
   draw();
 });
 document.getElementById("logout").addEventListener("click", async () => {
-  try { await post("/logout"); } finally { location.reload(); }
+  try { await post("/logout"); } catch (e) { /* logged out or gone: the reload shows which */ } finally { location.reload(); }
 });
 
 relabel();
