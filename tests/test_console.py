@@ -134,6 +134,12 @@ def test_outcomes_are_checked_by_name_and_close_the_alert(gateway):
     staff.post("/api/ack", {"alert_id": alert_id})
     res, data = staff.post("/api/outcome", {"alert_id": alert_id, "outcome": "sent_home"})
     assert res.status == 400 and "outcome must be one of" in json.loads(data)["error"]
+    # Nothing is recorded for a supervisor who chose nothing; the page in Chinese gets Chinese words.
+    for missing in ({}, {"outcome": ""}, {"outcome": None}):
+        res, data = staff.post("/api/outcome", {"alert_id": alert_id} | missing)
+        assert res.status == 400 and "outcome is required: one of confirmed_fraud," in json.loads(data)["error"]
+        assert json.loads(data)["error_zh"] == "请选择处理结果"
+    assert gw.store.alert_view(alert_id).state == "acknowledged"
     res, data = staff.post("/api/outcome", {"outcome": "police_called"})
     assert res.status == 400 and "alert_id is required" in json.loads(data)["error"]
     res, data = staff.post("/api/outcome", {"alert_id": "nope", "outcome": "police_called"})

@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 
 import pytest
-
+import test_console
 from counterguard.gateway.questions import load_questions
 from harness import intercept
-from test_console import browser, gateway, log_in, raise_red  # noqa: F401  (fixtures)
+from test_console import log_in, raise_red
+
+gateway, browser = test_console.gateway, test_console.browser  # the console's own fixtures
 
 DESKTOP, PHONE = 1280, 360
 
@@ -102,7 +104,8 @@ def test_the_keyboard_alone_acknowledges_an_alert_and_records_its_outcome(gatewa
 
     tab_to("#open button.ack")
     press(Keys.ENTER)
-    wait.until(lambda d: gw.store.alert_view(alert_id).state == "acknowledged" and "已接手" in d.find_element(By.ID, "status").text)
+    wait.until(lambda d: gw.store.alert_view(alert_id).state == "acknowledged"
+               and "已接手" in d.find_element(By.ID, "status").text)
     assert browser.switch_to.active_element.tag_name != "body"
     tab_to("#awaiting input.outcome")
     press(Keys.SPACE)          # the first outcome, then the arrow moves the choice within the group

@@ -38,15 +38,27 @@ import threading
 import time
 from datetime import datetime
 from http import HTTPStatus
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlsplit
 
 from counterguard.core import jsontext
-from counterguard.core.weblogin import SECURITY_HEADERS, LockedOut, PasswordError, Sessions, cookie_value, same_origin
-from counterguard.gateway.questions import ANSWER_TEXT, ANSWERS, LEVEL_TEXT, OUTCOME_TEXT, load_questions
+from counterguard.core.weblogin import (
+    SECURITY_HEADERS,
+    LockedOut,
+    PasswordError,
+    Sessions,
+    cookie_value,
+    same_origin,
+)
+from counterguard.gateway.questions import (
+    ANSWER_TEXT,
+    ANSWERS,
+    LEVEL_TEXT,
+    OUTCOME_TEXT,
+    load_questions,
+)
 from counterguard.gateway.store.db import (
     OUTCOMES,
     RAISE_NOTE_MAX,
@@ -116,7 +128,7 @@ class BranchConsole:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, config, store, lifecycle, questions=None) -> "BranchConsole":
+    def from_config(cls, config, store, lifecycle, questions=None) -> BranchConsole:
         """``questions``: the branch's caring questions if already loaded, else read from the config's file.
 
         Refuses (ConfigError, naming the key) a console with no roster, or one on a non-loopback
@@ -153,7 +165,7 @@ class BranchConsole:
         host = self._server.server_address[0]
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
 
-    def start(self) -> "BranchConsole":
+    def start(self) -> BranchConsole:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="branch-console", daemon=True)
         self._thread.start()
@@ -231,7 +243,8 @@ class BranchConsole:
         if ack is None:
             view = self.store.alert_view(alert_id)
             by = view.ack_by if view and view.ack_by else ""
-            raise ConsoleError(HTTPStatus.CONFLICT, f"alert {alert_id} is already acknowledged" + (f" by {by}" if by else ""),
+            raise ConsoleError(HTTPStatus.CONFLICT,
+                               f"alert {alert_id} is already acknowledged" + (f" by {by}" if by else ""),
                                "该预警已被" + (f" {by} " if by else "他人") + "接手")
         return {"ok": True, "alert_id": ack.alert_id, "seq": ack.seq}
 
@@ -267,7 +280,8 @@ class BranchConsole:
                     raise ConsoleError(HTTPStatus.BAD_REQUEST,
                                        f"answer for {key!r}: not one of the questions shown for alert {alert_id} "
                                        f"({', '.join(shown)}); nothing was recorded",
-                                       "回答对应的问题不在该预警的提问列表中，未登记任何内容；请刷新页面后重试")
+                                       "回答对应的问题不在该预警的提问列表中，未登记任何内容；"
+                                       "请刷新页面后重试")
         # The store checks each key against this alert's questions and refuses the whole outcome on a bad one.
         rec = self.lifecycle.record_outcome(alert_id, outcome, note=note, by=session.staff, via="console",
                                             answers=answers, questions=self.questions)
