@@ -71,6 +71,7 @@ def test_a_supervisor_acknowledges_and_records_an_outcome_with_nothing_chosen_fo
     assert browser.switch_to.active_element == radios[0]
 
     card.find_element(By.CSS_SELECTOR, "input.outcome[value='false_alarm']").click()
+    wait.until(lambda d: not message.is_displayed())  # chosen now: the reminder goes
     card.find_element(By.CSS_SELECTOR, "select.answer option[value='no']").click()
     card.find_element(By.CSS_SELECTOR, "button.record").click()
     wait.until(lambda d: "已登记" in d.find_element(By.ID, "status").text)
@@ -126,6 +127,8 @@ def test_the_chinese_page_says_in_chinese_that_the_gateway_cannot_be_reached(gat
     gw, terminal = gateway
     alert_id = raise_red(gw, terminal, "offline-1")
     browser.set_window_size(PHONE, 900)
+    browser.get(f"http://127.0.0.1:{gw.branch_console.port}/")
+    assert no_sideways_scroll(browser)  # the login page fits the phone too
     wait = log_in(browser, gw, "S1024")
     card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#open .card[data-alert-id="{alert_id}"]'))[0]
     gw.branch_console.stop()  # the gateway's console goes away under the open page

@@ -127,7 +127,9 @@ function card(a, awaiting) {
     act(b, "/api/outcome", { alert_id: a.alert_id, outcome: picked.value, note: note.value, answers: chosen(answers) },
       () => recorded(a, picked.value));
   });
-  outcomes.addEventListener("change", () => outcomes.removeAttribute("aria-invalid"));
+  outcomes.addEventListener("change", () => {
+    if (outcomes.getAttribute("aria-invalid")) { outcomes.removeAttribute("aria-invalid"); say(null); }
+  });
   c.append(answers, outcomes, el("label", { for: noteId, class: "note-label" }, t("Note (what happened)", "备注（处理经过）")), note, b);
   return c;
 }
@@ -262,6 +264,9 @@ function drawEvents(events) {
   const box = document.querySelector("#events tbody");
   if (box.querySelector("textarea:focus, select:focus")) return;  // do not redraw under someone typing a note
   drawn.events = sig;
+  // A keyboard user on a Report button keeps their place when the list moves on.
+  const active = box.contains(document.activeElement) ? document.activeElement : null;
+  const focus = active && active.closest("tr") ? [active.closest("tr").dataset.eventId, active.className] : null;
   box.replaceChildren(...events.map(e => {
     const kind = KIND_TEXT[e.kind] ? t(...KIND_TEXT[e.kind]) : e.kind;
     const report = el("td", { class: "report", "data-label": t("Report", "发起预警") });
@@ -285,6 +290,11 @@ function drawEvents(events) {
       cell(t("Amount", "金额"), `${e.amount.toLocaleString()} ${t("yuan", "元")}`),
       cell(t("Kind", "业务"), kind), el("td", { class: "verdict", "data-label": t("Verdict", "结果") }, e.level_text[lang]), report);
   }));
+  if (focus) {
+    const row = [...box.querySelectorAll("tr")].find(r => r.dataset.eventId === focus[0]);
+    const again = row && [...row.querySelectorAll("button, select, textarea")].find(n => n.className === focus[1]);
+    if (again) again.focus();
+  }
 }
 
 function draw() {
