@@ -310,6 +310,7 @@ def test_a_teller_reports_an_event_the_lamp_let_through_from_the_console_in_chro
     row.find_element(By.CSS_SELECTOR, "textarea.raise-note").send_keys("asked twice whether the police would know")
     row.find_element(By.CSS_SELECTOR, "button.raise").click()
     assert wait_until(lambda: gw.store.open_alerts(level=None), timeout=30)
+    wait.until(lambda d: "已在1号柜台发起黄色预警" in d.find_element(By.ID, "status").text)
     [alert] = gw.store.open_alerts(level=None)
     view = gw.store.alert_view(alert.alert_id)
     assert (view.level, view.raised_by, view.raise_note, view.event_id) == (
