@@ -15,6 +15,12 @@ file order), so a customer's answers can be recorded against it with the text as
 
     >>> [x.key for x in q.asked(["large_cash"])]
     ['general.1', 'general.2', 'large_cash.1']
+
+The console puts a short list of them in front of staff, in reading order, and records answers
+to that list only:
+
+    >>> [x.key for x in q.shown(["customer_on_phone"], limit=3)]
+    ['customer_on_phone.1', 'general.1', 'customer_on_phone.2']
 """
 
 from __future__ import annotations

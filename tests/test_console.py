@@ -223,6 +223,10 @@ def test_a_branch_questions_file_overrides_some_reasons_and_bad_keys_are_named(t
     # A short list takes every reason's first question before anyone's second.
     assert q.for_reasons(["elderly_customer", "customer_on_phone"], "en", limit=2) == [
         "Do your children or family know about this withdrawal?", "Who are you talking to on the phone?"]
+    # The keyed list the console shows and records answers to is the same list, in the same order.
+    for reasons in (["elderly_customer", "customer_on_phone"], ["urgent", "new_payee", "teller_report"]):
+        for lang in ("en", "zh"):
+            assert [getattr(x, lang) for x in q.shown(reasons, 4)] == q.for_reasons(reasons, lang, limit=4)
     own.write_text('[reasons.hurry]\nen = ["?"]\n')
     with pytest.raises(QuestionsError, match=r"reasons.hurry: unknown reason"):
         load_questions(own)
