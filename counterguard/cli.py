@@ -22,11 +22,25 @@ def _run(args) -> int:
 
 
 def _check_config(args) -> int:
-    from counterguard.gateway.config import load_config
+    from counterguard.gateway.config import ConfigErrors, load_config
     from counterguard.gateway.ops.app import check_ready
 
-    config = load_config(args.config)
-    check_ready(config)
+    # Every problem in one run, one "FILE: key: problem" line each; an unreadable file or bad TOML
+    # is a single ConfigError and goes to main's handler.
+    problems = []
+    try:
+        config = load_config(args.config, collect=True)
+    except ConfigErrors as exc:
+        problems, config = exc.errors, exc.config
+    try:
+        check_ready(config)
+    except ConfigErrors as exc:
+        problems += exc.errors
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{args.config}: {len(problems)} problem(s)", file=sys.stderr)
+        return 2
     print(f"{args.config}: ok ({len(config.serial)} counter line(s), broker {config.mqtt.host}:{config.mqtt.port})")
     return 0
 

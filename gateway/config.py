@@ -31,6 +31,32 @@ class ConfigError(ValueError):
         self.key = key
 
 
+class ConfigErrors(ConfigError):
+    """Every problem found in one file (``load_config(..., collect=True)``), one ``FILE: key: problem``
+    line each, so an installer fixes them all in one pass; ``config`` is the file read with defaults
+    in place of the wrong values, for checks that look further (``check_ready``)."""
+
+    def __init__(self, errors: list[ConfigError], config: "Config | None" = None):
+        ValueError.__init__(self, "\n".join(str(e) for e in errors))
+        self.errors = list(errors)
+        self.path = errors[0].path if errors else None
+        self.key = errors[0].key if errors else None
+        self.config = config
+
+
+class _Problems:
+    """Where validation reports a problem: raised at once (the gateway fails fast) or gathered."""
+
+    def __init__(self, collect: bool):
+        self.collect = collect
+        self.errors: list[ConfigError] = []
+
+    def add(self, error: ConfigError) -> None:
+        if not self.collect:
+            raise error
+        self.errors.append(error)
+
+
 def _setting(default, doc: str, *, lo=None, hi=None, choices=None):
     return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices})
 
@@ -189,23 +215,33 @@ def _check_value(path, key: str, f, value: Any):
     return value
 
 
-def _section(path, name: str, cls, table: Any):
+def _section(path, name: str, cls, table: Any, problems: _Problems | None = None):
+    """The section's settings; a wrong key is reported to ``problems`` and left at its default."""
+    problems = problems or _Problems(collect=False)
     if not isinstance(table, dict):
-        raise ConfigError(path, name, "must be a table ([" + name + "])")
+        problems.add(ConfigError(path, name, "must be a table ([" + name + "])"))
+        return None
     known = {f.name: f for f in fields(cls)}
     values = {}
     for key, value in table.items():
         dotted = f"{name}.{key}"
         if key not in known:
-            raise ConfigError(path, dotted, f"unknown key; {name} takes {', '.join(known)}")
-        values[key] = _check_value(path, dotted, known[key], value)
+            problems.add(ConfigError(path, dotted, f"unknown key; {name} takes {', '.join(known)}"))
+            continue
+        try:
+            values[key] = _check_value(path, dotted, known[key], value)
+        except ConfigError as exc:
+            problems.add(exc)
     return cls(**values)
 
 
-def parse_config(data: dict, path: str | Path | None = None) -> Config:
+def parse_config(data: dict, path: str | Path | None = None, *, collect: bool = False) -> Config:
+    """The checked Config; the first wrong key raises ConfigError, or with ``collect`` every wrong
+    key is gathered into one ConfigErrors."""
+    problems = _Problems(collect)
     for name in data:
         if name not in SECTIONS:
-            raise ConfigError(path, name, f"unknown section; expected {', '.join(SECTIONS)}")
+            problems.add(ConfigError(path, name, f"unknown section; expected {', '.join(SECTIONS)}"))
     sections = {}
     for name, cls in SECTIONS.items():
         if name not in data:
@@ -215,61 +251,70 @@ def parse_config(data: dict, path: str | Path | None = None) -> Config:
             ports = raw if isinstance(raw, list) else [raw]
             parsed = []
             for i, table in enumerate(ports):
-                port = _section(path, f"serial[{i}]", cls, table)
+                port = _section(path, f"serial[{i}]", cls, table, problems)
+                if port is None:
+                    continue
                 if not port.path:
-                    raise ConfigError(path, f"serial[{i}].path", "is required")
+                    problems.add(ConfigError(path, f"serial[{i}].path", "is required"))
                 parsed.append(port)
             sections[name] = tuple(parsed)
         else:
-            sections[name] = _section(path, name, cls, data[name])
+            section = _section(path, name, cls, data[name], problems)
+            if section is not None:
+                sections[name] = section
     cfg = Config(**sections, source=str(path) if path else None)
     for key in ("id", "region", "branch"):
         if not _TOPIC_SAFE.fullmatch(getattr(cfg.gateway, key)):
-            raise ConfigError(path, f"gateway.{key}", "must be 1-64 letters, digits, '.', '_' or '-' (it is part of MQTT topics)")
+            problems.add(ConfigError(path, f"gateway.{key}", "must be 1-64 letters, digits, '.', '_' or '-' (it is part of MQTT topics)"))
     t = cfg.thresholds
     if (t.amber or t.red) and not 0 < t.amber < t.red <= 1:
-        raise ConfigError(path, "thresholds", f"need 0 < amber < red <= 1 (or both 0 for the model's own), got amber={t.amber} red={t.red}")
+        problems.add(ConfigError(path, "thresholds", f"need 0 < amber < red <= 1 (or both 0 for the model's own), got amber={t.amber} red={t.red}"))
     if cfg.mqtt.backoff_min_s > cfg.mqtt.backoff_max_s:
-        raise ConfigError(path, "mqtt.backoff_min_s", "must not exceed mqtt.backoff_max_s")
+        problems.add(ConfigError(path, "mqtt.backoff_min_s", "must not exceed mqtt.backoff_max_s"))
     tls = [cfg.mqtt.ca_file, cfg.mqtt.cert_file, cfg.mqtt.key_file]
     if any(tls) and not all(tls):
-        raise ConfigError(path, "mqtt.ca_file", "TLS needs ca_file, cert_file and key_file together")
+        problems.add(ConfigError(path, "mqtt.ca_file", "TLS needs ca_file, cert_file and key_file together"))
     if cfg.console.password_hash:
         from counterguard.core.weblogin import PasswordError, check_hash_format
 
         try:
             check_hash_format(cfg.console.password_hash)
         except PasswordError as exc:
-            raise ConfigError(path, "console.password_hash", str(exc)) from None
+            problems.add(ConfigError(path, "console.password_hash", str(exc)))
     elif cfg.console.enabled:
-        raise ConfigError(path, "console.password_hash", "is required when the console is enabled; "
-                          "make one with 'counterguard console-password'")
-    check_console(cfg.console, path)
+        problems.add(ConfigError(path, "console.password_hash", "is required when the console is enabled; "
+                          "make one with 'counterguard console-password'"))
+    check_console(cfg.console, path, problems)
+    if problems.errors:
+        raise ConfigErrors(problems.errors, cfg)
     return cfg
 
 
 
-def check_console(c: ConsoleSettings, path=None) -> None:
+def check_console(c: ConsoleSettings, path=None, problems: _Problems | None = None) -> None:
     """The console's roster and how it is reached; ConfigError naming the key."""
+    problems = problems or _Problems(collect=False)
     for i, number in enumerate(c.staff):
         if not _STAFF_NUMBER.fullmatch(number):
-            raise ConfigError(path, f"console.staff[{i}]", f"{number!r} is not a staff number "
-                              "(1-64 letters, digits, '.', '_' or '-')")
+            problems.add(ConfigError(path, f"console.staff[{i}]", f"{number!r} is not a staff number "
+                              "(1-64 letters, digits, '.', '_' or '-')"))
     if bool(c.cert_file) != bool(c.key_file):
-        raise ConfigError(path, "console.cert_file", "TLS needs cert_file and key_file together")
+        problems.add(ConfigError(path, "console.cert_file", "TLS needs cert_file and key_file together"))
     if not c.enabled:
         return
     if not c.staff:
-        raise ConfigError(path, "console.staff", "is required when the console is enabled: list the staff "
-                          'numbers that may log in, e.g. staff = ["S1024", "S2048"]')
+        problems.add(ConfigError(path, "console.staff", "is required when the console is enabled: list the staff "
+                          'numbers that may log in, e.g. staff = ["S1024", "S2048"]'))
     if not is_loopback(c.listen) and not c.cert_file and not c.behind_proxy:
-        raise ConfigError(path, "console.listen", f"{c.listen or 'every address'} is reachable from the branch LAN, "
+        problems.add(ConfigError(path, "console.listen", f"{c.listen or 'every address'} is reachable from the branch LAN, "
                           "so the console must not speak plain HTTP there: set console.cert_file and "
                           "console.key_file (HTTPS), or console.behind_proxy = true behind the branch's TLS proxy "
-                          "(docs/supervisor.md), or listen on 127.0.0.1")
+                          "(docs/supervisor.md), or listen on 127.0.0.1"))
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, collect: bool = False) -> Config:
+    """The gateway's Config from ``path``: the first problem raises ConfigError (the gateway fails
+    fast); ``collect`` gathers every wrong key into one ConfigErrors (``check-config``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -281,4 +326,4 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"not valid TOML: {exc}") from None
-    return parse_config(data, path)
+    return parse_config(data, path, collect=collect)

@@ -295,7 +295,9 @@ class Gateway:
 
 
 def check_ready(config: Config) -> None:
-    """Fail fast, naming the key, on settings that point at files that are not there."""
+    """Fail before starting, naming the key, on settings that point at files that are not there;
+    every such setting is reported at once (ConfigErrors, one line each)."""
+    errors = []
     for key, value in (("model.path", config.model.path), ("lamps.pinmap", config.lamps.pinmap),
                        ("watchlist.file", config.watchlist.file),
                        ("downlink.centre_public_key", config.downlink.centre_public_key),
@@ -304,14 +306,18 @@ def check_ready(config: Config) -> None:
                        ("console.cert_file", config.console.enabled and config.console.cert_file),
                        ("console.key_file", config.console.enabled and config.console.key_file)):
         if value and not Path(value).exists():
-            raise ConfigError(config.source, key, f"file {value} does not exist")
-    if config.supervisor.questions_file:
+            errors.append(ConfigError(config.source, key, f"file {value} does not exist"))
+    if config.supervisor.questions_file and Path(config.supervisor.questions_file).exists():
         from counterguard.gateway.questions import QuestionsError, load_questions
 
         try:
             load_questions(config.supervisor.questions_file)
         except QuestionsError as exc:
-            raise ConfigError(config.source, "supervisor.questions_file", str(exc)) from None
+            errors.append(ConfigError(config.source, "supervisor.questions_file", str(exc)))
+    if errors:
+        from counterguard.gateway.config import ConfigErrors
+
+        raise ConfigErrors(errors, config)
 
 
 def serve(config_path=None, *, lamp_stream=None) -> int:
