@@ -52,10 +52,18 @@ def _config(args) -> CentreConfig:
     return cfg
 
 
-def _open_store(cfg: CentreConfig):
+def _open_store(cfg: CentreConfig, *, create: bool = True):
+    """The centre's store; a reader (``create=False``) refuses a SQLite file that is not there rather
+    than report on a new empty one (a mistyped --store)."""
     from counterguard.centre.store import open_store
 
-    return open_store(cfg.store.url)
+    url = str(cfg.store.url)
+    if not create and not url.startswith(("postgresql://", "postgres://")):
+        path = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url)
+        if not path.is_file():
+            raise CommandError(f"{path}: no centre store here; check --store or [store] url in --config "
+                               "('counterguard centre run' creates it)")
+    return open_store(url)
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -229,7 +237,7 @@ def _push_thresholds(args) -> int:
 # -- reports --------------------------------------------------------------------------------------
 def _report(args, build, render) -> int:
     cfg = _config(args)
-    store = _open_store(cfg)
+    store = _open_store(cfg, create=False)
     try:
         data = build(store)
     finally:
@@ -394,7 +402,7 @@ def add_commands(sub) -> None:
                         description="Push MODEL.tflite with its JSON card (MODEL.json beside it by default).")
     _common(p)
     _signing(p)
-    p.add_argument("model", metavar="MODEL.tflite")
+    p.add_argument("model", metavar="MODEL.tflite", help="the TFLite model file to push")
     p.add_argument("--card", help="the model's JSON card (default: MODEL.json)")
     p.add_argument("--model-version", help="the version gateways will report; must be the card's \"version\" (a check)")
     p.set_defaults(func=_guard(_push_model))
@@ -403,19 +411,19 @@ def add_commands(sub) -> None:
                         description="Push new verdict thresholds (0 < amber < red <= 1).")
     _common(p)
     _signing(p)
-    p.add_argument("--amber", type=float, required=True)
-    p.add_argument("--red", type=float, required=True)
+    p.add_argument("--amber", type=float, required=True, help="score at or above which a verdict is amber")
+    p.add_argument("--red", type=float, required=True, help="score at or above which a verdict is red")
     p.set_defaults(func=_guard(_push_thresholds))
 
     p = cmds.add_parser("rollout", help="which gateways applied which pushed version")
     _common(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     p.set_defaults(func=_guard(_rollout))
 
     p = cmds.add_parser("fleet", help="every gateway's state, heartbeat, outbox and versions")
     _common(p)
     p.add_argument("--heartbeat-s", type=float, default=30.0, help="gateways' heartbeat period (default 30)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     p.set_defaults(func=_guard(_fleet))
 
     p = cmds.add_parser("accuracy", help="precision of red and amber warnings from recorded outcomes")
@@ -423,19 +431,19 @@ def add_commands(sub) -> None:
     p.add_argument("--by", default="branch", help="branch, region, day, week, month or all (default branch)")
     p.add_argument("--since", help="alerts raised at or after this UTC date/time (RFC 3339)")
     p.add_argument("--until", help="alerts raised before this UTC date/time")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     p.set_defaults(func=_guard(_accuracy))
 
     p = cmds.add_parser("quarantine", help="malformed messages and why they were refused")
     _common(p)
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=20, help="how many of the latest to show (default 20)")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     p.set_defaults(func=_guard(_quarantine))
 
     p = cmds.add_parser("keys", help="create the centre signing key pair and a watchlist key in DIR",
                         description="Write centre-signing.pem (keep it at the centre), centre-public.pem (for every "
                                     "gateway) and watchlist.key (centre and gateways); refuses to overwrite.")
-    p.add_argument("dir")
+    p.add_argument("dir", help="directory for the key files (created; existing keys are never replaced)")
     p.set_defaults(func=_guard(_keys))
 
     p = cmds.add_parser("dashboard-user", help="hash an analyst's dashboard password for [dashboard.users]",

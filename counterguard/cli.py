@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run EVENTS.jsonl (one event per line, '-' for stdin) in order through the "
                                    "gateway's own stages; write verdict lines to stdout, bad lines to stderr "
                                    "with their line number; exit 1 if any line was bad.")
-    p.add_argument("events", metavar="EVENTS.jsonl")
+    p.add_argument("events", metavar="EVENTS.jsonl", help="events, one JSON object per line ('-' reads stdin)")
     p.add_argument("--watchlist", metavar="FILE", help="stop-payment list: one account per line, # comments")
     p.add_argument("--model", metavar="FILE.tflite", help="model to try (default: the bundled model)")
     p.add_argument("--amber", type=float, help="amber threshold to try (with --red)")
@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("receiver", help="a minimal centre: print and receipt alerts from gateways",
                        description="Subscribe to every gateway's alerts and acknowledgements, print them and "
                                    "send receipts.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
     p.set_defaults(func=_receiver)
 
     _add_module_commands(sub)
@@ -145,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # last resort: a file or device no command expected to fail on
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"counterguard {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        missing = isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError))
+        return 2 if missing else 1
 
 
 if __name__ == "__main__":

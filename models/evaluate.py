@@ -257,8 +257,10 @@ def targets(metrics: dict) -> dict:
 
 def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: int | None = None,
              events: int | None = None, shifted_events: int = 60_000, shifted_seeds=SHIFTED_SEEDS,
-             independent_events: int = 60_000, independent_seeds=INDEPENDENT_SEEDS) -> tuple[dict, dict]:
-    """(report, scored sets). The report is JSON-ready; the scored sets feed the plot.
+             independent_events: int = 60_000, independent_seeds=INDEPENDENT_SEEDS,
+             progress=None) -> tuple[dict, dict]:
+    """(report, scored sets). The report is JSON-ready; the scored sets feed the plot. ``progress``
+    (a callable taking one line) hears what each stage is doing: a full run takes a while.
 
     ``seed`` and ``events`` default to the model's own (its manifest): only then is the own test
     split exactly the part of time the model never trained on.
@@ -274,12 +276,18 @@ def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: i
                          "judge it with --cases on later labelled events, or give --seed and --events")
     if seed in shifted_seeds:
         raise ValueError(f"seed {seed} is also a shifted-set seed; the shifted set must be independent of training")
+    say = progress or (lambda line: None)
     thresholds = thresholds or model.thresholds
+    say(f"simulating and scoring the own branch (seed {seed}, {events} events)")
     own = Scored("own", simulate(seed, events), model, thresholds)
     train_mask = time_split(own.epochs)
     train, test = own.subset(train_mask, "own training split"), own.subset(~train_mask, "own test split")
+    say(f"simulating and scoring the shifted set ({len(shifted_seeds)} branches, {shifted_events} events)")
     shifted = shifted_set(model, thresholds, shifted_events, shifted_seeds)
+    say(f"generating and scoring the independent branch ({len(independent_seeds)} branches, "
+        f"{independent_events} events)")
     other = independent_set(model, thresholds, independent_events, independent_seeds)
+    say("measuring the model and the rule book, and running the leakage checks")
     sets = {"own_test": test, "shifted": shifted, "independent": other}
     report = {
         "model": {"name": model.name, "version": model.version, "sha256": model.sha256,
@@ -387,7 +395,15 @@ def report_text(report: dict) -> str:
         for name, t in checks.items():
             lines.append(f"  {name:22} target {_pct(t['target'])}, measured {_pct(t['measured'])}: "
                          f"{'met' if t['met'] else 'NOT MET'}")
+    met, total = targets_met(report)
+    lines += ["", f"{met} of {total} targets met"]
     return "\n".join(lines) + "\n"
+
+
+def targets_met(report: dict) -> tuple[int, int]:
+    """(met, all) over every set's targets: the evaluation's verdict in two numbers."""
+    checks = [t for per_set in report["targets"].values() for t in per_set.values()]
+    return sum(1 for t in checks if t["met"]), len(checks)
 
 
 def plot(sets: dict, report: dict, path) -> None:

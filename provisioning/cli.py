@@ -157,15 +157,15 @@ def add_commands(sub) -> None:
 
     q = psub.add_parser("ca", help="create the centre certificate authority",
                         description="Create a CA in DIR (ca.key stays offline; ca.crt goes everywhere).")
-    q.add_argument("--dir", required=True)
-    q.add_argument("--name", default="counterguard centre CA")
-    q.add_argument("--days", type=int, default=3650)
+    q.add_argument("--dir", required=True, help="directory for ca.key, ca.crt and the CA's records (created)")
+    q.add_argument("--name", default="counterguard centre CA", help="the CA certificate's common name")
+    q.add_argument("--days", type=int, default=3650, help="CA certificate lifetime in days (default 3650)")
     q.set_defaults(func=_friendly(_cmd_ca))
 
     q = psub.add_parser("centre-keys", help="create the centre's signing key and the watchlist hashing key",
                         description="Write centre-signing.pem (Ed25519, centre only), centre-public.pem and "
                                     "watchlist.key into OUT; refuses to replace existing keys.")
-    q.add_argument("--out", required=True)
+    q.add_argument("--out", required=True, help="directory to write the keys to (created)")
     q.set_defaults(func=_friendly(_cmd_centre_keys))
 
     q = psub.add_parser("gateway", help="issue one gateway's key, certificate and bundle",
@@ -173,12 +173,12 @@ def add_commands(sub) -> None:
                                     "and install.sh for one branch gateway.")
     ca_arg(q)
     q.add_argument("--id", required=True, help="gateway id (certificate CN, MQTT user)")
-    q.add_argument("--region", required=True)
-    q.add_argument("--branch", required=True)
-    q.add_argument("--counters", type=int, default=4)
+    q.add_argument("--region", required=True, help="region code (MQTT topic tree)")
+    q.add_argument("--branch", required=True, help="branch or outlet code (MQTT topic tree)")
+    q.add_argument("--counters", type=int, default=4, help="counters at the branch (default 4)")
     q.add_argument("--pinmap", default="pi4-4counter", help="shipped pin map name or a .toml file")
-    q.add_argument("--broker-host", default="mqtt.centre.example")
-    q.add_argument("--broker-port", type=int, default=8883)
+    q.add_argument("--broker-host", default="mqtt.centre.example", help="the centre broker's name, as in its certificate")
+    q.add_argument("--broker-port", type=int, default=8883, help="the centre broker's TLS port (default 8883)")
     q.add_argument("--ports", nargs="*", help="per counter: serial:<USB serial> or usb:<KERNELS> (default: board sockets)")
     q.add_argument("--out", required=True, help="where bundles are written")
     centre_args(q)
@@ -188,8 +188,8 @@ def add_commands(sub) -> None:
                         description="One bundle per row of the branches CSV (docs/provisioning.md lists the "
                                     "columns). Finished bundles are kept on a re-run.")
     ca_arg(q)
-    q.add_argument("--csv", required=True)
-    q.add_argument("--out", required=True)
+    q.add_argument("--csv", required=True, help="the branches CSV, one row per gateway (columns in docs/provisioning.md)")
+    q.add_argument("--out", required=True, help="where bundles are written, one directory per gateway")
     centre_args(q)
     q.set_defaults(func=_friendly(_cmd_batch))
 
@@ -197,33 +197,33 @@ def add_commands(sub) -> None:
                         description="Key and certificate for a centre process; the ACL lets it read and write "
                                     "everything under counterguard/v1/.")
     ca_arg(q)
-    q.add_argument("--id", required=True)
-    q.add_argument("--out", required=True)
-    q.add_argument("--days", type=int, default=365)
+    q.add_argument("--id", required=True, help="worker id (certificate CN, MQTT user)")
+    q.add_argument("--out", required=True, help="where the worker's key and certificate are written")
+    q.add_argument("--days", type=int, default=365, help="certificate lifetime in days (default 365)")
     q.set_defaults(func=_friendly(_cmd_worker))
 
     q = psub.add_parser("renew", help="re-issue certificates that expire soon (same key)",
                         description="Re-issue each certificate expiring within --within-days for the same key.")
     ca_arg(q)
-    q.add_argument("certs", nargs="*", metavar="CERT")
+    q.add_argument("certs", nargs="*", metavar="CERT", help="certificate files to renew")
     q.add_argument("--bundles", metavar="DIR", help="every OUT/*/gateway.crt under a bundles directory")
-    q.add_argument("--within-days", type=int, default=30)
-    q.add_argument("--days", type=int, default=365)
+    q.add_argument("--within-days", type=int, default=30, help="renew what expires within this many days (default 30)")
+    q.add_argument("--days", type=int, default=365, help="certificate lifetime in days (default 365)")
     q.add_argument("--force", action="store_true", help="renew even if not due")
     q.set_defaults(func=_friendly(_cmd_renew))
 
     q = psub.add_parser("revoke", help="revoke a gateway's or worker's certificate",
                         description="Revoke every live certificate of ID (or one serial) and rewrite crl.pem.")
     ca_arg(q)
-    q.add_argument("id", metavar="ID")
+    q.add_argument("id", metavar="ID", help="the gateway or worker id to revoke")
     q.set_defaults(func=_friendly(_cmd_revoke))
 
     q = psub.add_parser("broker-config", help="mosquitto config with client-certificate TLS, CRL and ACL",
                         description="Write mosquitto.conf, acl, ca.crt, crl.pem and a broker certificate to OUT.")
     ca_arg(q)
-    q.add_argument("--out", required=True)
+    q.add_argument("--out", required=True, help="where the mosquitto config, CRL and ACL are written")
     q.add_argument("--host", default="", help="listen address (default: all)")
-    q.add_argument("--port", type=int, default=8883)
+    q.add_argument("--port", type=int, default=8883, help="TLS listener port (default 8883)")
     q.add_argument("--hostname", action="append", help="broker name in its certificate (repeat)")
     q.add_argument("--user", default=None,
                    help="user mosquitto drops to when started as root; it may read the broker key "
@@ -237,7 +237,7 @@ def add_commands(sub) -> None:
                        description="Check the config, serial ports, pins, clock sync, certificates, broker "
                                    "reachability, keys and disk space; one line per check, each failure says "
                                    "what to fix. Exit 1 if anything failed.")
-    p.add_argument("-c", "--config", default="/etc/counterguard/config.toml")
+    p.add_argument("-c", "--config", default="/etc/counterguard/config.toml", help="gateway TOML file (default /etc/counterguard/config.toml)")
     p.set_defaults(func=_friendly(_cmd_doctor))
 
 
@@ -258,5 +258,9 @@ def _friendly(func):
         except _errors() as exc:
             print(f"counterguard: {exc}", file=sys.stderr)
             return 1
+        except OSError as exc:  # a directory that cannot be made or a file that cannot be read
+            where = exc.filename or getattr(args, "out", None) or getattr(args, "dir", None) or ""
+            print(f"counterguard {args.command}: {where}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
 
     return run

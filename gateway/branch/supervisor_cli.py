@@ -255,7 +255,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("outcome", help="record what happened with an acknowledged alert, and close it",
                        description="Record the outcome of ALERT_ID: " + ", ".join(OUTCOMES) + ", with the "
                                    "customer's answers to the caring questions asked (--answer).")
-    p.add_argument("alert_id", metavar="ALERT_ID")
+    p.add_argument("alert_id", metavar="ALERT_ID", help="alert id from 'counterguard alerts'")
     p.add_argument("outcome", choices=OUTCOMES, metavar="OUTCOME", help=" | ".join(OUTCOMES))
     p.add_argument("--by", required=True, help="your staff number (on the roster, console.staff, if the branch keeps one)")
     p.add_argument("--note", default="", help="what happened, in a sentence or two")

@@ -99,7 +99,29 @@ def _one(assessor: Assessor, text: str, out, clock: Clock, gateway_id: str) -> s
 
 
 def main_stdio(path: str, **kwargs) -> int:
-    if path == "-":
-        return replay(sys.stdin, sys.stdout, sys.stderr, **kwargs)
-    with open(path, encoding="utf-8") as source:
-        return replay(source, sys.stdout, sys.stderr, **kwargs)
+    """``counterguard replay``: a file that cannot be read (events, watchlist or model) is one line
+    on stderr naming it and exit 2, before anything is scored."""
+    from counterguard.gateway.scoring.model import ModelError
+    from counterguard.gateway.scoring.watchlist import WatchlistFileError
+
+    try:
+        if path == "-":
+            return replay(sys.stdin, sys.stdout, sys.stderr, **kwargs)
+        try:
+            source = open(path, encoding="utf-8")
+        except FileNotFoundError:
+            raise _Unreadable(f"{path}: no such events file") from None
+        except OSError as exc:
+            raise _Unreadable(f"{path}: cannot read: {exc.strerror}") from None
+        with source:
+            try:
+                return replay(source, sys.stdout, sys.stderr, **kwargs)
+            except UnicodeDecodeError:
+                raise _Unreadable(f"{path}: not a UTF-8 text file of events (one JSON event per line)") from None
+    except (_Unreadable, ModelError, WatchlistFileError) as exc:
+        print(f"counterguard replay: {exc}", file=sys.stderr)
+        return 2
+
+
+class _Unreadable(ValueError):
+    pass
