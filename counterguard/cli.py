@@ -57,8 +57,16 @@ def _replay(args) -> int:
 
 
 def _receiver(args) -> int:
+    import socket
+
     from counterguard.centre.receiver import main
 
+    try:  # say plainly what an operator most often forgot, before the client's own error
+        socket.create_connection((args.host, args.port), timeout=5).close()
+    except OSError:
+        print(f"counterguard receiver: cannot reach the broker at {args.host}:{args.port}: is mosquitto running?",
+              file=sys.stderr)
+        return 1
     return main(["--host", args.host, "--port", str(args.port)])
 
 

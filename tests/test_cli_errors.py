@@ -1,0 +1,143 @@
+"""A user's mistake on the command line is one clear line, never a traceback: a missing file or store
+names the path and exits non-zero, a reader never makes an empty database out of a typo, check-config
+lists every problem at once, and every option says what it is for."""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from counterguard.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _commands(tmp: Path, keys: Path) -> list[tuple[list[str], str]]:
+    """(argv, the path the error must name) for every command that takes a file, a directory or a store."""
+    m = tmp / "missing"
+    gw = tmp / "gateway.toml"  # a readable config whose store is not there
+    keyfiles = ["--centre-public-key", str(keys / "centre-public.pem"), "--watchlist-key", str(keys / "watchlist.key")]
+    sign = ["--signing-key", str(keys / "centre-signing.pem"), "--store", str(tmp / "pushes.db"), "--port", "1",
+            "--target", "all"]
+    return [
+        (["run", "-c", f"{m}.toml"], f"{m}.toml"),
+        (["check-config", f"{m}.toml"], f"{m}.toml"),
+        (["check-config", str(tmp)], str(tmp)),
+        (["replay", f"{m}.jsonl"], f"{m}.jsonl"),
+        (["replay", str(tmp)], str(tmp)),
+        (["replay", "/dev/null", "--watchlist", f"{m}.txt"], f"{m}.txt"),
+        (["replay", "/dev/null", "--model", f"{m}.tflite"], f"{m}.tflite"),
+        (["selftest", "--mock", "-c", f"{m}.toml"], f"{m}.toml"),
+        (["selftest", "--mock", "--pinmap", f"{m}.toml"], f"{m}.toml"),
+        (["wiring", "--pinmap", f"{m}.toml"], f"{m}.toml"),
+        (["alerts", "-c", f"{m}.toml"], f"{m}.toml"),
+        (["alerts", "-c", str(gw)], f"{m}.db"),
+        (["raise", "E-1", "--by", "S1024", "-c", str(gw)], f"{m}.db"),
+        (["ack", "A-1", "--by", "S1024", "-c", str(gw)], f"{m}.db"),
+        (["outcome", "A-1", "false_alarm", "--by", "S1024", "-c", str(gw)], f"{m}.db"),
+        (["report", "--day", "today", "-c", str(gw)], f"{m}.db"),
+        (["export-events", "--day", "2026-01-05", "-c", str(gw)], f"{m}.db"),
+        (["export-events", "--day", "2026-01-05", "-c", f"{m}.toml"], f"{m}.toml"),
+        (["provision", "gateway", "--ca", f"{m}-ca", "--id", "gw-1", "--region", "r1", "--branch", "b1",
+          "--out", str(tmp / "bundles"), *keyfiles], f"{m}-ca"),
+        (["provision", "batch", "--ca", f"{m}-ca", "--csv", f"{m}.csv", "--out", str(tmp / "bundles"), *keyfiles],
+         f"{m}-ca"),
+        (["provision", "worker", "--ca", f"{m}-ca", "--id", "w1", "--out", str(tmp / "worker")], f"{m}-ca"),
+        (["provision", "renew", "--ca", f"{m}-ca", f"{m}.crt"], f"{m}-ca"),
+        (["provision", "revoke", "--ca", f"{m}-ca", "gw-1"], f"{m}-ca"),
+        (["provision", "broker-config", "--ca", f"{m}-ca", "--out", str(tmp / "broker")], f"{m}-ca"),
+        (["provision", "ca", "--dir", str(gw / "ca")], str(gw / "ca")),  # under a file: cannot be made
+        (["centre", "run", "-c", f"{m}.toml"], f"{m}.toml"),
+        (["centre", "fleet", "-c", f"{m}.toml"], f"{m}.toml"),
+        (["centre", "fleet", "--store", f"{m}.db"], f"{m}.db"),
+        (["centre", "accuracy", "--store", f"{m}.db"], f"{m}.db"),
+        (["centre", "quarantine", "--store", f"{m}.db"], f"{m}.db"),
+        (["centre", "rollout", "--store", f"{m}.db"], f"{m}.db"),
+        (["centre", "push-model", f"{m}.tflite", *sign], f"{m}.tflite"),
+        (["centre", "push-watchlist", "--file", f"{m}.txt", "--watchlist-key", str(keys / "watchlist.key"), *sign],
+         f"{m}.txt"),
+        (["centre", "push-thresholds", "--amber", "0.3", "--red", "0.8", "--signing-key", f"{m}.pem",
+          "--store", str(tmp / "pushes.db"), "--target", "all"], f"{m}.pem"),
+        (["evaluate", "--cases", f"{m}.jsonl"], f"{m}.jsonl"),
+        (["evaluate", "--model", f"{m}.tflite"], f"{m}.tflite"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    out = tmp_path_factory.mktemp("keys")
+    assert main(["centre", "keys", str(out)]) == 0
+    return out
+
+
+def test_every_command_names_a_missing_path_in_one_line_and_fails(tmp_path, keys, capsys):
+    (tmp_path / "gateway.toml").write_text(f'[store]\npath = "{tmp_path}/missing.db"\n')
+    capsys.readouterr()
+    for argv, path in _commands(tmp_path, keys):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
+        except Exception as exc:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"counterguard {' '.join(argv)} raised {type(exc).__name__}: {exc}")
+        out, err = capsys.readouterr()
+        where = f"counterguard {' '.join(argv)}"
+        assert code not in (0, None), f"{where} exited 0"
+        assert "Traceback" not in err, where
+        assert path in err, f"{where} did not name {path}: {err!r}"
+    # A reader command never leaves a database behind for a mistyped store.
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_the_installed_command_says_the_same_without_a_traceback(tmp_path):
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "counterguard", *argv], capture_output=True, text=True,
+                              timeout=60)
+
+    done = run("replay", str(tmp_path / "events.jsonl"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"counterguard replay: {tmp_path / 'events.jsonl'}: no such events file"
+    typo = tmp_path / "centr.db"
+    done = run("centre", "fleet", "--store", str(typo))
+    assert done.returncode == 2 and "Traceback" not in done.stderr and str(typo) in done.stderr
+    assert not typo.exists()
+
+
+def test_check_config_lists_every_problem_in_one_run(tmp_path, capsys):
+    path = tmp_path / "branch.toml"
+    path.write_text('[gateway]\nid = "bad id!"\ncolour = "blue"\n[mqtt]\nport = 99999\nkeepalive = "x"\n'
+                    '[lamps]\npins = "maybe"\n[model]\npath = "/nonexistent/model.tflite"\n[bogus]\n')
+    assert main(["check-config", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    for key in ("bogus", "gateway.colour", "gateway.id", "mqtt.port", "mqtt.keepalive", "lamps.pins", "model.path"):
+        assert any(line.startswith(f"{path}: {key}: ") for line in lines), (key, lines)
+    assert lines[-1] == f"{path}: 7 problem(s)"
+    # The running gateway still stops at the first, in the same words.
+    from counterguard.gateway.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as first:
+        load_config(path)
+    assert "\n" not in str(first.value) and str(first.value) in lines
+
+
+def test_an_unreachable_broker_is_one_line_with_the_likely_cause(capsys):
+    assert main(["receiver", "--port", "1"]) == 1
+    assert capsys.readouterr().err.strip() == ("counterguard receiver: cannot reach the broker at 127.0.0.1:1: "
+                                               "is mosquitto running?")
+
+
+def _options(parser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*prefix, name))
+        elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            yield " ".join(prefix), action
+
+
+def test_every_option_says_what_it_is_for():
+    missing = [f"{cmd} {'/'.join(a.option_strings) or a.dest}" for cmd, a in _options(build_parser())
+               if not a.help or a.help == argparse.SUPPRESS]
+    assert not missing, f"options without help: {missing}"
