@@ -322,6 +322,8 @@ def load_config(path: str | Path, *, collect: bool = False) -> Config:
         raise ConfigError(path, None, "no such file; write one from docs/configuration.md") from None
     except OSError as exc:
         raise ConfigError(path, None, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, None, "not a UTF-8 text file; a config is TOML text") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -41,6 +41,9 @@ def _evaluate(args) -> int:
             report, sets = evaluate(model, thresholds=thresholds, seed=args.seed, events=args.events,
                                     shifted_events=args.shifted_events, independent_events=args.independent_events,
                                     progress=progress)
+    except UnicodeDecodeError:
+        print(f"counterguard evaluate: {args.cases}: not a UTF-8 text file of labelled events", file=sys.stderr)
+        return 2
     except (ModelError, CasesError, ValueError) as e:
         print(f"counterguard evaluate: {e}", file=sys.stderr)
         return 2

@@ -62,6 +62,10 @@ def _commands(tmp: Path, keys: Path) -> list[tuple[list[str], str]]:
           "--store", str(tmp / "pushes.db"), "--target", "all"], f"{m}.pem"),
         (["evaluate", "--cases", f"{m}.jsonl"], f"{m}.jsonl"),
         (["evaluate", "--model", f"{m}.tflite"], f"{m}.tflite"),
+        # Not text at all: a file picked by mistake.
+        (["check-config", str(tmp / "photo.jpg")], str(tmp / "photo.jpg")),
+        (["replay", str(tmp / "photo.jpg")], str(tmp / "photo.jpg")),
+        (["evaluate", "--cases", str(tmp / "photo.jpg")], str(tmp / "photo.jpg")),
     ]
 
 
@@ -74,6 +78,7 @@ def keys(tmp_path_factory):
 
 def test_every_command_names_a_missing_path_in_one_line_and_fails(tmp_path, keys, capsys):
     (tmp_path / "gateway.toml").write_text(f'[store]\npath = "{tmp_path}/missing.db"\n')
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
     capsys.readouterr()
     for argv, path in _commands(tmp_path, keys):
         try:
