@@ -127,7 +127,7 @@ def _run(args) -> int:
                 print(json.dumps({"stored": sum(s.stored for s in totals), "duplicates": sum(s.duplicates for s in totals),
                                   "quarantined": sum(s.quarantined for s in totals)}), flush=True)
     except ConnectionError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(_broker_hint(exc)) from None
     finally:
         if dashboard is not None:
             dashboard.stop()
@@ -191,11 +191,17 @@ def _publish(cfg: CentreConfig, pushes) -> None:
                          username=cfg.broker.username or None, password=cfg.broker.password(), tls=cfg.broker.tls())
     except ConnectionError as exc:
         made = ", ".join(f"{p.kind} version {p.version} for {p.target}" for p in pushes)
-        raise CommandError(f"{made}: recorded but not published: {exc}; push again when the broker is back "
+        raise CommandError(f"{made}: recorded but not published: {_broker_hint(exc)}; push again when the broker is back "
                            "(the next version supersedes it)") from None
     for p in pushes:
         print(json.dumps({"kind": p.kind, "version": p.version, "target": p.target, "topic": p.topic, **p.summary}),
               flush=True)
+
+
+def _broker_hint(exc: Exception) -> str:
+    """The connection error, with the likely cause when nothing listens at that address."""
+    refused = "refused" in str(exc).lower()
+    return f"{exc} (is mosquitto running?)" if refused else str(exc)
 
 
 def _push(args, build, *, need_watchlist_key: bool = False) -> int:

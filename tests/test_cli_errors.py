@@ -127,10 +127,15 @@ def test_check_config_lists_every_problem_in_one_run(tmp_path, capsys):
     assert "\n" not in str(first.value) and str(first.value) in lines
 
 
-def test_an_unreachable_broker_is_one_line_with_the_likely_cause(capsys):
+def test_an_unreachable_broker_is_one_line_with_the_likely_cause(tmp_path, keys, capsys):
     assert main(["receiver", "--port", "1"]) == 1
     assert capsys.readouterr().err.strip() == ("counterguard receiver: cannot reach the broker at 127.0.0.1:1: "
                                                "is mosquitto running?")
+    assert main(["centre", "push-thresholds", "--amber", "0.3", "--red", "0.8", "--target", "all", "--port", "1",
+                 "--signing-key", str(keys / "centre-signing.pem"), "--store", str(tmp_path / "c.db")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the broker at 127.0.0.1:1" in err and "is mosquitto running?" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def _options(parser, prefix=()):
