@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"counterguard: configuration error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # ConfigErrors holds several, one line each
+            print(f"counterguard: configuration error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
