@@ -283,7 +283,7 @@ def parse_config(data: dict, path: str | Path | None = None, *, collect: bool = 
             problems.add(ConfigError(path, "console.password_hash", str(exc)))
     elif cfg.console.enabled:
         problems.add(ConfigError(path, "console.password_hash", "is required when the console is enabled; "
-                          "make one with 'counterguard console-password'"))
+                                 "make one with 'counterguard console-password'"))
     check_console(cfg.console, path, problems)
     if problems.errors:
         raise ConfigErrors(problems.errors, cfg)
@@ -297,19 +297,19 @@ def check_console(c: ConsoleSettings, path=None, problems: _Problems | None = No
     for i, number in enumerate(c.staff):
         if not _STAFF_NUMBER.fullmatch(number):
             problems.add(ConfigError(path, f"console.staff[{i}]", f"{number!r} is not a staff number "
-                              "(1-64 letters, digits, '.', '_' or '-')"))
+                                     "(1-64 letters, digits, '.', '_' or '-')"))
     if bool(c.cert_file) != bool(c.key_file):
         problems.add(ConfigError(path, "console.cert_file", "TLS needs cert_file and key_file together"))
     if not c.enabled:
         return
     if not c.staff:
         problems.add(ConfigError(path, "console.staff", "is required when the console is enabled: list the staff "
-                          'numbers that may log in, e.g. staff = ["S1024", "S2048"]'))
+                                 'numbers that may log in, e.g. staff = ["S1024", "S2048"]'))
     if not is_loopback(c.listen) and not c.cert_file and not c.behind_proxy:
         problems.add(ConfigError(path, "console.listen", f"{c.listen or 'every address'} is reachable from the branch LAN, "
-                          "so the console must not speak plain HTTP there: set console.cert_file and "
-                          "console.key_file (HTTPS), or console.behind_proxy = true behind the branch's TLS proxy "
-                          "(docs/supervisor.md), or listen on 127.0.0.1"))
+                                 "so the console must not speak plain HTTP there: set console.cert_file and "
+                                 "console.key_file (HTTPS), or console.behind_proxy = true behind the branch's TLS proxy "
+                                 "(docs/supervisor.md), or listen on 127.0.0.1"))
 
 
 def load_config(path: str | Path, *, collect: bool = False) -> Config:
