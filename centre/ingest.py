@@ -106,8 +106,10 @@ class IngestWorker:
         if self._tls:
             client.tls_set(**self._tls)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        self._subscribe_mid = None
         self._client = client
         self._stopping.clear()
         self._writer = threading.Thread(target=self._write_loop, name=f"{self.client_id}-writer", daemon=True)
@@ -167,7 +169,16 @@ class IngestWorker:
         # is its own "online", not a stale "offline" it would answer with a second announcement.
         self._announced_mono = time.monotonic()
         client.publish(messages.CENTRE_STATUS, fleet.announce(), qos=1, retain=True)
-        client.subscribe([(t, 1) for t in subscriptions(self.share)])
+        # Connected counts from the broker's SUBACK: a gateway's message sent before it would pass us by.
+        self._subscribe_mid = client.subscribe([(t, 1) for t in subscriptions(self.share)])[1]
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("centre worker %s: the broker refused a subscription (%s); check its ACL",
+                      self.client_id, ", ".join(refused))
         self._connected.set()
         log.info("centre worker %s: connected to %s:%s", self.client_id, self.host, self.port)
 

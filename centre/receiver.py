@@ -132,6 +132,8 @@ class Receiver:
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        self._subscribe_mid = None
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
@@ -186,8 +188,16 @@ class Receiver:
         if reason_code.is_failure:
             log.error("centre receiver: broker refused the connection: %s", reason_code)
             return
-        client.subscribe([(t, 1) for t in messages.CENTRE_SUBSCRIPTIONS])
+        # Connected counts from the broker's SUBACK: a gateway's message sent before it would pass us by.
+        self._subscribe_mid = client.subscribe([(t, 1) for t in messages.CENTRE_SUBSCRIPTIONS])[1]
         client.publish(messages.CENTRE_STATUS, messages.centre_status_payload("online", time.time()), qos=1, retain=True)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("centre receiver: the broker refused a subscription (%s); check its ACL", ", ".join(refused))
         self._connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -281,8 +281,11 @@ def test_a_line_that_keeps_stopping_is_given_up_and_systemd_is_left_to_restart_t
         assert wait_until(lambda: line.thread_state == "dead", 10)
         assert line.restarts == 2 and not gw._healthy()
         assert wait_until(lambda: gw.lamps.states()[1] == "fault", 10)
-        found = {f.check: f for f in doctor.check_counter_lines(gw.config)}
-        assert found["counter line test line"].status == doctor.FAIL
+        # the status file is written just after the line is marked given up: doctor reads it once written
+        def doctor_says():
+            return {f.check: f for f in doctor.check_counter_lines(gw.config)}.get("counter line test line")
+        assert wait_until(lambda: doctor_says() is not None and doctor_says().status == doctor.FAIL, 10)
+        found = {"counter line test line": doctor_says()}
         assert "given up" in found["counter line test line"].message
         assert (gw.config.store_path.parent / STATUS_FILE).exists()
         notifications(systemd, 0.5)  # a ping already on its way may still arrive
