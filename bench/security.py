@@ -19,7 +19,7 @@ from pathlib import Path
 from counterguard.core import manifest as m
 from counterguard.gateway.link.downlink import Downlink
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
-from counterguard.gateway.counter.pipeline import Assessor
+from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.store.db import Store
 from counterguard.gateway.scoring.watchlist import Watchlist
 from counterguard.provisioning.bundle import CentreFiles, batch

@@ -33,13 +33,15 @@ if __name__ == "__main__":  # fuzzing: instrument only the project's modules (al
     with atheris.instrument_imports(include=["gateway"]):
         from counterguard.core import wire
         from counterguard.gateway.scoring.model import FraudModel, default_model_path
-        from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+        from counterguard.gateway.counter.pipeline import Pipeline
+        from counterguard.gateway.scoring.assessor import Assessor
         from counterguard.gateway.store.db import Store
         from counterguard.gateway.scoring.watchlist import Watchlist
 else:
     from counterguard.core import wire
     from counterguard.gateway.scoring.model import FraudModel, default_model_path
-    from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+    from counterguard.gateway.counter.pipeline import Pipeline
+    from counterguard.gateway.scoring.assessor import Assessor
     from counterguard.gateway.store.db import Store
     from counterguard.gateway.scoring.watchlist import Watchlist
 

@@ -23,7 +23,8 @@ from counterguard.gateway.counter.counter_line import STATUS_FILE
 from counterguard.core.messages import topic_root
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
 from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
-from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+from counterguard.gateway.counter.pipeline import Pipeline
+from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.store.db import Store
 from counterguard.gateway.counter.terminal import TellerTerminal
 from counterguard.gateway.scoring.watchlist import Watchlist

@@ -15,7 +15,7 @@ from counterguard.core.decision import Thresholds, Verdict
 from counterguard.gateway.link.downlink import Downlink
 from counterguard.core.events import parse_event
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
-from counterguard.gateway.counter.pipeline import Assessor
+from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.store.db import Store
 from counterguard.gateway.scoring.watchlist import Watchlist
 

@@ -23,7 +23,8 @@ from counterguard.core import jsontext, messages, wire
 from counterguard.core.events import canonical_digest
 from counterguard.gateway.branch.export import export_events
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
-from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+from counterguard.gateway.counter.pipeline import Pipeline
+from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.counter.replay import replay
 from counterguard.gateway.store.db import Store
 from counterguard.gateway.scoring.watchlist import Watchlist

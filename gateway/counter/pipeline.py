@@ -1,7 +1,7 @@
 """The counter pipeline: frame -> event -> history -> features -> score -> verdict -> store -> reply.
 
-``Assessor`` is the pure scoring stage shared by the serial path and ``counterguard replay``, so a
-replayed event gets exactly the verdict the counter got. ``Pipeline`` adds the side effects in the
+``Assessor`` (gateway/scoring/assessor.py) is the pure scoring stage shared by the serial path and
+``counterguard replay``, so a replayed event gets exactly the verdict the counter got. ``Pipeline`` adds the side effects in the
 order that keeps the promise "an alert is on disk before it is acknowledged": a whole batch of
 frames is scored and committed in one transaction (group commit), and only then are ACKs written
 and lamps set. Each event runs inside its own savepoint in that transaction: a frame the gateway
@@ -22,42 +22,12 @@ from dataclasses import dataclass
 
 from counterguard.core import messages, wire
 from counterguard.core.clock import Clock
-from counterguard.core.decision import Thresholds, Verdict, decide
-from counterguard.core.events import Event, SchemaError, canonical_digest, parse_event
-from counterguard.core.features import DAY, History, event_features, summarise_history
+from counterguard.core.decision import Verdict
+from counterguard.core.events import SchemaError, canonical_digest, parse_event
+from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.store.db import StoreError
 
 log = logging.getLogger(__name__)
-
-
-class Assessor:
-    """Scores one event against its account's local history, the watchlist and the model."""
-
-    def __init__(self, store, watchlist, model, thresholds: Thresholds):
-        self.store = store
-        self.watchlist = watchlist
-        self.model = model
-        self.thresholds = thresholds
-
-    def history(self, event: Event) -> History:
-        now = event.epoch
-        prior = self.store.account_history(event.account, now - DAY, now)
-        return summarise_history(prior, now, event.counter)
-
-    def assess(self, event: Event) -> Verdict:
-        history = self.history(event)
-        score = self.model.score(event_features(event, history))
-        return decide(event, score, history, self.watchlist.contains(event.account), self.thresholds)
-
-    def record(self, event: Event, payload: bytes, sha: str, verdict: Verdict, stamp, gateway_id: str,
-               ack_body: str | None = None):
-        return self.store.record_verdict(
-            event, payload, sha, verdict, stamp,
-            model_version=self.model.version,
-            watchlist_version=self.watchlist.version,
-            gateway_id=gateway_id,
-            ack_body=ack_body,
-        )
 
 
 @dataclass

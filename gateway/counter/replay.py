@@ -17,7 +17,7 @@ from counterguard.core import jsontext, wire
 from counterguard.core.clock import Clock
 from counterguard.core.decision import Thresholds
 from counterguard.core.events import SchemaError, canonical_digest, parse_event
-from counterguard.gateway.counter.pipeline import Assessor
+from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
 from counterguard.gateway.scoring.watchlist import Watchlist
 from counterguard.gateway.store.db import Store

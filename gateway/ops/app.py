@@ -19,7 +19,8 @@ from counterguard.gateway.branch.lifecycle import Lifecycle
 from counterguard.gateway.config import Config, ConfigError, load_config
 from counterguard.gateway.counter.counter_line import STATUS_FILE, CounterLine, LineSupervisor, write_status
 from counterguard.gateway.counter.lamps import LampBoard, LampConsole, pin_factory_for
-from counterguard.gateway.counter.pipeline import Assessor, Pipeline
+from counterguard.gateway.counter.pipeline import Pipeline
+from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.counter.serial_link import SerialLink
 from counterguard.gateway.link.downlink import Downlink
 from counterguard.gateway.link.uplink import Uplink
