@@ -43,7 +43,9 @@ def _config(path):
     try:
         return load_config(path), None
     except ConfigError as exc:
-        return None, Finding(FAIL, "config", f"{exc}; fix that key (counterguard check-config {path})")
+        if not Path(path).exists():  # nothing to fix yet: the message already says what to write
+            return None, Finding(FAIL, "config", str(exc))
+        return None, Finding(FAIL, "config", f"{exc}; fix it (counterguard check-config {path} lists every problem)")
 
 
 def check_serial(config) -> list[Finding]:
