@@ -107,7 +107,7 @@ class LampSettings:
 
 @dataclass(frozen=True)
 class MqttSettings:
-    host: str = _setting("127.0.0.1", "Broker host.")
+    host: str = _setting("127.0.0.1", "Broker host, or a clustered centre's nodes as a comma-separated list of host[:port] (port defaults to mqtt.port), tried in turn on reconnect.")
     port: int = _setting(1883, "Broker port.", lo=1, hi=65535)
     keepalive: int = _setting(30, "MQTT keepalive in seconds.", lo=5, hi=3600)
     heartbeat_s: float = _setting(30.0, "Seconds between heartbeats to the centre.", lo=1, hi=3600)
@@ -235,6 +235,20 @@ def _section(path, name: str, cls, table: Any, problems: _Problems | None = None
     return cls(**values)
 
 
+_BROKER = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
+
+
+def _check_brokers(path, host: str, problems: _Problems) -> None:
+    """``mqtt.host``: one host, or a cluster's nodes as ``host[:port], host[:port], ...``."""
+    items = [item.strip() for item in host.split(",")]
+    for item in items:
+        m = _BROKER.fullmatch(item)
+        if not m or (m["port"] and not 1 <= int(m["port"]) <= 65535):
+            problems.add(ConfigError(path, "mqtt.host", f"{item!r} is not host or host:port (port 1-65535); "
+                                     "list a cluster's nodes as \"n1.centre.example, n2.centre.example:8884\""))
+            return
+
+
 def parse_config(data: dict, path: str | Path | None = None, *, collect: bool = False) -> Config:
     """The checked Config; the first wrong key raises ConfigError, or with ``collect`` every wrong
     key is gathered into one ConfigErrors."""
@@ -271,6 +285,7 @@ def parse_config(data: dict, path: str | Path | None = None, *, collect: bool = 
         problems.add(ConfigError(path, "thresholds", f"need 0 < amber < red <= 1 (or both 0 for the model's own), got amber={t.amber} red={t.red}"))
     if cfg.mqtt.backoff_min_s > cfg.mqtt.backoff_max_s:
         problems.add(ConfigError(path, "mqtt.backoff_min_s", "must not exceed mqtt.backoff_max_s"))
+    _check_brokers(path, cfg.mqtt.host, problems)
     tls = [cfg.mqtt.ca_file, cfg.mqtt.cert_file, cfg.mqtt.key_file]
     if any(tls) and not all(tls):
         problems.add(ConfigError(path, "mqtt.ca_file", "TLS needs ca_file, cert_file and key_file together"))

@@ -103,3 +103,14 @@ def test_every_setting_is_documented():
     for section, cls in SECTIONS.items():
         for name in cls.__dataclass_fields__:
             assert f"`{section}.{name}`" in doc, f"{section}.{name} missing from docs/configuration.md"
+
+
+def test_a_clusters_nodes_are_listed_in_mqtt_host(tmp_path):
+    from counterguard.gateway.config import parse_config
+
+    cfg = parse_config({"mqtt": {"host": "mq1.centre.example, mq2.centre.example:8884", "port": 8883}})
+    assert cfg.mqtt.host == "mq1.centre.example, mq2.centre.example:8884"
+    with pytest.raises(ConfigError, match=r"mqtt\.host.*'mq2:99999' is not host or host:port"):
+        parse_config({"mqtt": {"host": "mq1, mq2:99999"}}, tmp_path / "gw.toml")
+    with pytest.raises(ConfigError, match=r"mqtt\.host"):
+        parse_config({"mqtt": {"host": "mq1,,mq2"}}, tmp_path / "gw.toml")

@@ -225,3 +225,28 @@ def test_reconnect_delays_are_jittered_exponential_within_the_bounds(attempt, dr
 def test_topic_names_that_would_break_the_tree_are_refused(store):
     with pytest.raises(messages.TopicError, match="branch 'b/1'"):
         Uplink(store, Watchlist(store), host="127.0.0.1", port=1883, gateway_id=GW, region=REGION, branch="b/1")
+
+
+def test_a_gateway_given_a_clusters_nodes_fails_over_past_a_dead_one(store, centre, broker, make_uplink):
+    """The first node in mqtt.host is down: the gateway moves on to the next and its alerts arrive."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on: a broker node that is down
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    uplink = make_uplink(host=f"127.0.0.1:{dead}, {broker.host}:{broker.port}", port=1)
+    assert uplink.brokers == [("127.0.0.1", dead), (broker.host, broker.port)]
+    raise_alert(store, 1)
+    uplink.wake()
+    assert centre.wait_for(lambda r: len(r.alerts) == 1 and store.outbox_depth() == 0, timeout=15)
+    assert (uplink.host, uplink.port) == (broker.host, broker.port)
+
+
+def test_a_broker_list_takes_each_nodes_port_or_the_default():
+    from counterguard.gateway.link.uplink import broker_list
+
+    assert broker_list("mq1.centre.example, mq2.centre.example:8884", 8883) == [
+        ("mq1.centre.example", 8883), ("mq2.centre.example", 8884)]
+    assert broker_list("127.0.0.1", 1883) == [("127.0.0.1", 1883)]
+    with pytest.raises(ValueError, match="mqtt.host"):
+        broker_list(" , ", 1883)

@@ -35,6 +35,23 @@ from counterguard.gateway.scoring.watchlist import WatchlistRejected
 log = logging.getLogger(__name__)
 
 
+def broker_list(host: str, port: int) -> list[tuple[str, int]]:
+    """``"n1, n2:8884"`` -> ``[("n1", port), ("n2", 8884)]``: the broker nodes to try in turn."""
+    brokers = []
+    for item in str(host).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, num = item.rpartition(":")
+        if sep and num.isdigit() and name and not name.endswith(":"):
+            brokers.append((name.strip("[]"), int(num)))
+        else:
+            brokers.append((item, int(port)))
+    if not brokers:
+        raise ValueError("no broker host given: set mqtt.host to a host or a comma-separated list of host[:port]")
+    return brokers
+
+
 class Backoff:
     """Jittered exponential back-off ("full jitter" above a floor).
 
@@ -94,7 +111,11 @@ class Uplink:
         self.store = store
         self.downlink = downlink  # counterguard.gateway.link.downlink.Downlink: signed manifests from the centre
         self.watchlist = watchlist
-        self.host, self.port = host, int(port)
+        # A clustered centre: ``host`` may name several broker nodes ("n1, n2:8884"); a node whose
+        # connection fails or drops is left for the next one in the list.
+        self.brokers = broker_list(host, int(port))
+        self.host, self.port = self.brokers[0]
+        self._broker_index = 0
         self.gateway_id, self.region, self.branch = gateway_id, region, branch
         self.topics = messages.Topics(region, branch, gateway_id)  # checks the names now, not at connect
         self.keepalive = keepalive
@@ -168,6 +189,7 @@ class Uplink:
         first = True
         while not self._stopping.is_set():
             if not first:
+                self._next_broker()
                 delay = self.backoff.next()
                 log.info("uplink: reconnecting to %s:%d in %.1f s", self.host, self.port, delay)
                 if self._stopping.wait(delay):
@@ -188,6 +210,10 @@ class Uplink:
                 log.exception("uplink: session failed; reconnecting")
             finally:
                 self._close(client, session)
+
+    def _next_broker(self) -> None:
+        self._broker_index = (self._broker_index + 1) % len(self.brokers)
+        self.host, self.port = self.brokers[self._broker_index]
 
     def _open(self):
         session = _Session(self.store.next_bdseq())
