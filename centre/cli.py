@@ -139,6 +139,61 @@ def _run(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    """``centre serve --config``: the backend the config names. engine = "mqtt" is ``centre run``;
+    engine = "jetstream" runs workers that share a NATS cluster's intake stream (docs/cluster.md)."""
+    cfg = _config(args)
+    if cfg.broker.engine != "jetstream":
+        return _run(args)
+    from counterguard.centre.jetstream import JetStreamWorker
+    from counterguard.centre.ingest import default_client_id
+    from counterguard.centre.web import Dashboard
+
+    if args.workers:
+        cfg.ingest.workers = args.workers
+    if args.web_port is not None:
+        cfg.dashboard.port = args.web_port
+    if not args.no_dashboard:
+        _check_dashboard_login(cfg, args.config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    base_id = cfg.ingest.client_id or default_client_id()
+    workers, dashboard, dashboard_store = [], None, None
+    try:
+        for i in range(cfg.ingest.workers):
+            workers.append(JetStreamWorker(_open_store(cfg), servers=cfg.broker.servers, tls=cfg.broker.tls(),
+                                           client_id=f"{base_id}-{i + 1}", replicas=min(3, len(cfg.broker.servers))
+                                           ).start())
+        if not args.no_dashboard:
+            dashboard_store = _open_store(cfg)
+            try:
+                dashboard = Dashboard(dashboard_store, host=cfg.dashboard.host, port=cfg.dashboard.port,
+                                      heartbeat_s=cfg.dashboard.heartbeat_s, users=cfg.dashboard.users).start()
+            except OSError as exc:
+                raise CommandError(f"the dashboard cannot listen on {cfg.dashboard.host}:{cfg.dashboard.port} "
+                                   f"({exc.strerror or exc}); choose another with --web-port or [dashboard] port, "
+                                   "or run this worker with --no-dashboard") from None
+        print(f"counterguard centre: {len(workers)} worker(s) on the intake stream of {', '.join(cfg.broker.servers)}, "
+              f"store {workers[0].store.where}" + (f", dashboard {dashboard.url}" if dashboard else ""), flush=True)
+        while not stop.wait(args.report_every or 3600):
+            if args.report_every:
+                totals = [w.stats for w in workers]
+                print(json.dumps({"stored": sum(s.stored for s in totals), "duplicates": sum(s.duplicates for s in totals),
+                                  "quarantined": sum(s.quarantined for s in totals)}), flush=True)
+    except ConnectionError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        if dashboard_store is not None:
+            dashboard_store.close()
+        for w in workers:
+            w.stop()
+            w.store.close()
+    return 0
+
+
 # -- pushes ---------------------------------------------------------------------------------------
 def _downlink(cfg: CentreConfig, store, *, need_watchlist_key: bool = False):
     from counterguard.centre.downlink import Downlink
@@ -391,6 +446,20 @@ def add_commands(sub) -> None:
     p.add_argument("--no-dashboard", action="store_true", help="intake only (extra workers on other hosts)")
     p.add_argument("--report-every", type=float, default=0, help="print intake counts every N seconds")
     p.set_defaults(func=_guard(_run))
+
+    p = cmds.add_parser("serve", help="run the centre on the backend its config names (one broker or a cluster)",
+                        description="Like 'run', with the broker chosen by [broker] engine in --config: "
+                                    "\"mqtt\" (one mosquitto, the default) or \"jetstream\" (a NATS cluster, "
+                                    "docs/cluster.md). Until SIGTERM or Ctrl-C.")
+    _common(p)
+    p.add_argument("--workers", type=int, help="intake workers in this process (default 1)")
+    p.add_argument("--web-port", type=int, help="dashboard port (default 8080; 0 picks a free one)")
+    p.add_argument("--no-dashboard", action="store_true", help="intake only (extra workers on other hosts)")
+    p.add_argument("--report-every", type=float, default=0, help="print intake counts every N seconds")
+    p.set_defaults(func=_guard(_serve))
+
+    from counterguard.centre import cluster
+    cluster.add_parser(cmds)
 
     p = cmds.add_parser("push-watchlist", help="add/remove stop-payment accounts and push the list",
                         description="Accounts are hashed with the watchlist key; the target's whole list is "

@@ -1,6 +1,7 @@
 """The centre's settings: one small TOML file, every key optional (command-line flags override it).
 
     [broker]                    # the MQTT broker (or cluster listener) the gateways use
+    engine = "mqtt"             # or "jetstream": a NATS cluster (docs/cluster.md), with servers = [...]
     host = "mqtt.centre.example"
     port = 8883
     username = "centre"
@@ -49,10 +50,15 @@ class CentreConfigError(ValueError):
     """The centre's config file is wrong; the message names the file and the key."""
 
 
+ENGINES = ("mqtt", "jetstream")
+
+
 @dataclass
 class Broker:
+    engine: str = "mqtt"        # mqtt: one broker, shared subscriptions; jetstream: a NATS cluster's stream
     host: str = "127.0.0.1"
     port: int = 1883
+    servers: list = field(default_factory=list)   # jetstream: every node's NATS URL (tls://host:port)
     username: str = ""
     password_file: str = ""
     ca: str = ""
@@ -146,9 +152,21 @@ def load_config(path) -> CentreConfig:
             raise CentreConfigError(f"{path}: unknown section [{name}] (known: {', '.join(sections)})")
         out[name] = _section(path, name, sections[name], table)
     cfg = CentreConfig(**out)
+    _check_engine(path, cfg.broker)
     for name, stored in cfg.dashboard.users.items():
         _check_user(path, name, stored)
     return cfg
+
+
+def _check_engine(path, broker: Broker) -> None:
+    if broker.engine not in ENGINES:
+        raise CentreConfigError(f"{path}: broker.engine must be one of {', '.join(ENGINES)}, got {broker.engine!r}")
+    if any(not isinstance(s, str) or "://" not in s for s in broker.servers):
+        raise CentreConfigError(f"{path}: broker.servers must be NATS URLs like \"tls://mq1.centre.example:4222\", "
+                                f"got {broker.servers!r}")
+    if broker.engine == "jetstream" and not broker.servers:
+        raise CentreConfigError(f"{path}: broker.engine = \"jetstream\" needs broker.servers, the cluster's NATS "
+                                "URLs ('counterguard centre cluster up' writes a centre.toml with them)")
 
 
 def analyst_name_problem(name: str) -> str | None:
