@@ -13,6 +13,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# The clustered centre (docs/cluster.md): one Go binary, so CI runs the three-node tests cheaply.
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null || need_apt+=(nats-server)
 # The fault-injection tests turn a gateway's wall clock back with libfaketime.
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(libfaketime)
 # The shift report's PDF prints its Chinese labels with a CJK font (1.6 MB; Noto CJK does as well).
@@ -25,6 +27,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # Debian starts no broker by itself here; counterguard starts its own private one where it needs it.
+# nats-server's package enables a system service; the cluster launcher runs its own nodes instead.
+if command -v systemctl >/dev/null && systemctl is-enabled nats-server >/dev/null 2>&1; then
+    systemctl disable --now nats-server >/dev/null 2>&1 || true
+fi
 
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"

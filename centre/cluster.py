@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -184,6 +185,33 @@ class Cluster:
             bad = [f"n{i + 1}" for i in range(self.nodes) if not self.healthy(i)]
             raise ClusterError(f"node(s) {', '.join(bad)} did not come up within {timeout:.0f} s; "
                                f"see {self.broker_dir}/n*.log")
+        for i in range(self.nodes):
+            if not _wait(lambda: self.mqtt_ready(i), timeout):
+                raise ClusterError(f"node n{i + 1} does not take MQTT sessions; see {self.log_file(i)}")
+
+    def mqtt_ready(self, i: int, timeout: float = 10.0) -> bool:
+        """Node i accepts an MQTT session (with the launcher's centre certificate). The first MQTT
+        session on a new cluster makes nats-server create its replicated MQTT streams; gateways
+        racing for that on a fresh cluster time out, so ``up`` makes them first."""
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        tls = self.worker_tls()
+        done = threading.Event()
+        result = {}
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"cluster-check-n{i + 1}", clean_session=True)
+        client.tls_set(ca_certs=tls["ca_certs"], certfile=tls["certfile"], keyfile=tls["keyfile"])
+        client.on_connect = lambda c, u, f, rc, p: (result.update(ok=not rc.is_failure), done.set())
+        try:
+            client.connect("127.0.0.1", node_ports(self.base_port, i).mqtt)
+        except OSError:
+            return False
+        client.loop_start()
+        try:
+            return done.wait(timeout) and result.get("ok", False)
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def down(self, timeout: float = 10.0) -> None:
         for i in range(self.nodes):

@@ -1,0 +1,298 @@
+"""The clustered centre on a real three-node NATS cluster (Debian's nats-server, JetStream + MQTT):
+the gateways' certificates and permissions hold as on mosquitto, retained status and last wills
+reach the fleet view, and alerts are stored exactly once and receipted while a broker node or a
+centre worker is killed. Skipped, with the reason, where nats-server or nats-py is not installed
+(setup.sh installs both)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from counterguard.centre.cluster import Cluster, ClusterError, find_nats_server, node_ports
+from counterguard.centre.config import CentreConfigError, load_config
+from counterguard.centre.store import open_store
+from counterguard.core import messages
+from counterguard.core.clock import Clock
+from counterguard.gateway.link.uplink import Uplink
+from counterguard.gateway.scoring.watchlist import Watchlist
+from counterguard.gateway.store.db import Store
+from counterguard.provisioning.ca import CertificateAuthority
+
+from centre_support import SimGateway, postgres  # noqa: F401  (fixture)
+from conftest import wait_until
+from test_uplink import BRANCH, GW, REGION, raise_alert
+
+try:
+    find_nats_server()
+    import nats  # noqa: F401
+except (ClusterError, ImportError) as exc:
+    pytest.skip(f"clustered centre not testable here: {exc} (setup.sh installs nats-server and nats-py)",
+                allow_module_level=True)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_base() -> int:
+    """A base port whose 10 x nodes ports are all free on loopback."""
+    for _ in range(100):
+        base = random.randrange(20000, 30000, 10)
+        try:
+            for i in range(3):
+                for port in node_ports(base, i).__dict__.values():
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free ports for a cluster")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster")
+    ca = CertificateAuthority.create(base / "ca")
+    ca.issue(GW, role="gateway", region=REGION, branch=BRANCH, out_dir=base / GW)
+    ca.issue("gw-a", role="gateway", region="east", branch="b012", out_dir=base / "gw-a")
+    ca.issue("gw-b", role="gateway", region="east", branch="b013", out_dir=base / "gw-b")
+    rogue = CertificateAuthority.create(base / "rogue-ca")
+    rogue.issue("gw-a", role="gateway", region="east", branch="b012", out_dir=base / "rogue")
+    c = Cluster(base / "run", nodes=3, base_port=_free_base())
+    c.up(ca_dir=base / "ca")
+    c.pki = base
+    yield c
+    c.down()
+
+
+def gateway_tls(cluster, cn: str, ca_dir: str = "ca"):
+    return (str(cluster.pki / ca_dir / "ca.crt"), str(cluster.pki / cn / "gateway.crt"), str(cluster.pki / cn / "gateway.key"))
+
+
+class Probe:
+    """An MQTT client with a gateway's certificate, recording what it receives."""
+
+    def __init__(self, cluster, cn, node=0, *, client_id=None, ca_dir="ca", cert_dir=None, tls=None):
+        self.got, self.refused, self.lost = [], threading.Event(), threading.Event()
+        self.ok = threading.Event()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or cn)
+        ca, cert, key = tls or gateway_tls(cluster, cert_dir or cn, ca_dir)
+        c.tls_set(ca_certs=str(cluster.pki / "ca" / "ca.crt"), certfile=cert, keyfile=key)
+        c.on_connect = lambda cl, u, f, rc, p: (self.refused if rc.is_failure else self.ok).set()
+        c.on_disconnect = lambda cl, u, f, rc, p: self.lost.set()
+        c.on_message = lambda cl, u, m: self.got.append((m.topic, m.payload))
+        self.client = c
+        try:
+            c.connect("127.0.0.1", node_ports(cluster.base_port, node).mqtt)
+            c.loop_start()
+        except (OSError, ssl.SSLError):
+            self.refused.set()
+
+    def accepted(self, timeout=10) -> bool:
+        wait_until(lambda: self.ok.is_set() or self.refused.is_set() or self.lost.is_set(), timeout)
+        return self.ok.is_set() and not self.lost.is_set()
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def worker_store(tmp_path):
+    return str(tmp_path / "centre.db")
+
+
+@pytest.fixture
+def workers(cluster):
+    from counterguard.centre.jetstream import JetStreamWorker
+
+    made = []
+
+    def make(url, n=1):
+        for i in range(n):
+            made.append(JetStreamWorker(open_store(url), servers=cluster.servers(), tls=cluster.worker_tls(),
+                                        client_id=f"test-worker-{len(made) + 1}").start())
+        return made[-n:]
+
+    yield make
+    for w in made:
+        w.stop()
+        w.store.close()
+
+
+def test_up_writes_a_centre_config_and_status_names_every_healthy_node(cluster):
+    cfg = load_config(cluster.dir / "centre.toml")
+    assert cfg.broker.engine == "jetstream" and cfg.broker.servers == cluster.servers()
+    out = subprocess.run([sys.executable, "-m", "counterguard.cli", "centre", "cluster", "status", "--dir",
+                          str(cluster.dir)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [line.split()[:2] for line in out.stdout.splitlines()] == [["n1", "healthy"], ["n2", "healthy"],
+                                                                       ["n3", "healthy"]]
+
+
+def test_a_jetstream_centre_config_without_servers_is_refused(tmp_path):
+    f = tmp_path / "centre.toml"
+    f.write_text('[broker]\nengine = "jetstream"\n')
+    with pytest.raises(CentreConfigError, match="broker.servers"):
+        load_config(f)
+    f.write_text('[broker]\nengine = "kafka"\n')
+    with pytest.raises(CentreConfigError, match="broker.engine must be one of mqtt, jetstream"):
+        load_config(f)
+
+
+def test_a_gateway_certificate_reaches_exactly_its_own_topics(cluster):
+    a = Probe(cluster, "gw-a", node=0)
+    b = Probe(cluster, "gw-b", node=1)
+    assert a.accepted() and b.accepted()
+    a_root, b_root = "counterguard/v1/east/b012/gw-a", "counterguard/v1/east/b013/gw-b"
+    a.client.subscribe([(f"{b_root}/receipt", 1), (f"{a_root}/receipt", 1)])
+    b.client.subscribe([(f"{b_root}/receipt", 1), (f"{a_root}/alert", 1)])  # b may not read a's alerts
+    time.sleep(0.5)
+    # The centre's side: a plain NATS subscriber with the centre worker's certificate.
+    import asyncio
+
+    import nats
+
+    async def centre_side():
+        ctx = ssl.create_default_context(cafile=cluster.worker_tls()["ca_certs"])
+        ctx.load_cert_chain(cluster.worker_tls()["certfile"], cluster.worker_tls()["keyfile"])
+        nc = await nats.connect(servers=cluster.servers(), tls=ctx)
+        seen = []
+
+        async def heard(m):
+            seen.append(m.subject)
+
+        await nc.subscribe("counterguard.v1.>", cb=heard)
+        await nc.flush()
+        a.client.publish(f"{a_root}/alert", b"{}", qos=1)
+        a.client.publish(f"{b_root}/alert", b"{}", qos=1)      # forged: as gw-b
+        a.client.publish(f"{a_root}/receipt", b"{}", qos=1)    # receipts are the centre's to write
+        await asyncio.sleep(1.0)
+        await nc.publish(f"{b_root}/receipt".replace("/", "."), b'{"seqs":[1]}')
+        await nc.flush()
+        await asyncio.sleep(1.0)
+        await nc.close()
+        return seen
+
+    seen = asyncio.run(centre_side())
+    assert seen.count("counterguard.v1.east.b012.gw-a.alert") == 1
+    assert "counterguard.v1.east.b013.gw-b.alert" not in seen
+    assert "counterguard.v1.east.b012.gw-a.receipt" not in seen
+    assert wait_until(lambda: (f"{b_root}/receipt", b'{"seqs":[1]}') in b.got, 5)
+    assert not [t for t, _ in a.got if t.startswith(b_root)]  # a never sees b's receipts
+    assert not [t for t, _ in b.got if t.startswith(a_root)]  # nor b a's alerts
+    a.close(), b.close()
+    # Another CA's certificate for the same name gets nothing.
+    rogue = Probe(cluster, "gw-a", cert_dir="rogue", client_id="gw-a-rogue")
+    assert not rogue.accepted(5)
+    rogue.close()
+
+
+def test_retained_status_and_the_last_will_reach_the_fleet_view(cluster, workers, worker_store):
+    (worker,) = workers(worker_store)
+    g = SimGateway(None, None, "gw-a", region="east", branch="b012")
+    ca, cert, key = gateway_tls(cluster, "gw-a")
+    g.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    g.client.connect("127.0.0.1", node_ports(cluster.base_port, 2).mqtt, keepalive=5)
+    g.client.loop_start()
+    assert g._ready.wait(10)
+    assert worker.wait_for(lambda w: (w.store.gateway("gw-a") or {}).get("state") == "online", 15)
+    # A late reader (the dashboard of a new centre) finds the retained status on any node.
+    t = cluster.worker_tls()
+    late = Probe(cluster, "centre", node=0, client_id="dashboard-reader", tls=(t["ca_certs"], t["certfile"], t["keyfile"]))
+    assert late.accepted()
+    late.client.subscribe("counterguard/v1/east/b012/gw-a/status", 1)
+    assert wait_until(lambda: late.got, 5)
+    assert b'"online"' in late.got[0][1]
+    late.close()
+    # The gateway vanishes without a goodbye: its will says offline.
+    g.client._sock.close() if g.client._sock else None
+    g.client.loop_stop()
+    assert worker.wait_for(lambda w: (w.store.gateway("gw-a") or {}).get("state") == "offline", 30)
+
+
+def test_alerts_are_stored_once_and_receipted_while_the_gateways_node_is_killed(cluster, workers, postgres, tmp_path):
+    """Two workers on PostgreSQL; the gateway (the real uplink) on node 1, which is SIGKILLed mid-stream
+    and restarted: every alert is in the store exactly once and the gateway's outbox empties."""
+    url = postgres.create_database(f"cluster_{os.getpid()}_{random.randrange(10**6)}")
+    w1, w2 = workers(url, 2)
+    n1 = node_ports(cluster.base_port, 0).mqtt
+    hosts = ", ".join(f"127.0.0.1:{node_ports(cluster.base_port, i).mqtt}" for i in range(3))
+    assert hosts.startswith(f"127.0.0.1:{n1}")
+    with Store(tmp_path / "gateway.db", synchronous="NORMAL") as store:
+        up = Uplink(store, Watchlist(store), host=hosts, port=1, gateway_id=GW, region=REGION, branch=BRANCH,
+                    heartbeat_s=1.0, republish_after_s=3.0, backoff_min=0.2, backoff_max=1.0,
+                    tls=gateway_tls(cluster, GW), clock=Clock(assume_synced=True)).start()
+        try:
+            assert wait_until(lambda: up.connected, 15)
+            assert up.port == n1
+            for n in range(100):
+                raise_alert(store, n)
+            up.wake()
+            cluster.kill_node(0)           # the gateway's own node, mid-stream
+            for n in range(100, 200):
+                raise_alert(store, n)
+            up.wake()
+            assert wait_until(lambda: up.connected and up.port != n1, 20), "the gateway did not move to another node"
+            cluster.start_node(0)   # back, catching up in the background; nothing waits on it
+            assert wait_until(lambda: store.outbox_depth() == 0, 60), (
+                f"outbox still {store.outbox_depth()}; uplink {up.stats}, workers {w1.stats} {w2.stats}")
+        finally:
+            up.stop()
+    with open_store(url) as check:
+        assert check.count("alert") == 200
+        assert len({a["alert_id"] for a in check.alert_index()}) == 200
+    assert w1.stats.stored + w2.stats.stored >= 200
+
+
+def test_a_killed_centre_worker_leaves_its_share_to_the_others(cluster, workers, tmp_path):
+    """'centre serve --config' in its own process takes the stream; SIGKILLed, the alerts it held
+    unacknowledged go to the remaining worker, and the store has each once."""
+    url = str(tmp_path / "centre.db")
+    conf = tmp_path / "centre.toml"
+    conf.write_text((cluster.dir / "centre.toml").read_text().replace(str((cluster.dir / "centre.db").resolve()), url))
+    proc = subprocess.Popen([sys.executable, "-m", "counterguard.cli", "centre", "serve", "--config", str(conf),
+                             "--no-dashboard"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        said = []
+        while len(said) < 30 and not (said and "worker(s) on the intake stream" in said[-1]):
+            said.append(proc.stdout.readline())
+            if not said[-1]:
+                break
+        assert "worker(s) on the intake stream" in said[-1], "".join(said)
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
+        (survivor,) = workers(url)
+        g = SimGateway(None, None, "gw-b", region="east", branch="b013")
+        ca, cert, key = gateway_tls(cluster, "gw-b")
+        g.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+        g.client.connect("127.0.0.1", node_ports(cluster.base_port, 1).mqtt)
+        g.client.loop_start()
+        assert g._ready.wait(10)
+        sent = []
+        for i in range(300):
+            seq, alert_id, payload = g.alert_payload()
+            g.publish("alert", payload, wait=False)
+            sent.append(seq)
+            if i == 100:
+                proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert g.wait_for(lambda s: set(sent) <= s.receipted, 45), f"{len(set(sent) - g.receipted)} not receipted"
+        g.client.disconnect()
+        g.client.loop_stop()
+        with open_store(url) as check:
+            assert check.count("alert") == 300
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
