@@ -195,6 +195,7 @@ class JetStreamWorker(IngestWorker):
         if loop is None:
             return  # the connection is gone: the engine hands these to a worker again
         for _, _, m in batch:
-            # Acknowledged once stored; refused by the store: handed out again at once.
-            asyncio.run_coroutine_threadsafe(m.ack() if stored else m.nak(), loop)
+            # Acknowledged once stored; refused by the store (PostgreSQL restarting): handed out
+            # again a second later, to this worker or another.
+            asyncio.run_coroutine_threadsafe(m.ack() if stored else m.nak(delay=1.0), loop)
 
