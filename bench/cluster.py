@@ -9,6 +9,10 @@ its own process) writing to PostgreSQL, while
 
     .venv/bin/python bench/cluster.py [--gateways 1000] [--alerts 6] [--gap-s 12]
 
+All gateways run in this one process: paho waits on select(), which takes no file descriptor above
+1024, so one process carries about 330 TLS gateways. 1,000 need the fleet split over processes
+(as bench/fleet.py does), which this bench does not do yet.
+
 Prints the ledger (alerts sent, stored, stored twice, receipted), the intake rate, and for each
 fault how long until the intake was back to half its rate before the fault and (node kill) until
 every displaced gateway was connected again. Prints a Markdown section for docs/reliability.md.
