@@ -272,7 +272,9 @@ def add_parser(cmds) -> None:
                         description="Start, stop or check a NATS JetStream + MQTT cluster with the centre's "
                                     "certificates and per-gateway permissions, ports and data under one "
                                     "folder (docs/cluster.md).")
-    p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("action", choices=("up", "down", "status"),
+                   help="up: start the nodes (making configs and certificates on first use); down: stop them; "
+                        "status: one line per node, exit 1 unless all are healthy")
     p.add_argument("--nodes", type=int, default=3, help="nodes to run (default 3; 3 survives one lost node)")
     p.add_argument("--dir", default=DEFAULT_DIR, help=f"the cluster's folder (default ./{DEFAULT_DIR})")
     p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,

@@ -125,10 +125,11 @@ mqtt {{
   stream_replicas: {replicas}
   # A QoS 1 message unacknowledged this long is sent to the client again.
   ack_wait: "30s"
-  # Each QoS 1 subscription is a JetStream consumer. Gateways and workers use clean sessions, so a
-  # consumer lives as long as its connection, which a lost node ends anyway: one replica in memory
-  # is enough, and a thousand gateways connect in seconds instead of minutes (three-way Raft each).
-  consumer_replicas: 1
+  # Each QoS 1 subscription is a JetStream consumer. A clean session's reconnect first deletes the
+  # old session's consumers, which needs each consumer's leader: with one replica on a lost node
+  # the gateway would be refused on every other node until that node came back. So consumers are
+  # replicated like the streams, kept in memory (they are rebuilt by the session anyway).
+  consumer_replicas: {replicas}
   consumer_memory_storage: true
 }}
 {users}

@@ -97,6 +97,8 @@ class _Session:
         self.centre = None
         self.republish_all = False
         self.reannounce = False
+        self.subscribe_mid = None
+        self.subscriptions: list[str] = []
 
 
 class Uplink:
@@ -229,6 +231,7 @@ class Uplink:
         client.will_set(self.topics.status, self._status("offline", session.bdseq), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         try:
@@ -345,10 +348,22 @@ class Uplink:
             log.warning("uplink: broker refused the connection: %s", reason_code)
         else:
             session.ok = True
-            client.subscribe([(self.topics.receipt, 1), (messages.CENTRE_STATUS, 1)]
-                             + [(t, 1) for t in sorted(self._watchlist_topics)]
-                             + [(t, 1) for t in (self.downlink.topics() if self.downlink else ())])
+            session.subscriptions = ([self.topics.receipt, messages.CENTRE_STATUS] + sorted(self._watchlist_topics)
+                                     + list(self.downlink.topics() if self.downlink else ()))
+            _, session.subscribe_mid = client.subscribe([(t, 1) for t in session.subscriptions])
         session.connack.set()
+
+    def _on_subscribe(self, client, session, mid, reason_codes, properties) -> None:
+        if mid != session.subscribe_mid:
+            return
+        refused = [t for t, rc in zip(session.subscriptions, reason_codes) if rc.is_failure]
+        for topic in refused:
+            log.warning("uplink: broker at %s:%d refused the subscription to %s", self.host, self.port, topic)
+        if self.topics.receipt in refused:
+            # Without receipts the outbox never empties, and only a new connection asks again (a
+            # clustered broker refuses while it elects a leader): leave this one.
+            session.alive = False
+            self._wake.set()
 
     def _on_disconnect(self, client, session, flags, reason_code, properties) -> None:
         if session.alive and not self._stopping.is_set():
