@@ -38,15 +38,17 @@ def mixed_events(n: int) -> list[dict]:
             else event(counter=1 + i % 4, amount=200 + i % 9000, account=customer(i)) for i in range(n)]
 
 
-def own_process(tmp: Path, port: int, n: int, window: int) -> tuple[float, float, float]:
+def own_process(tmp: Path, port: int, n: int, window: int, upload: bool = True) -> tuple[float, float, float]:
     """The gateway as it runs in a branch, `counterguard run` in its own process: seconds from start
     to the first verdict back over the line; events/s for ``n`` pipelined events; its peak resident
-    memory (MB) after them."""
+    memory (MB) after them. ``upload``: events for learning on, with the product's batch settings."""
     from counterguard.gateway.counter.terminal import TellerTerminal
     from harness import config_toml, event, gateway_config, pty_pair
 
+    tmp.mkdir(parents=True, exist_ok=True)
     with pty_pair() as (master, path):
-        cfg = gateway_config(tmp, broker_port=port, serial_path=path)
+        cfg = gateway_config(tmp, broker_port=port, serial_path=path).with_changes(
+            "upload", events=upload, batch_events=500, interval_s=60.0)
         (tmp / "run.toml").write_text(config_toml(cfg))
         t0 = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "counterguard", "run", "-c", str(tmp / "run.toml")],
@@ -73,6 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--upload-rounds", type=int, default=3,
+                        help="runs with event upload on and off, alternated, to measure its cost (default 3 each)")
     args = parser.parse_args()
 
     from gpiozero.pins.mock import MockFactory
@@ -96,6 +100,19 @@ def main() -> None:
         rows.append(("cold start, `counterguard run` to first verdict over the line", f"{started:.2f} s", "≤ 2 s"))
         rows.append((f"resident memory of the gateway process, peak after {args.events + 201:,} events",
                      f"{hwm:.0f} MB", "≤ 80 MB"))
+        # Events for learning: the same run with the upload on and off, alternated (the machine drifts).
+        on, off = [rate], []
+        for r in range(args.upload_rounds):
+            off.append(own_process(tmp / f"off-{r}", broker.port, args.events, args.window, upload=False)[1])
+            if r + 1 < args.upload_rounds or not on:
+                on.append(own_process(tmp / f"on-{r}", broker.port, args.events, args.window, upload=True)[1])
+        if off:
+            med_on, med_off = statistics.median(on), statistics.median(off)
+            rows.append((f"event upload's cost: throughput with upload on / off ({len(on)} and {len(off)} runs, "
+                         "alternated; medians)", f"{med_on:,.0f} / {med_off:,.0f} events/s = "
+                         f"{(med_off - med_on) / med_off:+.1%} cost"
+                         f" (runs on: {', '.join(f'{x:,.0f}' for x in on)}; off: {', '.join(f'{x:,.0f}' for x in off)})",
+                         "≤ 5 % cost"))
         with pty_pair() as (master, path):
             gw = Gateway(gateway_config(tmp, broker_port=broker.port, serial_path=path), pin_factory=MockFactory())
             gw.start()

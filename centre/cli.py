@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -121,11 +122,7 @@ def _run(args) -> int:
                                    "or run this worker with --no-dashboard") from None
         print(f"counterguard centre: {len(workers)} worker(s) on {cfg.broker.host}:{cfg.broker.port}, "
               f"store {workers[0].store.where}" + (f", dashboard {dashboard.url}" if dashboard else ""), flush=True)
-        while not stop.wait(args.report_every or 3600):
-            if args.report_every:
-                totals = [w.stats for w in workers]
-                print(json.dumps({"stored": sum(s.stored for s in totals), "duplicates": sum(s.duplicates for s in totals),
-                                  "quarantined": sum(s.quarantined for s in totals)}), flush=True)
+        _keep_running(args, cfg, workers, stop)
     except ConnectionError as exc:
         raise CommandError(_broker_hint(exc)) from None
     finally:
@@ -137,6 +134,29 @@ def _run(args) -> int:
             w.stop(say_offline=(i == len(workers) - 1))
             w.store.close()
     return 0
+
+
+def _keep_running(args, cfg: CentreConfig, workers, stop: threading.Event) -> None:
+    """Until stopped: report the intake every ``--report-every`` seconds, and drop uploaded events past
+    ``[learning] keep_days`` at start and then hourly (one worker's store connection is its own thread's)."""
+    next_purge = 0.0
+    with _open_store(cfg) as housekeeping:
+        while True:
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + 3600
+                try:
+                    gone = housekeeping.purge_events(cfg.learning.keep_days)
+                    if gone:
+                        log.info("centre: dropped %d uploaded events older than %d days", gone, cfg.learning.keep_days)
+                except Exception as exc:  # the intake goes on; retention is tried again in an hour
+                    log.warning("centre: could not drop old uploaded events: %s", exc)
+            if stop.wait(min(args.report_every or 3600, max(0.1, next_purge - time.monotonic()))):
+                return
+            if args.report_every:
+                totals = [w.stats for w in workers]
+                print(json.dumps({"stored": sum(s.stored for s in totals), "duplicates": sum(s.duplicates for s in totals),
+                                  "quarantined": sum(s.quarantined for s in totals),
+                                  "events": sum(s.events for s in totals)}), flush=True)
 
 
 def _serve(args) -> int:
@@ -176,11 +196,7 @@ def _serve(args) -> int:
                                    "or run this worker with --no-dashboard") from None
         print(f"counterguard centre: {len(workers)} worker(s) on the intake stream of {', '.join(cfg.broker.servers)}, "
               f"store {workers[0].store.where}" + (f", dashboard {dashboard.url}" if dashboard else ""), flush=True)
-        while not stop.wait(args.report_every or 3600):
-            if args.report_every:
-                totals = [w.stats for w in workers]
-                print(json.dumps({"stored": sum(s.stored for s in totals), "duplicates": sum(s.duplicates for s in totals),
-                                  "quarantined": sum(s.quarantined for s in totals)}), flush=True)
+        _keep_running(args, cfg, workers, stop)
     except ConnectionError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -288,7 +304,49 @@ def _push_watchlist(args) -> int:
 
 def _push_model(args) -> int:
     return _push(args, lambda d: d.push_model(args.target, args.model, card_path=args.card,
-                                              model_version=args.model_version))
+                                              model_version=args.model_version, shadow=args.shadow))
+
+
+def _retire_shadow(args) -> int:
+    return _push(args, lambda d: d.retire_shadow(args.target))
+
+
+def _compare(args) -> int:
+    from counterguard.centre import comparison
+
+    cfg = _config(args)
+    with _open_store(cfg, create=False) as store:
+        try:
+            report = comparison.compare(store, now=time.time(), honest_after_days=cfg.learning.honest_after_days,
+                                        since_days=args.since, challenger=args.challenger)
+        except comparison.CompareError as exc:
+            raise CommandError(str(exc)) from None
+    print(json.dumps(report, indent=1) if args.json else comparison.text(report))
+    return 0
+
+
+def _drift(args) -> int:
+    from counterguard.centre import drift
+
+    cfg = _config(args)
+    reference = None
+    if args.card:
+        try:
+            card = json.loads(Path(args.card).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"{args.card}: cannot read the model card: {exc}") from None
+        reference = card.get("reference") if isinstance(card, dict) else None
+        if reference is None:
+            raise CommandError(f"{args.card}: the card has no training reference (cards written by "
+                               "'counterguard centre train' do); leave --card out to compare with the fleet's past")
+    with _open_store(cfg, create=False) as store:
+        try:
+            report = drift.drift(store, now=time.time(), window_days=args.window_days,
+                                 reference_days=args.reference_days, reference=reference)
+        except drift.DriftError as exc:
+            raise CommandError(str(exc)) from None
+    print(json.dumps(report, indent=1) if args.json else drift.text(report))
+    return 0
 
 
 def _push_thresholds(args) -> int:
@@ -319,22 +377,35 @@ def _rollout(args) -> int:
     return _report(args, rollout, render)
 
 
+def _drift_cell(d) -> str:
+    if not d or not d.get("judged"):
+        return "-"
+    flag = " WARNING: " + "; ".join(d["warnings"]) if d["warnings"] else ""
+    return f"{d['worst_feature']} {d['worst_psi']:.2f}{flag}"
+
+
 def _fleet(args) -> int:
-    from counterguard.centre import fleet
+    from counterguard.centre import drift, fleet
 
     def build(store):
         now = time.time()
-        return [{**g, "presence": fleet.presence(g, now=now, heartbeat_s=args.heartbeat_s)} for g in store.gateways()]
+        try:
+            drifted = drift.worst(drift.drift(store, now=now))
+        except drift.DriftError:  # too few uploaded events yet for a reference
+            drifted = {}
+        return [{**g, "presence": fleet.presence(g, now=now, heartbeat_s=args.heartbeat_s),
+                 "drift": drifted.get(g["gateway_id"])} for g in store.gateways()]
 
     def render(rows):
         lines = [f"{'gateway':<16} {'region/branch':<20} {'state':<8} {'heartbeat':>10} {'outbox':>6}  "
-                 f"model / watchlist / thresholds"]
+                 f"model / watchlist / thresholds  drift (worst input, PSI)"]
         now = time.time()
         for g in rows:
             hb = "-" if g["last_heartbeat_at"] is None else f"{now - g['last_heartbeat_at']:.0f} s ago"
             lines.append(f"{g['gateway_id']:<16} {g['region'] + '/' + g['branch']:<20} {g['presence']:<8} {hb:>10} "
                          f"{'-' if g['outbox_depth'] is None else g['outbox_depth']:>6}  "
-                         f"{g['model_version'] or '-'} / {g['watchlist_version'] or '-'} / {g['thresholds_version'] or '-'}")
+                         f"{g['model_version'] or '-'} / {g['watchlist_version'] or '-'} / {g['thresholds_version'] or '-'}"
+                         f"  {_drift_cell(g['drift'])}")
         return "\n".join(lines)
     return _report(args, build, render)
 
@@ -365,6 +436,52 @@ def _quarantine(args) -> int:
             lines.append(f"{when}Z {q['topic']}{size}: {q['reason']}")
         return "\n".join(lines)
     return _report(args, build, render)
+
+
+def _label(args) -> int:
+    from counterguard.centre import labels
+    from counterguard.core import manifest as signed
+
+    cfg = _config(args)
+    key_file = args.watchlist_key or cfg.signing.watchlist_key
+    try:
+        key = signed.load_watchlist_key(key_file) if key_file else None
+    except signed.ManifestError as exc:
+        raise CommandError(str(exc)) from None
+    with _open_store(cfg, create=False) as store:
+        try:
+            report = labels.import_file(store, args.file, key=key, now=time.time())
+        except labels.LabelFileError as exc:
+            raise CommandError(f"{args.file}: {exc}") from None
+    print(labels.to_json(report) if args.json else report.text(args.file))
+    if report.problems:
+        print(f"counterguard centre: {len(report.problems)} line(s) of {args.file} refused (the rest stored); "
+              "fix them and import the file again (lines already stored are not stored twice)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train(args) -> int:
+    from counterguard.centre import learning
+
+    cfg = _config(args)
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise CommandError("training needs TensorFlow: pip install 'counterguard[train]' (tensorflow-cpu)") from None
+    with _open_store(cfg, create=False) as store:
+        # Progress, and TensorFlow's own chatter, go to stderr: stdout carries the result alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                card = learning.train_from_store(
+                    store, Path(args.out), honest_after_days=cfg.learning.honest_after_days, since_days=args.since,
+                    budget=args.budget, sim_events=args.sim_events, sim_weight=args.sim_weight, seed=args.seed,
+                    epochs=args.epochs, version=args.model_version,
+                    log=lambda m: print(f"counterguard centre train: {m}", file=sys.stderr, flush=True))
+            except learning.LearningError as exc:
+                raise CommandError(str(exc)) from None
+    print(json.dumps(card, indent=1) if args.json else learning.summary(card))
+    return 0
 
 
 def _keys(args) -> int:
@@ -480,7 +597,28 @@ def add_commands(sub) -> None:
     p.add_argument("model", metavar="MODEL.tflite", help="the TFLite model file to push")
     p.add_argument("--card", help="the model's JSON card (default: MODEL.json)")
     p.add_argument("--model-version", help="the version gateways will report; must be the card's \"version\" (a check)")
+    p.add_argument("--shadow", action="store_true",
+                   help="install it as a challenger: gateways score every event with it too and upload both scores, "
+                        "but only the model in force decides what the teller sees ('centre compare' judges the two)")
     p.set_defaults(func=_guard(_push_model))
+
+    p = cmds.add_parser("retire-shadow", help="stop the challenger scoring in shadow at the target's gateways",
+                        description="Push a signed shadow manifest that retires the challenger; the model in force "
+                                    "is not touched.")
+    _common(p)
+    _signing(p)
+    p.set_defaults(func=_guard(_retire_shadow))
+
+    p = cmds.add_parser("compare", help="the model in force against its shadow challenger on the same labelled events",
+                        description="On the uploaded events both models scored, labelled by outcomes, staff reports "
+                                    "and imported cases: recall of each at 0.5, 1 and 2 %% of honest customers "
+                                    "alerted, per typology where the cases name one, each with the labels behind it "
+                                    "and a 95 %% interval.")
+    _common(p)
+    p.add_argument("--since", type=float, metavar="DAYS", help="only events of the last DAYS days")
+    p.add_argument("--challenger", help="the challenger's model version (default: the one most events carry)")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    p.set_defaults(func=_guard(_compare))
 
     p = cmds.add_parser("push-thresholds", help="push amber and red thresholds",
                         description="Push new verdict thresholds (0 < amber < red <= 1).")
@@ -508,6 +646,54 @@ def add_commands(sub) -> None:
     p.add_argument("--until", help="alerts raised before this UTC date/time")
     p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     p.set_defaults(func=_guard(_accuracy))
+
+    p = cmds.add_parser("label", help="import confirmed cases (police, investigations) as labels for learning",
+                        description="Read a case file (JSON Lines, or CSV with a header when it ends in .csv): each "
+                                    "line names an event (event_id, optionally gateway_id) or an account (account "
+                                    "or account_hash) with from and to, and says label fraud or not_fraud, with "
+                                    "source and case_number. Accounts are kept only as keyed hashes. Reports what "
+                                    "each line links to, what links to nothing yet, and every refused line by "
+                                    "number; exit status 1 when any line was refused.")
+    _common(p)
+    p.add_argument("file", metavar="FILE", help="the case file (.jsonl or .csv)")
+    p.add_argument("--watchlist-key", help="the watchlist hashing key file (hex), to hash accounts given in clear "
+                                           "(default: [signing] watchlist_key in --config)")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    p.set_defaults(func=_guard(_label))
+
+    p = cmds.add_parser("train", help="train a challenger model on the fleet's own labelled events",
+                        description="Join every label (outcomes, staff reports, imported cases) to the events the "
+                                    "gateways uploaded, train on the first 80 %% of their time span, set thresholds "
+                                    "for the alert budget on the fleet's own honest customers, and judge it on the "
+                                    "latest 20 %% next to the model in force. Writes counterguard-fleet.tflite and "
+                                    "its card (counterguard-fleet.json) into --out.")
+    _common(p)
+    p.add_argument("--out", default="fleet-model", help="folder for the model and its card (default fleet-model)")
+    p.add_argument("--since", type=float, metavar="DAYS", help="only events of the last DAYS days (default: all kept)")
+    p.add_argument("--budget", type=float, default=0.01,
+                   help="share of honest customers alerted amber or red (default 0.01; red gets a fifth)")
+    p.add_argument("--sim-events", type=int, default=0,
+                   help="simulated events to train on as well while the fleet's labels are few (default 0)")
+    p.add_argument("--sim-weight", type=float, default=0.3, help="what a simulated event weighs against a fleet "
+                                                                  "event (default 0.3)")
+    p.add_argument("--seed", type=int, default=7, help="seed for the simulator and the training (default 7)")
+    p.add_argument("--epochs", type=int, help="training epochs (default 20)")
+    p.add_argument("--model-version", help="the version to give the model (default fleet-YYYYMMDD-HHMM, UTC)")
+    p.add_argument("--json", action="store_true", help="print the whole card as JSON instead of a summary")
+    p.set_defaults(func=_guard(_train))
+
+    p = cmds.add_parser("drift", help="how far each gateway's latest inputs and alert rate are from the reference",
+                        description="Population stability index of every model input per gateway, and its alert "
+                                    "rate, for the last --window-days against the model card's training data "
+                                    "(--card) or the fleet's --reference-days before; PSI above 0.25 and an alert "
+                                    "rate beyond twice or under half the reference's are flagged.")
+    _common(p)
+    p.add_argument("--window-days", type=float, default=1.0, help="the recent window judged (default 1 day)")
+    p.add_argument("--reference-days", type=float, default=28.0,
+                   help="without --card: the fleet's days before the window used as reference (default 28)")
+    p.add_argument("--card", help="a model card with a training reference (from 'centre train')")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    p.set_defaults(func=_guard(_drift))
 
     p = cmds.add_parser("quarantine", help="malformed messages and why they were refused")
     _common(p)

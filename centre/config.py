@@ -31,6 +31,10 @@
     watchlist_key = "/etc/counterguard/watchlist.key"
     key_version = 1
 
+    [learning]                  # the events every gateway uploads (docs/centre.md, "Events for learning")
+    keep_days = 180             # dropped, a day at a time, once their day is older than this
+    honest_after_days = 30      # an event nobody labelled in this many days counts as honest in training
+
 A bad file raises ``CentreConfigError`` naming the file and the key.
 """
 
@@ -107,12 +111,19 @@ class Signing:
 
 
 @dataclass
+class Learning:
+    keep_days: int = 180          # uploaded events older than this (by event day) are dropped
+    honest_after_days: int = 30   # an event with no label this long after it counts as honest in training
+
+
+@dataclass
 class CentreConfig:
     broker: Broker = field(default_factory=Broker)
     store: Store = field(default_factory=Store)
     ingest: Ingest = field(default_factory=Ingest)
     dashboard: Dashboard = field(default_factory=Dashboard)
     signing: Signing = field(default_factory=Signing)
+    learning: Learning = field(default_factory=Learning)
 
 
 def _section(path, name: str, cls, table) -> object:

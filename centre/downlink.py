@@ -35,7 +35,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from counterguard.core import jsontext, messages
 from counterguard.core import manifest as signed
 
-KIND_FIELD = {"watchlist": "watchlist_version", "model": "model_version", "thresholds": "thresholds_version"}
+KIND_FIELD = {"watchlist": "watchlist_version", "model": "model_version", "thresholds": "thresholds_version",
+              "shadow": "shadow_manifest_version"}
 
 
 class DownlinkError(ValueError):
@@ -160,8 +161,10 @@ class Downlink:
         return pushed
 
     # -- models and thresholds ------------------------------------------------------------------
-    def push_model(self, target: str, tflite_path, *, card_path=None, model_version: str | None = None) -> Pushed:
-        """Push a .tflite file and its JSON sidecar (the model card, next to it by default)."""
+    def push_model(self, target: str, tflite_path, *, card_path=None, model_version: str | None = None,
+                   shadow: bool = False) -> Pushed:
+        """Push a .tflite file and its JSON sidecar (the model card, next to it by default); with
+        ``shadow``, as a challenger the gateways score beside the model in force (kind "shadow")."""
         tflite_path = Path(tflite_path)
         card_path = Path(card_path) if card_path else tflite_path.with_suffix(".json")
         try:
@@ -192,8 +195,12 @@ class Downlink:
         body = signed.model_manifest(data, card, version=1, model_version=str(model_version), target=target,
                                      issued_at=_now())
         body = {k: v for k, v in body.items() if k not in ("kind", "version", "issued_at", "target")}
-        return self._push("model", target, body, {"model_version": str(model_version), "sha256": body["sha256"],
-                                                  "model_bytes": len(data)})
+        return self._push("shadow" if shadow else "model", target, body,
+                          {"model_version": str(model_version), "sha256": body["sha256"], "model_bytes": len(data)})
+
+    def retire_shadow(self, target: str) -> Pushed:
+        """Stop the challenger scoring in shadow at the target's gateways."""
+        return self._push("shadow", target, {"retire": True}, {"retired": True})
 
     def push_thresholds(self, target: str, *, amber: float, red: float) -> Pushed:
         if not 0 < amber < red <= 1:

@@ -40,7 +40,7 @@ from counterguard.core.clock import wait_on
 
 log = logging.getLogger(__name__)
 
-SHARED_LEAVES = ("alert", "ack", "outcome", "escalation", "heartbeat")
+SHARED_LEAVES = ("alert", "ack", "outcome", "escalation", "heartbeat", "events")
 
 
 def subscriptions(share: str | None) -> list[str]:
@@ -57,6 +57,8 @@ class IngestStats:
     stored: int = 0          # new records kept
     duplicates: int = 0      # records already kept (a gateway's resend), receipted again
     quarantined: int = 0
+    events: int = 0          # uploaded events kept (a batch holds many)
+    events_duplicate: int = 0  # uploaded events already kept (a batch sent again)
     statuses: int = 0
     heartbeats: int = 0
     receipts: int = 0        # receipt messages sent
@@ -271,7 +273,7 @@ class IngestWorker:
                 return
         to_receipt: dict[str, list[int]] = defaultdict(list)
         for r in records:
-            if r.kind in schema.SEQUENCED:
+            if r.kind in schema.RECEIPTED:
                 to_receipt[r.root].append(r.body["seq"])
         client = self._client
         if client is not None:
@@ -286,6 +288,8 @@ class IngestWorker:
                 s.quarantined += result.quarantined
                 s.statuses += result.statuses
                 s.heartbeats += result.heartbeats
+                s.events += result.events
+                s.events_duplicate += result.events_duplicate
             s.receipts += len(to_receipt)
             self._cond.notify_all()
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 STREAM = "CENTRE_INTAKE"
 CONSUMER = "centre"
-INTAKE_LEAVES = ("alert", "ack", "outcome", "escalation", "heartbeat", "status")
+INTAKE_LEAVES = ("alert", "ack", "outcome", "escalation", "heartbeat", "status", "events")
 
 
 def intake_subjects() -> list[str]:
@@ -171,9 +171,16 @@ class JetStreamWorker(IngestWorker):
     async def _ensure_stream(self, js, config, bad_request):
         try:
             await js.add_stream(config)
-        except bad_request as exc:  # already made by another worker (with another setting): keep it
+        except bad_request as exc:  # already made by another worker, or by an older release
             if "already in use" not in str(exc):
                 raise
+            # An older release's stream lacks the subjects added since (events for learning): add them.
+            info = await js.stream_info(config.name)
+            missing = set(config.subjects) - set(info.config.subjects or ())
+            if missing:
+                info.config.subjects = sorted(set(info.config.subjects or ()) | missing)
+                await js.update_stream(info.config)
+                log.info("centre worker %s: intake stream now also takes %s", self.client_id, ", ".join(sorted(missing)))
 
     async def _retry(self, make, attempts: int = 40):
         """JetStream calls right after a node change may find no leader yet: try again for ~20 s."""

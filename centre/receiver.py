@@ -42,6 +42,7 @@ _PARSERS = {
     "ack": messages.parse_ack,
     "outcome": messages.parse_outcome,
     "escalation": messages.parse_escalation,
+    "events": messages.parse_events,
 }
 
 
@@ -88,6 +89,12 @@ class Receiver:
         """What supervisors recorded for alerts (confirmed fraud, customer dissuaded...)."""
         with self._lock:
             return list(self._records["outcome"])
+
+    @property
+    def events(self) -> list[dict]:
+        """Every scored event uploaded for learning, batch after batch."""
+        with self._lock:
+            return [e for batch in self._records["events"] for e in batch["events"]]
 
     @property
     def escalations(self) -> list[dict]:

@@ -22,9 +22,15 @@ from counterguard.core import jsontext, messages
 
 # The topic leaf says what a message is; the body's "type" must agree where it has one.
 LEAF_KIND = {"alert": "alert", "ack": "acknowledgement", "outcome": "outcome", "escalation": "escalation",
-             "status": "status", "heartbeat": "heartbeat"}
+             "status": "status", "heartbeat": "heartbeat", "events": "events"}
 # Kinds that are stored once per (gateway_id, seq) and receipted.
 SEQUENCED = ("alert", "acknowledgement", "outcome", "escalation")
+# What the centre receipts: those, and batches of events for learning (stored once per event).
+RECEIPTED = SEQUENCED + ("events",)
+VERDICT_LEVELS = ("green", "amber", "red")
+EVENTS_MAX_PAYLOAD = 1024 * 1024  # the broker's message limit: an events batch is compressed
+EVENTS_PER_BATCH_MAX = 5000
+FEATURES_MAX = 256
 LEVELS = ("amber", "red")
 OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called")
 ACK_VIA = ("button", "console", "cli")
@@ -174,12 +180,14 @@ FIELDS: dict[str, dict] = {
                "time_synced": _optional(_bool), "model_version": _optional(_version),
                "watchlist_version": _optional(_version), "thresholds_version": _optional(_version),
                "model_manifest_version": _optional(_version), "downlink_rejected": _optional(_count),
-               "software_version": _optional(_version)},
+               "software_version": _optional(_version), "shadow_version": _optional(_version),
+               "shadow_manifest_version": _optional(_version)},
     "heartbeat": {"ts": _time, "bdseq": _count, "outbox_depth": _count,
                   "oldest_unreceipted_age_s": _optional(_is_num), "mono": _optional(_is_num),
                   "time_synced": _optional(_bool), "model_version": _optional(_version),
                   "watchlist_version": _optional(_version), "thresholds_version": _optional(_version),
                   "model_manifest_version": _optional(_version), "downlink_rejected": _optional(_count),
+                  "shadow_version": _optional(_version), "shadow_manifest_version": _optional(_version),
                   "verdicts": _optional(lambda v: isinstance(v, dict)),
                   "links": _optional(lambda v: isinstance(v, dict))},
 }
@@ -187,6 +195,44 @@ FIELDS: dict[str, dict] = {
 # "counter"; an alert branch staff raised themselves names them and carries their note (the model's
 # alerts have neither); an outcome's "answers", absent when no caring question was recorded.
 OPTIONAL = {"acknowledgement": {"counter"}, "alert": {"raised_by", "note"}, "outcome": {"answers"}}
+
+
+def _hash_or_none(v) -> bool:
+    return v is None or (isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v))
+
+
+def _features(v) -> bool:
+    return v is None or (isinstance(v, list) and len(v) <= FEATURES_MAX and all(_is_num(x) for x in v))
+
+
+EVENT_FIELDS = {"event_id": _name, "counter": _count, "kind": _name, "amount": _is_num, "ts": _time,
+                "account_hash": _hash_or_none, "level": _one_of(*VERDICT_LEVELS), "score": _score,
+                "reasons": _reasons, "model_version": _version, "watchlist_version": _version,
+                "features": _features, "shadow_score": _optional(_score), "shadow_version": _version,
+                "decided_at": _time}
+EVENTS_ENVELOPE = {**{k: v for k, v in _SENT.items() if k not in ("mono", "time_synced")}, "type": _one_of("events"), "features_version": _is_int,
+                   "events": lambda v: isinstance(v, list) and 0 < len(v) <= EVENTS_PER_BATCH_MAX}
+
+
+def _check_events(body: dict) -> None:
+    """An events batch: the envelope, then every event, naming the first one at fault by position."""
+    _check_against("events", EVENTS_ENVELOPE, body)
+    for n, event in enumerate(body["events"], 1):
+        if not isinstance(event, dict):
+            raise SchemaError(f"events item {n} must be a JSON object")
+        _check_against(f"events item {n}", EVENT_FIELDS, event)
+
+
+def _check_against(what: str, fields: dict, body: dict, optional=()) -> None:
+    for name, check in fields.items():
+        if name not in body:
+            if getattr(check, "optional", False) or name in optional:
+                continue
+            raise SchemaError(f"{what} is missing {name!r}")
+        if check is not None and not check(body[name]):
+            allowed = getattr(check, "allowed", None)
+            hint = f" (one of {', '.join(map(str, (a for a in allowed if a is not None)))})" if allowed else ""
+            raise SchemaError(f"{what} field {name!r} has a bad value {body[name]!r:.200}{hint}")
 
 
 def _check_fields(kind: str, body: dict) -> None:
@@ -217,16 +263,23 @@ def parse_topic(topic: str) -> tuple[str, str, str, str]:
 def check(topic: str, payload: bytes) -> Record:
     """Decode and check one message; raises SchemaError naming what was wrong."""
     region, branch, gateway_id, kind = parse_topic(topic)
-    if len(payload) > MAX_PAYLOAD:
-        raise SchemaError(f"{kind} is {len(payload)} bytes, more than the {MAX_PAYLOAD} the centre accepts")
+    limit = EVENTS_MAX_PAYLOAD if kind == "events" else MAX_PAYLOAD
+    if len(payload) > limit:
+        raise SchemaError(f"{kind} is {len(payload)} bytes, more than the {limit} the centre accepts")
     try:
-        raw = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
+        if kind == "events":  # compressed on the wire (docs/mqtt.md); kept inflated
+            raw = messages.unpack_events(payload if isinstance(payload, (bytes, bytearray)) else payload.encode())
+        else:
+            raw = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
         body = jsontext.loads(raw)
     except ValueError as exc:  # not UTF-8, and thousands of '[' in a row included: quarantined like any other junk
         raise SchemaError(f"{kind} is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise SchemaError(f"{kind} must be a JSON object, got {type(body).__name__}")
-    _check_fields(kind, body)
+    if kind == "events":
+        _check_events(body)
+    else:
+        _check_fields(kind, body)
     if "gateway_id" in body and body["gateway_id"] != gateway_id:
         raise SchemaError(f"{kind} field 'gateway_id' is {body['gateway_id']!r} but it came on the topic "
                           f"of gateway {gateway_id!r}")

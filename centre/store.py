@@ -27,14 +27,15 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from counterguard.centre import fleet
-from counterguard.centre.schema import SEQUENCED, Record
+from counterguard.centre.schema import SEQUENCED, Record, SchemaError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Bytes of a quarantined payload kept (with its full size and sha256): enough to see what it was,
 # while junk cannot grow the store by more than this per message.
 QUARANTINE_KEEP = 4096
@@ -64,7 +65,29 @@ CREATE TABLE IF NOT EXISTS manifests (
     published_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, version));
 CREATE TABLE IF NOT EXISTS watchlist_entries (
     target TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (target, hash));
+CREATE TABLE IF NOT EXISTS events (
+    gateway_id TEXT NOT NULL, event_id TEXT NOT NULL, day TEXT NOT NULL,
+    region TEXT NOT NULL, branch TEXT NOT NULL, counter INTEGER NOT NULL, kind TEXT NOT NULL,
+    amount DOUBLE PRECISION NOT NULL, ts TEXT NOT NULL, ts_epoch DOUBLE PRECISION NOT NULL, account_hash TEXT,
+    level TEXT NOT NULL, score DOUBLE PRECISION NOT NULL, reasons TEXT NOT NULL, model_version TEXT,
+    watchlist_version TEXT, features TEXT, features_version INTEGER NOT NULL, shadow_score DOUBLE PRECISION,
+    shadow_version TEXT, decided_at TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (gateway_id, event_id, day)){events_partitioned};
+CREATE INDEX IF NOT EXISTS events_time ON events (ts_epoch);
+CREATE TABLE IF NOT EXISTS labels (
+    id {autoid}, label TEXT NOT NULL, source TEXT NOT NULL, case_number TEXT NOT NULL,
+    event_id TEXT NOT NULL, gateway_id TEXT NOT NULL, account_hash TEXT NOT NULL,
+    from_epoch DOUBLE PRECISION NOT NULL, to_epoch DOUBLE PRECISION NOT NULL,
+    file TEXT NOT NULL, line INTEGER NOT NULL, imported_at DOUBLE PRECISION NOT NULL, typology TEXT NOT NULL,
+    UNIQUE (label, source, case_number, event_id, gateway_id, account_hash, from_epoch, to_epoch));
+CREATE INDEX IF NOT EXISTS events_account ON events (account_hash, ts_epoch);
 """
+# Events for learning: one row per scored event, keyed by (gateway, event_id, day). The day (UTC,
+# of the event's own time) never changes for an event, so it can partition the table by day on
+# PostgreSQL, where retention drops a whole day at once instead of deleting rows.
+EVENT_COLUMNS = ("gateway_id", "event_id", "day", "region", "branch", "counter", "kind", "amount", "ts", "ts_epoch",
+                 "account_hash", "level", "score", "reasons", "model_version", "watchlist_version", "features",
+                 "features_version", "shadow_score", "shadow_version", "decided_at", "received_at")
 
 # Changes after the first schema, by the version they lead to; each runs once, in the migration's transaction.
 _MIGRATIONS = {
@@ -75,6 +98,11 @@ _MIGRATIONS = {
         "DELETE FROM records WHERE type = 'alert' AND id NOT IN "
         "(SELECT MIN(id) FROM records WHERE type = 'alert' GROUP BY gateway_id, alert_id)",
         "CREATE UNIQUE INDEX IF NOT EXISTS records_one_alert ON records (gateway_id, alert_id) WHERE type = 'alert'",
+    ],
+    3: [
+        # The challenger each gateway scores in shadow (null: none), and the shadow manifest it applied.
+        "ALTER TABLE gateways ADD COLUMN shadow_version TEXT",
+        "ALTER TABLE gateways ADD COLUMN shadow_manifest_version TEXT",
     ],
 }
 
@@ -93,6 +121,34 @@ class IngestResult:
     quarantined: int
     statuses: int
     heartbeats: int
+    events: int = 0             # uploaded events kept now
+    events_duplicate: int = 0   # uploaded events already kept (a batch sent again)
+
+
+def _event_rows(r: Record, now: float) -> list[tuple]:
+    """The events table's rows for one checked events batch."""
+    rows = []
+    for e in r.body["events"]:
+        epoch = _epoch(e["ts"])
+        day = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d")
+        rows.append((r.gateway_id, e["event_id"], day, r.region, r.branch, e["counter"], e["kind"], float(e["amount"]),
+                     e["ts"], epoch, e.get("account_hash"), e["level"], float(e["score"]),
+                     json.dumps(e.get("reasons") or []), _version_text(e.get("model_version")),
+                     _version_text(e.get("watchlist_version")),
+                     None if e.get("features") is None else json.dumps(e["features"], separators=(",", ":")),
+                     r.body["features_version"], e.get("shadow_score"), _version_text(e.get("shadow_version")),
+                     e["decided_at"], now))
+    return rows
+
+
+def _epoch(ts: str) -> float:
+    try:
+        moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        raise SchemaError(f"event time {ts!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 def _printable(payload) -> str:
@@ -117,11 +173,13 @@ class CentreStore:
     placeholder = "?"
     autoid = "INTEGER PRIMARY KEY"
     lock_rows = ""  # PostgreSQL adds FOR UPDATE
+    events_partitioned = ""  # PostgreSQL partitions the events table by day
 
     def __init__(self, conn, where: str):
         self._conn = conn
         self.where = where
         self._lock = threading.RLock()
+        self._days_made: set[str] = set()  # day partitions known to exist (PostgreSQL)
         self._migrate()
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -185,7 +243,8 @@ class CentreStore:
 
     def _migrate(self) -> None:
         def work():
-            for statement in _TABLES.format(autoid=self.autoid).split(";"):
+            tables = _TABLES.format(autoid=self.autoid, events_partitioned=self.events_partitioned)
+            for statement in tables.split(";"):
                 if statement.strip():
                     self._execute(statement)
             rows = self._execute("SELECT version FROM schema_version").fetchall()
@@ -220,11 +279,13 @@ class CentreStore:
                  r.body.get("level"), r.body.get("raised_at") or r.body.get("at"), now,
                  r.raw or json.dumps(r.body, ensure_ascii=False, separators=(",", ":"))) for r in sequenced]
         bad = [_quarantined(now, topic, payload, reason) for topic, payload, reason in quarantine]
+        event_rows = [row for r in records if r.kind == "events" for row in _event_rows(r, now)]
 
         def work():
             new = 0
             if rows:
                 new = self._insert_records(rows)
+            kept = self._insert_events(event_rows) if event_rows else 0
             if bad:
                 self._conn.cursor().executemany(self._sql(
                     "INSERT INTO quarantine (received_at, topic, reason, payload, payload_size, payload_sha256) "
@@ -235,10 +296,11 @@ class CentreStore:
                     statuses += self._status(r, now)
                 else:
                     heartbeats += self._heartbeat(r, now)
-            return new, statuses, heartbeats
+            return new, statuses, heartbeats, kept
 
-        new, statuses, heartbeats = self._transaction(work)
-        return IngestResult(new, len(rows) - new, len(bad), statuses, heartbeats)
+        new, statuses, heartbeats, kept = self._transaction(work)
+        self._days_made.update(row[2] for row in event_rows)
+        return IngestResult(new, len(rows) - new, len(bad), statuses, heartbeats, kept, len(event_rows) - kept)
 
     def _insert_records(self, rows) -> int:
         # Either key refuses a copy: (gateway_id, seq) a resend of the same row, (gateway_id,
@@ -248,6 +310,78 @@ class CentreStore:
             "INSERT INTO records (gateway_id, seq, type, alert_id, region, branch, counter, level, at, received_at, "
             "payload) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"), rows)
         return cur.rowcount
+
+    def _insert_events(self, rows) -> int:
+        self._make_days({row[2] for row in rows} - self._days_made)
+        cur = self._conn.cursor()
+        cur.executemany(self._sql(
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({','.join('?' * len(EVENT_COLUMNS))}) "
+            "ON CONFLICT DO NOTHING"), rows)
+        return cur.rowcount
+
+    def _make_days(self, days) -> None:
+        """PostgreSQL: the day partitions these events go in (SQLite keeps one table)."""
+
+    def events(self, *, since_epoch: float | None = None, until_epoch: float | None = None,
+               gateway_id: str | None = None, limit: int | None = None) -> list[dict]:
+        """Uploaded events in time order, with features decoded."""
+        where, params = [], []
+        for clause, value in (("ts_epoch >= ?", since_epoch), ("ts_epoch < ?", until_epoch),
+                              ("gateway_id = ?", gateway_id)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = "SELECT * FROM events" + (" WHERE " + " AND ".join(where) if where else "") + \
+              " ORDER BY ts_epoch, gateway_id, event_id" + (f" LIMIT {int(limit)}" if limit else "")
+        rows = self._query(sql, params)
+        for row in rows:
+            row["features"] = None if row["features"] is None else json.loads(row["features"])
+            row["reasons"] = json.loads(row["reasons"])
+        return rows
+
+    def add_labels(self, labels, *, file: str, imported_at: float) -> int:
+        """Keep case-file labels (centre/labels.py), each once however often its file is imported;
+        returns how many were new."""
+        rows = [(c.label, c.source, c.case_number, c.event_id, c.gateway_id, c.account_hash, c.from_epoch,
+                 c.to_epoch, file, c.line, imported_at, c.typology) for c in labels]
+        if not rows:
+            return 0
+
+        def work():
+            cur = self._conn.cursor()
+            cur.executemany(self._sql(
+                "INSERT INTO labels (label, source, case_number, event_id, gateway_id, account_hash, from_epoch, "
+                "to_epoch, file, line, imported_at, typology) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"),
+                rows)
+            return cur.rowcount
+        return self._transaction(work)
+
+    def labels(self) -> list:
+        from counterguard.centre.labels import CaseLabel
+
+        return [CaseLabel(r["line"], r["label"], r["source"], r["case_number"], r["event_id"], r["gateway_id"],
+                          r["account_hash"], r["from_epoch"], r["to_epoch"], r["typology"])
+                for r in self._query("SELECT * FROM labels ORDER BY id")]
+
+    def alert_events(self) -> dict:
+        """(gateway_id, alert_id) -> (event_id, raised by branch staff) for every alert."""
+        out = {}
+        for r in self._query("SELECT gateway_id, alert_id, payload FROM records WHERE type = 'alert' ORDER BY id"):
+            body = json.loads(r["payload"])
+            out[(r["gateway_id"], r["alert_id"])] = (body.get("event_id"), "teller_report" in (body.get("reasons") or ()))
+        return out
+
+    def event_count(self) -> int:
+        return self._query("SELECT count(*) AS n FROM events")[0]["n"]
+
+    def purge_events(self, keep_days: int, now: float | None = None) -> int:
+        """Drop uploaded events whose day is more than ``keep_days`` before today (UTC); returns how many."""
+        now = time.time() if now is None else now
+        cutoff = datetime.fromtimestamp(now - keep_days * 86400.0, timezone.utc).strftime("%Y-%m-%d")
+        return self._transaction(lambda: self._drop_days_before(cutoff))
+
+    def _drop_days_before(self, cutoff: str) -> int:
+        return self._execute("DELETE FROM events WHERE day < ?", (cutoff,)).rowcount
 
     def _gateway_row(self, r: Record) -> dict | None:
         self._execute("INSERT INTO gateways (gateway_id, region, branch) VALUES (?,?,?) ON CONFLICT DO NOTHING",
@@ -270,7 +404,15 @@ class CentreStore:
                       "downlink_rejected = COALESCE(?, downlink_rejected) WHERE gateway_id = ?",
                       (r.region, r.branch, body["state"], body["bdseq"], body["ts"], now, *versions,
                        body.get("downlink_rejected"), r.gateway_id))
+        self._shadow(r)
         return 1
+
+    def _shadow(self, r: Record) -> None:
+        # Set as reported, null included: a retired challenger must show as none, not as the last one.
+        if "shadow_manifest_version" in r.body:
+            self._execute("UPDATE gateways SET shadow_version = ?, shadow_manifest_version = ? WHERE gateway_id = ?",
+                          (_version_text(r.body.get("shadow_version")),
+                           _version_text(r.body.get("shadow_manifest_version")), r.gateway_id))
 
     def _heartbeat(self, r: Record, now: float) -> int:
         body = r.body
@@ -285,6 +427,7 @@ class CentreStore:
                       "downlink_rejected = COALESCE(?, downlink_rejected) WHERE gateway_id = ?",
                       (now, body["ts"], body["outbox_depth"], body.get("oldest_unreceipted_age_s"), *versions,
                        body.get("downlink_rejected"), r.gateway_id))
+        self._shadow(r)
         return 1
 
     # -- reading --------------------------------------------------------------------------------
@@ -479,6 +622,27 @@ class PostgresStore(CentreStore):
     placeholder = "%s"
     autoid = "BIGSERIAL PRIMARY KEY"
     lock_rows = " FOR UPDATE"
+    events_partitioned = " PARTITION BY RANGE (day)"
+
+    def _make_days(self, days) -> None:
+        # Inside the ingest transaction, after _begin's lock: workers never create one day twice.
+        for day in sorted(days):
+            following = (datetime.strptime(day, "%Y-%m-%d") + timedelta(days=1)).strftime("%Y-%m-%d")
+            self._execute(f"CREATE TABLE IF NOT EXISTS events_{day.replace('-', '')} PARTITION OF events "
+                          f"FOR VALUES FROM ('{day}') TO ('{following}')")
+
+    def _drop_days_before(self, cutoff: str) -> int:
+        # A whole day's partition goes at once: no row-by-row delete, no table bloat.
+        gone = 0
+        parts = self._execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                              "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'").fetchall()
+        for (name,) in parts:
+            day = f"{name[7:11]}-{name[11:13]}-{name[13:15]}"
+            if name.startswith("events_") and day < cutoff:
+                gone += self._execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                self._execute(f"DROP TABLE {name}")
+                self._days_made.discard(day)
+        return gone
 
     def __init__(self, dsn: str):
         try:

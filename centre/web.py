@@ -44,7 +44,7 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlparse
 
-from counterguard.centre import accuracy, downlink, fleet
+from counterguard.centre import accuracy, downlink, drift, fleet
 from counterguard.centre.config import ANALYST_NAME_MAX
 from counterguard.core.weblogin import SECURITY_HEADERS, LockedOut, Sessions, cookie_value, is_loopback, same_origin
 
@@ -55,6 +55,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 PUBLIC_ASSETS = {"/assets/style.css"}   # what the login form needs before anyone has logged in
 LEVELS = ("red", "amber")
+DRIFT_EVERY_S = 300.0                 # how often the fleet view works out drift again
 COOKIE = "cg_centre_session"
 LOGIN_COOKIE = "cg_centre_login"     # the login form's CSRF token, echoed in the form
 MAX_FORM = 4096
@@ -127,9 +128,22 @@ class DashboardApi:
             g["heartbeat_age_s"] = None if g["last_heartbeat_at"] is None else round(now - g["last_heartbeat_at"], 1)
             gateways.append(g)
         counts: dict[str, int] = {}
+        drifted = self._drift(now)
         for g in gateways:
             counts[g["presence"]] = counts.get(g["presence"], 0) + 1
+            g["drift"] = drifted.get(g["gateway_id"])
         return {"gateways": gateways, "counts": counts, "rollout": downlink.rollout(self.store)}
+
+    def _drift(self, now: float) -> dict:
+        # Reading a day's and four weeks' events is not for every poll: worked out at most every 5 minutes.
+        cached = getattr(self, "_drift_cache", None)
+        if cached is None or now - cached[0] > DRIFT_EVERY_S:
+            try:
+                value = drift.worst(drift.drift(self.store, now=now))
+            except drift.DriftError:
+                value = {}
+            self._drift_cache = cached = (now, value)
+        return cached[1]
 
     def quarantine(self, query: dict) -> dict:
         return {"count": self.store.quarantine_count(), "latest": self.store.quarantined(_int(query, "limit", 50, 1, 500))}

@@ -11,7 +11,8 @@ envelope::
      "signature": "<base64 Ed25519 signature of exactly those bytes>",
      "key_id": "<first 16 hex chars of sha256 of the raw 32-byte public key>"}
 
-The manifest itself is a UTF-8 JSON object with ``kind`` (watchlist | model | thresholds),
+The manifest itself is a UTF-8 JSON object with ``kind`` (watchlist | model | thresholds | shadow;
+a shadow carries a model like a model manifest, or ``"retire": true``),
 ``version`` (int, strictly increasing per kind), ``issued_at`` (RFC 3339) and ``target`` (``all``,
 ``region/{region}`` or ``gateway/{gateway_id}``, which must match the topic it came on), plus the
 kind's own fields (checked by ``check_manifest``).
@@ -57,7 +58,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from counterguard.core import jsontext
 
 PREFIX = "counterguard/v1"
-KINDS = ("watchlist", "model", "thresholds")
+# "shadow": a challenger model scored beside the model in force, never deciding a verdict.
+KINDS = ("watchlist", "model", "thresholds", "shadow")
 HASH_NAME = "hmac-sha256"
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024  # a model is a few hundred kB; this stops a runaway payload
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -67,6 +69,7 @@ _FIELDS = {
     "watchlist": {"full", "base_version", "add", "remove", "hash", "key_version", "note"},
     "model": {"model_version", "tflite_b64", "sha256", "card", "note"},
     "thresholds": {"amber", "red", "note"},
+    "shadow": {"model_version", "tflite_b64", "sha256", "card", "note", "retire"},
 }
 
 
@@ -302,7 +305,10 @@ def check_manifest(manifest) -> dict:
                 raise ManifestError('a full watchlist has no "remove"; send every entry in "add"')
         else:
             _int(manifest, "base_version", 0)
-    elif kind == "model":
+    elif kind == "shadow" and manifest.get("retire") is not None:
+        if manifest["retire"] is not True or set(manifest) & {"model_version", "tflite_b64", "sha256", "card"}:
+            raise ManifestError('a shadow manifest that retires the challenger has "retire": true and no model')
+    elif kind in ("model", "shadow"):
         for name in ("model_version", "tflite_b64", "sha256"):
             if not isinstance(manifest.get(name), str) or not manifest[name]:
                 raise ManifestError(f'model manifest needs "{name}" as a non-empty string')

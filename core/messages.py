@@ -12,6 +12,7 @@ outage).
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -22,7 +23,7 @@ CENTRE_STATUS = f"{PREFIX}/centre/status"
 ALL_WATCHLIST = f"{PREFIX}/all/watchlist"
 # Everything a gateway publishes, one level under its root: the centre subscribes to these (one
 # level each for region, branch and gateway id) and the broker ACL lets a gateway write nothing else.
-UPLINK_LEAVES = ("alert", "ack", "outcome", "escalation", "status", "heartbeat")
+UPLINK_LEAVES = ("alert", "ack", "outcome", "escalation", "status", "heartbeat", "events")
 CENTRE_SUBSCRIPTIONS = tuple(f"{PREFIX}/+/+/+/{leaf}" for leaf in UPLINK_LEAVES)
 
 STATES = ("online", "offline", "stopped")
@@ -97,9 +98,14 @@ class Topics:
     def escalation(self) -> str:
         return f"{self.root}/escalation"
 
+    @property
+    def events(self) -> str:
+        return f"{self.root}/events"
+
     def for_kind(self, kind: str) -> str:
         """The topic an outbox row of this kind is published on."""
-        topic = {"alert": self.alert, "ack": self.ack, "outcome": self.outcome, "escalation": self.escalation}.get(kind)
+        topic = {"alert": self.alert, "ack": self.ack, "outcome": self.outcome, "escalation": self.escalation,
+                 "events": self.events}.get(kind)
         if topic is None:
             raise ValueError(f"no uplink topic for outbox kind {kind!r}")
         return topic
@@ -225,6 +231,41 @@ def finalise(body: str, *, seq: int, region: str, branch: str, historical: bool)
     return body[:-1] + "," + extra[1:]
 
 
+# -- event upload (docs/mqtt.md "Events for learning") ----------------------------------------------
+# A batch of scored events is JSON compressed with zlib: features repeat their shape from event to
+# event, so a batch shrinks to about a fifth. The centre refuses more than this once inflated.
+EVENTS_INFLATED_MAX = 16 * 1024 * 1024
+EVENT_FIELDS = ("event_id", "counter", "kind", "amount", "ts", "account_hash", "level", "score", "reasons",
+                "model_version", "watchlist_version", "features", "shadow_score", "shadow_version", "decided_at")
+
+
+def events_body(events: list[dict], *, gateway_id: str, features_version: int, first: int, last: int) -> str:
+    """The stored body of one batch of scored events (each a dict of ``EVENT_FIELDS``); ``first`` and
+    ``last`` are the gateway's own positions of the batch in its event log, for tracing."""
+    return dumps({"type": "events", "gateway_id": gateway_id, "features_version": features_version,
+                  "first": first, "last": last, "count": len(events), "events": events})
+
+
+def pack_events(text: str) -> bytes:
+    """A finalised events body as it goes on the wire."""
+    return zlib.compress(text.encode("utf-8"), 6)
+
+
+def unpack_events(raw: bytes, limit: int = EVENTS_INFLATED_MAX) -> str:
+    """The JSON text of an events message; ValueError if it is not zlib data or inflates past ``limit``
+    (a small message that inflates to gigabytes must not take the centre's memory)."""
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(bytes(raw), limit)
+    except zlib.error as exc:
+        raise ValueError(f"not zlib-compressed JSON ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise ValueError(f"inflates to more than {limit} bytes")
+    if not inflater.eof:
+        raise ValueError("the compressed data is cut short")
+    return text.decode("utf-8")
+
+
 def status_payload(state: str, *, bdseq: int, stamp, gateway_id: str, fields: dict | None = None) -> str:
     """The retained status; ``fields`` carries model, watchlist and software versions."""
     if state not in STATES:
@@ -327,3 +368,22 @@ def parse_outcome(raw: bytes) -> dict:
 
 def parse_escalation(raw: bytes) -> dict:
     return _uplink_record(raw, "escalation", "escalation", ESCALATION_REQUIRED)
+
+
+EVENTS_REQUIRED = ("type", "gateway_id", "seq", "region", "branch", "historical", "features_version", "events")
+
+
+def parse_events(raw: bytes) -> dict:
+    """Inflate and check the envelope of an events batch; the centre checks each event (centre/schema.py)."""
+    try:
+        text = unpack_events(raw)
+    except ValueError as exc:
+        raise DownlinkError(f"events batch is {exc}") from None
+    body = _object(text, "events batch")
+    for name in EVENTS_REQUIRED:
+        if name not in body:
+            raise DownlinkError(f"events batch is missing {name!r}")
+    if body["type"] != "events" or not isinstance(body["seq"], int) or body["seq"] <= 0 \
+            or not isinstance(body["events"], list):
+        raise DownlinkError("events batch needs type 'events', a positive whole-number seq and a list of events")
+    return body

@@ -127,6 +127,13 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class UploadSettings:
+    events: bool = _setting(True, "Send the centre every scored event for learning (features, verdict, model version; account numbers only as keyed hashes), behind alerts, through the outbox.")
+    batch_events: int = _setting(500, "Events per upload batch (one compressed MQTT message).", lo=10, hi=5000)
+    interval_s: float = _setting(60.0, "A batch smaller than batch_events goes once its oldest event has waited this long.", lo=1, hi=86400)
+
+
+@dataclass(frozen=True)
 class SupervisorSettings:
     escalate_after_s: float = _setting(120.0, "A red alert unacknowledged this long re-sounds the supervisor buzzer and is escalated to the centre (once per alert).", lo=1, hi=86400)
     questions_file: str = _setting("", "Caring questions per reason, in Chinese and English (default: the bundled gateway/caring_questions.toml).")
@@ -163,6 +170,7 @@ class Config:
     lamps: LampSettings = field(default_factory=LampSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    upload: UploadSettings = field(default_factory=UploadSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     downlink: DownlinkSettings = field(default_factory=DownlinkSettings)
@@ -186,6 +194,7 @@ SECTIONS = {
     "lamps": LampSettings,
     "mqtt": MqttSettings,
     "store": StoreSettings,
+    "upload": UploadSettings,
     "supervisor": SupervisorSettings,
     "console": ConsoleSettings,
     "downlink": DownlinkSettings,

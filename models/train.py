@@ -192,9 +192,10 @@ def int8_scores(tflite: bytes, x_std: np.ndarray) -> np.ndarray:
     return ((interpreter.get_tensor(out["index"]).astype(np.float32) - z_out) * s_out).reshape(-1)
 
 
-def choose_thresholds(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Amber and red as the lowest int8 score levels that alert at most AMBER_LEGIT_SHARE and
-    RED_LEGIT_SHARE of the legitimate events."""
+def choose_thresholds(scores: np.ndarray, y: np.ndarray, *, amber_share: float = AMBER_LEGIT_SHARE,
+                      red_share: float = RED_LEGIT_SHARE) -> tuple[float, float]:
+    """Amber and red as the lowest int8 score levels that alert at most ``amber_share`` and
+    ``red_share`` of the legitimate events."""
     legit = np.sort(scores[y == 0])
     levels = np.unique(scores)
 
@@ -204,8 +205,8 @@ def choose_thresholds(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
                 return float(level)
         return float(levels[-1])
 
-    amber = lowest_level_within(AMBER_LEGIT_SHARE)
-    red = max(lowest_level_within(RED_LEGIT_SHARE), amber + 1 / 256)
+    amber = lowest_level_within(amber_share)
+    red = max(lowest_level_within(red_share), amber + 1 / 256)
     # Exact output levels (multiples of 1/256), never rounded: a threshold rounded up past its level
     # would turn every event scored exactly at it a level down.
     return amber, min(red, 1.0)

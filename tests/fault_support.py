@@ -158,6 +158,10 @@ class Centre:
     def count(self, kind: str = "alert") -> int:
         return self.reader.count(kind)
 
+    def events(self) -> list[dict]:
+        """Every event uploaded for learning, in event-time order."""
+        return self.reader.events()
+
 
 # -- the ledger ------------------------------------------------------------------------------------
 @dataclass
@@ -168,9 +172,11 @@ class Ledger:
     alerts_at_centre: int
     outbox_open: int
     levels: dict = field(default_factory=dict)
+    events_at_centre: int = 0
 
     def __str__(self) -> str:
-        return (f"events sent {self.sent} = verdicts stored {self.verdicts}; alerts raised {self.alerts_raised} = "
+        return (f"events sent {self.sent} = verdicts stored {self.verdicts} = uploaded to the centre "
+                f"{self.events_at_centre} (each once); alerts raised {self.alerts_raised} = "
                 f"alerts at the centre {self.alerts_at_centre} (each once); outbox open {self.outbox_open}; "
                 f"levels {self.levels}")
 
@@ -181,9 +187,12 @@ def gateway_db(path) -> sqlite3.Connection:
     return db
 
 
-def outbox_open(path) -> int:
+def outbox_open(path, kind: str | None = None) -> int:
+    """Unreceipted outbox rows (of one kind: alert, ack, outcome, escalation, events)."""
     with gateway_db(path) as db:
-        return db.execute("SELECT count(*) FROM outbox WHERE receipted_wall IS NULL").fetchone()[0]
+        if kind is None:
+            return db.execute("SELECT count(*) FROM outbox WHERE receipted_wall IS NULL").fetchone()[0]
+        return db.execute("SELECT count(*) FROM outbox WHERE receipted_wall IS NULL AND kind = ?", (kind,)).fetchone()[0]
 
 
 def assert_ledger(store_path, teller: Teller, bodies: list[dict], centre: Centre, *, timeout: float = 60.0) -> Ledger:
@@ -209,10 +218,20 @@ def assert_ledger(store_path, teller: Teller, bodies: list[dict], centre: Centre
     assert set(ids) == alert_ids
     keys = [(r["gateway_id"], r["seq"]) for kind in ("alert", "ack", "outcome", "escalation") for r in centre.records(kind)]
     assert len(keys) == len(set(keys)), "a record was stored twice at the centre"
+    # Events for learning: every verdict reaches the centre once, with the level the teller was told,
+    # and no account number in clear.
+    ok = wait_until(lambda: centre.reader.event_count() >= len(sent) and outbox_open(store_path) == 0, timeout, tick=0.2)
+    uploaded = centre.events()
+    assert ok, f"after {timeout:.0f} s the centre has {len(uploaded)} of {len(sent)} events for learning"
+    assert sorted(e["event_id"] for e in uploaded) == sorted(sent), "an event is missing or was stored twice"
+    assert {e["event_id"]: e["level"] for e in uploaded} == verdicts
+    accounts = {b["account"] for b in bodies}
+    assert not accounts & {e["account_hash"] for e in uploaded}
+    assert all(e["account_hash"] and len(e["account_hash"]) == 64 and e["features"] for e in uploaded)
     levels: dict = {}
     for v in verdicts.values():
         levels[v] = levels.get(v, 0) + 1
-    return Ledger(len(sent), len(verdicts), len(alert_ids), len(ids), outbox_open(store_path), levels)
+    return Ledger(len(sent), len(verdicts), len(alert_ids), len(ids), outbox_open(store_path), levels, len(uploaded))
 
 
 # -- faults ----------------------------------------------------------------------------------------

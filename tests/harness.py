@@ -11,6 +11,7 @@ from pathlib import Path
 from counterguard.gateway.config import (
     Config,
     LampSettings,
+    UploadSettings,
     LinkSettings,
     MqttSettings,
     SerialSettings,
@@ -49,6 +50,7 @@ def gateway_config(tmp_path: Path, *, broker_port: int, serial_path: str | None,
                           backoff_min_s=0.2, backoff_max_s=1.0),
         store=StoreSettings(path=str(tmp_path / "gateway.db")),
         watchlist=WatchlistSettings(file=wl),
+        upload=UploadSettings(batch_events=100, interval_s=1.0),  # events reach the centre within the test
     )
 
 
@@ -58,7 +60,9 @@ def config_toml(cfg: Config) -> str:
              "[lamps]", 'pins = "mock"', "show = false", "[link]", f"heartbeat_s = {cfg.link.heartbeat_s}",
              "[mqtt]", f"port = {cfg.mqtt.port}", f"heartbeat_s = {cfg.mqtt.heartbeat_s}",
              f"republish_after_s = {cfg.mqtt.republish_after_s}", f"backoff_min_s = {cfg.mqtt.backoff_min_s}",
-             f"backoff_max_s = {cfg.mqtt.backoff_max_s}"]
+             f"backoff_max_s = {cfg.mqtt.backoff_max_s}",
+             "[upload]", f"events = {str(cfg.upload.events).lower()}", f"batch_events = {cfg.upload.batch_events}",
+             f"interval_s = {cfg.upload.interval_s}"]
     if cfg.watchlist.file:
         lines += ["[watchlist]", f'file = "{cfg.watchlist.file}"']
     for port in cfg.serial:

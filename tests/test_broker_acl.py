@@ -295,7 +295,7 @@ def test_the_acl_grants_a_gateway_exactly_the_topics_it_uses(pki):
     base, _ = pki
     topics = Topics("east", "b012", "gw-a")
     gw = {"cn": "gw-a", "region": "east", "branch": "b012"}
-    uplink = {topics.status, topics.heartbeat, *(topics.for_kind(k) for k in ("alert", "ack", "outcome", "escalation"))}
+    uplink = {topics.status, topics.heartbeat, *(topics.for_kind(k) for k in ("alert", "ack", "outcome", "escalation", "events"))}
     assert set(gateway_writes(gw)) == uplink
     assert set(gateway_reads(gw)) == {topics.receipt, CENTRE_STATUS, *topics.watchlists,
                                       *gateway_manifest_topics(topics.root, "east")}

@@ -320,7 +320,7 @@ def test_a_store_from_before_keeps_its_data_and_counts_a_resent_alert_once(tmp_p
 
     path = tmp_path / "centre.db"
     with sqlite3.connect(path) as old:  # the first schema, with one alert stored under two seqs
-        old.executescript(_TABLES.format(autoid="INTEGER PRIMARY KEY"))
+        old.executescript(_TABLES.format(autoid="INTEGER PRIMARY KEY", events_partitioned=""))
         old.execute("INSERT INTO schema_version (version) VALUES (1)")
         for seq in (7, 9):
             old.execute("INSERT INTO records (gateway_id, seq, type, alert_id, region, branch, received_at, payload) "

@@ -47,10 +47,10 @@ class FailingAssessor(Assessor):
     """The real assessor, but the scorer raises for one account and recording fails half-way for
     another (after the event, verdict and alert rows are written), as a runtime fault would."""
 
-    def assess(self, event):
+    def assessment(self, event):
         if event.account == SCORER_FAILS:
             raise RuntimeError("TFLite interpreter failed to invoke")
-        return super().assess(event)
+        return super().assessment(event)
 
     def record(self, event, *args, **kwargs):
         alert = super().record(event, *args, **kwargs)

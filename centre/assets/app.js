@@ -152,6 +152,13 @@ function ageText(s) {
   return s < 90 ? Math.round(s) + " s ago" : Math.round(s / 60) + " min ago";
 }
 
+function driftCell(d) {
+  if (!d || !d.judged) return el("td", null, "-");
+  const td = el("td", d.warnings.length ? "drift warn" : "drift", d.worst_feature + " " + d.worst_psi.toFixed(2));
+  if (d.warnings.length) td.title = d.warnings.join("; ");
+  return td;
+}
+
 async function refreshFleet() {
   try {
     const [data, quarantine] = await Promise.all([getJson("/api/fleet"), getJson("/api/quarantine?limit=1")]);
@@ -168,6 +175,7 @@ async function refreshFleet() {
       for (const v of [g.model_version, g.watchlist_version, g.thresholds_version, g.downlink_rejected]) {
         tr.appendChild(el("td", null, v ?? "-"));
       }
+      tr.appendChild(driftCell(g.drift));
       body.appendChild(tr);
     }
     const c = data.counts;

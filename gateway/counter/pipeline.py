@@ -135,11 +135,13 @@ class Pipeline:
                 return self._nak(frame.seq, err), None, None
             # A resend after a lost ACK: the same answer again, scored once.
             return wire.encode_frame("ACK", frame.seq, json.loads(ack_body)), None, None
-        verdict = self.assessor.assess(event)
+        assessment = self.assessor.assessment(event)
+        verdict = assessment.verdict
         body = verdict.ack_body()
         stored = messages.dumps(body)
         # The stored ACK body is also the line's payload whenever it is plain ASCII without '$'
         # (always, unless an event_id carries such characters): one JSON encode per event, not two.
         payload = stored.encode("ascii") if stored.isascii() and "$" not in stored else wire.encode_payload(body)
-        alert = self.assessor.record(event, frame.payload, sha, verdict, self.clock.now(), self.gateway_id, stored)
+        alert = self.assessor.record(event, frame.payload, sha, verdict, self.clock.now(), self.gateway_id, stored,
+                                     assessment)
         return wire.encode_frame("ACK", frame.seq, payload), verdict, alert

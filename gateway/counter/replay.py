@@ -92,8 +92,9 @@ def _one(assessor: Assessor, text: str, out, clock: Clock, gateway_id: str) -> s
             return f"event_id {event.event_id!r} was already used for a different event"
         out.write(verdict_line(json.loads(earlier[1])) + "\n")  # as the counter would: same answer
         return None
-    verdict = assessor.assess(event)
-    assessor.record(event, payload, sha, verdict, clock.now(), gateway_id)
+    assessment = assessor.assessment(event)
+    verdict = assessment.verdict
+    assessor.record(event, payload, sha, verdict, clock.now(), gateway_id, assessment=assessment)
     out.write(verdict_line(verdict.ack_body()) + "\n")
     return None
 

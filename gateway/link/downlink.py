@@ -1,8 +1,8 @@
 """The signed downlink, gateway side: models, thresholds and watchlists from the centre, checked
 before they touch a verdict.
 
-A manifest arrives on one of the gateway's nine manifest topics (all / region / this gateway, for
-each of watchlist, model, thresholds; retained, so a gateway that was off gets the latest). It is
+A manifest arrives on one of the gateway's twelve manifest topics (all / region / this gateway, for
+each of watchlist, model, thresholds, shadow; retained, so a gateway that was off gets the latest). It is
 applied only if, in order: the envelope's signature verifies with the centre public key in the
 config and its key id matches; its target and kind match the topic; its version is newer than the
 one in force (an older or equal one is a replay and is ignored); a model's sha256 matches its bytes
@@ -12,7 +12,8 @@ saying why, counted, and the last-known-good stays in force.
 Applying is persist-then-swap: the model file is written and synced, the versions recorded in the
 store, and only then is the running scorer switched. A new model or thresholds never changes under
 a supervisor's feet: while a red alert is open the swap waits (checked every second) and happens
-once none is. A watchlist is applied at once (a stop-payment entry should not wait).
+once none is. A watchlist is applied at once (a stop-payment entry should not wait), and so is a
+shadow manifest: its challenger only scores beside the model in force and never decides a verdict.
 
     downlink = Downlink(store, assessor, public_key=load_public_key(path), root=topics.root,
                         region="east", state_dir=data_dir / "downlink", on_change=uplink.reannounce)
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _VERSION = "downlink_{kind}_version"
 _MODEL_PATH = "downlink_model_path"
+_SHADOW_PATH = "downlink_shadow_path"  # "" once the centre retired the challenger
 _THRESHOLDS = "downlink_thresholds"
 KEEP_MODELS = 2  # the one in force and the one before it (a quick way back by hand)
 
@@ -94,6 +96,14 @@ class Downlink:
             except ModelError as exc:
                 log.error("downlink: the model received from the centre cannot be loaded (%s); running on the "
                           "configured model until the centre sends another", exc)
+        shadow = self.store.meta_get(_SHADOW_PATH)
+        if shadow:
+            try:
+                self.assessor.shadow = FraudModel.load(shadow)
+                log.info("downlink: challenger %s back in shadow", self.assessor.shadow.version)
+            except ModelError as exc:
+                log.error("downlink: the challenger received from the centre cannot be loaded (%s); scoring "
+                          "without one until the centre sends another", exc)
         saved = self.store.meta_get(_THRESHOLDS)
         if saved:
             t = json.loads(saved)
@@ -132,6 +142,8 @@ class Downlink:
         """Versions in force, for the status and heartbeat payloads."""
         return {"model_version": self.assessor.model.version, "watchlist_version": self.assessor.watchlist.version,
                 "thresholds_version": self.version("thresholds"), "model_manifest_version": self.version("model"),
+                "shadow_version": getattr(self.assessor.shadow, "version", None),
+                "shadow_manifest_version": self.version("shadow"),
                 "downlink_rejected": self.stats.rejected, "downlink_waiting": self.pending()}
 
     # -- receiving ---------------------------------------------------------------------------------
@@ -151,6 +163,8 @@ class Downlink:
                 return "replay"
             if kind == "watchlist":
                 return self._apply_watchlist(manifest, topic)
+            if kind == "shadow":
+                return self._apply_shadow(manifest, topic)
             prepared = self._prepare_model(manifest) if kind == "model" else self._prepare_thresholds(manifest)
         except (ManifestError, ModelError, WatchlistRejected, ValueError) as exc:
             return self._reject(kind, topic, exc)
@@ -166,6 +180,7 @@ class Downlink:
 
     def _reject(self, kind: str, topic: str, exc) -> str:
         keeping = {"model": f"model {self.assessor.model.version}",
+                   "shadow": f"challenger {getattr(self.assessor.shadow, 'version', None) or '(none)'}",
                    "thresholds": f"thresholds {self.assessor.thresholds.amber}/{self.assessor.thresholds.red}",
                    "watchlist": f"watchlist v{self.assessor.watchlist.version}"}.get(kind, "what is in force")
         log.error("downlink: REJECTED %s manifest on %s: %s; keeping %s", kind, topic, exc, keeping)
@@ -187,7 +202,24 @@ class Downlink:
         self.on_change()
         return "applied"
 
-    def _prepare_model(self, manifest: dict) -> FraudModel:
+    def _apply_shadow(self, manifest: dict, topic: str) -> str:
+        """A challenger scores beside the model in force from now on (or, retired, no more). At once:
+        it never changes a verdict, so it need not wait for open red alerts."""
+        challenger = None if manifest.get("retire") else self._prepare_model(manifest, prefix="shadow")
+        with self.store.batch():  # persisted first, as a model is
+            self.store.meta_set(_VERSION.format(kind="shadow"), manifest["version"])
+            self.store.meta_set(_SHADOW_PATH, "" if challenger is None else str(challenger.path))
+        self.assessor.shadow = challenger
+        for old in self.state_dir.glob("models/shadow-v*"):
+            if challenger is None or old.stem != challenger.path.stem:
+                old.unlink(missing_ok=True)
+        self.stats.applied += 1
+        log.info("downlink: shadow manifest v%d from %s: %s", manifest["version"], topic,
+                 "challenger retired" if challenger is None else f"challenger {challenger.version} now scores in shadow")
+        self.on_change()
+        return "applied"
+
+    def _prepare_model(self, manifest: dict, prefix: str = "model") -> FraudModel:
         data = model_bytes(manifest)  # sha256 checked here
         card = manifest["card"]
         if str(card.get("version")) != manifest["model_version"]:
@@ -197,7 +229,7 @@ class Downlink:
             raise ManifestError("the card's sha256 is not the model's")
         models = self.state_dir / "models"
         models.mkdir(parents=True, exist_ok=True)
-        stem = models / f"model-v{manifest['version']}"
+        stem = models / f"{prefix}-v{manifest['version']}"
         # Card first, model second: FraudModel.load reads both and checks one against the other.
         _write_synced(stem.with_suffix(".json"), json.dumps(card, indent=1).encode())
         _write_synced(stem.with_suffix(".tflite"), data)

@@ -109,8 +109,9 @@ class Uplink:
                  keepalive: int = 30, heartbeat_s: float = 30, republish_after_s: float = 30,
                  historical_after_s: float = 10, status_fields=None, heartbeat_fields=None,
                  backoff_min: float = 1.0, backoff_max: float = 120.0, tls=None, window: int = 200,
-                 connect_timeout: float = 5.0, clock: Clock | None = None, downlink=None):
+                 connect_timeout: float = 5.0, clock: Clock | None = None, downlink=None, upload=None):
         self.store = store
+        self.upload = upload  # counterguard.gateway.link.upload.EventUpload: events for learning, when idle
         self.downlink = downlink  # counterguard.gateway.link.downlink.Downlink: signed manifests from the centre
         self.watchlist = watchlist
         # A clustered centre: ``host`` may name several broker nodes ("n1, n2:8884"); a node whose
@@ -294,15 +295,19 @@ class Uplink:
             if room <= 0:
                 session.cond.wait(0.1)
                 return True
-        rows = self.store.outbox_pending(room, republish_after_s=self.republish_after_s)
+        rows = self.store.outbox_pending(room, republish_after_s=self.republish_after_s,
+                                         alerts_first=self.upload is not None)
         if not rows:
-            return False
+            # Nothing of the branch's waiting: time for the next batch of events for learning.
+            return self.upload is not None and self.upload.queue_due() is not None
         now = time.time()
         sent = []
         for row in rows:
             historical = now - row.created_wall > self.historical_after_s
             payload = messages.finalise(row.payload, seq=row.seq, region=self.region, branch=self.branch,
                                         historical=historical)
+            if row.kind == "events":
+                payload = messages.pack_events(payload)
             topic = self.topics.for_kind(row.kind)
             with session.cond:
                 session.inflight += 1

@@ -23,6 +23,7 @@ from counterguard.gateway.counter.pipeline import Pipeline
 from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.counter.serial_link import SerialLink
 from counterguard.gateway.link.downlink import Downlink
+from counterguard.gateway.link.upload import EventUpload
 from counterguard.gateway.link.uplink import Uplink
 from counterguard.gateway.ops import sd_notify
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
@@ -55,6 +56,7 @@ class Gateway:
         self.console = None
         self.lifecycle = None
         self.escalation = None
+        self.upload = None  # events for learning, when [upload] events is on
         self.downlink = None  # signed models, thresholds and watchlists, when [downlink] is configured
         self.branch_console = None  # the web console on the branch LAN, when [console] enabled
         self.supervisor = None  # restarts a counter line whose thread stopped
@@ -107,6 +109,9 @@ class Gateway:
         if cfg.console.enabled:
             self.branch_console = self._bind_console()
 
+        u = cfg.upload
+        self.upload = EventUpload(self.store, self.watchlist.hash, gateway_id=cfg.gateway.id,
+                                  batch_events=u.batch_events, interval_s=u.interval_s) if u.events else None
         m = cfg.mqtt
         tls = (m.ca_file, m.cert_file, m.key_file) if m.ca_file else None
         self.uplink = Uplink(
@@ -115,7 +120,7 @@ class Gateway:
             heartbeat_s=m.heartbeat_s, republish_after_s=m.republish_after_s,
             backoff_min=m.backoff_min_s, backoff_max=m.backoff_max_s, tls=tls,
             status_fields=self._status_fields, heartbeat_fields=self._heartbeat_fields,
-            downlink=self.downlink,
+            downlink=self.downlink, upload=self.upload,
         )
         self.uplink.start()
         if self.downlink is not None:
@@ -165,7 +170,8 @@ class Gateway:
         """Once at start and then daily: drop old green events; alerts and unsynced rows stay."""
         while True:
             try:
-                gone = self.store.purge(time.time(), keep_days=self.config.store.keep_days)
+                gone = self.store.purge(time.time(), keep_days=self.config.store.keep_days,
+                                        keep_unuploaded=self.upload is not None)
                 if any(gone.values()):
                     log.info("housekeeping: removed %d old green events, %d receipted outbox rows",
                              gone["events"], gone["outbox"])
@@ -292,6 +298,7 @@ class Gateway:
             **self._status_fields(),
             "verdicts": dict(self.pipeline.counts),
             "links": {line.name: line.health() for line in self.lines},
+            **({"events_queued": self.upload.queued_events} if self.upload is not None else {}),
         }
 
 

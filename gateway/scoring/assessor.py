@@ -2,40 +2,84 @@
 
 Pure but for reading the store's account history, and shared by the serial path (counter/pipeline.py)
 and ``counterguard replay``, so a replayed event gets exactly the verdict the counter got.
+
+A challenger model (the centre's ``push-model --shadow``) may score beside the model in force: its
+score is kept with the verdict and uploaded for comparison, and never changes what the teller sees.
 """
 
 from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
 
 from counterguard.core.decision import Thresholds, Verdict, decide
 from counterguard.core.events import Event
 from counterguard.core.features import DAY, History, event_features, summarise_history
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A verdict with the model inputs it came from and, when a challenger runs, its score."""
+
+    verdict: Verdict
+    features: list
+    shadow_score: float | None = None
+    shadow_version: str | None = None
+
+    def features_json(self) -> str:
+        # Five decimals: far finer than the int8 model resolves, and a third of the bytes of repr().
+        return json.dumps([round(x, 5) for x in self.features], separators=(",", ":"))
+
+    @property
+    def shadow(self) -> tuple | None:
+        return None if self.shadow_score is None else (self.shadow_score, self.shadow_version)
+
 
 class Assessor:
     """Scores one event against its account's local history, the watchlist and the model."""
 
-    def __init__(self, store, watchlist, model, thresholds: Thresholds):
+    def __init__(self, store, watchlist, model, thresholds: Thresholds, shadow=None):
         self.store = store
         self.watchlist = watchlist
         self.model = model
         self.thresholds = thresholds
+        self.shadow = shadow  # a challenger FraudModel, or None
 
     def history(self, event: Event) -> History:
         now = event.epoch
         prior = self.store.account_history(event.account, now - DAY, now)
         return summarise_history(prior, now, event.counter)
 
-    def assess(self, event: Event) -> Verdict:
+    def assessment(self, event: Event) -> Assessment:
         history = self.history(event)
-        score = self.model.score(event_features(event, history))
-        return decide(event, score, history, self.watchlist.contains(event.account), self.thresholds)
+        row = event_features(event, history)
+        verdict = decide(event, self.model.score(row), history, self.watchlist.contains(event.account),
+                         self.thresholds)
+        challenger = self.shadow
+        if challenger is None:
+            return Assessment(verdict, row)
+        try:
+            shadow_score = challenger.score(row)
+        except Exception:  # a broken challenger must never cost the teller a verdict
+            log.exception("shadow model %s failed on event %s; its score is left out", challenger.version,
+                          event.event_id)
+            return Assessment(verdict, row)
+        return Assessment(verdict, row, float(shadow_score), challenger.version)
+
+    def assess(self, event: Event) -> Verdict:
+        return self.assessment(event).verdict
 
     def record(self, event: Event, payload: bytes, sha: str, verdict: Verdict, stamp, gateway_id: str,
-               ack_body: str | None = None):
+               ack_body: str | None = None, assessment: Assessment | None = None):
         return self.store.record_verdict(
             event, payload, sha, verdict, stamp,
             model_version=self.model.version,
             watchlist_version=self.watchlist.version,
             gateway_id=gateway_id,
             ack_body=ack_body,
+            features=None if assessment is None else assessment.features_json(),
+            shadow=None if assessment is None else assessment.shadow,
         )

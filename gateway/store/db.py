@@ -38,6 +38,7 @@ OUTCOMES = messages.OUTCOMES
 ANSWERS = messages.ANSWERS
 ALERT_STATES = ("open", "acknowledged", "closed")
 ALERT_LEVELS = ("amber", "red")
+UPLOADED_THROUGH = "events_uploaded_through"  # meta: rowid of the last event put in an upload batch
 NOTE_MAX = 2000  # characters; a note is a few sentences, not a document
 RAISE_VIA = ("console", "cli")
 RAISE_NOTE_MAX = 500  # what the teller noticed, read at a glance on the console and at the centre
@@ -295,6 +296,37 @@ def _staff_alerts(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+@migration(5, "events for learning: each verdict's features and shadow score; event batches in the outbox")
+def _event_upload(conn: sqlite3.Connection) -> None:
+    (next_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    for sql in (
+        # NULL on verdicts from before: they are uploaded without features.
+        "ALTER TABLE verdicts ADD COLUMN features TEXT",
+        "ALTER TABLE verdicts ADD COLUMN shadow_score REAL",
+        "ALTER TABLE verdicts ADD COLUMN shadow_version TEXT",
+        # The outbox's kind CHECK gains 'events': rebuilt the documented way, as in migration 2.
+        """CREATE TABLE outbox_new (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ('alert', 'ack', 'outcome', 'escalation', 'events')),
+            ref_id TEXT NOT NULL, payload TEXT NOT NULL, created_wall REAL NOT NULL,
+            publish_count INTEGER NOT NULL DEFAULT 0, last_published_wall REAL, receipted_wall REAL)""",
+        "INSERT INTO outbox_new SELECT * FROM outbox",
+        "DROP TABLE outbox",
+        "ALTER TABLE outbox_new RENAME TO outbox",
+        "CREATE INDEX outbox_open ON outbox(seq) WHERE receipted_wall IS NULL",
+    ):
+        conn.execute(sql)
+    conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'", (next_seq,))
+    if next_seq and conn.execute("SELECT count(*) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0] == 0:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (next_seq,))
+
+
+_VERDICT = ("INSERT INTO verdicts (event_id, level, score, reasons, text, ack_body, model_version, watchlist_version, "
+            "decided_wall) VALUES (?,?,?,?,?,?,?,?,?)")
+_VERDICT_WITH_INPUTS = _VERDICT.replace("decided_wall)", "decided_wall, features, shadow_score, shadow_version)").replace(
+    "?)", "?,?,?,?)")
+
+
 def _is_medium_error(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError) or isinstance(exc, sqlite3.DatabaseError):
         name = getattr(exc, "sqlite_errorname", "") or ""
@@ -520,27 +552,29 @@ class Store:
         return tuple(row) if row else None
 
     def record_verdict(self, event, payload: bytes, payload_sha256: str, verdict, stamp, *, model_version: str,
-                       watchlist_version: int, gateway_id: str, ack_body: str | None = None) -> Alert | None:
+                       watchlist_version: int, gateway_id: str, ack_body: str | None = None,
+                       features: str | None = None, shadow: tuple | None = None) -> Alert | None:
         """Store the event and its verdict; for amber/red also an alert and its outbox row.
 
         ``ack_body`` is the verdict's ACK payload as ``messages.dumps`` writes it, when the caller
-        has already encoded it for the line."""
+        has already encoded it for the line. ``features``: the model's inputs as a JSON list;
+        ``shadow``: (score, model version) of the challenger scored beside the model in force."""
         with self._lock:
             if self._depth:
                 # Inside the caller's batch (the counter line's group commit): join it directly,
                 # as a nested batch would, without a context manager per event.
                 try:
                     return self._record_verdict(event, payload, payload_sha256, verdict, stamp, model_version,
-                                                watchlist_version, gateway_id, ack_body)
+                                                watchlist_version, gateway_id, ack_body, features, shadow)
                 except BaseException:
                     self._doomed = True
                     raise
         with self.batch():
             return self._record_verdict(event, payload, payload_sha256, verdict, stamp, model_version,
-                                        watchlist_version, gateway_id, ack_body)
+                                        watchlist_version, gateway_id, ack_body, features, shadow)
 
     def _record_verdict(self, event, payload, payload_sha256, verdict, stamp, model_version, watchlist_version,
-                        gateway_id, ack_body) -> Alert | None:
+                        gateway_id, ack_body, features=None, shadow=None) -> Alert | None:
         c = self._conn
         if gateway_id != self._gateway_id:  # remembered so acknowledgements carry it too
             self.meta_set("gateway_id", gateway_id)
@@ -549,10 +583,14 @@ class Store:
             event.event_id, event.counter, event.account, event.kind, event.amount, event.ts.isoformat(),
             event.epoch, payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload),
             payload_sha256, stamp.wall, stamp.mono, int(bool(stamp.synced))))
-        c.execute("INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)", (
-            event.event_id, verdict.level, float(verdict.score), _reasons_json(verdict.reasons), verdict.text,
-            ack_body if ack_body is not None else messages.dumps(verdict.ack_body()),
-            model_version, int(watchlist_version), stamp.wall))
+        values = [event.event_id, verdict.level, float(verdict.score), _reasons_json(verdict.reasons), verdict.text,
+                  ack_body if ack_body is not None else messages.dumps(verdict.ack_body()),
+                  model_version, int(watchlist_version), stamp.wall]
+        if features is not None or shadow is not None:
+            values += [features, *(shadow or (None, None))]
+            c.execute(_VERDICT_WITH_INPUTS, values)
+        else:
+            c.execute(_VERDICT, values)
         if verdict.level not in ALERT_LEVELS:
             return None
         return self._insert_alert(event, verdict, stamp, model_version, watchlist_version, gateway_id)
@@ -875,14 +913,22 @@ class Store:
         return json.loads(row[0]).get("gateway_id", "") if row else ""
 
     # -- outbox -----------------------------------------------------------------------------------
-    def outbox_pending(self, limit: int, *, republish_after_s: float, now_wall: float | None = None) -> list[OutboxRow]:
+    def outbox_pending(self, limit: int, *, republish_after_s: float, now_wall: float | None = None,
+                       alerts_first: bool = False) -> list[OutboxRow]:
         """Unreceipted rows never published, or last published more than ``republish_after_s`` ago, in seq order.
-        A row last published in the future (the wall clock was stepped back since) is due now."""
+        A row last published in the future (the wall clock was stepped back since) is due now.
+        ``alerts_first``: alerts, acknowledgements, outcomes and escalations before any event batch,
+        so a bulk upload never holds up an alert."""
         now = time.time() if now_wall is None else now_wall
-        rows = self._q(
-            "SELECT seq, kind, ref_id, payload, created_wall, publish_count, last_published_wall FROM outbox "
-            "WHERE receipted_wall IS NULL AND (last_published_wall IS NULL OR last_published_wall <= ? "
-            "OR last_published_wall > ?) ORDER BY seq LIMIT ?", (now - republish_after_s, now + 1.0, int(limit)))
+        due = ("SELECT seq, kind, ref_id, payload, created_wall, publish_count, last_published_wall FROM outbox "
+               "WHERE receipted_wall IS NULL AND (last_published_wall IS NULL OR last_published_wall <= ? "
+               "OR last_published_wall > ?)")
+        window = (now - republish_after_s, now + 1.0)
+        if not alerts_first:
+            return [OutboxRow(*r) for r in self._q(due + " ORDER BY seq LIMIT ?", (*window, int(limit)))]
+        rows = self._q(due + " AND kind != 'events' ORDER BY seq LIMIT ?", (*window, int(limit)))
+        if len(rows) < limit:
+            rows += self._q(due + " AND kind = 'events' ORDER BY seq LIMIT ?", (*window, int(limit) - len(rows)))
         return [OutboxRow(*r) for r in rows]
 
     def mark_published(self, seqs, wall: float) -> None:
@@ -910,20 +956,57 @@ class Store:
     def outbox_depth(self) -> int:
         return self._q("SELECT count(*) FROM outbox WHERE receipted_wall IS NULL")[0][0]
 
+    # -- events for learning (gateway/link/upload.py) -------------------------------------------------
+    def events_to_upload(self, limit: int) -> list[dict]:
+        """The next scored events not yet put in an upload batch, oldest first, with their verdicts."""
+        after = int(self.meta_get(UPLOADED_THROUGH, "0"))
+        rows = self._q(
+            "SELECT e.rowid, e.event_id, e.counter, e.kind, e.amount, e.ts, e.account, v.level, v.score, v.reasons, "
+            "v.model_version, v.watchlist_version, v.features, v.shadow_score, v.shadow_version, v.decided_wall "
+            "FROM events e JOIN verdicts v USING (event_id) WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?",
+            (after, int(limit)))
+        names = ("position", "event_id", "counter", "kind", "amount", "ts", "account", "level", "score", "reasons",
+                 "model_version", "watchlist_version", "features", "shadow_score", "shadow_version", "decided_wall")
+        return [dict(zip(names, r)) for r in rows]
+
+    def events_waiting(self) -> tuple[int, float | None]:
+        """(how many scored events wait for an upload batch, when the oldest was decided)."""
+        after = int(self.meta_get(UPLOADED_THROUGH, "0"))
+        count, oldest = self._q("SELECT count(*), min(v.decided_wall) FROM events e JOIN verdicts v USING (event_id) "
+                                "WHERE e.rowid > ?", (after,))[0]
+        return count, oldest
+
+    def queue_events(self, body: str, first: int, last: int, wall: float) -> int:
+        """Put one batch of events in the outbox and move the upload position past it, in one
+        transaction: a batch is queued exactly once, and a crash in between leaves neither."""
+        with self.batch():
+            seq = self._conn.execute(
+                "INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('events', ?, ?, ?)",
+                (f"{first}-{last}", body, wall)).lastrowid
+            self.meta_set(UPLOADED_THROUGH, last)
+        return seq
+
+    def open_event_batches(self) -> int:
+        return self._q("SELECT count(*) FROM outbox WHERE receipted_wall IS NULL AND kind = 'events'")[0][0]
+
     def oldest_unreceipted_wall(self) -> float | None:
         return self._q("SELECT min(created_wall) FROM outbox WHERE receipted_wall IS NULL")[0][0]
 
     # -- retention --------------------------------------------------------------------------------
-    def purge(self, now_wall: float, *, keep_days: int = 90) -> dict:
+    def purge(self, now_wall: float, *, keep_days: int = 90, keep_unuploaded: bool = False) -> dict:
         """Delete green events (and their verdicts) older than ``keep_days`` that raised no alert,
-        and receipted outbox rows older than that. Alerts and unreceipted rows are never deleted."""
+        and receipted outbox rows older than that. Alerts and unreceipted rows are never deleted;
+        with ``keep_unuploaded`` (event upload on) neither is an event not yet in an upload batch."""
         cutoff = now_wall - keep_days * DAY_S
+        through = int(self.meta_get(UPLOADED_THROUGH, "0")) if keep_unuploaded else 2**62
         with self.batch():
             c = self._conn
             gone = c.execute(
-                "DELETE FROM events WHERE received_wall < ? AND event_id IN "
+                # The newest event always stays: its rowid keeps new events numbered past the upload position.
+                "DELETE FROM events WHERE received_wall < ? AND rowid <= ? AND rowid < (SELECT max(rowid) FROM events) "
+                "AND event_id IN "
                 "(SELECT event_id FROM verdicts WHERE level = 'green') "
-                "AND event_id NOT IN (SELECT event_id FROM alerts)", (cutoff,)).rowcount
+                "AND event_id NOT IN (SELECT event_id FROM alerts)", (cutoff, through)).rowcount
             # Verdicts go with their events (ON DELETE CASCADE).
             sent = c.execute("DELETE FROM outbox WHERE receipted_wall IS NOT NULL AND created_wall < ?",
                              (cutoff,)).rowcount

@@ -1,0 +1,262 @@
+"""Events for learning: every scored event leaves the gateway in compressed batches through the
+outbox (keyed hashes in place of account numbers, features, verdict, model and shadow score), behind
+any alert, and the centre keeps each event once and receipts the batch (real SQLite on both sides,
+real mosquitto, the bundled TFLite model, the centre on SQLite and on PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+
+import pytest
+
+from centre_support import postgres, store_url  # noqa: F401  (fixtures)
+from conftest import wait_until
+from counterguard.centre import schema
+from counterguard.centre.ingest import IngestWorker
+from counterguard.centre.store import open_store
+from counterguard.core import messages
+from counterguard.core.clock import Clock, Stamp
+from counterguard.core.events import parse_event
+from counterguard.core.features import N_FEATURES
+from counterguard.gateway.link.upload import EventUpload
+from counterguard.gateway.link.uplink import Uplink
+from counterguard.gateway.scoring.assessor import Assessor
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.gateway.scoring.watchlist import Watchlist
+from counterguard.gateway.store.db import Store
+from harness import event, intercept, mule
+
+GW, REGION, BRANCH = "gw-learn-01", "610100", "b0231"
+MODEL = FraudModel.load(default_model_path())
+
+
+class BrokenModel:
+    """A challenger whose interpreter fails on every call."""
+    version = "broken-1"
+
+    def score(self, row):
+        raise RuntimeError("challenger interpreter failed")
+
+
+def score_and_keep(assessor: Assessor, body: dict):
+    ev = parse_event(body)
+    assessment = assessor.assessment(ev)
+    stamp = Stamp(time.time(), time.monotonic(), True)
+    assessor.record(ev, json.dumps(body).encode(), f"sha-{ev.event_id}", assessment.verdict, stamp, GW,
+                    assessment=assessment)
+    return ev, assessment
+
+
+def day_of_events(n: int, prefix: str) -> list[dict]:
+    out = []
+    for i in range(n):
+        if i % 5 == 0:
+            out.append(intercept(event_id=f"{prefix}-{i}"))
+        elif i % 5 == 1:
+            out.append(mule(event_id=f"{prefix}-{i}"))
+        else:
+            out.append(event(counter=1 + i % 4, amount=300 + 17 * i, account=f"62220202{i:011d}",
+                             event_id=f"{prefix}-{i}"))
+    return out
+
+
+@pytest.fixture
+def gateway_store(tmp_path):
+    with Store(tmp_path / "gateway.db", synchronous="NORMAL") as store:
+        watchlist = Watchlist(store)
+        watchlist.apply({"version": 1, "full": True, "add": ["6217000099887766554"]})
+        yield store, watchlist
+
+
+def test_a_batch_carries_every_scored_event_with_its_inputs_and_no_account_number(gateway_store):
+    store, watchlist = gateway_store
+    assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    bodies = day_of_events(7, "b1")
+    scored = [score_and_keep(assessor, b) for b in bodies]
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=500)
+
+    seq = upload.queue_next()
+    row = next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq)
+    assert row.kind == "events"
+    for b in bodies:  # the account numbers never leave in clear
+        assert b["account"] not in row.payload
+    batch = json.loads(row.payload)
+    assert (batch["type"], batch["gateway_id"], batch["count"]) == ("events", GW, 7)
+    by_id = {e["event_id"]: e for e in batch["events"]}
+    assert list(by_id) == [b["event_id"] for b in bodies]  # oldest first, every one, green included
+    for b, (ev, assessment) in zip(bodies, scored):
+        sent = by_id[ev.event_id]
+        assert sent["account_hash"] == watchlist.hash(b["account"])
+        assert sent["level"] == assessment.verdict.level and sent["model_version"] == MODEL.version
+        assert len(sent["features"]) == N_FEATURES
+        assert sent["features"] == pytest.approx(assessment.features, abs=1e-5)
+        assert sent["shadow_score"] is None
+    assert {e["level"] for e in batch["events"]} >= {"green", "red"}
+
+    assert upload.queue_next() is None  # nothing left waiting: no empty batch
+    more = day_of_events(3, "b2")
+    for b in more:
+        score_and_keep(assessor, b)
+    seq2 = upload.queue_next()
+    second = json.loads(next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq2).payload)
+    assert [e["event_id"] for e in second["events"]] == [b["event_id"] for b in more]
+    assert second["first"] == batch["last"] + 1
+
+
+def test_a_batch_goes_when_full_or_when_its_oldest_event_has_waited_and_two_at_most_are_open(gateway_store):
+    store, watchlist = gateway_store
+    assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    now = [time.time()]
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=10, interval_s=60, clock=lambda: now[0])
+    for b in day_of_events(3, "w"):
+        score_and_keep(assessor, b)
+    assert upload.queue_due() is None  # 3 of 10, and the oldest has waited under a minute
+    now[0] += 61
+    assert upload.queue_due() is not None
+    for b in day_of_events(25, "full"):
+        score_and_keep(assessor, b)
+    assert upload.queue_due() is not None  # 10 waiting: a full batch goes at once
+    assert upload.queue_due() is None  # two batches open, none receipted: the rest waits in the event log
+    assert store.open_event_batches() == 2
+    store.receipt([r.seq for r in store.outbox_pending(10, republish_after_s=0)])
+    assert upload.queue_due() is not None
+
+
+def test_alerts_and_outcomes_leave_before_event_batches_made_earlier(gateway_store):
+    store, watchlist = gateway_store
+    assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    for b in day_of_events(4, "early"):
+        score_and_keep(assessor, b)
+    store.receipt([r.seq for r in store.outbox_pending(10, republish_after_s=0)])  # the early alerts are home
+    batch = EventUpload(store, watchlist.hash, gateway_id=GW).queue_next()
+    _, red = score_and_keep(assessor, intercept(event_id="later-red"))
+    assert red.verdict.level == "red"
+    kinds = [r.kind for r in store.outbox_pending(10, republish_after_s=0, alerts_first=True)]
+    assert kinds == ["alert", "events"]
+    assert [r.seq for r in store.outbox_pending(10, republish_after_s=0)][0] == batch  # plain seq order otherwise
+
+
+def test_a_challenger_scores_beside_the_model_in_force_and_never_changes_the_verdict(gateway_store):
+    store, watchlist = gateway_store
+    plain = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    challenger = FraudModel.load(default_model_path())
+    shadowed = Assessor(store, watchlist, MODEL, MODEL.thresholds, shadow=challenger)
+    broken = Assessor(store, watchlist, MODEL, MODEL.thresholds, shadow=BrokenModel())
+    for b in day_of_events(10, "sh"):
+        ev = parse_event(b)
+        alone, beside, failing = plain.assessment(ev), shadowed.assessment(ev), broken.assessment(ev)
+        assert beside.verdict == alone.verdict == failing.verdict
+        assert beside.shadow_score == pytest.approx(challenger.score(alone.features))
+        assert beside.shadow_version == challenger.version
+        assert failing.shadow_score is None  # a failing challenger is left out, the teller still gets an answer
+    ev, kept = score_and_keep(shadowed, intercept(event_id="sh-kept"))
+    seq = EventUpload(store, watchlist.hash, gateway_id=GW).queue_next()
+    batch = json.loads(next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq).payload)
+    sent = batch["events"][-1]
+    assert sent["event_id"] == "sh-kept"
+    assert (sent["shadow_score"], sent["shadow_version"]) == (round(kept.shadow_score, 4), challenger.version)
+
+
+def test_the_centre_keeps_each_uploaded_event_once_and_receipts_the_batch(broker, gateway_store, store_url):
+    store, watchlist = gateway_store
+    assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    bodies = day_of_events(240, "c")
+    for b in bodies:
+        score_and_keep(assessor, b)
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=100, interval_s=1.0)
+    centre = open_store(store_url)
+    uplink = Uplink(store, watchlist, host=broker.host, port=broker.port, gateway_id=GW, region=REGION,
+                    branch=BRANCH, heartbeat_s=1.0, republish_after_s=600.0, backoff_min=0.1, backoff_max=0.5,
+                    clock=Clock(assume_synced=True), upload=upload)
+    with IngestWorker(open_store(store_url), host=broker.host, port=broker.port) as worker:
+        uplink.start()
+        try:
+            assert wait_until(lambda: centre.event_count() == len(bodies) and store.outbox_depth() == 0, 30), \
+                f"centre has {centre.event_count()} of {len(bodies)} events, outbox {store.outbox_depth()}"
+            assert upload.queued_batches == 3
+            # Every batch again, as after a lost receipt: nothing is stored twice, all is receipted again.
+            with store.batch():
+                store._conn.execute("UPDATE outbox SET receipted_wall = NULL WHERE kind = 'events'")
+            store.outbox_unpublish()
+            uplink.wake()
+            assert wait_until(lambda: store.outbox_depth() == 0, 30)
+            assert wait_until(lambda: worker.stats.events_duplicate == len(bodies), 10), worker.stats
+        finally:
+            uplink.stop()
+        assert worker.stats.events == len(bodies) == centre.event_count()
+    events = centre.events()
+    assert [e["event_id"] for e in events if e["event_id"].startswith("c-")] and len(events) == len(bodies)
+    assert {e["event_id"] for e in events} == {b["event_id"] for b in bodies}
+    red = next(e for e in events if e["event_id"] == "c-0")
+    assert (red["level"], red["gateway_id"], red["region"], red["branch"]) == ("red", GW, REGION, BRANCH)
+    assert red["account_hash"] == watchlist.hash(bodies[0]["account"]) and len(red["features"]) == N_FEATURES
+    assert red["features_version"] == 2 and red["model_version"] == MODEL.version
+    centre.close()
+
+
+def _batch(events: list, seq: int = 1) -> dict:
+    return {"type": "events", "gateway_id": GW, "seq": seq, "region": REGION, "branch": BRANCH, "historical": False,
+            "features_version": 2, "first": 1, "last": len(events), "count": len(events), "events": events}
+
+
+def _one(**changes) -> dict:
+    e = {"event_id": "e-1", "counter": 1, "kind": "cash_withdrawal", "amount": 500.0,
+         "ts": "2026-12-01T09:30:00+08:00", "account_hash": "a" * 64, "level": "green", "score": 0.01,
+         "reasons": [], "model_version": "2.0.0", "watchlist_version": 1, "features": [0.5] * N_FEATURES,
+         "shadow_score": None, "shadow_version": None, "decided_at": "2026-12-01T01:30:00.000Z"}
+    e.update(changes)
+    return e
+
+
+TOPIC = f"counterguard/v1/{REGION}/{BRANCH}/{GW}/events"
+
+
+@pytest.mark.parametrize("payload, says", [
+    (zlib.compress(b" " * (messages.EVENTS_INFLATED_MAX + 1)), "inflates to more than"),
+    (b'{"type": "events"}', "not zlib-compressed"),
+    (zlib.compress(json.dumps(_batch([_one(), _one(event_id="e-2", level="purple")])).encode()),
+     "events item 2 field 'level'"),
+    (zlib.compress(json.dumps(_batch([_one(account_hash="6222020200000000101")])).encode()),
+     "events item 1 field 'account_hash'"),
+    (zlib.compress(json.dumps(_batch([])).encode()), "field 'events'"),
+    (zlib.compress(json.dumps({**_batch([_one()]), "gateway_id": "gw-other"}).encode()), "came on the topic"),
+])
+def test_a_bad_events_batch_is_refused_naming_what_is_wrong(payload, says):
+    with pytest.raises(schema.SchemaError, match=says):
+        schema.check(TOPIC, payload)
+
+
+def test_an_account_number_in_place_of_its_hash_is_refused_not_stored(tmp_path):
+    # The centre never keeps a clear account number in the events table, whatever a gateway sends.
+    raw = messages.pack_events(json.dumps(_batch([_one(account_hash="6222020200000000101")])))
+    with pytest.raises(schema.SchemaError, match="account_hash"):
+        schema.check(TOPIC, raw)
+
+
+def test_postgresql_keeps_events_in_day_partitions_and_retention_drops_whole_days(postgres):  # noqa: F811
+    store = open_store(postgres.create_database(f"events_days_{time.time_ns()}"))
+    days = ["2026-11-01", "2026-11-20", "2026-12-02"]
+    events = [_one(event_id=f"d{i}-{n}", ts=f"{day}T10:00:00+00:00") for i, day in enumerate(days) for n in range(5)]
+    record = schema.check(TOPIC, messages.pack_events(json.dumps(_batch(events))))
+    assert store.ingest([record]).events == 15
+    assert store.ingest([record]).events_duplicate == 15  # a resent batch: kept once
+    parts = {r["relname"] for r in store._query(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'")}
+    assert parts == {"events_20261101", "events_20261120", "events_20261202"}
+    now = time.mktime(time.strptime("2026-12-03", "%Y-%m-%d"))
+    assert store.purge_events(keep_days=20, now=now) == 5  # 1 November is more than 20 days back
+    assert sorted({e["ts"][:10] for e in store.events()}) == ["2026-11-20", "2026-12-02"]
+    store.close()
+
+
+def test_sqlite_retention_deletes_days_past_the_limit(tmp_path):
+    store = open_store(tmp_path / "centre.db")
+    events = [_one(event_id=f"s{n}", ts=f"2026-11-{1 + n:02d}T10:00:00+00:00") for n in range(10)]
+    store.ingest([schema.check(TOPIC, messages.pack_events(json.dumps(_batch(events))))])
+    now = time.mktime(time.strptime("2026-11-11", "%Y-%m-%d"))
+    assert store.purge_events(keep_days=5, now=now) == 5
+    assert [e["event_id"] for e in store.events()] == [f"s{n}" for n in range(5, 10)]
+    store.close()
