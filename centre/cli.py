@@ -136,12 +136,52 @@ def _run(args) -> int:
     return 0
 
 
+class _CanaryGuard:
+    """Rolls a canary group back when it leaves its band (centre/canary.py); needs the signing key."""
+
+    def __init__(self, cfg: CentreConfig):
+        from dataclasses import asdict
+
+        from counterguard.centre.canary import Band
+
+        self.cfg = cfg
+        self.band = Band(**asdict(cfg.canary))
+        self.next_check = 0.0
+        self._warned = False
+
+    def tick(self, store) -> None:
+        if time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + self.band.check_every_s
+        from counterguard.centre import canary
+
+        try:
+            if not store.canaries(active_only=True):
+                return
+            triggered = canary.check(store, self.band, now=time.time())
+            if not triggered:
+                return
+            if not self.cfg.signing.key:
+                if not self._warned:
+                    log.error("centre: a canary left its band but this centre has no [signing] key to roll it "
+                              "back; run 'counterguard centre rollback' by hand")
+                    self._warned = True
+                return
+            downlink = _downlink(self.cfg, store)
+            for row, reason in triggered:
+                _publish(self.cfg, canary.rollback(store, downlink, row, reason=reason, now=time.time()))
+        except Exception as exc:  # the intake goes on; the next tick tries again
+            log.warning("centre: canary check failed: %s", exc)
+
+
 def _keep_running(args, cfg: CentreConfig, workers, stop: threading.Event) -> None:
     """Until stopped: report the intake every ``--report-every`` seconds, and drop uploaded events past
     ``[learning] keep_days`` at start and then hourly (one worker's store connection is its own thread's)."""
     next_purge = 0.0
+    guard = _CanaryGuard(cfg)
     with _open_store(cfg) as housekeeping:
         while True:
+            guard.tick(housekeeping)
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + 3600
                 try:
@@ -150,7 +190,8 @@ def _keep_running(args, cfg: CentreConfig, workers, stop: threading.Event) -> No
                         log.info("centre: dropped %d uploaded events older than %d days", gone, cfg.learning.keep_days)
                 except Exception as exc:  # the intake goes on; retention is tried again in an hour
                     log.warning("centre: could not drop old uploaded events: %s", exc)
-            if stop.wait(min(args.report_every or 3600, max(0.1, next_purge - time.monotonic()))):
+            if stop.wait(min(args.report_every or 3600, max(0.1, next_purge - time.monotonic()),
+                             max(0.1, guard.next_check - time.monotonic()))):
                 return
             if args.report_every:
                 totals = [w.stats for w in workers]
@@ -346,6 +387,59 @@ def _drift(args) -> int:
         except drift.DriftError as exc:
             raise CommandError(str(exc)) from None
     print(json.dumps(report, indent=1) if args.json else drift.text(report))
+    return 0
+
+
+def _promote(args) -> int:
+    from counterguard.centre import canary
+
+    if args.canary is None and not args.all:
+        raise CommandError("say where: --canary PERCENT (a sample of gateways first) or --all")
+
+    def build(downlink):
+        try:
+            return canary.promote(downlink.store, downlink, percent=args.canary, everywhere=args.all,
+                                  version=args.challenger, now=time.time())
+        except canary.CanaryError as exc:
+            raise CommandError(str(exc)) from None
+    return _push_many(args, build)
+
+
+def _rollback(args) -> int:
+    from counterguard.centre import canary
+
+    def build(downlink):
+        active = downlink.store.canaries(active_only=True)
+        if not active:
+            raise CommandError("no canary is running: nothing to roll back (to go back fleet-wide, push the earlier "
+                               "model with 'counterguard centre push-model --target all')")
+        return [p for row in active
+                for p in canary.rollback(downlink.store, downlink, row, reason=f"by hand: {args.reason}",
+                                         now=time.time())]
+    return _push_many(args, build)
+
+
+def _canaries(args) -> int:
+    def render(rows):
+        lines = [f"{'id':>3} {'challenger':<22} {'state':<12} {'gateways':<30} reason"]
+        for r in rows:
+            lines.append(f"{r['id']:>3} {r['challenger']:<22} {r['state']:<12} {', '.join(r['gateways'])[:30]:<30} "
+                         f"{r['reason'] or '-'}")
+        return "\n".join(lines)
+    return _report(args, lambda store: store.canaries(), render)
+
+
+def _push_many(args, build) -> int:
+    cfg = _signing_config(args)
+    store = _open_store(cfg)
+    try:
+        downlink = _downlink(cfg, store)
+        pushed = build(downlink)
+        _publish(cfg, pushed)
+        for p in pushed:
+            print(f"pushed {p.kind} v{p.version} to {p.target}" + (" (rollback)" if p.summary.get("rollback") else ""))
+    finally:
+        store.close()
     return 0
 
 
@@ -608,6 +702,30 @@ def add_commands(sub) -> None:
     _common(p)
     _signing(p)
     p.set_defaults(func=_guard(_retire_shadow))
+
+    p = cmds.add_parser("promote", help="make the shadow challenger the model in force: a canary group, then all",
+                        description="Push the challenger running in shadow as the model in force to a deterministic "
+                                    "--canary PERCENT of the gateways (watched: the group goes back by itself when "
+                                    "its alert rate or red precision leaves [canary]'s band), or to --all.")
+    _common(p)
+    p.add_argument("--signing-key", help="the centre's Ed25519 private key (PEM)")
+    p.add_argument("--canary", type=float, metavar="PERCENT", help="share of the gateways to start with")
+    p.add_argument("--all", action="store_true", help="every gateway (ends a running canary as promoted)")
+    p.add_argument("--challenger", help="the challenger's model version (default: the latest in shadow)")
+    p.set_defaults(func=_guard(_promote))
+
+    p = cmds.add_parser("rollback", help="put the previous model back on the running canary's gateways, at once",
+                        description="Push the model in force before the canary to its gateways as a rollback, "
+                                    "which they apply at once even with red alerts open.")
+    _common(p)
+    p.add_argument("--signing-key", help="the centre's Ed25519 private key (PEM)")
+    p.add_argument("--reason", default="no reason given", help="why, for the record and the dashboard")
+    p.set_defaults(func=_guard(_rollback))
+
+    p = cmds.add_parser("canaries", help="every canary: its challenger, gateways, state and why it ended")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    p.set_defaults(func=_guard(_canaries))
 
     p = cmds.add_parser("compare", help="the model in force against its shadow challenger on the same labelled events",
                         description="On the uploaded events both models scored, labelled by outcomes, staff reports "

@@ -35,6 +35,12 @@
     keep_days = 180             # dropped, a day at a time, once their day is older than this
     honest_after_days = 30      # an event nobody labelled in this many days counts as honest in training
 
+    [canary]                    # when a promoted challenger goes back by itself (docs/centre.md, "Canary")
+    alert_rate_max = 0.05       # share of a canary gateway's verdicts that are amber or red
+    red_precision_min = 0.2     # share of its judged reds that were fraud
+    min_events = 20
+    check_every_s = 10
+
 A bad file raises ``CentreConfigError`` naming the file and the key.
 """
 
@@ -117,6 +123,16 @@ class Learning:
 
 
 @dataclass
+class Canary:
+    alert_rate_max: float = 0.05      # a canary gateway alerting more than this share is rolled back
+    alert_rate_min: float = 0.0       # ... or less than this (0: no lower bound)
+    red_precision_min: float = 0.2    # ... or whose judged reds are fraud less often than this
+    min_events: int = 20
+    min_judged_reds: int = 10
+    check_every_s: float = 10.0
+
+
+@dataclass
 class CentreConfig:
     broker: Broker = field(default_factory=Broker)
     store: Store = field(default_factory=Store)
@@ -124,6 +140,7 @@ class CentreConfig:
     dashboard: Dashboard = field(default_factory=Dashboard)
     signing: Signing = field(default_factory=Signing)
     learning: Learning = field(default_factory=Learning)
+    canary: Canary = field(default_factory=Canary)
 
 
 def _section(path, name: str, cls, table) -> object:

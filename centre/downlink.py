@@ -189,14 +189,24 @@ class Downlink:
             raise DownlinkError(f"--model-version {model_version} differs from the version {card_version} in the "
                                 f"model card {card_path}; gateways would refuse it (leave --model-version out, "
                                 "or push the card of that version)")
-        model_version = str(card_version)
+        return self.push_model_bytes(target, data, card, shadow=shadow)
+
+    def push_model_bytes(self, target: str, data: bytes, card: dict, *, shadow: bool = False,
+                         rollback: bool = False, note: str | None = None) -> Pushed:
+        """Push model bytes with their card: as the model in force, as a challenger (``shadow``), or
+        as a ``rollback`` the gateways apply at once, even with red alerts open."""
+        model_version = str(card.get("version"))
         # The model fields come from the shared builder; the common ones (version, time, target) are
         # set by _push like every other kind's.
-        body = signed.model_manifest(data, card, version=1, model_version=str(model_version), target=target,
+        body = signed.model_manifest(data, card, version=1, model_version=model_version, target=target,
                                      issued_at=_now())
         body = {k: v for k, v in body.items() if k not in ("kind", "version", "issued_at", "target")}
-        return self._push("shadow" if shadow else "model", target, body,
-                          {"model_version": str(model_version), "sha256": body["sha256"], "model_bytes": len(data)})
+        summary = {"model_version": model_version, "sha256": body["sha256"], "model_bytes": len(data)}
+        if rollback:
+            body["rollback"] = summary["rollback"] = True
+        if note:
+            body["note"] = note[:500]
+        return self._push("shadow" if shadow else "model", target, body, summary)
 
     def retire_shadow(self, target: str) -> Pushed:
         """Stop the challenger scoring in shadow at the target's gateways."""

@@ -74,6 +74,10 @@ CREATE TABLE IF NOT EXISTS events (
     shadow_version TEXT, decided_at TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (gateway_id, event_id, day)){events_partitioned};
 CREATE INDEX IF NOT EXISTS events_time ON events (ts_epoch);
+CREATE TABLE IF NOT EXISTS canaries (
+    id {autoid}, challenger TEXT NOT NULL, challenger_manifest BIGINT NOT NULL, previous TEXT NOT NULL,
+    previous_manifest BIGINT, gateways TEXT NOT NULL, percent DOUBLE PRECISION NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL, ended_at DOUBLE PRECISION);
 CREATE TABLE IF NOT EXISTS labels (
     id {autoid}, label TEXT NOT NULL, source TEXT NOT NULL, case_number TEXT NOT NULL,
     event_id TEXT NOT NULL, gateway_id TEXT NOT NULL, account_hash TEXT NOT NULL,
@@ -537,6 +541,51 @@ class CentreStore:
                            f"{where} ORDER BY kind, version", params)
         for row in rows:
             row["summary"] = json.loads(row["summary"])
+        return rows
+
+    def manifest_body(self, kind: str, version: int) -> dict | None:
+        """The manifest as it was signed (the centre's own record; gateways verify the signature)."""
+        rows = self._query("SELECT envelope FROM manifests WHERE kind = ? AND version = ?", (kind, int(version)))
+        if not rows:
+            return None
+        import base64
+
+        return json.loads(base64.b64decode(json.loads(rows[0]["envelope"])["manifest"]))
+
+    # -- canaries (centre/canary.py) -------------------------------------------------------------
+    def start_canary(self, *, challenger: str, challenger_manifest: int, previous: str, previous_manifest,
+                     gateways: list[str], percent: float, started_at: float) -> int:
+        def work():
+            self._execute("UPDATE canaries SET state = 'superseded', ended_at = ? WHERE state = 'canary'",
+                          (started_at,))
+            cur = self._execute(
+                "INSERT INTO canaries (challenger, challenger_manifest, previous, previous_manifest, gateways, percent, "
+                "started_at, state, reason) VALUES (?,?,?,?,?,?,?,'canary','')",
+                (challenger, challenger_manifest, previous, previous_manifest, json.dumps(gateways), percent,
+                 started_at))
+            return cur.lastrowid if self.placeholder == "?" else self._execute(
+                "SELECT max(id) FROM canaries").fetchone()[0]
+        return self._transaction(work)
+
+    def end_canary(self, canary_id: int, *, state: str, reason: str, at: float) -> None:
+        self._transaction(lambda: self._execute(
+            "UPDATE canaries SET state = ?, reason = ?, ended_at = ? WHERE id = ?", (state, reason, at, canary_id)))
+
+    def canary_alerts(self, gateways: list[str], model_version: str, since: float) -> list[dict]:
+        """Alerts from these gateways decided by ``model_version``, stored since ``since``."""
+        if not gateways:
+            return []
+        marks = ",".join("?" * len(gateways))
+        rows = self._query(f"SELECT gateway_id, alert_id, level, payload FROM records WHERE type = 'alert' "
+                           f"AND received_at >= ? AND gateway_id IN ({marks}) ORDER BY id", (since, *gateways))
+        return [{"gateway_id": r["gateway_id"], "alert_id": r["alert_id"], "level": r["level"]} for r in rows
+                if str(json.loads(r["payload"]).get("model_version")) == model_version]
+
+    def canaries(self, *, active_only: bool = False) -> list[dict]:
+        rows = self._query("SELECT * FROM canaries" + (" WHERE state = 'canary'" if active_only else "") +
+                           " ORDER BY id")
+        for row in rows:
+            row["gateways"] = json.loads(row["gateways"])
         return rows
 
     def watchlist_targets(self) -> list[str]:

@@ -16,7 +16,7 @@ Endpoints (all JSON except the page and its assets):
 | `/` | the dashboard |
 | `/api/alerts?region=&branch=&level=&limit=` | the newest alerts, each with its trail |
 | `/api/records?after=&region=&branch=&level=` | alerts and follow-ups stored after record id `after` |
-| `/api/fleet` | every gateway: presence, heartbeat age, outbox depth, versions; and the rollout of manifests |
+| `/api/fleet` | every gateway: presence, heartbeat age, outbox depth, versions, drift; the rollout of manifests; the latest canaries (challenger, gateways, state, why a rollback happened) |
 | `/api/quarantine` | how many messages were quarantined, and the latest with their reasons |
 | `/api/accuracy?by=branch` | precision of red and amber warnings (centre/accuracy.py) |
 | `/login`, `/logout` | an analyst's login form (GET), logging in (POST) and out (POST) |
@@ -132,7 +132,8 @@ class DashboardApi:
         for g in gateways:
             counts[g["presence"]] = counts.get(g["presence"], 0) + 1
             g["drift"] = drifted.get(g["gateway_id"])
-        return {"gateways": gateways, "counts": counts, "rollout": downlink.rollout(self.store)}
+        return {"gateways": gateways, "counts": counts, "rollout": downlink.rollout(self.store),
+                "canaries": self.store.canaries()[-10:]}
 
     def _drift(self, now: float) -> dict:
         # Reading a day's and four weeks' events is not for every poll: worked out at most every 5 minutes.

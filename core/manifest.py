@@ -67,7 +67,9 @@ _ACCOUNT = re.compile(r"[0-9]{6,34}")
 _COMMON = ("kind", "version", "issued_at", "target")
 _FIELDS = {
     "watchlist": {"full", "base_version", "add", "remove", "hash", "key_version", "note"},
-    "model": {"model_version", "tflite_b64", "sha256", "card", "note"},
+    # "rollback": back to an earlier model at once, even while red alerts are open (a broken model
+    # must not keep deciding verdicts until the branch's alerts are cleared).
+    "model": {"model_version", "tflite_b64", "sha256", "card", "note", "rollback"},
     "thresholds": {"amber", "red", "note"},
     "shadow": {"model_version", "tflite_b64", "sha256", "card", "note", "retire"},
 }
@@ -316,6 +318,8 @@ def check_manifest(manifest) -> dict:
             raise ManifestError('"sha256" must be 64 lowercase hex digits')
         if not isinstance(manifest.get("card"), dict):
             raise ManifestError('model manifest needs "card", the model\'s JSON sidecar, as an object')
+        if not isinstance(manifest.get("rollback", False), bool):
+            raise ManifestError('"rollback" must be true or false')
     else:
         amber, red = manifest.get("amber"), manifest.get("red")
         for name, value in (("amber", amber), ("red", red)):

@@ -182,6 +182,13 @@ async function refreshFleet() {
     document.getElementById("total-online").textContent = c.online || 0;
     document.getElementById("total-down").textContent = (c.offline || 0) + (c.silent || 0);
     document.getElementById("total-quarantine").textContent = quarantine.count;
+    const cbody = document.querySelector("#canary-table tbody");
+    cbody.replaceChildren();
+    for (const c of (data.canaries || []).slice().reverse()) {
+      const tr = el("tr", c.state === "rolled_back" ? "rolled-back" : null);
+      for (const v of [c.challenger, c.state.replace("_", " "), c.gateways.join(", "), c.reason || "-"]) tr.appendChild(el("td", null, v));
+      cbody.appendChild(tr);
+    }
     const mbody = document.querySelector("#manifests tbody");
     mbody.replaceChildren();
     for (const m of data.rollout) {

@@ -172,7 +172,7 @@ class Downlink:
             return self._reject(kind, topic, f"cannot write the model to {self.state_dir}: {exc}")
         with self._lock:
             self._pending[kind] = (manifest, prepared)
-        if self._try_swap(kind):
+        if self._try_swap(kind, now=bool(manifest.get("rollback"))):
             return "applied"
         log.warning("downlink: %s manifest v%d verified; it takes effect once no red alert is open",
                     kind, manifest["version"])
@@ -244,12 +244,13 @@ class Downlink:
         return Thresholds(float(manifest["amber"]), float(manifest["red"]))
 
     # -- swapping ----------------------------------------------------------------------------------
-    def _try_swap(self, kind: str) -> bool:
+    def _try_swap(self, kind: str, now: bool = False) -> bool:
+        """Swap in what waits for ``kind``, once no red alert is open (``now``: a rollback, at once)."""
         with self._lock:
             waiting = self._pending.get(kind)
             if waiting is None:
                 return False
-            if self.red_open():
+            if self.red_open() and not now:
                 return False
             manifest, prepared = self._pending.pop(kind)
             version = manifest["version"]
@@ -266,7 +267,8 @@ class Downlink:
             else:
                 self.assessor.thresholds = prepared
         self.stats.applied += 1
-        log.info("downlink: %s manifest v%d now in force%s", kind, version,
+        log.info("downlink: %s manifest v%d now in force%s%s", kind, version,
+                 " (a ROLLBACK, applied at once)" if manifest.get("rollback") else "",
                  f" (model {prepared.version})" if kind == "model" else f" (amber {prepared.amber}, red {prepared.red})")
         self.on_change()
         return True

@@ -112,6 +112,7 @@ class Uplink:
                  connect_timeout: float = 5.0, clock: Clock | None = None, downlink=None, upload=None):
         self.store = store
         self.upload = upload  # counterguard.gateway.link.upload.EventUpload: events for learning, when idle
+        self._upload_failed_at = float("-inf")
         self.downlink = downlink  # counterguard.gateway.link.downlink.Downlink: signed manifests from the centre
         self.watchlist = watchlist
         # A clustered centre: ``host`` may name several broker nodes ("n1, n2:8884"); a node whose
@@ -299,7 +300,7 @@ class Uplink:
                                          alerts_first=self.upload is not None)
         if not rows:
             # Nothing of the branch's waiting: time for the next batch of events for learning.
-            return self.upload is not None and self.upload.queue_due() is not None
+            return self.upload is not None and self._queue_upload()
         now = time.time()
         sent = []
         for row in rows:
@@ -322,6 +323,18 @@ class Uplink:
             self.store.mark_published(sent, now)
             self.stats.published += len(sent)
         return bool(sent) and session.alive
+
+    def _queue_upload(self) -> bool:
+        """Queue the next events batch if one is due. A failure (the disk, a bug) costs the upload, never
+        the alerts' session: logged at most once a minute, tried again on the next idle turn."""
+        try:
+            return self.upload.queue_due() is not None
+        except Exception:
+            now = time.monotonic()
+            if now - self._upload_failed_at > 60:
+                self._upload_failed_at = now
+                log.exception("uplink: could not queue events for learning; alerts go on, the upload tries again")
+            return False
 
     def _status(self, state: str, bdseq: int) -> str:
         return messages.status_payload(state, bdseq=bdseq, stamp=self.clock.now(), gateway_id=self.gateway_id,
