@@ -38,7 +38,6 @@ GW, REGION, BRANCH = "gw-bench-01", "610100", "b0231"
 
 def gateway_batches(tmp: Path, events: int, batch: int) -> list[bytes]:
     """``events`` scored events as the gateway uploads them: a list of wire payloads."""
-    from counterguard.core import messages
     from counterguard.core.clock import Clock
     from counterguard.core.events import parse_event
     from counterguard.gateway.link.upload import EventUpload
@@ -67,8 +66,7 @@ def gateway_batches(tmp: Path, events: int, batch: int) -> list[bytes]:
         while (seq := upload.queue_next()) is not None:
             [row] = store.outbox_pending(1, republish_after_s=0)
             assert row.seq == seq and row.kind == "events"
-            text = messages.finalise(row.payload, seq=seq, region=REGION, branch=BRANCH, historical=False)
-            out.append(messages.pack_events(text))
+            out.append(upload.wire(row.payload, seq=seq, region=REGION, branch=BRANCH, historical=False))
             store.receipt([seq])
         return out
 

@@ -139,7 +139,7 @@ def _event_rows(r: Record, now: float) -> list[tuple]:
                      e["ts"], epoch, e.get("account_hash"), e["level"], float(e["score"]),
                      json.dumps(e.get("reasons") or []), _version_text(e.get("model_version")),
                      _version_text(e.get("watchlist_version")),
-                     None if e.get("features") is None else json.dumps(e["features"], separators=(",", ":")),
+                     None if e.get("features") is None else "[" + ",".join(map(repr, e["features"])) + "]",
                      r.body["features_version"], e.get("shadow_score"), _version_text(e.get("shadow_version")),
                      e["decided_at"], now))
     return rows

@@ -239,16 +239,19 @@ EVENT_FIELDS = ("event_id", "counter", "kind", "amount", "ts", "account_hash", "
                 "model_version", "watchlist_version", "features", "shadow_score", "shadow_version", "decided_at")
 
 
-def events_body(events: list[dict], *, gateway_id: str, features_version: int, first: int, last: int) -> str:
-    """The stored body of one batch of scored events (each a dict of ``EVENT_FIELDS``); ``first`` and
-    ``last`` are the gateway's own positions of the batch in its event log, for tracing."""
-    return dumps({"type": "events", "gateway_id": gateway_id, "features_version": features_version,
-                  "first": first, "last": last, "count": len(events), "events": events})
+def events_body(items: list[str], *, gateway_id: str, features_version: int, first: int, last: int) -> str:
+    """The body of one batch of scored events; ``items`` are the events already as JSON object texts
+    (each with ``EVENT_FIELDS``), joined as they are so a batch costs one pass over its events.
+    ``first`` and ``last`` are the gateway's own positions of the batch in its event log, for tracing."""
+    head = dumps({"type": "events", "gateway_id": gateway_id, "features_version": features_version,
+                  "first": first, "last": last, "count": len(items)})
+    return head[:-1] + ',"events":[' + ",".join(items) + "]}"
 
 
 def pack_events(text: str) -> bytes:
     """A finalised events body as it goes on the wire."""
-    return zlib.compress(text.encode("utf-8"), 6)
+    # Level 1: nearly the size of level 6 on these repetitive batches at a third of the gateway's CPU.
+    return zlib.compress(text.encode("utf-8"), 1)
 
 
 def unpack_events(raw: bytes, limit: int = EVENTS_INFLATED_MAX) -> str:

@@ -21,6 +21,7 @@ RUNS = {
     "drain.py": ["--alerts", "200"],
     "firmware.py": ["--burst", "20", "--capacity", "10"],
     "fleet.py": ["--gateways", "10", "--processes", "1", "--per-gateway", "1", "--outage-s", "0.5", "--timeout", "60"],
+    "learn_sim.py": ["--weeks", "2", "--per-week", "2100", "--gateways", "1", "--epochs", "1", "--no-ceiling"],
     "learning.py": ["--events", "1000", "--batch", "200"],
     "model.py": ["--events", "500", "--rounds", "1"],
     "peers.py": ["--lines", "100", "--outage-lines", "50", "--rate", "100", "--down", "0.5", "--only", "counterguard"],

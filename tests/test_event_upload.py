@@ -80,9 +80,12 @@ def test_a_batch_carries_every_scored_event_with_its_inputs_and_no_account_numbe
     seq = upload.queue_next()
     row = next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq)
     assert row.kind == "events"
+    span = json.loads(row.payload)  # the outbox names a range of the event log; the events are not copied
+    assert span["count"] == 7 and span["last"] - span["first"] == 6
+    text = upload.body(row.payload)
     for b in bodies:  # the account numbers never leave in clear
-        assert b["account"] not in row.payload
-    batch = json.loads(row.payload)
+        assert b["account"] not in text
+    batch = json.loads(text)
     assert (batch["type"], batch["gateway_id"], batch["count"]) == ("events", GW, 7)
     by_id = {e["event_id"]: e for e in batch["events"]}
     assert list(by_id) == [b["event_id"] for b in bodies]  # oldest first, every one, green included
@@ -100,7 +103,8 @@ def test_a_batch_carries_every_scored_event_with_its_inputs_and_no_account_numbe
     for b in more:
         score_and_keep(assessor, b)
     seq2 = upload.queue_next()
-    second = json.loads(next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq2).payload)
+    second = json.loads(upload.body(next(r for r in store.outbox_pending(10, republish_after_s=0)
+                                         if r.seq == seq2).payload))
     assert [e["event_id"] for e in second["events"]] == [b["event_id"] for b in more]
     assert second["first"] == batch["last"] + 1
 
@@ -109,7 +113,8 @@ def test_a_batch_goes_when_full_or_when_its_oldest_event_has_waited_and_two_at_m
     store, watchlist = gateway_store
     assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
     now = [time.time()]
-    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=10, interval_s=60, clock=lambda: now[0])
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=10, interval_s=60, clock=lambda: now[0],
+                         check_every_s=0)
     for b in day_of_events(3, "w"):
         score_and_keep(assessor, b)
     assert upload.queue_due() is None  # 3 of 10, and the oldest has waited under a minute
@@ -152,8 +157,10 @@ def test_a_challenger_scores_beside_the_model_in_force_and_never_changes_the_ver
         assert beside.shadow_version == challenger.version
         assert failing.shadow_score is None  # a failing challenger is left out, the teller still gets an answer
     ev, kept = score_and_keep(shadowed, intercept(event_id="sh-kept"))
-    seq = EventUpload(store, watchlist.hash, gateway_id=GW).queue_next()
-    batch = json.loads(next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq).payload)
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW)
+    seq = upload.queue_next()
+    batch = json.loads(upload.body(next(r for r in store.outbox_pending(10, republish_after_s=0)
+                                        if r.seq == seq).payload))
     sent = batch["events"][-1]
     assert sent["event_id"] == "sh-kept"
     assert (sent["shadow_score"], sent["shadow_version"]) == (round(kept.shadow_score, 4), challenger.version)
@@ -260,3 +267,21 @@ def test_sqlite_retention_deletes_days_past_the_limit(tmp_path):
     assert store.purge_events(keep_days=5, now=now) == 5
     assert [e["event_id"] for e in store.events()] == [f"s{n}" for n in range(5, 10)]
     store.close()
+
+
+def test_events_of_an_unreceipted_batch_or_not_yet_queued_are_never_purged(gateway_store):
+    store, watchlist = gateway_store
+    assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    for b in day_of_events(30, "p"):
+        score_and_keep(assessor, b)
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=10)
+    open_batch = upload.queue_next()                 # events 1-10: sent, not receipted yet
+    store.receipt([upload.queue_next()])             # events 11-20: at the centre
+    later = time.time() + 365 * 86400                # a year on, everything is past keep_days
+    assert store.purge(later, keep_days=90, keep_unuploaded=True)["events"] == 0  # 1-10 may be sent again
+    store.receipt([open_batch])
+    gone = store.purge(later, keep_days=90, keep_unuploaded=True)["events"]
+    left = {r[0] for r in store._q("SELECT event_id FROM events")}
+    greens_1_to_20 = {f"p-{i}" for i in range(20) if i % 5 not in (0, 1)}
+    assert gone == len(greens_1_to_20) and not left & greens_1_to_20
+    assert {f"p-{i}" for i in range(20, 30)} <= left  # never queued: kept until they are

@@ -305,10 +305,14 @@ class Uplink:
         sent = []
         for row in rows:
             historical = now - row.created_wall > self.historical_after_s
-            payload = messages.finalise(row.payload, seq=row.seq, region=self.region, branch=self.branch,
-                                        historical=historical)
-            if row.kind == "events":
-                payload = messages.pack_events(payload)
+            if row.kind == "events":  # a range of the event log, built into its message now
+                if self.upload is None:
+                    continue  # upload switched off since it was queued: it waits until it is on again
+                payload = self.upload.wire(row.payload, seq=row.seq, region=self.region, branch=self.branch,
+                                           historical=historical)
+            else:
+                payload = messages.finalise(row.payload, seq=row.seq, region=self.region, branch=self.branch,
+                                            historical=historical)
             topic = self.topics.for_kind(row.kind)
             with session.cond:
                 session.inflight += 1

@@ -6,19 +6,23 @@ challenger runs in shadow, the challenger's score. Account numbers never leave i
 replaced by its keyed hash under the watchlist key (the centre hashes its case files with the same
 key to join labels).
 
-A batch is an ordinary outbox row of kind ``events``: on disk before it is sent, sent again until
-the centre's receipt names its seq, stored once at the centre however often it arrives. Batches are
-made only when the outbox has no alert waiting, at most ``open_batches`` at a time, and the uplink
-sends alerts, acknowledgements and outcomes ahead of them, so an upload never holds up an alert.
+A batch is an ordinary outbox row of kind ``events``, naming a range of the gateway's event log:
+on disk before it is sent (the events themselves are the batch; they are not written twice), sent
+again until the centre's receipt names its seq, stored once at the centre however often it
+arrives, and never purged from the event log while unreceipted. Batches are made only when nothing
+else is due to be sent, at most ``open_batches`` at a time, and the uplink sends alerts,
+acknowledgements and outcomes ahead of them, so an upload never holds up an alert.
 
     upload = EventUpload(store, watchlist.hash, gateway_id="gw-0001")
-    upload.queue_due()      # called by the uplink when it is idle: returns the seq queued, or None
+    upload.queue_due()            # the uplink, when idle: queues the next range, returns its seq or None
+    upload.wire(row)              # the uplink, sending an events row: its compressed message
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import struct
 import time
 
 from counterguard.core import messages
@@ -26,15 +30,23 @@ from counterguard.core.features import FEATURES_VERSION
 
 log = logging.getLogger(__name__)
 
-# Far below the broker's 1 MiB message limit once compressed (about 90 bytes an event).
+# Far below the broker's 1 MiB message limit once compressed (under 100 bytes an event).
 MAX_BATCH = 5000
+CHECK_EVERY_S = 0.25  # how often an idle uplink asks whether a batch is due (each asking reads the store)
+
+
+def _features_json(blob) -> str:
+    """Packed float32 features (gateway/scoring/assessor.py) as a JSON list, 7 significant digits."""
+    if not blob:
+        return "null"
+    return "[" + ",".join(f"{v:.7g}" for v in struct.unpack(f"<{len(blob) // 4}f", blob)) + "]"
 
 
 class EventUpload:
-    """Turns the store's not-yet-uploaded events into outbox batches."""
+    """Turns the store's not-yet-uploaded events into outbox batches, and batches into messages."""
 
     def __init__(self, store, account_hash, *, gateway_id: str, batch_events: int = 500, interval_s: float = 60.0,
-                 open_batches: int = 2, clock=time.time):
+                 open_batches: int = 2, clock=time.time, check_every_s: float = CHECK_EVERY_S):
         if not 1 <= batch_events <= MAX_BATCH:
             raise ValueError(f"batch_events must be 1 to {MAX_BATCH}, got {batch_events}")
         self.store = store
@@ -44,8 +56,10 @@ class EventUpload:
         self.interval_s = interval_s
         self.open_batches = open_batches
         self.clock = clock
+        self.check_every_s = check_every_s
         self.queued_events = 0  # events put in batches since start, for the heartbeat
         self.queued_batches = 0
+        self._next_check = 0.0
 
     def due(self) -> bool:
         """A full batch is waiting, or the oldest waiting event has waited ``interval_s``."""
@@ -56,44 +70,52 @@ class EventUpload:
 
     def queue_due(self) -> int | None:
         """Queue the next batch if one is due and fewer than ``open_batches`` are unreceipted."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return None
+        self._next_check = now + self.check_every_s
         if self.store.open_event_batches() >= self.open_batches or not self.due():
             return None
+        self._next_check = 0.0  # a batch went: the next may be due at once
         return self.queue_next()
 
     def queue_next(self) -> int | None:
         """Queue up to ``batch_events`` waiting events as one outbox row; its seq, or None if none wait."""
-        rows = self.store.events_to_upload(self.batch_events)
-        if not rows:
+        found = self.store.next_upload_range(self.batch_events)
+        if found is None:
             return None
-        events = [self._event(r) for r in rows]
-        first, last = rows[0]["position"], rows[-1]["position"]
-        body = messages.events_body(events, gateway_id=self.gateway_id, features_version=FEATURES_VERSION,
-                                    first=first, last=last)
-        seq = self.store.queue_events(body, first, last, self.clock())
-        self.queued_events += len(events)
+        first, last, count = found
+        seq = self.store.queue_events(first, last, count, self.clock())
+        self.queued_events += count
         self.queued_batches += 1
-        log.debug("upload: %d event(s) queued as outbox seq %d", len(events), seq)
+        log.debug("upload: %d event(s) queued as outbox seq %d", count, seq)
         return seq
 
-    def _event(self, r: dict) -> dict:
-        try:
-            account_hash = self.account_hash(r["account"])
-        except ValueError:  # not an account number (a replay of old test data): sent without one
-            account_hash = None
-        return {
-            "event_id": r["event_id"],
-            "counter": r["counter"],
-            "kind": r["kind"],
-            "amount": r["amount"],
-            "ts": r["ts"],
-            "account_hash": account_hash,
-            "level": r["level"],
-            "score": round(r["score"], 4),
-            "reasons": json.loads(r["reasons"]) if r["reasons"] else [],
-            "model_version": r["model_version"],
-            "watchlist_version": r["watchlist_version"],
-            "features": json.loads(r["features"]) if r["features"] else None,
-            "shadow_score": None if r["shadow_score"] is None else round(r["shadow_score"], 4),
-            "shadow_version": r["shadow_version"],
-            "decided_at": messages.iso(r["decided_wall"]),
-        }
+    def body(self, payload: str) -> str:
+        """The batch body for an events outbox row's payload (its range), built from the event log."""
+        span = json.loads(payload)
+        hashes: dict[str, str | None] = {}
+        items = [self._item(r, hashes) for r in self.store.events_in(span["first"], span["last"])]
+        return messages.events_body(items, gateway_id=self.gateway_id, features_version=FEATURES_VERSION,
+                                    first=span["first"], last=span["last"])
+
+    def wire(self, payload: str, *, seq: int, region: str, branch: str, historical: bool) -> bytes:
+        text = messages.finalise(self.body(payload), seq=seq, region=region, branch=branch, historical=historical)
+        return messages.pack_events(text)
+
+    def _item(self, r: tuple, hashes: dict) -> str:
+        (_, event_id, counter, kind, amount, ts, account, level, score, reasons, model_version, watchlist_version,
+         features, shadow_score, shadow_version, decided_wall) = r
+        if account not in hashes:
+            try:
+                hashes[account] = self.account_hash(account)
+            except ValueError:  # not an account number (a replay of old test data): sent without one
+                hashes[account] = None
+        head = messages.dumps({
+            "event_id": event_id, "counter": counter, "kind": kind, "amount": amount, "ts": ts,
+            "account_hash": hashes[account], "level": level, "score": round(score, 4),
+            "model_version": model_version, "watchlist_version": watchlist_version,
+            "shadow_score": None if shadow_score is None else round(shadow_score, 4), "shadow_version": shadow_version,
+            "decided_at": messages.iso(decided_wall)})
+        # reasons are stored as JSON text already (the gateway wrote them): spliced in as they are.
+        return f'{head[:-1]},"reasons":{reasons or "[]"},"features":{_features_json(features)}}}'

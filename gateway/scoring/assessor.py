@@ -9,8 +9,8 @@ score is kept with the verdict and uploaded for comparison, and never changes wh
 
 from __future__ import annotations
 
-import json
 import logging
+import struct
 from dataclasses import dataclass
 
 from counterguard.core.decision import Thresholds, Verdict, decide
@@ -29,9 +29,10 @@ class Assessment:
     shadow_score: float | None = None
     shadow_version: str | None = None
 
-    def features_json(self) -> str:
-        # Five decimals: far finer than the int8 model resolves, and a third of the bytes of repr().
-        return json.dumps([round(x, 5) for x in self.features], separators=(",", ":"))
+    def features_blob(self) -> bytes:
+        # Packed float32, about a microsecond on the counter's path; the upload turns them into JSON
+        # off it. Float32 keeps 7 significant digits, far finer than the int8 model resolves.
+        return struct.pack(f"<{len(self.features)}f", *self.features)
 
     @property
     def shadow(self) -> tuple | None:
@@ -80,6 +81,6 @@ class Assessor:
             watchlist_version=self.watchlist.version,
             gateway_id=gateway_id,
             ack_body=ack_body,
-            features=None if assessment is None else assessment.features_json(),
+            features=None if assessment is None else assessment.features_blob(),
             shadow=None if assessment is None else assessment.shadow,
         )

@@ -553,11 +553,11 @@ class Store:
 
     def record_verdict(self, event, payload: bytes, payload_sha256: str, verdict, stamp, *, model_version: str,
                        watchlist_version: int, gateway_id: str, ack_body: str | None = None,
-                       features: str | None = None, shadow: tuple | None = None) -> Alert | None:
+                       features: bytes | None = None, shadow: tuple | None = None) -> Alert | None:
         """Store the event and its verdict; for amber/red also an alert and its outbox row.
 
         ``ack_body`` is the verdict's ACK payload as ``messages.dumps`` writes it, when the caller
-        has already encoded it for the line. ``features``: the model's inputs as a JSON list;
+        has already encoded it for the line. ``features``: the model's inputs, packed little-endian float32;
         ``shadow``: (score, model version) of the challenger scored beside the model in force."""
         with self._lock:
             if self._depth:
@@ -957,17 +957,24 @@ class Store:
         return self._q("SELECT count(*) FROM outbox WHERE receipted_wall IS NULL")[0][0]
 
     # -- events for learning (gateway/link/upload.py) -------------------------------------------------
-    def events_to_upload(self, limit: int) -> list[dict]:
-        """The next scored events not yet put in an upload batch, oldest first, with their verdicts."""
+    # An upload batch is a range of the events table's rowids: the outbox row names the range and the
+    # batch is built from the events themselves when it is sent, so the events are not written twice.
+    _EVENT_COLUMNS = ("e.rowid, e.event_id, e.counter, e.kind, e.amount, e.ts, e.account, v.level, v.score, v.reasons, "
+                      "v.model_version, v.watchlist_version, v.features, v.shadow_score, v.shadow_version, "
+                      "v.decided_wall")
+
+    def events_in(self, first: int, last: int) -> list[tuple]:
+        """The scored events of one upload range, oldest first, as tuples in ``_EVENT_COLUMNS`` order."""
+        return self._q(f"SELECT {self._EVENT_COLUMNS} FROM events e JOIN verdicts v USING (event_id) "
+                       "WHERE e.rowid BETWEEN ? AND ? ORDER BY e.rowid", (int(first), int(last)))
+
+    def next_upload_range(self, limit: int) -> tuple[int, int, int] | None:
+        """(first, last, count) of the next ``limit`` scored events not yet in an upload batch."""
         after = int(self.meta_get(UPLOADED_THROUGH, "0"))
-        rows = self._q(
-            "SELECT e.rowid, e.event_id, e.counter, e.kind, e.amount, e.ts, e.account, v.level, v.score, v.reasons, "
-            "v.model_version, v.watchlist_version, v.features, v.shadow_score, v.shadow_version, v.decided_wall "
-            "FROM events e JOIN verdicts v USING (event_id) WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?",
-            (after, int(limit)))
-        names = ("position", "event_id", "counter", "kind", "amount", "ts", "account", "level", "score", "reasons",
-                 "model_version", "watchlist_version", "features", "shadow_score", "shadow_version", "decided_wall")
-        return [dict(zip(names, r)) for r in rows]
+        first, last, count = self._q(
+            "SELECT min(r), max(r), count(*) FROM (SELECT e.rowid AS r FROM events e JOIN verdicts v "
+            "USING (event_id) WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?)", (after, int(limit)))[0]
+        return None if not count else (first, last, count)
 
     def events_waiting(self) -> tuple[int, float | None]:
         """(how many scored events wait for an upload batch, when the oldest was decided)."""
@@ -976,15 +983,19 @@ class Store:
                                 "WHERE e.rowid > ?", (after,))[0]
         return count, oldest
 
-    def queue_events(self, body: str, first: int, last: int, wall: float) -> int:
-        """Put one batch of events in the outbox and move the upload position past it, in one
-        transaction: a batch is queued exactly once, and a crash in between leaves neither."""
+    def queue_events(self, first: int, last: int, count: int, wall: float) -> int:
+        """Put one upload range in the outbox and move the upload position past it, in one
+        transaction: a range is queued exactly once, and a crash in between leaves neither."""
         with self.batch():
             seq = self._conn.execute(
                 "INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('events', ?, ?, ?)",
-                (f"{first}-{last}", body, wall)).lastrowid
+                (f"{first}-{last}", json.dumps({"first": first, "last": last, "count": count}), wall)).lastrowid
             self.meta_set(UPLOADED_THROUGH, last)
         return seq
+
+    def _oldest_open_upload(self) -> int | None:
+        rows = self._q("SELECT payload FROM outbox WHERE kind = 'events' AND receipted_wall IS NULL ORDER BY seq LIMIT 1")
+        return json.loads(rows[0][0])["first"] if rows else None
 
     def open_event_batches(self) -> int:
         return self._q("SELECT count(*) FROM outbox WHERE receipted_wall IS NULL AND kind = 'events'")[0][0]
@@ -998,7 +1009,12 @@ class Store:
         and receipted outbox rows older than that. Alerts and unreceipted rows are never deleted;
         with ``keep_unuploaded`` (event upload on) neither is an event not yet in an upload batch."""
         cutoff = now_wall - keep_days * DAY_S
-        through = int(self.meta_get(UPLOADED_THROUGH, "0")) if keep_unuploaded else 2**62
+        through = 2**62
+        if keep_unuploaded:  # nothing not yet queued, and nothing of a batch the centre has not receipted
+            through = int(self.meta_get(UPLOADED_THROUGH, "0"))
+            oldest_open = self._oldest_open_upload()
+            if oldest_open is not None:
+                through = min(through, oldest_open - 1)
         with self.batch():
             c = self._conn
             gone = c.execute(
