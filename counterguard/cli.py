@@ -10,9 +10,16 @@ from counterguard import __version__
 
 
 def _demo(args) -> int:
+    import signal
+    import threading
+
     from counterguard.demo import run_demo
 
-    return run_demo(sys.stdout, pace=args.pace)
+    stop = threading.Event()
+    if args.keep:  # Ctrl-C or SIGTERM ends the kept demo cleanly: everything stopped, the folder removed
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    return run_demo(sys.stdout, pace=args.pace, keep=args.keep, stop=stop)
 
 
 def _run(args) -> int:
@@ -103,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start a private mosquitto, the gateway on a pty with mock pins, a simulated "
                                    "teller terminal and a stand-in centre; print lamps, verdicts and a summary.")
     p.add_argument("--pace", type=float, default=0.25, help="seconds between events (default 0.25)")
+    p.add_argument("--keep", action="store_true",
+                   help="afterwards, keep the branch console and a real centre dashboard running with the "
+                        "morning's alerts (URLs and a one-time login printed) until Ctrl-C")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("run", help="run the gateway service", description="Run the gateway until SIGTERM or Ctrl-C.")

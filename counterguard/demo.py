@@ -18,6 +18,7 @@ from pathlib import Path
 
 from counterguard.gateway.config import (
     Config,
+    ConsoleSettings,
     LampSettings,
     LinkSettings,
     MqttSettings,
@@ -114,11 +115,18 @@ def _record_outcome(gateway, event: dict, say, timeout: float = 5.0) -> None:
             + ", ".join(f"{k} {v}" for k, v in answers.items()) + ")")
 
 
-def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
-    """Play the morning; print lamps, verdicts, what the centre got, and a summary. 0 if all arrived."""
+def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0, keep: bool = False,
+             stop: threading.Event | None = None) -> int:
+    """Play the morning; print lamps, verdicts, what the centre got, and a summary. 0 if all arrived.
+
+    ``keep``: the branch console and a real centre (intake, store, dashboard) run alongside, and stay
+    up after the summary, with their URLs and a one-time login printed, until ``stop`` is set."""
+    import secrets
+
     from gpiozero.pins.mock import MockFactory
 
     from counterguard.centre.receiver import Receiver
+    from counterguard.core.weblogin import hash_password
 
     started = time.monotonic()
     say = lambda text: (out.write(text + "\n"), out.flush())  # noqa: E731
@@ -137,6 +145,12 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
             store=StoreSettings(path=str(tmp / "counterguard.db")),
             watchlist=WatchlistSettings(file=str(watchlist)),
         )
+        password = secrets.token_urlsafe(9)  # one-time: printed, gone with the demo
+        centre = None
+        if keep:
+            config = config.with_changes("console", enabled=True, listen="127.0.0.1", port=0,
+                                         password_hash=hash_password(password), staff=("S-demo", "T-demo"))
+            centre = _Centre(tmp / "centre.db", broker.port, password).start()
         centre_lock = threading.Lock()
 
         def centre_got(payload: dict) -> None:
@@ -217,9 +231,54 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0) -> int:
             say(f"  teller's own report : {'RED at the centre, raised by ' + noticed[0]['raised_by'] if noticed else 'NOT delivered'}")
             say(f"  finished in {time.monotonic() - started:.1f} s")
             ok = done and bool(intercept) and intercept[0]["level"] == "red" and bool(noticed)
+            if keep:
+                centre.wait_for_morning(expected_alerts)
+                say("")
+                say("still running, with this morning's alerts (Ctrl-C to stop):")
+                say(f"  branch console   : {gateway.branch_console.url}  staff number S-demo, password {password}")
+                say(f"  centre dashboard : {centre.dashboard.url}  analyst, password {password}")
+                say(f"  centre store     : {centre.path}")
+                (stop or threading.Event()).wait()
+                say("stopping: console, gateway, centre and broker; the demo's folder is removed")
             return 0 if ok else 1
         finally:
             gateway.stop()
             receiver.stop()
+            if centre is not None:
+                centre.stop()
             os.close(master)
             os.close(slave)
+
+
+class _Centre:
+    """A real anti-fraud centre for the kept demo: intake worker, SQLite store and dashboard."""
+
+    def __init__(self, path: Path, port: int, password: str):
+        from counterguard.core.weblogin import hash_password
+
+        self.path, self.port = path, port
+        self.users = {"analyst": hash_password(password)}
+        self.worker = self.dashboard = None
+
+    def start(self) -> "_Centre":
+        from counterguard.centre.ingest import IngestWorker
+        from counterguard.centre.store import open_store
+        from counterguard.centre.web import Dashboard
+
+        self.worker = IngestWorker(open_store(self.path), host="127.0.0.1", port=self.port,
+                                   client_id="centre-demo").start()
+        self.dashboard = Dashboard(open_store(self.path), host="127.0.0.1", port=0, users=self.users).start()
+        return self
+
+    def wait_for_morning(self, alerts: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.dashboard.api.store.count("alert") < alerts and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.stop()
+            self.dashboard.api.store.close()
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker.store.close()
