@@ -188,6 +188,11 @@ class Cluster:
         for i in range(self.nodes):
             if not _wait(lambda: self.mqtt_ready(i), timeout):
                 raise ClusterError(f"node n{i + 1} does not take MQTT sessions; see {self.log_file(i)}")
+        # Those first sessions made the replicated MQTT streams: healthy again once every replica has them.
+        if not self.wait_healthy(timeout):
+            bad = [f"n{i + 1}" for i in range(self.nodes) if not self.healthy(i)]
+            raise ClusterError(f"node(s) {', '.join(bad)} did not settle after the MQTT streams were made within "
+                               f"{timeout:.0f} s; see {self.broker_dir}/n*.log")
 
     def mqtt_ready(self, i: int, timeout: float = 10.0) -> bool:
         """Node i accepts an MQTT session (with the launcher's centre certificate). The first MQTT
@@ -222,11 +227,15 @@ class Cluster:
             for i in range(self.nodes):
                 self.kill_node(i)
 
-    def status(self) -> list[dict]:
+    def status(self, settle_s: float = 5.0) -> list[dict]:
+        """Each node's state. A running node's health check fails for a moment while one of its
+        replicated streams catches up with a new leader, so a running node that is not ready is
+        asked again for up to ``settle_s`` before it is reported so."""
         rows = []
         for i in range(self.nodes):
             p = node_ports(self.base_port, i)
-            rows.append({"node": f"n{i + 1}", "pid": self.pid(i), "healthy": self.healthy(i),
+            healthy = self.healthy(i) or (bool(self.pid(i)) and _wait(lambda: self.healthy(i), settle_s))
+            rows.append({"node": f"n{i + 1}", "pid": self.pid(i), "healthy": healthy,
                          "mqtt": p.mqtt, "nats": p.client, "monitor": p.monitor})
         return rows
 
