@@ -316,7 +316,8 @@ def _broker_hint(exc: Exception) -> str:
     return f"{exc} (is mosquitto running?)" if refused else str(exc)
 
 
-def _push(args, build, *, need_watchlist_key: bool = False) -> int:
+def _push(args, build, *, need_watchlist_key: bool = False, report: bool = False) -> int:
+    """Build manifests with the signing key, record and publish them; ``report``: one line each."""
     from counterguard.centre.downlink import DownlinkError
 
     cfg = _signing_config(args)
@@ -327,7 +328,10 @@ def _push(args, build, *, need_watchlist_key: bool = False) -> int:
             pushed = build(downlink)
         except DownlinkError as exc:
             raise CommandError(str(exc)) from None
-        _publish(cfg, pushed if isinstance(pushed, list) else [pushed])
+        pushed = pushed if isinstance(pushed, list) else [pushed]
+        _publish(cfg, pushed)
+        for p in pushed if report else ():
+            print(f"pushed {p.kind} v{p.version} to {p.target}" + (" (rollback)" if p.summary.get("rollback") else ""))
     finally:
         store.close()
     return 0
@@ -402,7 +406,7 @@ def _promote(args) -> int:
                                   version=args.challenger, now=time.time())
         except canary.CanaryError as exc:
             raise CommandError(str(exc)) from None
-    return _push_many(args, build)
+    return _push(args, build, report=True)
 
 
 def _rollback(args) -> int:
@@ -416,7 +420,7 @@ def _rollback(args) -> int:
         return [p for row in active
                 for p in canary.rollback(downlink.store, downlink, row, reason=f"by hand: {args.reason}",
                                          now=time.time())]
-    return _push_many(args, build)
+    return _push(args, build, report=True)
 
 
 def _canaries(args) -> int:
@@ -427,20 +431,6 @@ def _canaries(args) -> int:
                          f"{r['reason'] or '-'}")
         return "\n".join(lines)
     return _report(args, lambda store: store.canaries(), render)
-
-
-def _push_many(args, build) -> int:
-    cfg = _signing_config(args)
-    store = _open_store(cfg)
-    try:
-        downlink = _downlink(cfg, store)
-        pushed = build(downlink)
-        _publish(cfg, pushed)
-        for p in pushed:
-            print(f"pushed {p.kind} v{p.version} to {p.target}" + (" (rollback)" if p.summary.get("rollback") else ""))
-    finally:
-        store.close()
-    return 0
 
 
 def _push_thresholds(args) -> int:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from counterguard.centre.labels import with_features
+
 from counterguard.core.features import FEATURE_NAMES, FEATURES_VERSION, N_FEATURES
 
 BINS = 10
@@ -65,8 +67,7 @@ def reference_from_rows(x: np.ndarray, alerted: np.ndarray | None = None) -> dic
 
 
 def _matrix(events: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    usable = [e for e in events if e.get("features") and e.get("features_version") == FEATURES_VERSION
-              and len(e["features"]) == N_FEATURES]
+    usable = with_features(events)
     x = np.asarray([e["features"] for e in usable], np.float64).reshape(-1, N_FEATURES)
     alerted = np.asarray([e["level"] != "green" for e in usable], bool)
     return x, alerted

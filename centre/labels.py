@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from counterguard.core import jsontext
+from counterguard.core.features import FEATURES_VERSION, N_FEATURES
 from counterguard.core.manifest import ManifestError, account_hash, is_account_hash
 
 LABELS = ("fraud", "not_fraud")
@@ -75,7 +76,7 @@ class CaseLabel:
     def describe(self) -> str:
         if self.event_id:
             return f"event {self.event_id}" + (f" at {self.gateway_id}" if self.gateway_id else "")
-        window = f"{_iso(self.from_epoch)} to {_iso(self.to_epoch)}"
+        window = f"{utc_text(self.from_epoch)} to {utc_text(self.to_epoch)}"
         return f"account hash {self.account_hash[:12]}… from {window}"
 
 
@@ -101,7 +102,8 @@ class ImportReport:
         return "\n".join(out)
 
 
-def _iso(epoch: float) -> str:
+def utc_text(epoch: float) -> str:
+    """An epoch as RFC 3339 UTC to the second, as the centre's reports print times."""
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -277,6 +279,12 @@ class EventIndex:
         lo = bisect_left(times, (label.from_epoch, -1))
         hi = bisect_right(times, (label.to_epoch, -1))
         return [i for _, i in times[lo:hi]]
+
+
+def with_features(events: list[dict]) -> list[dict]:
+    """The events that carry model inputs of this release's shape (older uploads may carry none)."""
+    return [e for e in events if e.get("features") and e.get("features_version") == FEATURES_VERSION
+            and len(e["features"]) == N_FEATURES]
 
 
 def labelled_events(store, *, now: float, honest_after_days: float, since_epoch: float | None = None,

@@ -25,7 +25,6 @@ the model's sha256. ``centre push-model --shadow`` sends it to the gateways as a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -36,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from counterguard.centre.drift import reference_from_rows
-from counterguard.centre.labels import labelled_events
-from counterguard.core.features import FEATURE_NAMES, FEATURES_VERSION, N_FEATURES
+from counterguard.centre.labels import labelled_events, utc_text, with_features
+from counterguard.core.features import N_FEATURES
 
 NAME = "counterguard-fleet"
 BUDGETS = (0.005, 0.01, 0.02)
@@ -88,18 +87,13 @@ def judged(scores: np.ndarray, y: np.ndarray, amber: float | None = None, red: f
 
 
 def _rows(events: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
-    usable = [e for e in events if e.get("features") and e.get("features_version") == FEATURES_VERSION
-              and len(e["features"]) == N_FEATURES]
+    usable = with_features(events)
     usable.sort(key=lambda e: (e["ts_epoch"], e["gateway_id"], e["event_id"]))
     x = np.asarray([e["features"] for e in usable], np.float32).reshape(-1, N_FEATURES)
     y = np.asarray([e["label"] for e in usable], np.int8)
     t = np.asarray([e["ts_epoch"] for e in usable], np.float64)
     in_force = np.asarray([e["score"] for e in usable], np.float32)
     return x, y, t, in_force, usable
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def train_from_store(store, out: Path, *, now: float | None = None, honest_after_days: float = 30,
@@ -125,7 +119,7 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
     if fraud_test < MIN_FRAUD_TEST or (fraud_train < MIN_FRAUD_TRAIN and not sim_events):
         raise LearningError(
             f"too few fraud labels: {fraud_train} in the training part and {fraud_test} in the validation part "
-            f"(the last 20 % of {_iso(t.min())} to {_iso(t.max())}); need {MIN_FRAUD_TRAIN} and {MIN_FRAUD_TEST}. "
+            f"(the last 20 % of {utc_text(t.min())} to {utc_text(t.max())}); need {MIN_FRAUD_TRAIN} and {MIN_FRAUD_TEST}. "
             "Import confirmed cases ('counterguard centre label'), widen --since, or add simulated events "
             "(--sim-events) while the fleet's own labels are few")
     base.seed_everything(seed)
@@ -143,17 +137,12 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
         y_train = np.concatenate([y_train, sim.y[sim.train]])
         weights = np.concatenate([weights, np.full(int(sim.train.sum()), sim_weight, np.float32)])
     mean, scale = base.standardiser(x_train)
-    std = lambda rows: np.clip((rows - mean) / scale, -base.CLIP, base.CLIP).astype(np.float32)  # noqa: E731
+    std = lambda rows: base.standardised(rows, mean, scale)  # noqa: E731
     log(f"training on {int(train_mask.sum())} fleet events ({fraud_train} fraud)"
         + (f" and {int(sim.train.sum())} simulated (weight {sim_weight:g})" if sim else "")
         + f"; validating on the {int((~train_mask).sum())} latest ({fraud_test} fraud)")
     model = base.fit(std(x_train), y_train, seed, epochs or base.EPOCHS, weights)
-    rng = np.random.default_rng(seed)
-    picks = min(len(x_train), base.CALIBRATION_BATCH * base.CALIBRATION_BATCHES)
-    calibration = np.concatenate([std(x_train[rng.choice(len(x_train), picks, replace=False)]),
-                                  std(x_train[y_train == 1]),
-                                  std(np.stack([x_train.min(axis=0), x_train.max(axis=0)]))])
-    tflite = base.to_int8_tflite(model, calibration)
+    tflite = base.int8_model(model, x_train, y_train, mean, scale, seed)
 
     # Thresholds on the fleet's own honest customers (training part), for the stated budget.
     fleet_train_scores = base.int8_scores(tflite, std(x[train_mask]))
@@ -167,22 +156,13 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
     test_sources = Counter(e["label_source"] for e, m in zip(usable, ~train_mask) if m)
 
     version = version or datetime.fromtimestamp(now, timezone.utc).strftime("fleet-%Y%m%d-%H%M")
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / f"{NAME}.tflite"
-    model_path.write_bytes(tflite)
+    model_path = base.write_model(out, NAME, tflite)
     card = {
-        "name": NAME,
-        "version": version,
-        "features_version": FEATURES_VERSION,
-        "feature_names": list(FEATURE_NAMES),
-        "mean": [float(v) for v in mean],
-        "scale": [float(v) for v in scale],
-        "sha256": hashlib.sha256(tflite).hexdigest(),
-        "thresholds": {"amber": amber, "red": red},
+        **base.card_head(NAME, version, mean, scale, tflite, amber, red),
         "threshold_rule": f"lowest int8 score levels alerting at most {budget:.2%} (amber or red) and "
                           f"{budget * RED_PART:.2%} (red) of the fleet's honest customers in the training part",
         "data": {
-            "from": _iso(t.min()), "to": _iso(t.max()), "split_at": _iso(t[~train_mask].min()),
+            "from": utc_text(t.min()), "to": utc_text(t.max()), "split_at": utc_text(t[~train_mask].min()),
             "events": int(len(y)), "fraud": int(y.sum()), "honest": int((y == 0).sum()),
             "gateways": len({e["gateway_id"] for e in usable}),
             "label_sources": dict(label_counts),

@@ -232,17 +232,19 @@ _EVENT_CHECKS = tuple((name, check, getattr(check, "optional", False)) for name,
 
 def _check_events(body: dict) -> None:
     """An events batch: the envelope, then every event, naming the first one at fault by position."""
-    _check_against("events", EVENTS_ENVELOPE, body)
+    _check_against("events", EVENTS_ENVELOPE, body, shown=200)
     for n, event in enumerate(body["events"], 1):
         if not isinstance(event, dict):
             raise SchemaError(f"events item {n} must be a JSON object")
         for name, check, optional in _EVENT_CHECKS:  # the fast path; the general one words the error
             value = event.get(name, _MISSING)
             if (value is _MISSING and not optional) or (value is not _MISSING and not check(value)):
-                _check_against(f"events item {n}", EVENT_FIELDS, event)
+                _check_against(f"events item {n}", EVENT_FIELDS, event, shown=200)
 
 
-def _check_against(what: str, fields: dict, body: dict, optional=()) -> None:
+def _check_against(what: str, fields: dict, body: dict, optional=(), *, shown: int | None = None) -> None:
+    """Every field of ``fields`` in ``body``; SchemaError naming the first one at fault (its bad value
+    cut to ``shown`` characters, where a value may be long)."""
     for name, check in fields.items():
         if name not in body:
             if getattr(check, "optional", False) or name in optional:
@@ -251,20 +253,12 @@ def _check_against(what: str, fields: dict, body: dict, optional=()) -> None:
         if check is not None and not check(body[name]):
             allowed = getattr(check, "allowed", None)
             hint = f" (one of {', '.join(map(str, (a for a in allowed if a is not None)))})" if allowed else ""
-            raise SchemaError(f"{what} field {name!r} has a bad value {body[name]!r:.200}{hint}")
+            value = repr(body[name])
+            raise SchemaError(f"{what} field {name!r} has a bad value {value[:shown] if shown else value}{hint}")
 
 
 def _check_fields(kind: str, body: dict) -> None:
-    optional = OPTIONAL.get(kind, set())
-    for name, check in FIELDS[kind].items():
-        if name not in body:
-            if getattr(check, "optional", False) or name in optional:
-                continue
-            raise SchemaError(f"{kind} is missing {name!r}")
-        if check is not None and not check(body[name]):
-            allowed = getattr(check, "allowed", None)
-            hint = f" (one of {', '.join(map(str, (a for a in allowed if a is not None)))})" if allowed else ""
-            raise SchemaError(f"{kind} field {name!r} has a bad value {body[name]!r}{hint}")
+    _check_against(kind, FIELDS[kind], body, OPTIONAL.get(kind, ()))
 
 
 def parse_topic(topic: str) -> tuple[str, str, str, str]:

@@ -19,6 +19,7 @@ their owner only (0600), whatever the umask: they hold every branch's alerts.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -548,8 +549,6 @@ class CentreStore:
         rows = self._query("SELECT envelope FROM manifests WHERE kind = ? AND version = ?", (kind, int(version)))
         if not rows:
             return None
-        import base64
-
         return json.loads(base64.b64decode(json.loads(rows[0]["envelope"])["manifest"]))
 
     # -- canaries (centre/canary.py) -------------------------------------------------------------

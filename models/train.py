@@ -154,6 +154,45 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS, weights: 
     return model
 
 
+def standardised(rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Rows as the model's input: standardised with the training split's mean and scale, clipped."""
+    return np.clip((rows - mean) / scale, -CLIP, CLIP).astype(np.float32)
+
+
+def int8_model(model, x_train: np.ndarray, y_train: np.ndarray, mean, scale, seed: int) -> bytes:
+    """The fitted model as full-int8 TFLite, calibrated on a sample of the raw training rows."""
+    std = lambda rows: standardised(rows, mean, scale)  # noqa: E731
+    rng = np.random.default_rng(seed)
+    picks = min(len(x_train), CALIBRATION_BATCH * CALIBRATION_BATCHES)
+    calibration = std(x_train[rng.choice(len(x_train), picks, replace=False)])
+    # Calibrate on every fraud row and each feature's training extremes too, so the int8 ranges
+    # cover the rare rows that score high and nothing the model learnt from is clipped.
+    extremes = std(np.stack([x_train.min(axis=0), x_train.max(axis=0)]))
+    calibration = np.concatenate([calibration, std(x_train[y_train == 1]), extremes])
+    return to_int8_tflite(model, calibration)
+
+
+def write_model(out: Path, name: str, tflite: bytes) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.tflite"
+    path.write_bytes(tflite)
+    return path
+
+
+def card_head(name: str, version: str, mean, scale, tflite: bytes, amber: float, red: float) -> dict:
+    """What every model card starts with: what the gateway checks the model against at load."""
+    return {
+        "name": name,
+        "version": version,
+        "features_version": FEATURES_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "mean": [float(v) for v in mean],
+        "scale": [float(v) for v in scale],
+        "sha256": hashlib.sha256(tflite).hexdigest(),
+        "thresholds": {"amber": amber, "red": red},
+    }
+
+
 def to_int8_tflite(model, calibration: np.ndarray) -> bytes:
     """Full-integer TFLite: int8 input, int8 output, calibrated on batches of standardised rows."""
     import tensorflow as tf
@@ -305,7 +344,7 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
 
     x_train, y_train = training_rows(sources)
     mean, scale = standardiser(x_train)
-    std = lambda rows: np.clip((rows - mean) / scale, -CLIP, CLIP).astype(np.float32)  # noqa: E731
+    std = lambda rows: standardised(rows, mean, scale)  # noqa: E731
     for s in sources:
         log(f"{s.name}: {len(s.y)} events ({s.y.mean():.2%} fraud): {int(s.train.sum())} train, "
             f"{int((~s.train).sum())} test")
@@ -315,14 +354,7 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
         weights = np.concatenate([np.full(int(s.train.sum()), cases_weight if s.cases else 1.0)
                                   for s in sources])
     model = fit(std(x_train), y_train, seed, epochs, weights)
-    rng = np.random.default_rng(seed)
-    picks = min(len(x_train), CALIBRATION_BATCH * CALIBRATION_BATCHES)
-    calibration = std(x_train[rng.choice(len(x_train), picks, replace=False)])
-    # Calibrate on every fraud row and each feature's training extremes too, so the int8 ranges
-    # cover the rare rows that score high and nothing the model learnt from is clipped.
-    extremes = std(np.stack([x_train.min(axis=0), x_train.max(axis=0)]))
-    calibration = np.concatenate([calibration, std(x_train[y_train == 1]), extremes])
-    tflite = to_int8_tflite(model, calibration)
+    tflite = int8_model(model, x_train, y_train, mean, scale, seed)
 
     x_threshold, y_threshold = training_rows(primary)
     train_scores = int8_scores(tflite, std(x_threshold))
@@ -342,20 +374,11 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
         by_source[s.name] = (m, x_test, float_test)
     head, head_x, head_float = by_source[primary[0].name]
 
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / f"{NAME}.tflite"
-    model_path.write_bytes(tflite)
+    model_path = write_model(out, NAME, tflite)
     split = ("last 20% of the simulated time span, int8 model" if not case_records else
              f"last 20% of the time span of {primary[0].name}, int8 model")
     manifest = {
-        "name": NAME,
-        "version": VERSION,
-        "features_version": FEATURES_VERSION,
-        "feature_names": list(FEATURE_NAMES),
-        "mean": [float(v) for v in mean],
-        "scale": [float(v) for v in scale],
-        "sha256": hashlib.sha256(tflite).hexdigest(),
-        "thresholds": {"amber": amber, "red": red},
+        **card_head(NAME, VERSION, mean, scale, tflite, amber, red),
         "threshold_rule": f"lowest int8 score levels alerting at most {AMBER_LEGIT_SHARE:.1%} (amber) and "
                           f"{RED_LEGIT_SHARE:.1%} (red) of legitimate training events"
                           + (" of the labelled cases" if case_records else ""),

@@ -236,17 +236,8 @@ def _initial(conn: sqlite3.Connection) -> None:
 def _supervisor(conn: sqlite3.Connection) -> None:
     # SQLite cannot change a CHECK constraint in place: rebuild alerts and outbox the documented way
     # (new table, copy, drop, rename) with foreign keys off (Store.migrate), then recreate the indexes.
-    (next_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    _rebuild_outbox(conn, ("alert", "ack", "outcome", "escalation"))
     for sql in (
-        """CREATE TABLE outbox_new (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            kind TEXT NOT NULL CHECK (kind IN ('alert', 'ack', 'outcome', 'escalation')),
-            ref_id TEXT NOT NULL, payload TEXT NOT NULL, created_wall REAL NOT NULL,
-            publish_count INTEGER NOT NULL DEFAULT 0, last_published_wall REAL, receipted_wall REAL)""",
-        "INSERT INTO outbox_new SELECT * FROM outbox",
-        "DROP TABLE outbox",
-        "ALTER TABLE outbox_new RENAME TO outbox",
-        "CREATE INDEX outbox_open ON outbox(seq) WHERE receipted_wall IS NULL",
         """CREATE TABLE alerts_new (
             alert_id TEXT PRIMARY KEY, event_id TEXT NOT NULL REFERENCES events(event_id),
             counter INTEGER NOT NULL, level TEXT NOT NULL CHECK (level IN ('amber', 'red')),
@@ -269,6 +260,24 @@ def _supervisor(conn: sqlite3.Connection) -> None:
             alert_id TEXT NOT NULL REFERENCES alerts(alert_id), reason TEXT NOT NULL,
             waited_s REAL NOT NULL, wall REAL NOT NULL, mono REAL NOT NULL, time_synced INTEGER NOT NULL,
             seq INTEGER NOT NULL, PRIMARY KEY (alert_id, reason))""",
+    ):
+        conn.execute(sql)
+
+
+def _rebuild_outbox(conn: sqlite3.Connection, kinds: tuple) -> None:
+    """The outbox again with the CHECK of its kinds set to ``kinds``, rows, seqs and index kept."""
+    (next_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    allowed = ", ".join(f"'{k}'" for k in kinds)
+    for sql in (
+        f"""CREATE TABLE outbox_new (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ({allowed})),
+            ref_id TEXT NOT NULL, payload TEXT NOT NULL, created_wall REAL NOT NULL,
+            publish_count INTEGER NOT NULL DEFAULT 0, last_published_wall REAL, receipted_wall REAL)""",
+        "INSERT INTO outbox_new SELECT * FROM outbox",
+        "DROP TABLE outbox",
+        "ALTER TABLE outbox_new RENAME TO outbox",
+        "CREATE INDEX outbox_open ON outbox(seq) WHERE receipted_wall IS NULL",
     ):
         conn.execute(sql)
     # Purged rows may have used seqs above today's maximum: a seq is never reused, so keep the counter.
@@ -298,27 +307,12 @@ def _staff_alerts(conn: sqlite3.Connection) -> None:
 
 @migration(5, "events for learning: each verdict's features and shadow score; event batches in the outbox")
 def _event_upload(conn: sqlite3.Connection) -> None:
-    (next_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-    for sql in (
-        # NULL on verdicts from before: they are uploaded without features.
-        "ALTER TABLE verdicts ADD COLUMN features TEXT",
-        "ALTER TABLE verdicts ADD COLUMN shadow_score REAL",
-        "ALTER TABLE verdicts ADD COLUMN shadow_version TEXT",
-        # The outbox's kind CHECK gains 'events': rebuilt the documented way, as in migration 2.
-        """CREATE TABLE outbox_new (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            kind TEXT NOT NULL CHECK (kind IN ('alert', 'ack', 'outcome', 'escalation', 'events')),
-            ref_id TEXT NOT NULL, payload TEXT NOT NULL, created_wall REAL NOT NULL,
-            publish_count INTEGER NOT NULL DEFAULT 0, last_published_wall REAL, receipted_wall REAL)""",
-        "INSERT INTO outbox_new SELECT * FROM outbox",
-        "DROP TABLE outbox",
-        "ALTER TABLE outbox_new RENAME TO outbox",
-        "CREATE INDEX outbox_open ON outbox(seq) WHERE receipted_wall IS NULL",
-    ):
+    # NULL on verdicts from before: they are uploaded without features.
+    for sql in ("ALTER TABLE verdicts ADD COLUMN features TEXT",
+                "ALTER TABLE verdicts ADD COLUMN shadow_score REAL",
+                "ALTER TABLE verdicts ADD COLUMN shadow_version TEXT"):
         conn.execute(sql)
-    conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'", (next_seq,))
-    if next_seq and conn.execute("SELECT count(*) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0] == 0:
-        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (next_seq,))
+    _rebuild_outbox(conn, ("alert", "ack", "outcome", "escalation", "events"))
 
 
 _VERDICT = ("INSERT INTO verdicts (event_id, level, score, reasons, text, ack_body, model_version, watchlist_version, "
