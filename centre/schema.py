@@ -107,6 +107,13 @@ def _one_of(*allowed):
     return check
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _hash(v) -> bool:
+    return isinstance(v, str) and _HEX64.fullmatch(v) is not None
+
+
 def _optional(check):
     def inner(v) -> bool:
         return v is None or check(v)
@@ -170,7 +177,9 @@ FIELDS: dict[str, dict] = {
               "level": _one_of(*LEVELS), "score": _score, "reasons": _reasons, "text": _text,
               "kind": _name, "amount": _is_num, "account": _text, "event_ts": _time, "raised_at": _time,
               "model_version": _version, "watchlist_version": _version,
-              "raised_by": _staff, "note": _raise_note},
+              "raised_by": _staff, "note": _raise_note,
+              "customer_id_type": _one_of("resident", "passport", "other"), "customer_id_hash": _hash,
+              "customer_phone_hash": _hash, "payee_account_hash": _hash},
     "acknowledgement": {**{n: None for n in messages.ACK_REQUIRED}, **_SENT,
                         "type": _one_of("acknowledgement"), "alert_id": _name, "counter": _count,
                         "by": _name, "via": _one_of(*ACK_VIA), "at": _time},
@@ -198,10 +207,10 @@ FIELDS: dict[str, dict] = {
 # Fields that came later than the first gateways, or are there only sometimes: an acknowledgement's
 # "counter"; an alert branch staff raised themselves names them and carries their note (the model's
 # alerts have neither); an outcome's "answers", absent when no caring question was recorded.
-OPTIONAL = {"acknowledgement": {"counter"}, "alert": {"raised_by", "note"}, "outcome": {"answers"}}
+OPTIONAL = {"acknowledgement": {"counter"}, "alert": {"raised_by", "note", *messages.IDENTITY_FIELDS},
+            "outcome": {"answers"}}
 
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _NUMBERS = {int, float}
 
 

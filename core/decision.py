@@ -1,8 +1,11 @@
 """The three-level verdict: green (proceed), amber (ask the caring questions), red (hold, call the
 supervisor), with the reason codes that tell the teller and the centre why.
 
-A stop-payment watchlist hit is red whatever the model says. Otherwise the model's score is
-compared with the thresholds from config. Reason codes come from the event itself, so a teller sees
+The centre's lists come first: the account or the payee's account on the stop-payment list, or
+the customer on the restricted-persons list ("both cards restricted"), is red whatever the model
+says; a customer on the warned-persons list (the police just told them they are targeted) is at
+least amber, red when the amount is large or the model sees risk too. Otherwise the model's score
+is compared with the thresholds from config. Reason codes come from the event itself, so a teller sees
 plain signs ("customer on phone", "large share of balance") rather than a number.
 """
 
@@ -19,6 +22,9 @@ LEVELS = (GREEN, AMBER, RED)
 # Reason codes, in the order a teller should read them (docs/events.md lists their meaning).
 REASON_TEXT = {
     "watchlist": "account on the stop-payment list",
+    "payee_watchlist": "payee account on the stop-payment list",
+    "restricted_person": "customer under card restriction",
+    "warned_person": "customer warned by police: targeted by fraudsters",
     "large_cash": "50,000 yuan or more",
     "just_under_line": "just under the 50,000-yuan line",
     "inbound_cash_out": "cashing out fresh inbound transfers",
@@ -39,6 +45,31 @@ REASON_TEXT = {
     "teller_report": "raised by branch staff",
 }
 REASONS = tuple(REASON_TEXT)
+# A warned customer moving this much is red without the model: the line the other "large" signs use.
+WARNED_RED_AMOUNT = 10_000.0
+
+
+@dataclass(frozen=True)
+class ListHits:
+    """What the centre's lists say about one event; every match is of keyed hashes."""
+
+    watchlist: bool = False  # the account is on the stop-payment list
+    payee_watchlist: bool = False  # the transfer's payee account is on it
+    restricted_person: bool = False  # the customer is under "both cards restricted"
+    warned_person: bool = False  # the customer is on the police's early-warning list
+
+    @property
+    def hold(self) -> bool:
+        """Red whatever the model or the customer's answers say."""
+        return self.watchlist or self.payee_watchlist or self.restricted_person
+
+
+NO_HITS = ListHits()
+
+
+def _hits(lists) -> ListHits:
+    # A bare bool is the stop-payment hit on the account, as callers before the other lists pass it.
+    return lists if isinstance(lists, ListHits) else (ListHits(watchlist=True) if lists else NO_HITS)
 
 
 @dataclass(frozen=True)
@@ -71,13 +102,14 @@ class Verdict:
         }
 
 
-def signs(event: Event, history: History, watchlisted: bool) -> list[str]:
-    """Risk signs present in the event, in reading order."""
-    found = set()
+def signs(event: Event, history: History, lists) -> list[str]:
+    """Risk signs present in the event, in reading order. ``lists``: ListHits (or True for a
+    stop-payment hit on the account)."""
+    hits = _hits(lists)
+    found = {name for name in ("watchlist", "payee_watchlist", "restricted_person", "warned_person")
+             if getattr(hits, name)}
     amount = event.amount
     flags = event.teller_flags
-    if watchlisted:
-        found.add("watchlist")
     if amount >= REPORTING_LINE:
         found.add("large_cash")
     elif event.kind == "cash_withdrawal" and amount >= 0.8 * REPORTING_LINE:
@@ -116,16 +148,18 @@ def verdict_text(level: str, reasons: list[str]) -> str:
     return f"Hold: {shown} - call supervisor" if shown else "Hold - call supervisor"
 
 
-def decide(event: Event, score: float, history: History, watchlisted: bool, thresholds: Thresholds) -> Verdict:
-    if watchlisted:
+def decide(event: Event, score: float, history: History, lists, thresholds: Thresholds) -> Verdict:
+    """``lists``: ListHits, or a bool for the stop-payment list alone."""
+    hits = _hits(lists)
+    if hits.hold or score >= thresholds.red:
         level = RED
-    elif score >= thresholds.red:
-        level = RED
+    elif hits.warned_person:
+        level = RED if event.amount >= WARNED_RED_AMOUNT or score >= thresholds.amber else AMBER
     elif score >= thresholds.amber:
         level = AMBER
     else:
         level = GREEN
-    reasons = signs(event, history, watchlisted) if level != GREEN else []
-    if level != GREEN and not watchlisted and not reasons:
+    reasons = signs(event, history, hits) if level != GREEN else []
+    if level != GREEN and not reasons:
         reasons = ["model_score"]
     return Verdict(event.event_id, level, float(score), tuple(reasons), verdict_text(level, reasons), event.counter)

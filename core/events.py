@@ -1,8 +1,14 @@
-"""Event schema v1: what a teller terminal reports about one withdrawal or transfer.
+"""Event schema v2: what a teller terminal reports about one withdrawal or transfer.
 
 docs/events.md is the reference. ``parse_event`` turns a decoded JSON object into an ``Event`` or
 raises ``SchemaError`` naming the field, which the gateway sends back as a NAK. ``canonical_digest``
 says whether two payloads carry the same event, however each was spelled.
+
+Version 2 adds who the customer is (``customer_id``, ``customer_phone``) and where a transfer goes
+(``payee_account``); every v1 event is a valid v2 event. The gateway never keeps those three in
+clear: ``parse_event(body, identity_key=key)`` verifies each and holds only its keyed hash
+(core/identity.py), and ``kept_body`` is the event as it may be stored, logged, exported or sent,
+with ``customer_id_hash``, ``customer_phone_hash`` and ``payee_account_hash`` in their place.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-SCHEMA_VERSION = 1
+from counterguard.core.identity import CUSTOMER_ID_TYPES, IdentityError, identity_hash, is_identity_hash
+
+SCHEMA_VERSION = 2
 KINDS = ("cash_withdrawal", "transfer_out")
 TELLER_FLAGS = ("customer_on_phone", "accompanied", "anxious", "urgent", "declared_purpose_mismatch")
 PURPOSES = (
@@ -26,7 +34,13 @@ REQUIRED = ("event_id", "ts", "counter", "kind", "account", "amount")
 _KNOWN = frozenset(REQUIRED) | {
     "customer_age", "account_age_days", "balance_before", "inbound_24h", "inbound_count_24h",
     "teller_flags", "purpose", "payee_new", "payee_account_age_days",
+    "customer_id_type", "customer_id", "customer_phone", "payee_account",
+    "customer_id_hash", "customer_phone_hash", "payee_account_hash",
 }  # every other field is kept in Event.extra
+# Identity fields a terminal sends in clear, and the field that holds each one's keyed hash once the
+# gateway has validated it. Only the hashed form is ever stored, logged, exported or sent.
+HASHED_FIELDS = {"customer_id": "customer_id_hash", "customer_phone": "customer_phone_hash",
+                 "payee_account": "payee_account_hash"}
 # Bounds that no real counter transaction crosses; beyond them the terminal is sending nonsense.
 MAX_AMOUNT = 1e10
 MAX_AGE = 130
@@ -66,6 +80,11 @@ class Event:
     purpose: str | None = None
     payee_new: bool | None = None
     payee_account_age_days: int | None = None
+    # v2: keyed hashes (64 hex digits) of who the customer is and where a transfer goes; never clear
+    customer_id_type: str | None = None
+    customer_id_hash: str | None = None
+    customer_phone_hash: str | None = None
+    payee_account_hash: str | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property  # read for the history window and again when stored
@@ -141,8 +160,39 @@ def _payee(body: dict, kind: str) -> tuple[bool | None, int | None]:
     return new, _int(body, "payee_account_age_days", 0, MAX_ACCOUNT_AGE_DAYS)
 
 
-def parse_event(body: dict) -> Event:
-    """Validate a decoded event object. Unknown fields are kept in ``extra`` and otherwise ignored."""
+def _identity(body: dict, name: str, hash_kind: str | None, key: bytes | None) -> str | None:
+    """The keyed hash of one identity field, from its clear value (verified, then hashed with ``key``)
+    or from ``<name>_hash`` as an export or replay carries it. Errors never repeat the value."""
+    clear, hashed_name = body.get(name), HASHED_FIELDS[name]
+    hashed = body.get(hashed_name)
+    if clear is not None and hashed is not None:
+        raise SchemaError(name, f"send {name} or {hashed_name}, not both")
+    if hashed is not None:
+        if not is_identity_hash(hashed):
+            raise SchemaError(hashed_name, "must be a keyed hash: 64 lowercase hex digits")
+        return hashed
+    if clear is None:
+        return None
+    try:
+        # Verified even without a key, so a mistyped number is refused wherever it is parsed.
+        digest = identity_hash(key or _CHECK_ONLY_KEY, hash_kind, clear)
+    except IdentityError as exc:
+        detail = str(exc).removeprefix(f"{hash_kind} ")
+        if hash_kind == "account":
+            detail = "must be a string of 6 to 34 digits"
+        raise SchemaError(name, detail) from None
+    return digest if key is not None else None
+
+
+_CHECK_ONLY_KEY = b"\0" * 16  # validation without a key: the digest is thrown away
+
+
+def parse_event(body: dict, identity_key: bytes | None = None) -> Event:
+    """Validate a decoded event object. Unknown fields are kept in ``extra`` and otherwise ignored.
+
+    ``identity_key`` (the alliance key the watchlist is hashed with) turns a clear ``customer_id``,
+    ``customer_phone`` or ``payee_account`` into its keyed hash; without it they are verified and
+    left out (their ``*_hash`` forms are kept either way)."""
     if not isinstance(body, dict):
         raise SchemaError("event", "must be a JSON object")
     for name in REQUIRED:
@@ -173,6 +223,21 @@ def parse_event(body: dict) -> Event:
     if purpose is not None and purpose not in PURPOSES:
         raise SchemaError("purpose", f"must be one of {', '.join(PURPOSES)}")
     payee_new, payee_account_age_days = _payee(body, kind)
+    id_type = body.get("customer_id_type")
+    if id_type is not None:
+        if not isinstance(id_type, str) or id_type not in CUSTOMER_ID_TYPES:
+            raise SchemaError("customer_id_type", f"must be one of {', '.join(CUSTOMER_ID_TYPES)}")
+        if body.get("customer_id") is None and body.get("customer_id_hash") is None:
+            raise SchemaError("customer_id_type", "is only sent with customer_id")
+    elif body.get("customer_id") is not None or body.get("customer_id_hash") is not None:
+        id_type = "resident"  # the resident identity card is what a mainland counter sees
+    customer_id_hash = _identity(body, "customer_id", CUSTOMER_ID_TYPES.get(id_type), identity_key)
+    customer_phone_hash = _identity(body, "customer_phone", "phone", identity_key)
+    if kind != "transfer_out":
+        for name in ("payee_account", "payee_account_hash"):
+            if body.get(name) is not None:
+                raise SchemaError(name, "is only for kind transfer_out; a cash withdrawal has no payee")
+    payee_account_hash = _identity(body, "payee_account", "account", identity_key)
     return Event(
         event_id=event_id,
         ts=ts,
@@ -189,8 +254,31 @@ def parse_event(body: dict) -> Event:
         purpose=purpose,
         payee_new=payee_new,
         payee_account_age_days=payee_account_age_days,
+        customer_id_type=id_type,
+        customer_id_hash=customer_id_hash,
+        customer_phone_hash=customer_phone_hash,
+        payee_account_hash=payee_account_hash,
         extra={k: v for k, v in body.items() if k not in _KNOWN},
     )
+
+
+def kept_body(body: dict, event: Event) -> dict:
+    """The event as the gateway may keep it: each clear identity field replaced by its keyed hash
+    from ``event`` (parsed with the identity key). ``body`` itself when it has none, so the common
+    event is not copied or re-encoded."""
+    if not any(body.get(name) is not None for name in HASHED_FIELDS):
+        return body
+    kept = {}
+    for name, value in body.items():
+        if name in HASHED_FIELDS:
+            if value is not None:
+                hashed = getattr(event, HASHED_FIELDS[name])
+                if hashed is None:
+                    raise ValueError(f"{name} was parsed without the identity key; it cannot be kept")
+                kept[HASHED_FIELDS[name]] = hashed
+        else:
+            kept[name] = value
+    return kept
 
 
 def _printable(name: str, text: str) -> None:

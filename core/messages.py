@@ -37,6 +37,9 @@ OUTCOME_REQUIRED = ("type", "gateway_id", "alert_id", "counter", "outcome", "not
                     "time_synced", "seq", "region", "branch", "historical")
 ESCALATION_REQUIRED = ("type", "gateway_id", "alert_id", "counter", "level", "reason", "waited_s", "at", "mono",
                        "time_synced", "seq", "region", "branch", "historical")
+# Who the customer is and where a transfer goes, on an alert from a v2 event: the keyed hashes the
+# validator made (core/identity.py), never the clear values.
+IDENTITY_FIELDS = ("customer_id_type", "customer_id_hash", "customer_phone_hash", "payee_account_hash")
 OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called")
 # A customer's answer to a caring question ("declined": would not say); questions not asked are left out.
 ANSWERS = ("yes", "no", "declined")
@@ -165,6 +168,10 @@ def alert_body(alert_id: str, event, verdict, stamp, *, gateway_id: str, model_v
         "model_version": model_version,
         "watchlist_version": watchlist_version,
     }
+    for name in IDENTITY_FIELDS:  # v2 events: keyed hashes only, and only where the terminal sent one
+        value = getattr(event, name, None)
+        if value is not None:
+            body[name] = value
     if raised_by is not None:
         body["raised_by"] = raised_by
         body["note"] = note or ""

@@ -197,6 +197,32 @@ def gateway_cases():
     yield "duplicate account key", frame("EVT", 53, event_with(
         account='"6222020200112233445","account":"6222000000000000001"')), nak(53, "bad_json")
     yield "NaN amount", frame("EVT", 54, event_with(amount="NaN")), nak(54, "bad_json")
+    # Schema v2: who the customer is and where a transfer goes; each field is verified before it is hashed.
+    transfer = dict(kind='"transfer_out"', payee_account='"6228480012345678901"')
+    yield "v2 event with identity number, phone and payee", frame("EVT", 60, event_with(
+        customer_id='"11010519491231002X"', customer_phone='"13800138000"', **transfer)), {"type": "ACK", "seq": 60}
+    yield "v2 identity number with a lower-case x", frame("EVT", 61, event_with(customer_id='"11010519491231002x"')), {
+        "type": "ACK", "seq": 61}
+    yield "v2 passport number", frame("EVT", 62, event_with(customer_id='"E12345678"', customer_id_type='"passport"')), {
+        "type": "ACK", "seq": 62}
+    yield "v2 identity number with a wrong check digit", frame("EVT", 63, event_with(
+        customer_id='"110105194912310021"')), nak(63, "schema", "customer_id")
+    yield "v2 identity number with an impossible birth date", frame("EVT", 64, event_with(
+        customer_id='"110105194913310027"')), nak(64, "schema", "customer_id")
+    yield "v2 identity number of 15 digits", frame("EVT", 65, event_with(customer_id='"110105491231002"')), nak(
+        65, "schema", "customer_id")
+    yield "v2 unknown customer_id_type", frame("EVT", 66, event_with(
+        customer_id='"E12345678"', customer_id_type='"visa"')), nak(66, "schema", "customer_id_type")
+    yield "v2 landline in customer_phone", frame("EVT", 67, event_with(customer_phone='"02988887777"')), nak(
+        67, "schema", "customer_phone")
+    yield "v2 payee_account on a cash withdrawal", frame("EVT", 68, event_with(
+        payee_account='"6228480012345678901"')), nak(68, "schema", "payee_account")
+    yield "v2 payee_account with letters", frame("EVT", 69, event_with(
+        kind='"transfer_out"', payee_account='"62284800ABC"')), nak(69, "schema", "payee_account")
+    yield "v2 keyed hash in place of the number", frame("EVT", 70, event_with(customer_id_hash='"' + "ab" * 32 + '"')), {
+        "type": "ACK", "seq": 70}
+    yield "v2 number and its hash both sent", frame("EVT", 71, event_with(
+        customer_id='"11010519491231002X"', customer_id_hash='"' + "ab" * 32 + '"')), nak(71, "schema", "customer_id")
 
 
 def encode_cases():

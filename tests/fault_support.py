@@ -244,12 +244,15 @@ def kill_broker(broker) -> int:
     return proc.pid
 
 
-def start_gateway_process(config_path, *, env: dict | None = None, log_path=None) -> subprocess.Popen:
-    """``counterguard run --config FILE`` as its own process (so it can be SIGKILLed)."""
+def start_gateway_process(config_path, *, env: dict | None = None, log_path=None,
+                          verbose: bool = False) -> subprocess.Popen:
+    """``counterguard run --config FILE`` as its own process (so it can be SIGKILLed); ``verbose``
+    logs debug detail too."""
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     err = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
-        return subprocess.Popen([sys.executable, "-m", "counterguard", "run", "--config", str(config_path)],
+        return subprocess.Popen([sys.executable, "-m", "counterguard", *(["-v"] if verbose else []), "run",
+                                 "--config", str(config_path)],
                                 stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, env=full_env)
     finally:
         if log_path:

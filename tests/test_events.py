@@ -168,3 +168,64 @@ def test_gateway_answer_vector(case):
         assert answer == {"type": "NAK", "seq": item.seq, "code": "schema", "field": exc.field}
     else:
         assert answer == {"type": "ACK", "seq": item.seq}
+
+
+# -- schema v2: who the customer is, hashed as it is validated -------------------------------------------
+KEY = bytes(range(32))
+RESIDENT = "11010519491231002X"
+
+
+def test_v2_identity_fields_are_held_only_as_keyed_hashes():
+    from counterguard.core.events import kept_body
+    from counterguard.core.identity import identity_hash
+
+    body = with_(kind="transfer_out", customer_id=RESIDENT, customer_phone="13800138000",
+                 payee_account="6228480012345678901")
+    event = parse_event(body, KEY)
+    assert event.customer_id_hash == identity_hash(KEY, "resident_id", RESIDENT)
+    assert event.customer_id_type == "resident"  # a mainland counter's default document
+    assert event.customer_phone_hash == identity_hash(KEY, "phone", "13800138000")
+    assert event.payee_account_hash == identity_hash(KEY, "account", "6228480012345678901")
+    assert RESIDENT not in repr(event) and "13800138000" not in repr(event) and not event.extra
+    kept = kept_body(body, event)
+    assert set(kept) == set(GOOD) | {"customer_id_hash", "customer_phone_hash", "payee_account_hash"}
+    assert RESIDENT not in json.dumps(kept) and "6228480012345678901" not in json.dumps(kept)
+    assert parse_event(kept) == event  # a kept event (store, export, replay) reads back as the same event
+    assert kept_body(GOOD, parse_event(GOOD, KEY)) is GOOD  # a v1 event is kept as it came
+
+
+def test_v2_hashes_are_per_person_not_per_spelling_and_never_cross_kinds():
+    lower = parse_event(with_(customer_id=RESIDENT.lower()), KEY)
+    assert lower.customer_id_hash == parse_event(with_(customer_id=RESIDENT), KEY).customer_id_hash
+    spaced = parse_event(with_(customer_id="e 1234-5678", customer_id_type="passport"), KEY)
+    assert spaced.customer_id_hash == parse_event(with_(customer_id="E12345678", customer_id_type="passport"),
+                                                  KEY).customer_id_hash
+    # The same characters as a passport and as another document are two different people.
+    other = parse_event(with_(customer_id="E12345678", customer_id_type="other"), KEY)
+    assert other.customer_id_hash != spaced.customer_id_hash
+    # Another alliance key, another hash: a list made under one key never matches under another.
+    assert parse_event(with_(customer_id=RESIDENT), bytes(32)).customer_id_hash != lower.customer_id_hash
+
+
+@pytest.mark.parametrize("changes, field, says", [
+    (dict(customer_id="110105194912310021"), "customer_id", "check digit is 1, should be X"),
+    (dict(customer_id="110105194913310027"), "customer_id", "date of birth"),
+    (dict(customer_id="110105491231002"), "customer_id", "18 characters"),
+    (dict(customer_id=110105194912310020), "customer_id", "must be a string"),
+    (dict(customer_id="E1", customer_id_type="passport"), "customer_id", "5 to 20 letters and digits"),
+    (dict(customer_id="E12345678", customer_id_type="visa"), "customer_id_type", "resident, passport, other"),
+    (dict(customer_id_type="passport"), "customer_id_type", "only sent with customer_id"),
+    (dict(customer_phone="02988887777"), "customer_phone", "11-digit mainland mobile"),
+    (dict(customer_phone="1380013800"), "customer_phone", "11-digit mainland mobile"),
+    (dict(payee_account="6228480012345678901"), "payee_account", "only for kind transfer_out"),
+    (dict(kind="transfer_out", payee_account="62284800ABC"), "payee_account", "6 to 34 digits"),
+    (dict(customer_id_hash="AB" * 32), "customer_id_hash", "64 lowercase hex digits"),
+    (dict(customer_id=RESIDENT, customer_id_hash="ab" * 32), "customer_id", "not both"),
+])
+def test_v2_a_wrong_identity_field_is_named_and_its_value_never_repeated(changes, field, says):
+    with pytest.raises(SchemaError) as caught:
+        parse_event(with_(**changes), KEY)
+    assert caught.value.field == field and says in caught.value.detail
+    for value in changes.values():
+        if isinstance(value, str) and len(value) >= 9:
+            assert value not in str(caught.value), "an identity value was repeated in the NAK"

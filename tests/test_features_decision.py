@@ -4,7 +4,17 @@ import math
 
 import pytest
 
-from counterguard.core.decision import AMBER, GREEN, RED, REASON_TEXT, Thresholds, decide, signs
+from counterguard.core.decision import (
+    AMBER,
+    GREEN,
+    RED,
+    REASON_TEXT,
+    WARNED_RED_AMOUNT,
+    ListHits,
+    Thresholds,
+    decide,
+    signs,
+)
 from counterguard.core.events import parse_event
 from counterguard.core.features import (
     DAY,
@@ -137,3 +147,24 @@ def test_every_reason_has_text():
 def test_bad_thresholds_refused(amber, red):
     with pytest.raises(ValueError):
         Thresholds(amber, red)
+
+
+# -- the centre's lists beside the model --------------------------------------------------------------
+@pytest.mark.parametrize("hits, reason", [
+    (ListHits(watchlist=True), "watchlist"),
+    (ListHits(payee_watchlist=True), "payee_watchlist"),
+    (ListHits(restricted_person=True), "restricted_person"),
+])
+def test_a_stop_payment_payee_or_a_restricted_person_is_red_whatever_the_model_says(hits, reason):
+    v = decide(ev(amount=100), 0.0, NO_HISTORY, hits, T)
+    assert v.level == "red" and v.reasons[0] == reason and hits.hold
+
+
+@pytest.mark.parametrize("amount, score, level", [
+    (2000, 0.0, "amber"),  # on the police's early-warning list: the caring questions at least
+    (WARNED_RED_AMOUNT, 0.0, "red"),  # and a large amount: hold
+    (2000, T.amber, "red"),  # or the model sees risk too
+])
+def test_a_warned_person_is_at_least_amber_and_red_when_the_amount_is_large_or_the_model_agrees(amount, score, level):
+    v = decide(ev(amount=amount), score, NO_HISTORY, ListHits(warned_person=True), T)
+    assert v.level == level and v.reasons[0] == "warned_person" and not ListHits(warned_person=True).hold

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from counterguard.core import messages, wire
 from counterguard.core.clock import Clock
 from counterguard.core.decision import Verdict
-from counterguard.core.events import SchemaError, canonical_digest, parse_event
+from counterguard.core.events import SchemaError, canonical_digest, kept_body, parse_event
 from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.store.db import StoreError
 
@@ -120,17 +120,22 @@ class Pipeline:
 
     def _event(self, frame: wire.Frame):
         try:
-            event = parse_event(frame.body)
+            event = parse_event(frame.body, self.assessor.watchlist.identity_key)
         except SchemaError as exc:
             err = wire.FrameError(wire.SCHEMA, frame.seq, exc.detail, exc.field)
             return self._nak(frame.seq, err), None, None
+        # From here on the event exists only with its identity fields hashed: the store, logs, the
+        # outbox and exports never see an identity number, phone or payee account in clear.
+        kept = kept_body(frame.body, event)
+        raw = frame.payload if kept is frame.body else messages.dumps(kept).encode("utf-8")
         # Judged on the event, not its bytes: a terminal that re-encodes a resend (key order, spaces,
         # 2000 vs 2000.0) gets its ACK. Rows stored before the digest hold the raw payload's sha256.
-        sha = canonical_digest(frame.body)
+        # The digest is of the kept form, so it is keyed too wherever an identity field was.
+        sha = canonical_digest(kept)
         earlier = self.store.decided(event.event_id)
         if earlier is not None:
             earlier_sha, ack_body = earlier
-            if earlier_sha != sha and earlier_sha != hashlib.sha256(frame.payload).hexdigest():
+            if earlier_sha != sha and earlier_sha != hashlib.sha256(raw).hexdigest():
                 err = wire.FrameError(wire.CONFLICT, frame.seq, "event_id was already used for a different event", "event_id")
                 return self._nak(frame.seq, err), None, None
             # A resend after a lost ACK: the same answer again, scored once.
@@ -142,6 +147,6 @@ class Pipeline:
         # The stored ACK body is also the line's payload whenever it is plain ASCII without '$'
         # (always, unless an event_id carries such characters): one JSON encode per event, not two.
         payload = stored.encode("ascii") if stored.isascii() and "$" not in stored else wire.encode_payload(body)
-        alert = self.assessor.record(event, frame.payload, sha, verdict, self.clock.now(), self.gateway_id, stored,
+        alert = self.assessor.record(event, raw, sha, verdict, self.clock.now(), self.gateway_id, stored,
                                      assessment)
         return wire.encode_frame("ACK", frame.seq, payload), verdict, alert

@@ -16,7 +16,7 @@ from pathlib import Path
 from counterguard.core import jsontext, wire
 from counterguard.core.clock import Clock
 from counterguard.core.decision import Thresholds
-from counterguard.core.events import SchemaError, canonical_digest, parse_event
+from counterguard.core.events import SchemaError, canonical_digest, kept_body, parse_event
 from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
 from counterguard.gateway.scoring.watchlist import Watchlist
@@ -81,9 +81,10 @@ def _one(assessor: Assessor, text: str, out, clock: Clock, gateway_id: str) -> s
     except ValueError as exc:
         return f"not JSON: {exc}"
     try:
-        event = parse_event(body)
+        event = parse_event(body, assessor.watchlist.identity_key)
     except SchemaError as exc:
         return f"{exc.field}: {exc.detail}"
+    body = kept_body(body, event)  # as at the counter: no identity number in clear is kept
     payload = wire.encode_payload(body)
     sha = canonical_digest(body)  # as at the counter: the same event however it was spelled
     earlier = assessor.store.decided(event.event_id)

@@ -13,7 +13,7 @@ import logging
 import struct
 from dataclasses import dataclass
 
-from counterguard.core.decision import Thresholds, Verdict, decide
+from counterguard.core.decision import ListHits, Thresholds, Verdict, decide
 from counterguard.core.events import Event
 from counterguard.core.features import DAY, History, event_features, summarise_history
 
@@ -54,11 +54,16 @@ class Assessor:
         prior = self.store.account_history(event.account, now - DAY, now)
         return summarise_history(prior, now, event.counter)
 
+    def list_hits(self, event: Event) -> ListHits:
+        """The centre's lists against the event's account, payee and customer (keyed hashes)."""
+        watchlist = self.watchlist
+        return ListHits(watchlist=watchlist.contains(event.account),
+                        payee_watchlist=watchlist.contains_hash(event.payee_account_hash))
+
     def assessment(self, event: Event) -> Assessment:
         history = self.history(event)
         row = event_features(event, history)
-        verdict = decide(event, self.model.score(row), history, self.watchlist.contains(event.account),
-                         self.thresholds)
+        verdict = decide(event, self.model.score(row), history, self.list_hits(event), self.thresholds)
         challenger = self.shadow
         if challenger is None:
             return Assessment(verdict, row)

@@ -122,6 +122,16 @@ class Watchlist:
     def hash(self, account: str) -> str:
         return account_hash(self._key, account)
 
+    @property
+    def identity_key(self) -> bytes:
+        """The alliance key the lists are hashed with: the validator hashes a customer's identity
+        number, phone and payee account with it before anything is kept (core/identity.py)."""
+        return self._key
+
+    def contains_hash(self, hashed: str | None) -> bool:
+        """Whether a keyed hash (a payee account's, as the validator made it) is on the list."""
+        return hashed is not None and hashed in self._accounts
+
     def contains(self, account: str) -> bool:
         try:
             return account_hash(self._key, account) in self._accounts
