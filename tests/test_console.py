@@ -285,6 +285,7 @@ def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromiu
     browser.find_element(By.ID, "lang").click()
     card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#awaiting .card[data-alert-id="{alert_id}"]'))[0]
     assert "customer on the phone" in card.text
+    assert browser.title == "Counter alerts — counterguard"  # the title follows the language; nothing open
     card.find_element(By.CSS_SELECTOR, "input.outcome[value='customer_dissuaded']").click()
     card.find_element(By.CSS_SELECTOR, "textarea.note").send_keys("daughter came; kept her savings")
     # What the customer answered to two of the caring questions; the others stay "not asked".

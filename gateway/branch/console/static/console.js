@@ -9,6 +9,9 @@ const csrf = document.querySelector('meta[name="csrf-token"]').content;
 let lang = localStorage.getItem("cg-lang") || "zh";
 let last = null;
 let shown = { message: null, status: null };  // {en, zh} on screen, redrawn when the language changes
+let acting = false;  // an action of this page is under way: it moves focus itself when done
+let fresh = null;    // timer: how long a confirmation stays in view while the page scrolls
+const FRESH_MS = 8000;
 const drawn = { open: "", awaiting: "", today: "", events: "" };
 const KIND_TEXT = { cash_withdrawal: ["cash withdrawal", "取现"], transfer_out: ["transfer out", "转出"] };
 const VIA_TEXT = { button: ["panel button", "主管按钮"], console: ["console", "控制台"], cli: ["command line", "命令行"] };
@@ -44,20 +47,35 @@ function clock(epoch) {
   return new Date(epoch * 1000).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB", { hour12: false });
 }
 
+// The notices (#message, #status) stay at the top of the screen while there is something to
+// read, so a supervisor far down the page on a phone still sees what happened; the page keeps
+// focused controls clear of them (scroll-padding), so nothing the keyboard reaches hides under them.
+function notices() {
+  const box = document.getElementById("notices");
+  box.classList.toggle("pinned", Boolean(shown.message || (shown.status && fresh)));
+  document.documentElement.style.scrollPaddingTop = box.classList.contains("pinned") ? `${box.offsetHeight + 8}px` : "";
+}
+
 function say(text) {  // an error or a refusal: role="alert"
   shown.message = text;
   const m = document.getElementById("message");
   m.textContent = tr(text);
   m.classList.toggle("hidden", !text);
+  notices();
 }
 
-function confirmDone(text) {  // what was just done: role="status", aria-live="polite"
+function confirmDone(text, pin = false) {  // what was just done: role="status", aria-live="polite"
   shown.status = text;
   document.getElementById("status").textContent = tr(text);
+  if (pin) {  // a new confirmation: in view for a while, then it scrolls away with the page
+    clearTimeout(fresh);
+    fresh = setTimeout(() => { fresh = null; notices(); }, FRESH_MS);
+  }
+  notices();
 }
 
 class Refused extends Error {
-  constructor(en, zh) { super(en); this.text = { en, zh }; }
+  constructor(status, en, zh) { super(en); this.status = status; this.text = { en, zh }; }
 }
 
 async function post(path, body) {
@@ -69,12 +87,12 @@ async function post(path, body) {
       body: JSON.stringify(body || {}),
     });
   } catch (e) {
-    throw new Refused(UNREACHABLE.en, UNREACHABLE.zh);  // the browser's own words ("Failed to fetch") are English
+    throw new Refused(0, UNREACHABLE.en, UNREACHABLE.zh);  // the browser's own words ("Failed to fetch") are English
   }
   const data = await res.json().catch(() => ({}));
   if (res.status === 401) { location.reload(); }
   if (!res.ok) {
-    throw new Refused(data.error || `The gateway refused (${res.status}).`,
+    throw new Refused(res.status, data.error || `The gateway refused (${res.status}).`,
       data.error_zh || REFUSED_ZH[res.status] || "网关未能完成操作，请稍后重试；如仍不行，请联系技术支持。");
   }
   return data;
@@ -83,6 +101,8 @@ async function post(path, body) {
 function reasonsOf(a) { return a.reasons.map(r => r[lang]).join(t(", ", "，")); }
 function levelOf(a) { return a.level_text[lang]; }
 function viaOf(via) { return VIA_TEXT[via] ? t(...VIA_TEXT[via]) : via; }
+// Who acknowledged: a staff number, or "supervisor" for the panel button (no name), said in the page's language.
+function whoOf(by, via) { return by === "supervisor" && via === "button" ? t("supervisor", "主管") : by; }
 function outcomeOf(code) { return (last.outcomes.find(o => o.code === code) || {})[lang] || code; }
 function questionOf(q) { return q[lang] || q.en || q.zh; }
 
@@ -101,12 +121,14 @@ function card(a, awaiting) {
       c.append(el("strong", {}, t("Ask the customer:", "关爱提问：")));
       c.append(el("ul", { class: "questions" }, ...a.asked.map(q => el("li", { class: "question", dataset: { key: q.key } }, questionOf(q)))));
     }
-    const b = el("button", { class: "ack", type: "button", dataset: { focus: "ack" } }, t("Acknowledge", "确认接手"));
+    // A screen reader listing the page's buttons hears which alert each one is for.
+    const b = el("button", { class: "ack", type: "button", id: idFor("ack", a.alert_id), "aria-labelledby": `${idFor("ack", a.alert_id)} ${heading}`,
+      dataset: { focus: "ack" } }, t("Acknowledge", "确认接手"));
     b.addEventListener("click", () => act(b, "/api/ack", { alert_id: a.alert_id }, () => acknowledged(a)));
     c.append(b);
     return c;
   }
-  c.append(el("p", { class: "quiet" }, `${t("Acknowledged by", "接手人")} ${a.ack_by} (${viaOf(a.ack_via)}) ${clock(a.ack_at)}`));
+  c.append(el("p", { class: "quiet" }, `${t("Acknowledged by", "接手人")} ${whoOf(a.ack_by, a.ack_via)} (${viaOf(a.ack_via)}) ${clock(a.ack_at)}`));
   const answers = answerForm(a);
   const outcomes = el("fieldset", { class: "outcomes", role: "radiogroup", "aria-required": "true" },
     el("legend", {}, t("Outcome (required)", "处理结果（必选）")),
@@ -115,7 +137,8 @@ function card(a, awaiting) {
         dataset: { focus: `outcome:${o.code}` } }), " ", o[lang])));
   const noteId = idFor("note", a.alert_id);
   const note = el("textarea", { class: "note", id: noteId, maxlength: "2000", dataset: { focus: "note" } });
-  const b = el("button", { class: "record", type: "button", dataset: { focus: "record" } }, t("Record outcome", "登记结果"));
+  const b = el("button", { class: "record", type: "button", id: idFor("record", a.alert_id),
+    "aria-labelledby": `${idFor("record", a.alert_id)} ${heading}`, dataset: { focus: "record" } }, t("Record outcome", "登记结果"));
   b.addEventListener("click", () => {
     const picked = outcomes.querySelector("input.outcome:checked");
     if (!picked) {  // nothing is chosen for the supervisor: an outcome is the bank's record
@@ -163,7 +186,8 @@ function answerText(a) {
 // else the confirmation itself.
 function focusNext(exceptId, fallback) {
   const next = [...document.querySelectorAll("#open .card")].find(c => c.dataset.alertId !== exceptId);
-  const target = (next && next.querySelector("button.ack")) || fallback || document.getElementById("status");
+  const target = (next && next.querySelector("button.ack")) || fallback
+    || document.getElementById(shown.message ? "message" : "status");
   target.focus();
 }
 
@@ -175,14 +199,14 @@ function acknowledged(a) {
   confirmDone({
     en: `Acknowledged: counter ${a.counter}, ${a.level_text.en} alert. Record its outcome below when you are done.`,
     zh: `已接手：${a.counter}号柜台${a.level_text.zh}色预警。处理完毕后请在下方登记结果。`,
-  });
+  }, true);
   const mine = cardOf("awaiting", a.alert_id);
   focusNext(a.alert_id, mine && mine.querySelector("h3"));
 }
 
 function recorded(a, outcome) {
   const o = last.outcomes.find(x => x.code === outcome) || { en: outcome, zh: outcome };
-  confirmDone({ en: `Outcome recorded for counter ${a.counter}: ${o.en}.`, zh: `已登记${a.counter}号柜台预警的处理结果：${o.zh}。` });
+  confirmDone({ en: `Outcome recorded for counter ${a.counter}: ${o.en}.`, zh: `已登记${a.counter}号柜台预警的处理结果：${o.zh}。` }, true);
   const waiting = document.querySelector("#awaiting .card h3");
   focusNext(a.alert_id, waiting);
 }
@@ -190,12 +214,13 @@ function recorded(a, outcome) {
 function raised(e, level) {
   const word = { red: ["red", "红"], amber: ["amber", "黄"] }[level] || [level, level];
   confirmDone({ en: `${word[0]} alert raised at counter ${e.counter}; the supervisor and the centre are told.`,
-    zh: `已在${e.counter}号柜台发起${word[1]}色预警，已通知主管并上报中心。` });
+    zh: `已在${e.counter}号柜台发起${word[1]}色预警，已通知主管并上报中心。` }, true);
   document.getElementById("status").focus();
 }
 
 async function act(button, path, body, done) {
   button.disabled = true;
+  acting = true;
   try {
     await post(path, body);
     say(null);
@@ -205,6 +230,15 @@ async function act(button, path, body, done) {
     say(e instanceof Refused ? e.text : UNREACHABLE);
     button.disabled = false;
     button.focus();
+    // Gone or changed meanwhile (someone else acknowledged it): show the page as it is now; if the
+    // button went with it, focus follows the alert instead of falling to the top of the page.
+    if (e instanceof Refused && (e.status === 404 || e.status === 409)) {
+      const card = button.closest(".card");
+      await refresh();
+      if (!button.isConnected) followMoved(card && card.dataset.alertId, false);
+    }
+  } finally {
+    acting = false;
   }
 }
 
@@ -251,7 +285,7 @@ function drawToday(alerts) {
   const rows = alerts.map(a => el("tr", { dataset: { alertId: a.alert_id } },
     cell(t("Raised", "时间"), clock(a.raised_at)), cell(t("Counter", "柜台"), a.counter), cell(t("Level", "级别"), levelOf(a)),
     cell(t("Reasons", "原因"), reasonsOf(a)),
-    cell(t("Acknowledged", "响应"), a.ack_by ? `${a.ack_by} · ${a.response_s} ${t("s", "秒")}` : t("waiting", "等待中")),
+    cell(t("Acknowledged", "响应"), a.ack_by ? `${whoOf(a.ack_by, a.ack_via)} · ${a.response_s} ${t("s", "秒")}` : t("waiting", "等待中")),
     cell(t("Outcome", "结果"), a.outcome ? a.outcome_text[lang] + (a.note ? ` · ${a.note}` : "") : "",
       ...(a.answers.length ? [el("ul", { class: "answers" }, ...a.answers.map(x => el("li", { dataset: { key: x.key } }, answerText(x))))] : []))));
   document.querySelector("#today tbody").replaceChildren(...rows);
@@ -297,10 +331,33 @@ function drawEvents(events) {
   }
 }
 
+// The alert a focused control belonged to left its list (acknowledged or closed by someone
+// else, or by this page): focus goes where focusNext puts it, and, when it was someone else,
+// the supervisor is told why.
+function followMoved(alertId, tell) {
+  const waiting = cardOf("awaiting", alertId);
+  const a = last && [...last.awaiting_outcome, ...last.today].find(x => x.alert_id === alertId);
+  if (tell && a && waiting) {
+    const who = { en: a.ack_via === "button" ? "the panel button" : a.ack_by, zh: a.ack_via === "button" ? "主管按钮" : ` ${a.ack_by} ` };
+    confirmDone({ en: `Counter ${a.counter}'s alert was acknowledged by ${who.en}. Record its outcome below.`,
+      zh: `${a.counter}号柜台的预警已由${who.zh}接手，请在下方登记结果。` }, true);
+  } else if (tell && a && a.outcome) {
+    confirmDone({ en: `Counter ${a.counter}'s alert was closed by ${a.outcome_by}: ${a.outcome_text.en}.`,
+      zh: `${a.counter}号柜台的预警已由 ${a.outcome_by} 登记结果：${a.outcome_text.zh}。` }, true);
+  }
+  focusNext(alertId, waiting && waiting.querySelector("h3"));
+}
+
 function draw() {
   if (!last) return;
+  const before = document.activeElement;
+  const card = before && before.closest(".cards .card");
   drawCards("open", last.open, false);
   drawCards("awaiting", last.awaiting_outcome, true);
+  // Focus fell to the page itself (its control was taken away with the card): put it back.
+  if (card && !before.isConnected && !acting && (!document.activeElement || document.activeElement === document.body)) {
+    followMoved(card.dataset.alertId, true);
+  }
   document.getElementById("no-open").classList.toggle("hidden", last.open.length > 0);
   drawToday(last.today);
   drawEvents(last.events);
