@@ -4,6 +4,7 @@
 |---|---|
 | `centre run` | intake workers + live dashboard, until SIGTERM or Ctrl-C |
 | `centre push-watchlist --target T --add ACCOUNT --remove ACCOUNT [--file FILE]` | change the stop-payment list and push it |
+| `centre push-list KIND --add VALUE --remove VALUE [--file FILE]` (KIND: warned or restricted) | change a list of persons and push it as signed deltas |
 | `centre push-model --target T MODEL.tflite` | push a model and its card |
 | `centre push-thresholds --target T --amber A --red R` | push amber/red thresholds |
 | `centre rollout` | which gateways have applied which pushed version |
@@ -174,14 +175,61 @@ class _CanaryGuard:
             log.warning("centre: canary check failed: %s", exc)
 
 
+class _ListRepair:
+    """Sends the whole list of persons to a gateway that reports a gap or stays behind (a delta
+    missed while it was away: only the newest delta is retained on the topic); needs the signing key."""
+
+    CHECK_EVERY_S = 30.0
+
+    def __init__(self, cfg: CentreConfig):
+        self.cfg = cfg
+        self.next_check = 0.0
+        self.sent: dict = {}
+        self._key = None
+
+    def tick(self, store) -> None:
+        if time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + self.CHECK_EVERY_S
+        from counterguard.centre.downlink import publish_retained
+        from counterguard.centre.person_lists import PersonListPush
+        from counterguard.core import manifest as signed
+
+        try:
+            lists = PersonListPush(store, None, key=None, key_version=self.cfg.signing.key_version)
+            due = lists.repairs(sent=self.sent)
+            if not due:
+                return
+            if not self.cfg.signing.key:
+                log.warning("centre: %d gateway(s) are behind on a list of persons, but this centre has no signing "
+                            "key ([signing] key) to send them the whole list", len(due))
+                self.next_check = time.monotonic() + 3600
+                return
+            if self._key is None:
+                self._key = signed.load_private_key(self.cfg.signing.key)
+            lists.signing_key = self._key
+            for gateway_id, kind in due:
+                parts = lists.snapshot(kind, gateway_id)
+                # Not retained: the gateway is online (its status said so) and this repeats a version.
+                publish_retained(self.cfg.broker.host, self.cfg.broker.port, [(p.topic, p.envelope) for p in parts],
+                                 username=self.cfg.broker.username or None, password=self.cfg.broker.password(),
+                                 tls=self.cfg.broker.tls(), retain=False)
+                self.sent[(gateway_id, kind)] = time.time()
+                log.info("centre: sent %s v%d whole (%d part(s)) to gateway %s, which was behind", kind,
+                         parts[0].version, len(parts), gateway_id)
+        except Exception as exc:  # the intake goes on; the next check tries again
+            log.warning("centre: could not send a list of persons to a gateway behind on it: %s", exc)
+
+
 def _keep_running(args, cfg: CentreConfig, workers, stop: threading.Event) -> None:
     """Until stopped: report the intake every ``--report-every`` seconds, and drop uploaded events past
     ``[learning] keep_days`` at start and then hourly (one worker's store connection is its own thread's)."""
     next_purge = 0.0
-    guard = _CanaryGuard(cfg)
+    guard, repair = _CanaryGuard(cfg), _ListRepair(cfg)
     with _open_store(cfg) as housekeeping:
         while True:
             guard.tick(housekeeping)
+            repair.tick(housekeeping)
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + 3600
                 try:
@@ -191,7 +239,8 @@ def _keep_running(args, cfg: CentreConfig, workers, stop: threading.Event) -> No
                 except Exception as exc:  # the intake goes on; retention is tried again in an hour
                     log.warning("centre: could not drop old uploaded events: %s", exc)
             if stop.wait(min(args.report_every or 3600, max(0.1, next_purge - time.monotonic()),
-                             max(0.1, guard.next_check - time.monotonic()))):
+                             max(0.1, guard.next_check - time.monotonic()),
+                             max(0.1, repair.next_check - time.monotonic()))):
                 return
             if args.report_every:
                 totals = [w.stats for w in workers]
@@ -345,6 +394,55 @@ def _push_watchlist(args) -> int:
     return _push(args, lambda d: d.push_watchlist(args.target, add=adds, remove=args.remove or [],
                                                   add_hashes=args.add_hash or [], remove_hashes=args.remove_hash or [],
                                                   replace=bool(args.file)), need_watchlist_key=needs_key)
+
+
+_LIST_NAMES = {"warned": "warned_persons", "restricted": "restricted_persons"}
+
+
+def _push_list(args) -> int:
+    """``centre push-list warned|restricted``: values are verified and hashed here; every bad one is
+    named (with its line, from a file) and nothing is pushed until all are good."""
+    from counterguard.centre import person_lists as pl
+    from counterguard.core.lists import ListError
+
+    kind = _LIST_NAMES.get(args.kind, args.kind)
+    if not (args.add or args.remove or args.file):
+        raise CommandError("nothing to push: give --add VALUE, --remove VALUE or --file FILE")
+    if args.replace and not args.file:
+        raise CommandError("--replace pushes the list in --file as the whole list: give --file")
+    label = args.category if kind == "warned_persons" else args.source
+    if kind == "warned_persons" and args.source or kind == "restricted_persons" and args.category:
+        raise CommandError("--category is for the warned list, --from for the restricted list")
+    start, until = pl.default_days(kind, args.days, args.until)
+    cfg = _signing_config(args)
+    store = _open_store(cfg)
+    try:
+        downlink = _downlink(cfg, store, need_watchlist_key=True)
+        key = downlink.watchlist_key
+        problems, add, remove = [], [], []
+        for n, value in enumerate(args.add or [], 1):
+            try:
+                add.append(pl.make_entry(kind, key, value, args.id_type, label=label, start=start, until=until))
+            except ListError as exc:
+                problems.append(f"--add number {n}: {exc}")
+        for n, value in enumerate(args.remove or [], 1):
+            try:
+                remove.append(pl.hash_value(key, value, args.id_type))
+            except ValueError as exc:
+                problems.append(f"--remove number {n}: value {exc}")
+        if args.file:
+            try:
+                add += pl.read_entries(args.file, kind, key, label=label, start=start, until=until)
+            except pl.ListInputError as exc:
+                problems += exc.problems
+        if problems:
+            raise CommandError(f"nothing pushed; {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        pushes = pl.PersonListPush(store, downlink.signing_key, key=key, key_version=cfg.signing.key_version).push(
+            kind, add=add, remove=remove, full=bool(args.replace))
+        _publish(cfg, pushes)
+    finally:
+        store.close()
+    return 0
 
 
 def _push_model(args) -> int:
@@ -625,11 +723,12 @@ def _common(p) -> None:
     p.add_argument("--store", help="SQLite file or postgresql:// URL (default centre.db)")
 
 
-def _signing(p, *, watchlist: bool = False) -> None:
+def _signing(p, *, watchlist: bool = False, target: bool = True) -> None:
     p.add_argument("--signing-key", help="the centre's Ed25519 private key (PEM)")
     if watchlist:
         p.add_argument("--watchlist-key", help="the watchlist hashing key file (hex)")
-    p.add_argument("--target", required=True, help='"all", "region/<region>" or "gateway/<gateway id>"')
+    if target:
+        p.add_argument("--target", required=True, help='"all", "region/<region>" or "gateway/<gateway id>"')
 
 
 def add_commands(sub) -> None:
@@ -673,6 +772,32 @@ def add_commands(sub) -> None:
     p.add_argument("--remove-hash", action="append", metavar="HASH", help="an already keyed hash to remove")
     p.add_argument("--file", help="replace the target's list with the accounts in FILE (one per line, # comments)")
     p.set_defaults(func=_guard(_push_watchlist))
+
+    p = cmds.add_parser("push-list", help="add/remove warned or restricted persons and push the change",
+                        description="Identity numbers and phones are verified and hashed with the alliance key "
+                                    "(the watchlist key) here; only the hashes are kept and sent. The change goes "
+                                    "to every gateway as signed deltas; a file with bad lines is refused whole, "
+                                    "each bad line named.")
+    _common(p)
+    _signing(p, watchlist=True, target=False)
+    p.add_argument("kind", choices=sorted(_LIST_NAMES), help="warned: the police's early-warning list (at least "
+                   "amber); restricted: 'both cards restricted' (red)")
+    p.add_argument("--add", action="append", metavar="VALUE",
+                   help="an identity number, a mobile number or a keyed hash to add (repeatable)")
+    p.add_argument("--remove", action="append", metavar="VALUE", help="a value to take off the list (repeatable)")
+    p.add_argument("--file", help="entries to add, one per line: VALUE[,TYPE[,LABEL[,FROM[,UNTIL]]]] (# comments; "
+                   "empty fields take the flags below)")
+    p.add_argument("--replace", action="store_true", help="the --file is the whole list: push it as a full list")
+    p.add_argument("--id-type", choices=("resident", "passport", "other", "phone", "hash"),
+                   help="what --add/--remove values are (default: an 18-character number is a resident identity "
+                        "number, 11 digits a mobile, 64 hex digits a hash)")
+    p.add_argument("--category", help="warned list: the scam the person was warned of (investment, "
+                   "impersonating_police, safe_account, loan, customer_service, romance, part_time_job, other)")
+    p.add_argument("--from", dest="source", help="restricted list: who restricted the person (police, bank, "
+                   "carrier, centre)")
+    p.add_argument("--days", type=int, help="days an entry stands from today (default 90 warned, 365 restricted)")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="last day an entry stands (instead of --days)")
+    p.set_defaults(func=_guard(_push_list))
 
     p = cmds.add_parser("push-model", help="push a TFLite model and its card",
                         description="Push MODEL.tflite with its JSON card (MODEL.json beside it by default).")

@@ -259,8 +259,9 @@ def rollout(store) -> list[dict]:
 
 
 def publish_retained(host: str, port: int, items, *, timeout: float = 30.0, client_id: str | None = None,
-                     username: str | None = None, password: str | None = None, tls: dict | None = None) -> None:
-    """Publish ``(topic, payload)`` pairs QoS 1 retained and wait until the broker has each one."""
+                     username: str | None = None, password: str | None = None, tls: dict | None = None,
+                     retain: bool = True) -> None:
+    """Publish ``(topic, payload)`` pairs QoS 1 retained (``retain``) and wait until the broker has each one."""
     connected = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"centre-downlink-{time.time_ns()}")
     client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
@@ -276,7 +277,7 @@ def publish_retained(host: str, port: int, items, *, timeout: float = 30.0, clie
     try:
         if not connected.wait(timeout):
             raise ConnectionError(f"the broker at {host}:{port} did not accept the connection within {timeout} s")
-        infos = [client.publish(topic, payload, qos=1, retain=True) for topic, payload in items]
+        infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload in items]
         deadline = time.monotonic() + timeout
         for info in infos:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))

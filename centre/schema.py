@@ -194,7 +194,8 @@ FIELDS: dict[str, dict] = {
                "watchlist_version": _optional(_version), "thresholds_version": _optional(_version),
                "model_manifest_version": _optional(_version), "downlink_rejected": _optional(_count),
                "software_version": _optional(_version), "shadow_version": _optional(_version),
-               "shadow_manifest_version": _optional(_version)},
+               "shadow_manifest_version": _optional(_version),
+               "lists": _optional(lambda v: isinstance(v, dict))},
     "heartbeat": {"ts": _time, "bdseq": _count, "outbox_depth": _count,
                   "oldest_unreceipted_age_s": _optional(_is_num), "mono": _optional(_is_num),
                   "time_synced": _optional(_bool), "model_version": _optional(_version),
@@ -202,7 +203,8 @@ FIELDS: dict[str, dict] = {
                   "model_manifest_version": _optional(_version), "downlink_rejected": _optional(_count),
                   "shadow_version": _optional(_version), "shadow_manifest_version": _optional(_version),
                   "verdicts": _optional(lambda v: isinstance(v, dict)),
-                  "links": _optional(lambda v: isinstance(v, dict))},
+                  "links": _optional(lambda v: isinstance(v, dict)),
+                  "lists": _optional(lambda v: isinstance(v, dict))},
 }
 # Fields that came later than the first gateways, or are there only sometimes: an acknowledgement's
 # "counter"; an alert branch staff raised themselves names them and carries their note (the model's

@@ -36,7 +36,7 @@ from counterguard.centre.schema import SEQUENCED, Record, SchemaError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Bytes of a quarantined payload kept (with its full size and sha256): enough to see what it was,
 # while junk cannot grow the store by more than this per message.
 QUARANTINE_KEEP = 4096
@@ -108,6 +108,13 @@ _MIGRATIONS = {
         # The challenger each gateway scores in shadow (null: none), and the shadow manifest it applied.
         "ALTER TABLE gateways ADD COLUMN shadow_version TEXT",
         "ALTER TABLE gateways ADD COLUMN shadow_manifest_version TEXT",
+    ],
+    4: [
+        # The lists of persons each gateway holds, as its status reports them: {kind: {version, size, gap}}.
+        "ALTER TABLE gateways ADD COLUMN lists TEXT",
+        # The lists of persons as the centre pushed them: keyed hashes only, never a clear number.
+        "CREATE TABLE IF NOT EXISTS person_entries (kind TEXT NOT NULL, hash TEXT NOT NULL, label TEXT NOT NULL, "
+        "first_day TEXT NOT NULL, last_day TEXT NOT NULL, PRIMARY KEY (kind, hash))",
     ],
 }
 
@@ -410,7 +417,13 @@ class CentreStore:
                       (r.region, r.branch, body["state"], body["bdseq"], body["ts"], now, *versions,
                        body.get("downlink_rejected"), r.gateway_id))
         self._shadow(r)
+        self._lists(r)
         return 1
+
+    def _lists(self, r: Record) -> None:
+        if isinstance(r.body.get("lists"), dict):
+            self._execute("UPDATE gateways SET lists = ? WHERE gateway_id = ?",
+                          (json.dumps(r.body["lists"], sort_keys=True), r.gateway_id))
 
     def _shadow(self, r: Record) -> None:
         # Set as reported, null included: a retired challenger must show as none, not as the last one.
@@ -433,6 +446,7 @@ class CentreStore:
                       (now, body["ts"], body["outbox_depth"], body.get("oldest_unreceipted_age_s"), *versions,
                        body.get("downlink_rejected"), r.gateway_id))
         self._shadow(r)
+        self._lists(r)
         return 1
 
     # -- reading --------------------------------------------------------------------------------
@@ -519,6 +533,32 @@ class CentreStore:
                  "outcome": json.loads(r["payload"])["outcome"]} for r in rows]
 
     # -- downlink bookkeeping -------------------------------------------------------------------
+    # -- lists of persons ----------------------------------------------------------------------------
+    def person_entries(self, kind: str) -> list[tuple]:
+        """(hash, label, first day, last day) of every entry of a list of persons, by hash."""
+        return [(r["hash"], r["label"], r["first_day"], r["last_day"]) for r in self._query(
+            "SELECT hash, label, first_day, last_day FROM person_entries WHERE kind = ? ORDER BY hash", (kind,))]
+
+    def record_list_push(self, kind: str, manifests: list[dict], *, full: bool, add=(), remove=()) -> None:
+        """Keep the manifests of one list push (kind, version, target, topic, issued_at, summary,
+        envelope) and the list as it now stands, in one transaction."""
+        def work():
+            for m in manifests:
+                self._execute("INSERT INTO manifests (kind, version, target, topic, issued_at, summary, envelope, "
+                              "published_at) VALUES (?,?,?,?,?,?,?,?)",
+                              (kind, m["version"], m["target"], m["topic"], m["issued_at"], json.dumps(m["summary"]),
+                               m["envelope"], time.time()))
+            cur = self._conn.cursor()
+            if full:
+                self._execute("DELETE FROM person_entries WHERE kind = ?", (kind,))
+            cur.executemany(self._sql("DELETE FROM person_entries WHERE kind = ? AND hash = ?"),
+                            [(kind, h) for h in remove])
+            cur.executemany(self._sql("DELETE FROM person_entries WHERE kind = ? AND hash = ?"),
+                            [(kind, e[0]) for e in add])
+            cur.executemany(self._sql("INSERT INTO person_entries (kind, hash, label, first_day, last_day) "
+                                      "VALUES (?,?,?,?,?)"), [(kind, *e) for e in add])
+        self._transaction(work)
+
     def last_version(self, kind: str) -> int:
         rows = self._query("SELECT MAX(version) AS v FROM manifests WHERE kind = ?", (kind,))
         return rows[0]["v"] or 0

@@ -11,8 +11,9 @@ envelope::
      "signature": "<base64 Ed25519 signature of exactly those bytes>",
      "key_id": "<first 16 hex chars of sha256 of the raw 32-byte public key>"}
 
-The manifest itself is a UTF-8 JSON object with ``kind`` (watchlist | model | thresholds | shadow;
-a shadow carries a model like a model manifest, or ``"retire": true``),
+The manifest itself is a UTF-8 JSON object with ``kind`` (watchlist | model | thresholds | shadow |
+warned_persons | restricted_persons; a shadow carries a model like a model manifest, or
+``"retire": true``; the two lists of persons are core/lists.py's),
 ``version`` (int, strictly increasing per kind), ``issued_at`` (RFC 3339) and ``target`` (``all``,
 ``region/{region}`` or ``gateway/{gateway_id}``, which must match the topic it came on), plus the
 kind's own fields (checked by ``check_manifest``).
@@ -56,10 +57,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from counterguard.core import jsontext
+from counterguard.core.lists import MAX_PER_MANIFEST, RESTRICTED, WARNED, ListError, check_update
 
 PREFIX = "counterguard/v1"
 # "shadow": a challenger model scored beside the model in force, never deciding a verdict.
-KINDS = ("watchlist", "model", "thresholds", "shadow")
+# "warned_persons" / "restricted_persons": the lists of persons (core/lists.py), keyed hashes only.
+KINDS = ("watchlist", "model", "thresholds", "shadow", WARNED, RESTRICTED)
 HASH_NAME = "hmac-sha256"
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024  # a model is a few hundred kB; this stops a runaway payload
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -72,6 +75,9 @@ _FIELDS = {
     "model": {"model_version", "tflite_b64", "sha256", "card", "note", "rollback"},
     "thresholds": {"amber", "red", "note"},
     "shadow": {"model_version", "tflite_b64", "sha256", "card", "note", "retire"},
+    # "part" n of "parts": a full list too large for one message, in numbered parts of one version
+    WARNED: {"full", "base_version", "add", "remove", "hash", "key_version", "note", "part", "parts"},
+    RESTRICTED: {"full", "base_version", "add", "remove", "hash", "key_version", "note", "part", "parts"},
 }
 
 
@@ -307,6 +313,23 @@ def check_manifest(manifest) -> dict:
                 raise ManifestError('a full watchlist has no "remove"; send every entry in "add"')
         else:
             _int(manifest, "base_version", 0)
+    elif kind in (WARNED, RESTRICTED):
+        if manifest.get("hash") != HASH_NAME:
+            raise ManifestError(f'"hash" must be "{HASH_NAME}", got {manifest.get("hash")!r}')
+        _int(manifest, "key_version", 1)
+        if not manifest.get("full"):
+            _int(manifest, "base_version", 0)
+        else:
+            parts = _int(manifest, "parts", 1) if "parts" in manifest else 1
+            if not 1 <= (_int(manifest, "part", 1) if "part" in manifest else 1) <= parts:
+                raise ManifestError('"part" must be between 1 and "parts"')
+        try:
+            add, remove = check_update(kind, manifest)
+        except ListError as exc:
+            raise ManifestError(str(exc)) from None
+        if len(add) + len(remove) > MAX_PER_MANIFEST:
+            raise ManifestError(f"a list manifest carries at most {MAX_PER_MANIFEST} entries (the broker's message "
+                                "limit); split the change into several versions or parts")
     elif kind == "shadow" and manifest.get("retire") is not None:
         if manifest["retire"] is not True or set(manifest) & {"model_version", "tflite_b64", "sha256", "card"}:
             raise ManifestError('a shadow manifest that retires the challenger has "retire": true and no model')

@@ -24,6 +24,7 @@ RUNS = {
     "learn_sim.py": ["--weeks", "2", "--per-week", "2100", "--gateways", "1", "--epochs", "1", "--no-ceiling"],
     "learning.py": ["--events", "1000", "--batch", "200"],
     "model.py": ["--events", "500", "--rounds", "1"],
+    "person_lists.py": ["--entries", "2000", "--lookups", "1000", "--delta", "200"],
     "peers.py": ["--lines", "100", "--outage-lines", "50", "--rate", "100", "--down", "0.5", "--only", "counterguard"],
     "pipeline.py": ["--events", "300", "--upload-rounds", "1"],
     "publish.py": ["--messages", "300", "--repeat", "1"],

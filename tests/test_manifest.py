@@ -110,7 +110,7 @@ def test_targets_and_topics_map_both_ways(target, root, topic):
 
 def test_a_gateway_subscribes_to_all_its_region_and_its_own_manifests():
     topics = m.gateway_manifest_topics("counterguard/v1/east/b12/gw-7", "east")
-    assert len(topics) == 12  # all, region, own, for each of watchlist, model, thresholds, shadow
+    assert len(topics) == 18  # all, region, own, for each of watchlist, model, thresholds, shadow and two lists
     assert "counterguard/v1/all/manifest/model" in topics
     assert "counterguard/v1/east/b12/gw-7/manifest/shadow" in topics
     assert "counterguard/v1/east/manifest/thresholds" in topics

@@ -19,6 +19,7 @@ from counterguard.core.decision import Thresholds
 from counterguard.core.events import SchemaError, canonical_digest, kept_body, parse_event
 from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.gateway.scoring.person_lists import PersonLists
 from counterguard.gateway.scoring.watchlist import Watchlist
 from counterguard.gateway.store.db import Store
 
@@ -55,7 +56,7 @@ def replay(source, out, err, *, watchlist_file: str | None = None, model_path: s
             watchlist = Watchlist(store)
             if watchlist_file:
                 watchlist.load_file(watchlist_file)
-            assessor = Assessor(store, watchlist, model, thresholds or model.thresholds)
+            assessor = Assessor(store, watchlist, model, thresholds or model.thresholds, persons=PersonLists(store))
             for start in range(0, len(lines), BATCH):
                 with store.batch():
                     for number, raw in enumerate(lines[start:start + BATCH], start + 1):

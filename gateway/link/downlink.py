@@ -1,8 +1,9 @@
-"""The signed downlink, gateway side: models, thresholds and watchlists from the centre, checked
-before they touch a verdict.
+"""The signed downlink, gateway side: models, thresholds, the stop-payment list and the lists of
+persons from the centre, checked before they touch a verdict.
 
-A manifest arrives on one of the gateway's twelve manifest topics (all / region / this gateway, for
-each of watchlist, model, thresholds, shadow; retained, so a gateway that was off gets the latest). It is
+A manifest arrives on one of the gateway's eighteen manifest topics (all / region / this gateway, for
+each of watchlist, model, thresholds, shadow, warned_persons, restricted_persons; retained, so a
+gateway that was off gets the latest). It is
 applied only if, in order: the envelope's signature verifies with the centre public key in the
 config and its key id matches; its target and kind match the topic; its version is newer than the
 one in force (an older or equal one is a replay and is ignored); a model's sha256 matches its bytes
@@ -12,8 +13,8 @@ saying why, counted, and the last-known-good stays in force.
 Applying is persist-then-swap: the model file is written and synced, the versions recorded in the
 store, and only then is the running scorer switched. A new model or thresholds never changes under
 a supervisor's feet: while a red alert is open the swap waits (checked every second) and happens
-once none is. A watchlist is applied at once (a stop-payment entry should not wait), and so is a
-shadow manifest: its challenger only scores beside the model in force and never decides a verdict.
+once none is. A watchlist or a list of persons is applied at once (a stop-payment entry or a
+police warning should not wait), and so is a shadow manifest: its challenger only scores beside the model in force and never decides a verdict.
 
     downlink = Downlink(store, assessor, public_key=load_public_key(path), root=topics.root,
                         region="east", state_dir=data_dir / "downlink", on_change=uplink.reannounce)
@@ -33,6 +34,8 @@ from pathlib import Path
 from counterguard.core.decision import Thresholds
 from counterguard.core.manifest import ManifestError, gateway_manifest_topics, model_bytes, open_envelope
 from counterguard.gateway.scoring.model import FraudModel, ModelError
+from counterguard.core.lists import KINDS as LIST_KINDS
+from counterguard.gateway.scoring.person_lists import ListRejected
 from counterguard.gateway.scoring.watchlist import WatchlistRejected
 
 log = logging.getLogger(__name__)
@@ -132,6 +135,9 @@ class Downlink:
     def version(self, kind: str) -> int:
         if kind == "watchlist":
             return self.assessor.watchlist.version
+        if kind in LIST_KINDS:
+            persons = self.assessor.persons
+            return 0 if persons is None else persons[kind].version
         return int(self.store.meta_get(_VERSION.format(kind=kind), "0"))
 
     def pending(self) -> list[str]:
@@ -144,7 +150,8 @@ class Downlink:
                 "thresholds_version": self.version("thresholds"), "model_manifest_version": self.version("model"),
                 "shadow_version": getattr(self.assessor.shadow, "version", None),
                 "shadow_manifest_version": self.version("shadow"),
-                "downlink_rejected": self.stats.rejected, "downlink_waiting": self.pending()}
+                "downlink_rejected": self.stats.rejected, "downlink_waiting": self.pending(),
+                **({} if self.assessor.persons is None else {"lists": self.assessor.persons.status()})}
 
     # -- receiving ---------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> str:
@@ -163,10 +170,12 @@ class Downlink:
                 return "replay"
             if kind == "watchlist":
                 return self._apply_watchlist(manifest, topic)
+            if kind in LIST_KINDS:
+                return self._apply_list(kind, manifest, topic)
             if kind == "shadow":
                 return self._apply_shadow(manifest, topic)
             prepared = self._prepare_model(manifest) if kind == "model" else self._prepare_thresholds(manifest)
-        except (ManifestError, ModelError, WatchlistRejected, ValueError) as exc:
+        except (ManifestError, ModelError, WatchlistRejected, ListRejected, ValueError) as exc:
             return self._reject(kind, topic, exc)
         except OSError as exc:  # the SD card refused the model file: keep running on the old one
             return self._reject(kind, topic, f"cannot write the model to {self.state_dir}: {exc}")
@@ -199,6 +208,27 @@ class Downlink:
         result = self.assessor.watchlist.apply(manifest)
         self.stats.applied += 1
         log.info("downlink: watchlist v%d applied from %s (%d entries)", result.version, topic, result.size)
+        self.on_change()
+        return "applied"
+
+    def _apply_list(self, kind: str, manifest: dict, topic: str) -> str:
+        """A list of persons, at once like the stop-payment list: a warning must not wait."""
+        persons, watchlist = self.assessor.persons, self.assessor.watchlist
+        if persons is None:
+            raise ManifestError(f"this gateway keeps no {kind}")
+        # The entries are hashed with the alliance key: one this gateway does not hold can never match.
+        if watchlist.key_version is None or manifest["key_version"] != watchlist.key_version:
+            raise ManifestError(f"entries are hashed with alliance key version {manifest['key_version']} but this "
+                                f"gateway holds key version {watchlist.key_version}; install the key from the "
+                                "gateway's bundle (downlink.watchlist_key)")
+        result = persons.apply(kind, manifest)
+        if result.waiting_parts:
+            log.info("downlink: %s v%d part %d of %d from %s kept; %d to come before it replaces v%d", kind,
+                     manifest["version"], manifest.get("part", 1), manifest.get("parts", 1), topic,
+                     result.waiting_parts, result.version)
+            return "waiting"
+        self.stats.applied += 1
+        log.info("downlink: %s v%d applied from %s (%d entries)", kind, result.version, topic, result.size)
         self.on_change()
         return "applied"
 

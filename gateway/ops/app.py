@@ -27,6 +27,7 @@ from counterguard.gateway.link.upload import EventUpload
 from counterguard.gateway.link.uplink import Uplink
 from counterguard.gateway.ops import sd_notify
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.gateway.scoring.person_lists import PersonLists
 from counterguard.gateway.scoring.watchlist import Watchlist
 from counterguard.gateway.store.db import Store
 from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
@@ -86,7 +87,9 @@ class Gateway:
         self.model = FraudModel.load(cfg.model.path or default_model_path())
         t = cfg.thresholds
         self.thresholds = Thresholds(t.amber, t.red) if t.amber or t.red else self.model.thresholds
-        self.pipeline = Pipeline(Assessor(self.store, self.watchlist, self.model, self.thresholds),
+        self.persons = PersonLists(self.store)
+        self.pipeline = Pipeline(Assessor(self.store, self.watchlist, self.model, self.thresholds,
+                                          persons=self.persons),
                                  gateway_id=cfg.gateway.id, clock=self.clock)
         self.downlink = None
         if d.centre_public_key:

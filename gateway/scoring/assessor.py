@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from counterguard.core.decision import ListHits, Thresholds, Verdict, decide
 from counterguard.core.events import Event
 from counterguard.core.features import DAY, History, event_features, summarise_history
+from counterguard.core.lists import RESTRICTED, WARNED
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,10 @@ class Assessment:
 class Assessor:
     """Scores one event against its account's local history, the watchlist and the model."""
 
-    def __init__(self, store, watchlist, model, thresholds: Thresholds, shadow=None):
+    def __init__(self, store, watchlist, model, thresholds: Thresholds, shadow=None, persons=None):
         self.store = store
         self.watchlist = watchlist
+        self.persons = persons  # PersonLists (warned and restricted persons), or None: no such lists here
         self.model = model
         self.thresholds = thresholds
         self.shadow = shadow  # a challenger FraudModel, or None
@@ -56,9 +58,18 @@ class Assessor:
 
     def list_hits(self, event: Event) -> ListHits:
         """The centre's lists against the event's account, payee and customer (keyed hashes)."""
-        watchlist = self.watchlist
-        return ListHits(watchlist=watchlist.contains(event.account),
+        watchlist, persons = self.watchlist, self.persons
+        hits = ListHits(watchlist=watchlist.contains(event.account),
                         payee_watchlist=watchlist.contains_hash(event.payee_account_hash))
+        who = (event.customer_id_hash, event.customer_phone_hash)
+        if persons is None or who == (None, None):
+            return hits
+        day = event.ts.date().toordinal()  # the event's own calendar day, so a replay matches as the counter did
+        restricted = any(persons.match(RESTRICTED, h, day) for h in who)
+        warned = any(persons.match(WARNED, h, day) for h in who)
+        if not (restricted or warned):
+            return hits
+        return replace(hits, restricted_person=restricted, warned_person=warned)
 
     def assessment(self, event: Event) -> Assessment:
         history = self.history(event)

@@ -315,6 +315,16 @@ def _event_upload(conn: sqlite3.Connection) -> None:
     _rebuild_outbox(conn, ("alert", "ack", "outcome", "escalation", "events"))
 
 
+@migration(6, "the centre's lists of persons: warned and restricted, by keyed hash")
+def _person_lists(conn: sqlite3.Connection) -> None:
+    # The hash as 32 bytes, not 64 hex digits: a million-entry list is half the size on the SD card,
+    # and ORDER BY hash is the order the gateway searches in.
+    conn.execute("""CREATE TABLE person_entries (
+        list TEXT NOT NULL, hash BLOB NOT NULL, label TEXT NOT NULL,
+        first_day INTEGER NOT NULL, last_day INTEGER NOT NULL,
+        PRIMARY KEY (list, hash)) WITHOUT ROWID""")
+
+
 _VERDICT = ("INSERT INTO verdicts (event_id, level, score, reasons, text, ack_body, model_version, watchlist_version, "
             "decided_wall) VALUES (?,?,?,?,?,?,?,?,?)")
 _VERDICT_WITH_INPUTS = _VERDICT.replace("decided_wall)", "decided_wall, features, shadow_score, shadow_version)").replace(
@@ -1038,6 +1048,41 @@ class Store:
             value = int(self.meta_get("bdseq", "0")) + 1
             self.meta_set("bdseq", value)
             return value
+
+    # -- lists of persons (used by counterguard.gateway.scoring.person_lists) ---------------------------------------
+    def person_entries_count(self, kind: str) -> int:
+        return self._q("SELECT count(*) FROM person_entries WHERE list = ?", (kind,))[0][0]
+
+    def person_entries(self, kind: str, chunk: int = 4096):
+        """Lists of (hash bytes, label, first day, last day) in hash order, ``chunk`` rows at a time
+        (small: a million rows pass through a few hundred kB, not tens of MB)."""
+        after = b""  # pages by key, each its own query: the store is never held between pages
+        while True:
+            rows = self._q("SELECT hash, label, first_day, last_day FROM person_entries WHERE list = ? AND hash > ? "
+                           "ORDER BY hash LIMIT ?", (kind, after, int(chunk)))
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def person_entries_purge(self, kind: str, today: int) -> int:
+        """Drop the entries whose last day is before ``today`` (an ordinal day); returns how many."""
+        with self.batch():
+            return self._conn.execute("DELETE FROM person_entries WHERE list = ? AND last_day < ?",
+                                      (kind, int(today))).rowcount
+
+    def person_entries_replace(self, kind: str, version: int, *, full: bool, add=(), remove=()) -> None:
+        """Apply a list change in one transaction (the caller has checked it): ``add`` holds
+        (hash hex, label, first day, last day), ``remove`` hashes."""
+        with self.batch():
+            c = self._conn
+            if full:
+                c.execute("DELETE FROM person_entries WHERE list = ?", (kind,))
+            c.executemany("DELETE FROM person_entries WHERE list = ? AND hash = ?",
+                          [(kind, bytes.fromhex(h)) for h in remove])
+            c.executemany("INSERT OR REPLACE INTO person_entries VALUES (?,?,?,?,?)",
+                          [(kind, bytes.fromhex(h), label, first, last) for h, label, first, last in add])
+            self.meta_set(f"list_version:{kind}", int(version))
 
     # -- watchlist (used by counterguard.gateway.scoring.watchlist.Watchlist) -----------------------------------------
     def watchlist_accounts(self) -> frozenset:

@@ -1,0 +1,246 @@
+"""The lists of persons at the centre: warned persons and restricted persons (core/lists.py), kept as
+keyed hashes and pushed to every gateway as signed deltas.
+
+The police's early-warning file or a sector's restriction file comes in with identity numbers and
+phones in clear; each is verified and hashed here with the alliance key (core/identity.py, the key
+the gateways hash their customers with) and only the hash is kept or sent. A file with bad lines is
+refused whole, every bad line named by number, so a half-imported police file never goes out.
+
+A push is a delta against the version the gateways hold, split into manifests of at most
+``MAX_PER_MANIFEST`` entries (one version each, each based on the one before), signed and
+published retained on the ``all`` topic, so a gateway online gets each in turn. A gateway that
+missed one reports the gap (or a version behind) in its status; ``repairs`` finds those gateways and
+``snapshot`` makes the whole list, in numbered parts of the version in force, for that gateway's
+own topic. Lists of persons go to every gateway: warnings and restrictions follow a person, not a
+branch.
+
+    lists = PersonListPush(store, signing_key, key=alliance_key, key_version=1)
+    pushes = lists.push("warned_persons", add=[Entry.parse(...)], remove=[])
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from counterguard.core import manifest as signed
+from counterguard.core import messages
+from counterguard.core.identity import IdentityError, identity_hash, is_identity_hash
+from counterguard.core.lists import KINDS, LABELS, MAX_PER_MANIFEST, RESTRICTED, WARNED, ListError, check_entry
+
+# What a clear value is, when the line does not say: an 18-character resident identity number or
+# an 11-digit mobile; a passport or other document must be named (its shape says nothing).
+ID_TYPES = ("resident", "passport", "other", "phone", "hash")
+_HASH_KIND = {"resident": "resident_id", "passport": "passport", "other": "other_document", "phone": "phone"}
+_RESIDENT = re.compile(r"[0-9]{17}[0-9Xx]")
+_MOBILE = re.compile(r"1[3-9][0-9]{9}")
+DEFAULT_DAYS = {WARNED: 90, RESTRICTED: 365}  # how long an entry stands when the file does not say
+REPAIR_EVERY_S = 600.0  # a gateway still behind is sent the list again at most this often
+REPAIR_GRACE_S = 60.0  # a gateway behind for less than this may just be applying the last push
+
+
+class ListInputError(ValueError):
+    """Values or lines that cannot go on a list; ``problems`` holds every one, each with its line."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class PushedList:
+    kind: str
+    version: int
+    target: str
+    topic: str
+    envelope: bytes
+    summary: dict
+    issued_at: str = ""
+
+
+def hash_value(key: bytes, value: str, id_type: str | None = None) -> str:
+    """The keyed hash of one identity number, document number, phone or already-made hash."""
+    value = value.strip()
+    if id_type is None:
+        if is_identity_hash(value):
+            return value
+        if _RESIDENT.fullmatch(value):
+            id_type = "resident"
+        elif _MOBILE.fullmatch(value):
+            id_type = "phone"
+        else:
+            raise IdentityError("is neither an 18-character resident identity number, an 11-digit mobile nor a "
+                                "keyed hash; name its type (passport, other) for another document")
+    if id_type == "hash":
+        if not is_identity_hash(value):
+            raise IdentityError("is not a keyed hash (64 lowercase hex digits)")
+        return value
+    if id_type not in _HASH_KIND:
+        raise IdentityError(f"type {id_type!r} is not one of {', '.join(ID_TYPES)}")
+    return identity_hash(key, _HASH_KIND[id_type], value)
+
+
+def read_entries(path, kind: str, key: bytes, *, label: str | None, start: str, until: str) -> list[list]:
+    """Entries from a file, one per line: ``VALUE[,TYPE[,LABEL[,FROM[,UNTIL]]]]`` (CSV; ``#`` starts a
+    comment; empty fields take the command's defaults). Raises ListInputError naming every bad line;
+    the clear values are never repeated in it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ListInputError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ListInputError([f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}"]) from None
+    out, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) > 5:
+            problems.append(f"{path}, line {number}: {len(fields)} fields; a line is VALUE,TYPE,LABEL,FROM,UNTIL")
+            continue
+        fields += [""] * (5 - len(fields))
+        value, id_type, own_label, own_from, own_until = fields
+        try:
+            entry = make_entry(kind, key, value, id_type or None, label=own_label or label, start=own_from or start,
+                               until=own_until or until)
+        except (IdentityError, ListError) as exc:
+            problems.append(f"{path}, line {number}: {exc}")
+            continue
+        out.append(entry)
+    if problems:
+        raise ListInputError(problems)
+    return out
+
+
+def make_entry(kind: str, key: bytes, value: str, id_type: str | None, *, label: str | None, start: str,
+               until: str) -> list:
+    """One wire entry ``[hash, label, from, until]``, checked as a gateway will check it."""
+    if label is None:
+        what = "--category" if kind == WARNED else "--from"
+        raise ListError(f"no {'category' if kind == WARNED else 'source'}: give {what} or a LABEL field "
+                        f"(one of {', '.join(LABELS[kind])})")
+    try:
+        hashed = hash_value(key, value, id_type)
+    except IdentityError as exc:
+        raise ListError(f"value {exc}") from None
+    entry = [hashed, label, start, until]
+    check_entry(kind, entry)
+    return entry
+
+
+def default_days(kind: str, days: int | None, until: str | None) -> tuple[str, str]:
+    """(from, until) for entries that do not give theirs: from today, for ``days`` or to ``until``."""
+    today = date.today()
+    return today.isoformat(), until or (today + timedelta(days=days or DEFAULT_DAYS[kind])).isoformat()
+
+
+class PersonListPush:
+    """Builds, signs and records the pushes of the lists of persons."""
+
+    def __init__(self, store, signing_key, *, key: bytes | None, key_version: int = 1):
+        self.store = store
+        self.signing_key = signing_key
+        self.key = key
+        self.key_version = key_version
+
+    def _manifest(self, kind: str, version: int, body: dict, target: str = "all") -> dict:
+        return {"kind": kind, "version": version, "issued_at": messages.iso(time.time()), "target": target,
+                "hash": signed.HASH_NAME, "key_version": self.key_version, **body}
+
+    def push(self, kind: str, *, add: list, remove: list, full: bool = False) -> list[PushedList]:
+        """Change the list and sign the change: deltas of at most MAX_PER_MANIFEST entries (a new
+        version each), or with ``full`` the whole list in parts of one new version."""
+        if kind not in KINDS:
+            raise ListError(f"list {kind!r} is not one of {', '.join(KINDS)}")
+        current = {e[0]: list(e) for e in self.store.person_entries(kind)}
+        adding = {e[0]: e for e in add}  # a value twice in one push counts once, as its last line
+        removing = sorted(h for h in set(remove) if h not in adding)
+        if not full:
+            removing = [h for h in removing if h in current]  # removing what is not there changes nothing
+        version = self.store.last_version(kind)
+        topic = signed.manifest_topic("all", kind)
+        made = []
+        if full:
+            entries = sorted(adding.values())
+            chunks = [entries[i:i + MAX_PER_MANIFEST] for i in range(0, len(entries), MAX_PER_MANIFEST)] or [[]]
+            version += 1
+            for n, chunk in enumerate(chunks, 1):
+                body = {"full": True, "add": chunk, **({"part": n, "parts": len(chunks)} if len(chunks) > 1 else {})}
+                made.append(self._sign(kind, version, body, topic,
+                                       {"entries": len(entries), "part": n, "parts": len(chunks)}))
+        else:
+            changes = [("add", e) for e in sorted(adding.values())] + [("remove", h) for h in removing]
+            for i in range(0, len(changes), MAX_PER_MANIFEST):
+                piece = changes[i:i + MAX_PER_MANIFEST]
+                version += 1
+                body = {"full": False, "base_version": version - 1, "add": [e for what, e in piece if what == "add"],
+                        "remove": [e for what, e in piece if what == "remove"]}
+                made.append(self._sign(kind, version, body, topic, {"added": len(body["add"]),
+                                                                     "removed": len(body["remove"])}))
+        # One record per version (the parts of a full list share theirs: the first part stands for it).
+        firsts = {m.version: m for m in reversed(made)}
+        self.store.record_list_push(kind, [{"version": m.version, "target": m.target, "topic": m.topic,
+                                            "issued_at": m.issued_at,
+                                            "summary": m.summary, "envelope": m.envelope.decode("ascii")}
+                                           for m in firsts.values()],
+                                    full=full, add=sorted(adding.values()), remove=removing)
+        return made
+
+    def _sign(self, kind: str, version: int, body: dict, topic: str, summary: dict,
+              target: str = "all") -> PushedList:
+        manifest = self._manifest(kind, version, body, target)
+        envelope = signed.sign_envelope(manifest, self.signing_key)
+        return PushedList(kind, version, target, topic, envelope, {**summary, "bytes": len(envelope)},
+                          manifest["issued_at"])
+
+    def snapshot(self, kind: str, gateway_id: str) -> list[PushedList]:
+        """The whole list in force, in parts of its current version, for one gateway's own topic (a
+        gateway that missed a delta). Not recorded: it repeats a version already pushed."""
+        row = self.store.gateway(gateway_id)
+        if row is None:
+            raise ListError(f"the centre has never heard from gateway {gateway_id!r}")
+        target = f"gateway/{gateway_id}"
+        topic = signed.manifest_topic(target, kind, root=messages.topic_root(row["region"], row["branch"], gateway_id))
+        version = self.store.last_version(kind)
+        today = date.today().toordinal()
+        entries = [list(e) for e in self.store.person_entries(kind) if date.fromisoformat(e[3]).toordinal() >= today]
+        chunks = [entries[i:i + MAX_PER_MANIFEST] for i in range(0, len(entries), MAX_PER_MANIFEST)] or [[]]
+        return [self._sign(kind, version, {"full": True, "add": chunk,
+                                           **({"part": n, "parts": len(chunks)} if len(chunks) > 1 else {})},
+                           topic, {"entries": len(entries), "part": n, "parts": len(chunks), "repair": True},
+                           target=target)
+                for n, chunk in enumerate(chunks, 1)]
+
+    def repairs(self, *, now: float | None = None, sent: dict | None = None) -> list[tuple[str, str]]:
+        """(gateway_id, kind) of gateways behind on a list for longer than REPAIR_GRACE_S, or that
+        report a gap, and not sent a snapshot in the last REPAIR_EVERY_S (``sent``: when each was)."""
+        now = time.time() if now is None else now
+        sent = {} if sent is None else sent
+        latest = {kind: (self.store.last_version(kind), self._pushed_at(kind)) for kind in KINDS}
+        out = []
+        for g in self.store.gateways():
+            if g.get("state") != "online" or not g.get("lists"):
+                continue
+            try:
+                held = json.loads(g["lists"])
+            except ValueError:
+                continue
+            for kind, (version, pushed_at) in latest.items():
+                mine = held.get(kind) or {}
+                if not version or mine.get("version", 0) >= version:
+                    continue
+                if not mine.get("gap") and now - pushed_at < REPAIR_GRACE_S:
+                    continue  # probably still applying the last push
+                if now - sent.get((g["gateway_id"], kind), 0.0) < REPAIR_EVERY_S:
+                    continue
+                out.append((g["gateway_id"], kind))
+        return out
+
+    def _pushed_at(self, kind: str) -> float:
+        return max((float(m["published_at"]) for m in self.store.manifests(kind)), default=0.0)
