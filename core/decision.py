@@ -22,9 +22,9 @@ LEVELS = (GREEN, AMBER, RED)
 # Reason codes, in the order a teller should read them (docs/events.md lists their meaning).
 REASON_TEXT = {
     "watchlist": "account on the stop-payment list",
-    "payee_watchlist": "payee account on the stop-payment list",
-    "restricted_person": "customer under card restriction",
-    "warned_person": "customer warned by police: targeted by fraudsters",
+    "payee_watchlist": "payee on the stop-payment list",
+    "restricted_person": "customer's cards restricted",
+    "warned_person": "customer on police warning list",
     "large_cash": "50,000 yuan or more",
     "just_under_line": "just under the 50,000-yuan line",
     "inbound_cash_out": "cashing out fresh inbound transfers",
@@ -41,6 +41,14 @@ REASON_TEXT = {
     "repeat_today": "repeated today at this branch",
     "several_counters": "also at other counters today",
     "model_score": "risk model score",
+    # What the customer answered to the caring questions (core/dialogue.py), after the first verdict.
+    "caller_instructed": "a caller told them to do this",
+    "told_account_in_crime": "told account is in a crime",
+    "told_to_keep_secret": "told to keep it secret",
+    "promised_returns": "promised returns",
+    "buying_for_someone": "doing it for someone else",
+    "payee_not_known_in_person": "never met the payee",
+    "declined_to_answer": "would not answer",
     # Not a sign the gateway finds: branch staff raised the alert themselves (a teller's report).
     "teller_report": "raised by branch staff",
 }
@@ -163,3 +171,29 @@ def decide(event: Event, score: float, history: History, lists, thresholds: Thre
     if level != GREEN and not reasons:
         reasons = ["model_score"]
     return Verdict(event.event_id, level, float(score), tuple(reasons), verdict_text(level, reasons), event.counter)
+
+
+_ORDER = {level: n for n, level in enumerate(LEVELS)}
+
+
+def after_answers(first: Verdict, answers: dict) -> Verdict:
+    """The final verdict once the customer has answered the caring questions (core/dialogue.py).
+
+    A scam's own script in the answers ("a caller told me to", "my account is in a crime case",
+    "keep it secret", "promised returns") is red; doing it for someone else, never having met the
+    payee or declining two questions is at least amber. Answers only ever raise a verdict: a red is
+    the supervisor's to resolve, and a stop-payment, restricted-person or payee red stands whatever
+    the customer says."""
+    from counterguard.core.dialogue import SCRIPTED, warning_signs
+
+    signs = warning_signs(answers)
+    level = first.level
+    if any(answers.get(s) == "yes" for s in SCRIPTED):
+        level = RED
+    elif signs and _ORDER[level] < _ORDER[AMBER]:
+        level = AMBER
+    kept = [r for r in first.reasons if r not in signs and not (signs and r == "model_score")]
+    reasons = signs + kept if level != GREEN else []
+    if level != GREEN and not reasons:
+        reasons = ["model_score"]
+    return Verdict(first.event_id, level, first.score, tuple(reasons), verdict_text(level, reasons), first.counter)

@@ -31,7 +31,7 @@ MAX_DEPTH = 32  # levels of JSON nesting in a payload
 # '$' + type + seq + spaces + payload + '*' + crc + '\r\n' fits in this, with room to spare.
 MAX_FRAME = 1056
 MAX_SEQ = 0xFFFFFFFF
-TYPES = ("EVT", "ACK", "NAK", "HB")
+TYPES = ("EVT", "ACK", "NAK", "HB", "ANS")  # ANS: the customer's answers to the caring questions
 _HEX8 = re.compile(rb"[0-9A-Fa-f]{8}")
 
 # NAK codes, documented in docs/protocol.md. The sender resends after `busy`; the others mean the
@@ -46,7 +46,11 @@ SCHEMA = "schema"
 CONFLICT = "conflict"
 BUSY = "busy"
 INTERNAL = "internal"  # the gateway failed on this frame; it logged why and the line goes on
-NAK_CODES = (NOISE, BAD_FRAME, TOO_LONG, BAD_CRC, BAD_TYPE, BAD_JSON, SCHEMA, CONFLICT, BUSY, INTERNAL)
+UNKNOWN_EVENT = "unknown_event"  # answers for an event this gateway never scored
+CLOSED = "closed"  # answers for an event whose alert already has its outcome
+NAK_CODES = (NOISE, BAD_FRAME, TOO_LONG, BAD_CRC, BAD_TYPE, BAD_JSON, SCHEMA, CONFLICT, BUSY, INTERNAL,
+             UNKNOWN_EVENT, CLOSED)
+SEQUENCED = ("EVT", "ANS")  # frames that are answered by their SEQ: never numbered 0
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,8 @@ def encode_frame(type_: str, seq: int, body: dict | bytes) -> bytes:
         raise ValueError(f"unknown frame type {type_!r}; expected one of {', '.join(TYPES)}")
     if not 0 <= seq <= MAX_SEQ:
         raise ValueError(f"sequence number {seq} is outside 0..{MAX_SEQ}")
-    if seq == 0 and type_ == "EVT":
-        raise ValueError("an event's sequence number must be 1 or more; 0 in a NAK means 'unreadable'")
+    if seq == 0 and type_ in SEQUENCED:
+        raise ValueError(f"an {type_} frame's sequence number must be 1 or more; 0 in a NAK means 'unreadable'")
     payload = body if isinstance(body, bytes) else encode_payload(body)
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD}")
@@ -145,8 +149,8 @@ def decode_line(line: bytes) -> Frame | FrameError:
     type_b, seq_b, payload = parts
     if _seq_number(seq_b) is None:
         return FrameError(BAD_FRAME, 0, f"sequence number must be decimal 0..{MAX_SEQ} without leading zeros")
-    if seq == 0 and type_b == b"EVT":
-        return FrameError(BAD_FRAME, 0, "an event's sequence number must be 1 or more")
+    if seq == 0 and type_b in (b"EVT", b"ANS"):
+        return FrameError(BAD_FRAME, 0, "an event's or answers' sequence number must be 1 or more")
     type_ = type_b.decode("ascii", "replace")
     if type_ not in TYPES:
         return FrameError(BAD_TYPE, seq, f"unknown frame type {type_!r}")

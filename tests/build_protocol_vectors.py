@@ -42,6 +42,8 @@ ACK = ('{"event_id":"b17-c3-000042","level":"red","score":0.97,"reasons":["large
        '"elderly_customer","customer_on_phone","urgent"],"text":"Hold: 50,000 yuan or more, customer aged 60 or over, '
        'customer on the phone - call supervisor"}')
 NAK = '{"code":"schema","detail":"must be one of cash_withdrawal, transfer_out","field":"kind"}'
+ANSWERS = ('{"event_id":"b17-c3-000042","by":"T0031","answers":{"told_to_by_caller":"yes",'
+           '"knows_payee_in_person":"no","told_to_keep_secret":"declined"}}')
 LONG_PAYLOAD = '{"pad":"' + "x" * 1100 + '"}'
 MAX_OK = '{"pad":"' + "x" * (1024 - 10) + '"}'
 OVER_BY_ONE = '{"pad":"' + "x" * (1024 - 9) + '"}'
@@ -106,6 +108,8 @@ def cases():
         ok("HB", 7, {"role": "gateway", "ts": 1764748800.125})]
     # The sequence number: plain decimal as encoders write it, and never 0 on an event.
     yield "event with sequence number 0", frame("EVT", 0, EVENT), [err("bad_frame", 0)]
+    yield "answers frame", frame("ANS", 9, ANSWERS), [ok("ANS", 9, json.loads(ANSWERS))]
+    yield "answers with sequence number 0", frame("ANS", 0, ANSWERS), [err("bad_frame", 0)]
     yield "heartbeat with sequence number 0", frame("HB", 0, "{}"), [ok("HB", 0, {})]
     yield "NAK with sequence number 0 (frame unreadable)", frame("NAK", 0, '{"code":"noise","detail":"x"}'), [
         ok("NAK", 0, {"code": "noise", "detail": "x"})]
@@ -229,6 +233,7 @@ def encode_cases():
     # What an encoder must produce, byte for byte: compact JSON, ASCII only, '$' escaped.
     yield "heartbeat", "HB", 1, {}, frame("HB", 1, "{}")
     yield "event", "EVT", 42, json.loads(EVENT), frame("EVT", 42, EVENT)
+    yield "answers", "ANS", 43, json.loads(ANSWERS), frame("ANS", 43, ANSWERS)
     yield "dollar escaped", "EVT", 8, {"note": "$ sign"}, frame("EVT", 8, '{"note":"\\u0024 sign"}')
     yield "non-ASCII escaped", "EVT", 9, {"note": "\u5173\u7231"}, frame("EVT", 9, '{"note":"\\u5173\\u7231"}')
 

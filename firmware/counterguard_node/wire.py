@@ -22,7 +22,7 @@ MAX_PAYLOAD = const(1024)
 MAX_DEPTH = const(32)  # levels of JSON nesting in a payload
 MAX_FRAME = const(1056)
 MAX_SEQ = const(0xFFFFFFFF)
-TYPES = ("EVT", "ACK", "NAK", "HB")
+TYPES = ("EVT", "ACK", "NAK", "HB", "ANS")
 
 NOISE = "noise"
 BAD_FRAME = "bad_frame"
@@ -386,8 +386,8 @@ def encode_frame(type_, seq, payload):
         raise ValueError("unknown frame type %r; expected one of %s" % (type_, ", ".join(TYPES)))
     if not 0 <= seq <= MAX_SEQ:
         raise ValueError("sequence number %d is outside 0..%d" % (seq, MAX_SEQ))
-    if seq == 0 and type_ == "EVT":
-        raise ValueError("an event's sequence number must be 1 or more")
+    if seq == 0 and type_ in ("EVT", "ANS"):
+        raise ValueError("an event's or answers' sequence number must be 1 or more")
     if len(payload) > MAX_PAYLOAD:
         raise ValueError("payload is %d bytes; the limit is %d" % (len(payload), MAX_PAYLOAD))
     if b"$" in payload or b"\n" in payload or b"\r" in payload:
@@ -437,8 +437,8 @@ def decode_line(line):
     type_b, seq_b, payload = parts
     if _seq_number(seq_b) is None:
         return FrameError(BAD_FRAME, 0, "sequence number must be decimal 0..%d without leading zeros" % MAX_SEQ)
-    if seq == 0 and type_b == b"EVT":
-        return FrameError(BAD_FRAME, 0, "an event's sequence number must be 1 or more")
+    if seq == 0 and type_b in (b"EVT", b"ANS"):
+        return FrameError(BAD_FRAME, 0, "an event's or answers' sequence number must be 1 or more")
     type_ = type_b.decode()
     if type_ not in TYPES:
         return FrameError(BAD_TYPE, seq, "unknown frame type")

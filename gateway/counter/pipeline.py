@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from counterguard.core import messages, wire
 from counterguard.core.clock import Clock
-from counterguard.core.decision import Verdict
+from counterguard.core.decision import Verdict, after_answers
+from counterguard.core.dialogue import parse_answers
 from counterguard.core.events import SchemaError, canonical_digest, kept_body, parse_event
 from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.store.db import StoreError
@@ -82,10 +83,10 @@ class Pipeline:
         """(reply, verdict, alert) for one decoded item. Whatever one frame raises (but the store's
         medium failing, which is the batch's) becomes its ``NAK internal``, logged with its hash."""
         try:
-            if not (isinstance(item, wire.Frame) and item.type == "EVT"):
+            if not (isinstance(item, wire.Frame) and item.type in ("EVT", "ANS")):
                 return self._plain(item), None, None
             with self.store.savepoint():
-                return self._event(item)
+                return self._event(item) if item.type == "EVT" else self._answers(item)
         except StoreError:
             raise  # the disk, not this frame: the whole batch answers busy
         except Exception:
@@ -108,7 +109,7 @@ class Pipeline:
         """The batch was not committed: every event ACKed in it, and every item not reached yet,
         is answered ``error`` instead; refusals already given stand."""
         for i, item in enumerate(items):
-            is_event = isinstance(item, wire.Frame) and item.type == "EVT"
+            is_event = isinstance(item, wire.Frame) and item.type in ("EVT", "ANS")
             if is_event and (replies[i] is None or replies[i].startswith(b"$ACK")):
                 replies[i] = self._nak(item.seq, wire.FrameError(error.code, item.seq, error.detail))
             elif replies[i] is None:
@@ -150,3 +151,40 @@ class Pipeline:
         alert = self.assessor.record(event, raw, sha, verdict, self.clock.now(), self.gateway_id, stored,
                                      assessment)
         return wire.encode_frame("ACK", frame.seq, payload), verdict, alert
+
+    def _answers(self, frame: wire.Frame):
+        """The customer's answers to the caring questions for an event already answered: the final
+        verdict, stored (with a new alert when the answers raised it) before its ACK is written."""
+        try:
+            event_id, answers = parse_answers(frame.body)
+        except SchemaError as exc:
+            return self._nak(frame.seq, wire.FrameError(wire.SCHEMA, frame.seq, exc.detail, exc.field)), None, None
+        earlier = self.store.dialogue(event_id)
+        if earlier is not None:
+            said, ack_body = earlier
+            if said != answers:
+                err = wire.FrameError(wire.CONFLICT, frame.seq, "this event's answers were already recorded with "
+                                      "other values; the first answers stand", "answers")
+                return self._nak(frame.seq, err), None, None
+            return wire.encode_frame("ACK", frame.seq, json.loads(ack_body)), None, None  # a resend
+        first = self.store.first_verdict(event_id)
+        if first is None:
+            err = wire.FrameError(wire.UNKNOWN_EVENT, frame.seq, "no event with this event_id was scored at this "
+                                  "gateway; send the event first", "event_id")
+            return self._nak(frame.seq, err), None, None
+        if self.store.event_closed(event_id):
+            err = wire.FrameError(wire.CLOSED, frame.seq, "the alert on this event already has its outcome; "
+                                  "answers are recorded with the outcome at the console", "event_id")
+            return self._nak(frame.seq, err), None, None
+        payload, verdict, model_version, watchlist_version = first
+        final = after_answers(verdict, answers)
+        body = {**final.ack_body(), "final": True}
+        stored = messages.dumps(body)
+        event = parse_event(json.loads(payload))
+        alert = self.store.record_answers(event, answers, final, self.clock.now(), by=frame.body.get("by"),
+                                          ack_body=stored, model_version=model_version,
+                                          watchlist_version=watchlist_version, gateway_id=self.gateway_id,
+                                          raised=final.level != verdict.level)
+        # Only a raised verdict moves the lamps: an unchanged one is already showing.
+        moved = final if final.level != verdict.level else None
+        return wire.encode_frame("ACK", frame.seq, body), moved, alert

@@ -28,6 +28,7 @@ from pathlib import Path
 import sqlite_utils
 
 from counterguard.core import messages
+from counterguard.core.dialogue import SIGNAL_TEXT
 from counterguard.core.ulid import new_ulid
 
 DAY_S = 86400.0
@@ -325,6 +326,13 @@ def _person_lists(conn: sqlite3.Connection) -> None:
         PRIMARY KEY (list, hash)) WITHOUT ROWID""")
 
 
+@migration(7, "the customer's answers to the caring questions, and the final verdict they gave")
+def _dialogue(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE dialogue (
+        event_id TEXT PRIMARY KEY REFERENCES events(event_id), answers TEXT NOT NULL, by_whom TEXT,
+        level TEXT NOT NULL, reasons TEXT NOT NULL, ack_body TEXT NOT NULL, answered_wall REAL NOT NULL)""")
+
+
 _VERDICT = ("INSERT INTO verdicts (event_id, level, score, reasons, text, ack_body, model_version, watchlist_version, "
             "decided_wall) VALUES (?,?,?,?,?,?,?,?,?)")
 _VERDICT_WITH_INPUTS = _VERDICT.replace("decided_wall)", "decided_wall, features, shadow_score, shadow_version)").replace(
@@ -555,6 +563,50 @@ class Store:
                 "WHERE v.event_id = ?", (event_id,)).fetchone()
         return tuple(row) if row else None
 
+    # -- the caring dialogue (core/dialogue.py) ---------------------------------------------------
+    def first_verdict(self, event_id: str):
+        """(kept event payload, Verdict, model version, watchlist version) as the event was first
+        answered, or None for an event this gateway never scored."""
+        from counterguard.core.decision import Verdict
+
+        row = self._q("SELECT e.payload, e.counter, v.level, v.score, v.reasons, v.text, v.model_version, "
+                      "v.watchlist_version FROM events e JOIN verdicts v USING (event_id) WHERE e.event_id = ?",
+                      (event_id,))
+        if not row:
+            return None
+        payload, counter, level, score, reasons, text, model_version, watchlist_version = row[0]
+        return payload, Verdict(event_id, level, score, tuple(json.loads(reasons)), text, counter), model_version, \
+            watchlist_version
+
+    def dialogue(self, event_id: str) -> tuple[dict, str] | None:
+        """({signal: answer}, final ACK body) if the customer's answers were recorded for the event."""
+        row = self._q("SELECT answers, ack_body FROM dialogue WHERE event_id = ?", (event_id,))
+        return (json.loads(row[0][0]), row[0][1]) if row else None
+
+    def event_closed(self, event_id: str) -> bool:
+        """Whether an alert on this event already has its outcome (its answers are too late for it)."""
+        return bool(self._q("SELECT 1 FROM alerts WHERE event_id = ? AND state = 'closed' LIMIT 1", (event_id,)))
+
+    def record_answers(self, event, answers: dict, final, stamp, *, by: str | None, ack_body: str,
+                       model_version: str, watchlist_version: int, gateway_id: str, raised: bool):
+        """Keep the customer's answers and the final verdict; when the answers raised the verdict to
+        a level the event has no open alert at, that alert and its outbox row too (one transaction).
+        Returns the new Alert or None."""
+        with self.batch():
+            self._conn.execute("INSERT INTO dialogue VALUES (?,?,?,?,?,?,?)",
+                               (event.event_id, json.dumps(answers), by, final.level, _reasons_json(final.reasons),
+                                ack_body, stamp.wall))
+            if not raised or final.level not in ALERT_LEVELS:
+                return None
+            at_or_above = ALERT_LEVELS[ALERT_LEVELS.index(final.level):]
+            held = self._conn.execute(
+                f"SELECT 1 FROM alerts WHERE event_id = ? AND state <> 'closed' AND level IN "
+                f"({','.join('?' * len(at_or_above))}) LIMIT 1", (event.event_id, *at_or_above)).fetchone()
+            if held is not None:
+                return None
+            return self._insert_alert(event, final, stamp, model_version, watchlist_version,
+                                      gateway_id or self._gateway_id or "")
+
     def record_verdict(self, event, payload: bytes, payload_sha256: str, verdict, stamp, *, model_version: str,
                        watchlist_version: int, gateway_id: str, ack_body: str | None = None,
                        features: bytes | None = None, shadow: tuple | None = None) -> Alert | None:
@@ -776,9 +828,11 @@ class Store:
             asked = self._asked(alert_id, answers, questions)
             if gateway_id is None:
                 gateway_id = self._gateway_id or self._gateway_of(alert_id)
+            # The customer's answers to the caring dialogue at the counter travel with the outcome too.
+            said = [(f"signal.{k}", SIGNAL_TEXT[k]["en"], a) for k, a in self._dialogue_of(alert_id).items()]
             body = messages.outcome_body(alert_id, outcome=outcome, note=note, by=by, via=via, stamp=stamp,
                                          gateway_id=gateway_id, counter=counter,
-                                         answers=[(q.key, q.en, a) for q, a in asked])
+                                         answers=[(q.key, q.en, a) for q, a in asked] + said)
             seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('outcome', ?, ?, ?)",
                             (alert_id, body, stamp.wall)).lastrowid
             c.execute("INSERT INTO outcomes VALUES (?,?,?,?,?,?,?,?,?)",
@@ -788,6 +842,13 @@ class Store:
                               [(alert_id, q.key, q.en, q.zh, a) for q, a in asked])
             c.execute("UPDATE alerts SET state = 'closed' WHERE alert_id = ?", (alert_id,))
             return OutcomeRecord(alert_id, seq, counter, outcome, note, by, via, stamp.wall)
+
+    def _dialogue_of(self, alert_id: str) -> dict:
+        if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dialogue'").fetchone():
+            return {}  # a store opened with fewer migrations (a test of an older gateway's file)
+        row = self._conn.execute("SELECT d.answers FROM dialogue d JOIN alerts a USING (event_id) "
+                                 "WHERE a.alert_id = ?", (alert_id,)).fetchone()
+        return json.loads(row[0]) if row else {}
 
     def _asked(self, alert_id: str, answers: dict, questions) -> list:
         """(Question, answer) for each answer, in the order the questions are asked; ValueError
