@@ -64,7 +64,7 @@ def _open_store(cfg: CentreConfig, *, create: bool = True):
         path = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url)
         if not path.is_file():
             raise CommandError(f"{path}: no centre store here; check --store or [store] url in --config "
-                               "('counterguard centre run' creates it)")
+                               "('counterguard centre run' creates it, as does a first push with --create)")
     return open_store(url)
 
 
@@ -125,7 +125,7 @@ def _run(args) -> int:
               f"store {workers[0].store.where}" + (f", dashboard {dashboard.url}" if dashboard else ""), flush=True)
         _keep_running(args, cfg, workers, stop)
     except ConnectionError as exc:
-        raise CommandError(_broker_hint(exc)) from None
+        raise CommandError(_broker_hint(exc, cfg)) from None
     finally:
         if dashboard is not None:
             dashboard.stop()
@@ -352,17 +352,17 @@ def _publish(cfg: CentreConfig, pushes) -> None:
                          username=cfg.broker.username or None, password=cfg.broker.password(), tls=cfg.broker.tls())
     except ConnectionError as exc:
         made = ", ".join(f"{p.kind} version {p.version} for {p.target}" for p in pushes)
-        raise CommandError(f"{made}: recorded but not published: {_broker_hint(exc)}; push again when the broker is back "
-                           "(the next version supersedes it)") from None
+        raise CommandError(f"{made}: recorded but not published: {_broker_hint(exc, cfg)}; push again when the broker "
+                           "is back (the next version supersedes it)") from None
     for p in pushes:
         print(json.dumps({"kind": p.kind, "version": p.version, "target": p.target, "topic": p.topic, **p.summary}),
               flush=True)
 
 
-def _broker_hint(exc: Exception) -> str:
+def _broker_hint(exc: Exception, cfg: CentreConfig) -> str:
     """The connection error, with the likely cause when nothing listens at that address."""
     refused = "refused" in str(exc).lower()
-    return f"{exc} (is mosquitto running?)" if refused else str(exc)
+    return f"{exc} (is mosquitto running on {cfg.broker.host}:{cfg.broker.port}?)" if refused else str(exc)
 
 
 def _push(args, build, *, need_watchlist_key: bool = False, report: bool = False) -> int:
@@ -370,7 +370,9 @@ def _push(args, build, *, need_watchlist_key: bool = False, report: bool = False
     from counterguard.centre.downlink import DownlinkError
 
     cfg = _signing_config(args)
-    store = _open_store(cfg)
+    # A push to a mistyped store would start again at version 1, which every gateway ignores as old:
+    # only a first push, asked for with --create, may make the store (issue 20).
+    store = _open_store(cfg, create=getattr(args, "create", False))
     try:
         downlink = _downlink(cfg, store, need_watchlist_key=need_watchlist_key)
         try:
@@ -415,7 +417,7 @@ def _push_list(args) -> int:
         raise CommandError("--category is for the warned list, --from for the restricted list")
     start, until = pl.default_days(kind, args.days, args.until)
     cfg = _signing_config(args)
-    store = _open_store(cfg)
+    store = _open_store(cfg, create=args.create)  # as _push: a typo must not start the versions afresh
     try:
         downlink = _downlink(cfg, store, need_watchlist_key=True)
         key = downlink.watchlist_key
@@ -716,6 +718,11 @@ def _guard(func):
     return run
 
 
+def _create_flag(p) -> None:
+    p.add_argument("--create", action="store_true",
+                   help="make the store if it is not there yet (a first push before 'centre run' ever ran)")
+
+
 def _common(p) -> None:
     p.add_argument("-c", "--config", help="centre TOML file (docs/centre.md); flags override it")
     p.add_argument("--host", help="broker host (default 127.0.0.1)")
@@ -771,6 +778,7 @@ def add_commands(sub) -> None:
     p.add_argument("--add-hash", action="append", metavar="HASH", help="an already keyed hash to add")
     p.add_argument("--remove-hash", action="append", metavar="HASH", help="an already keyed hash to remove")
     p.add_argument("--file", help="replace the target's list with the accounts in FILE (one per line, # comments)")
+    _create_flag(p)
     p.set_defaults(func=_guard(_push_watchlist))
 
     p = cmds.add_parser("push-list", help="add/remove warned or restricted persons and push the change",
@@ -797,6 +805,7 @@ def add_commands(sub) -> None:
                    "carrier, centre)")
     p.add_argument("--days", type=int, help="days an entry stands from today (default 90 warned, 365 restricted)")
     p.add_argument("--until", metavar="YYYY-MM-DD", help="last day an entry stands (instead of --days)")
+    _create_flag(p)
     p.set_defaults(func=_guard(_push_list))
 
     p = cmds.add_parser("push-model", help="push a TFLite model and its card",
@@ -809,6 +818,7 @@ def add_commands(sub) -> None:
     p.add_argument("--shadow", action="store_true",
                    help="install it as a challenger: gateways score every event with it too and upload both scores, "
                         "but only the model in force decides what the teller sees ('centre compare' judges the two)")
+    _create_flag(p)
     p.set_defaults(func=_guard(_push_model))
 
     p = cmds.add_parser("retire-shadow", help="stop the challenger scoring in shadow at the target's gateways",
@@ -859,6 +869,7 @@ def add_commands(sub) -> None:
     _signing(p)
     p.add_argument("--amber", type=float, required=True, help="score at or above which a verdict is amber")
     p.add_argument("--red", type=float, required=True, help="score at or above which a verdict is red")
+    _create_flag(p)
     p.set_defaults(func=_guard(_push_thresholds))
 
     p = cmds.add_parser("rollout", help="which gateways applied which pushed version")

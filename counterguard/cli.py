@@ -71,7 +71,7 @@ def _receiver(args) -> int:
     try:  # say plainly what an operator most often forgot, before the client's own error
         socket.create_connection((args.host, args.port), timeout=5).close()
     except OSError:
-        print(f"counterguard receiver: cannot reach the broker at {args.host}:{args.port}: is mosquitto running?",
+        print(f"counterguard receiver: cannot reach the broker: is mosquitto running on {args.host}:{args.port}?",
               file=sys.stderr)
         return 1
     return main(["--host", args.host, "--port", str(args.port)])

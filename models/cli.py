@@ -15,7 +15,8 @@ def _evaluate(args) -> int:
     from counterguard.models.evaluate import evaluate, evaluate_cases, plot, report_text, targets_met
 
     def progress(line: str) -> None:  # a handful of lines on stderr; stdout keeps the report alone
-        print(f"counterguard evaluate: {line} ...", file=sys.stderr, flush=True)
+        if not args.quiet:
+            print(f"counterguard evaluate: {line} ...", file=sys.stderr, flush=True)
 
     if (args.amber is None) != (args.red is None):
         print("counterguard evaluate: give both --amber and --red, or neither", file=sys.stderr)
@@ -104,6 +105,8 @@ def add_commands(sub) -> None:
                         'optional "watchlisted" and "typology"')
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     p.add_argument("--plot", metavar="FILE", help="also draw precision and recall against alert rate (.svg or .png)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress lines on stderr while it works (problems are still reported)")
     p.add_argument("--no-fail", action="store_true",
                    help="exit 0 even when a target is NOT MET (a report for the record, not a gate)")
     p.set_defaults(func=_evaluate)

@@ -30,6 +30,7 @@ KEY = bytes(range(32))
 
 def centre(tmp_path, broker, *args, timeout=120):
     return subprocess.run([sys.executable, "-m", "counterguard", "centre", *args, "--store", str(tmp_path / "centre.db"),
+                           "--create",  # the first push makes the store
                            "--host", broker.host, "--port", str(broker.port),
                            "--signing-key", str(tmp_path / "centre-signing.pem"),
                            "--watchlist-key", str(tmp_path / "watchlist.key")],
