@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from counterguard.core.decision import REASON_TEXT, REASONS
+from counterguard.core.dialogue import SIGNALS
 from counterguard.core.messages import ANSWERS  # noqa: F401  (what a customer said; a question not asked is not recorded)
 
 LANGS = ("en", "zh")
@@ -51,10 +52,12 @@ ANSWER_TEXT = {"yes": {"en": "yes", "zh": "是"}, "no": {"en": "no", "zh": "否"
 
 @dataclass(frozen=True)
 class Question:
-    """One caring question with its key, in both languages (either may be empty if a file gives only one)."""
+    """One caring question with its key, in both languages (either may be empty if a file gives
+    only one), and the dialogue signal its answer gives (core/dialogue.py), if any."""
     key: str
     en: str
     zh: str
+    signal: str = ""
 
 
 class QuestionsError(ValueError):
@@ -109,15 +112,50 @@ class CaringQuestions:
 
     @staticmethod
     def _keyed(section: str, texts: dict) -> list[Question]:
-        en, zh = texts.get("en", []), texts.get("zh", [])
-        return [Question(f"{section}.{n + 1}", en[n] if n < len(en) else "", zh[n] if n < len(zh) else "")
+        en, zh, signals = texts.get("en", []), texts.get("zh", []), texts.get("signals", [])
+        return [Question(f"{section}.{n + 1}", en[n] if n < len(en) else "", zh[n] if n < len(zh) else "",
+                         signals[n] if n < len(signals) else "")
                 for n in range(max(len(en), len(zh)))]
+
+    def signal_answers(self, reasons, answers: dict) -> dict:
+        """The dialogue signals ({signal: yes | no | declined}) that answers to this alert's questions
+        ({question key: answer}) give. Two questions on one signal: the answer that points more to a
+        scam stands (a "yes" to one is not undone by a "no" to the other)."""
+        out: dict = {}
+        for q in self.asked(reasons):
+            answer = answers.get(q.key)
+            if not q.signal or answer not in _RISK_ORDER:
+                continue
+            held = out.get(q.signal)
+            if held is None or _risk(q.signal, answer) > _risk(q.signal, held):
+                out[q.signal] = answer
+        return {s: out[s] for s in SIGNALS if s in out}
 
     def asked(self, reasons) -> list[Question]:
         """Every question that may be asked at an alert with these reasons, keyed: the general ones
         first, then each reason's in the alert's order."""
         sections = [("general", self.general)] + [(r, self.questions.get(r, {})) for r in dict.fromkeys(reasons)]
         return [q for section, texts in sections for q in self._keyed(section, texts)]
+
+
+_RISK_ORDER = {"no": 0, "declined": 1, "yes": 2}
+
+
+def _risk(signal: str, answer: str) -> int:
+    # For knows_payee_in_person a "no" is the sign of a scam; for every other signal a "yes" is.
+    rank = _RISK_ORDER[answer]
+    return 2 - rank if signal == "knows_payee_in_person" and answer != "declined" else rank
+
+
+def _signals(path, key: str, value, count: int) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise QuestionsError(path, key, "must be a list of signal names (\"\" for a question without one)")
+    for v in value:
+        if v and v not in SIGNALS:
+            raise QuestionsError(path, key, f"unknown signal {v!r}; signals are {', '.join(SIGNALS)}")
+    if len(value) > count:
+        raise QuestionsError(path, key, f"has {len(value)} signals for {count} questions")
+    return list(value)
 
 
 def _texts(path, key: str, value) -> list[str]:
@@ -134,8 +172,8 @@ def _parse(data: dict, path) -> CaringQuestions:
     if not isinstance(general, dict):
         raise QuestionsError(path, "general", "must be a table")
     for key in general:
-        if key not in LANGS:
-            raise QuestionsError(path, f"general.{key}", f"unknown key; use {' and '.join(LANGS)}")
+        if key not in (*LANGS, "signals"):
+            raise QuestionsError(path, f"general.{key}", f"unknown key; use {' and '.join(LANGS)} and signals")
     labels, questions = {}, {}
     reasons = data.get("reasons", {})
     if not isinstance(reasons, dict):
@@ -147,15 +185,19 @@ def _parse(data: dict, path) -> CaringQuestions:
         if not isinstance(table, dict):
             raise QuestionsError(path, where, "must be a table")
         for key in table:
-            if key not in ("label_zh", *LANGS):
-                raise QuestionsError(path, f"{where}.{key}", "unknown key; use label_zh, en and zh")
+            if key not in ("label_zh", *LANGS, "signals"):
+                raise QuestionsError(path, f"{where}.{key}", "unknown key; use label_zh, en, zh and signals")
         if "label_zh" in table:
             if not isinstance(table["label_zh"], str) or not table["label_zh"].strip():
                 raise QuestionsError(path, f"{where}.label_zh", "must be a non-empty string")
             labels[reason] = table["label_zh"].strip()
         questions[reason] = {lang: _texts(path, f"{where}.{lang}", table.get(lang, [])) for lang in LANGS}
-    return CaringQuestions(labels, questions,
-                           {lang: _texts(path, f"general.{lang}", general.get(lang, [])) for lang in LANGS})
+        count = max(len(questions[reason]["en"]), len(questions[reason]["zh"]))
+        questions[reason]["signals"] = _signals(path, f"{where}.signals", table.get("signals", []), count)
+    texts = {lang: _texts(path, f"general.{lang}", general.get(lang, [])) for lang in LANGS}
+    texts["signals"] = _signals(path, "general.signals", general.get("signals", []),
+                                max(len(texts["en"]), len(texts["zh"])))
+    return CaringQuestions(labels, questions, texts)
 
 
 def _read(path: Path) -> dict:
@@ -176,4 +218,7 @@ def load_questions(path: str | Path | None = None) -> CaringQuestions:
         return base
     own = _parse(_read(Path(path)), path)
     general = {lang: own.general.get(lang) or base.general.get(lang, []) for lang in LANGS}
+    # A branch's own general questions carry their own signals (or none); the bundled ones keep theirs.
+    general["signals"] = own.general.get("signals", []) if own.general.get("en") or own.general.get("zh") \
+        else base.general.get("signals", [])
     return CaringQuestions({**base.labels_zh, **own.labels_zh}, {**base.questions, **own.questions}, general)

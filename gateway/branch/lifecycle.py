@@ -61,6 +61,25 @@ class Lifecycle:
             self.wake()
             return alert
 
+    def answer(self, event_id: str, answers: dict, *, by: str):
+        """The customer's answers ({signal: answer}) for an event, from the branch console: the final
+        verdict as a teller terminal's ANS frame gets it, with the lamps moved when it rose.
+        DialogueRefused says why it was not taken (nothing is written)."""
+        from counterguard.gateway.scoring.dialogue import answer_event
+
+        with self._lock:
+            done = answer_event(self.store, event_id, answers, by=by, stamp=self.clock.now(),
+                                gateway_id=self.gateway_id)
+            if done.alert is not None:
+                log.warning("alert %s (%s) raised by the customer's answers on event %s at counter %d",
+                            done.alert.alert_id, done.alert.level, event_id, done.alert.counter)
+                self._known[done.alert.alert_id] = ("open", done.alert.counter, done.alert.level)
+            if done.moved is not None:
+                self.lamps.show_verdict(done.moved.counter, done.moved.level)
+        if done.alert is not None:
+            self.wake()
+        return done
+
     def acknowledge(self, alert_id: str | None = None, *, counter: int | None = None, by: str = "supervisor",
                     via: str = "console"):
         """Acknowledge ``alert_id`` (amber or red), or else the oldest open red alert (of ``counter``).

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 from counterguard.core import messages, wire
 from counterguard.core.clock import Clock
-from counterguard.core.decision import Verdict, after_answers
+from counterguard.core.decision import Verdict
 from counterguard.core.dialogue import parse_answers
 from counterguard.core.events import SchemaError, canonical_digest, kept_body, parse_event
 from counterguard.gateway.scoring.assessor import Assessor
+from counterguard.gateway.scoring.dialogue import DialogueRefused, answer_event
 from counterguard.gateway.store.db import StoreError
 
 log = logging.getLogger(__name__)
@@ -159,32 +160,10 @@ class Pipeline:
             event_id, answers = parse_answers(frame.body)
         except SchemaError as exc:
             return self._nak(frame.seq, wire.FrameError(wire.SCHEMA, frame.seq, exc.detail, exc.field)), None, None
-        earlier = self.store.dialogue(event_id)
-        if earlier is not None:
-            said, ack_body = earlier
-            if said != answers:
-                err = wire.FrameError(wire.CONFLICT, frame.seq, "this event's answers were already recorded with "
-                                      "other values; the first answers stand", "answers")
-                return self._nak(frame.seq, err), None, None
-            return wire.encode_frame("ACK", frame.seq, json.loads(ack_body)), None, None  # a resend
-        first = self.store.first_verdict(event_id)
-        if first is None:
-            err = wire.FrameError(wire.UNKNOWN_EVENT, frame.seq, "no event with this event_id was scored at this "
-                                  "gateway; send the event first", "event_id")
-            return self._nak(frame.seq, err), None, None
-        if self.store.event_closed(event_id):
-            err = wire.FrameError(wire.CLOSED, frame.seq, "the alert on this event already has its outcome; "
-                                  "answers are recorded with the outcome at the console", "event_id")
-            return self._nak(frame.seq, err), None, None
-        payload, verdict, model_version, watchlist_version = first
-        final = after_answers(verdict, answers)
-        body = {**final.ack_body(), "final": True}
-        stored = messages.dumps(body)
-        event = parse_event(json.loads(payload))
-        alert = self.store.record_answers(event, answers, final, self.clock.now(), by=frame.body.get("by"),
-                                          ack_body=stored, model_version=model_version,
-                                          watchlist_version=watchlist_version, gateway_id=self.gateway_id,
-                                          raised=final.level != verdict.level)
+        try:
+            done = answer_event(self.store, event_id, answers, by=frame.body.get("by"), stamp=self.clock.now(),
+                                gateway_id=self.gateway_id)
+        except DialogueRefused as exc:
+            return self._nak(frame.seq, wire.FrameError(exc.code, frame.seq, exc.detail, exc.field)), None, None
         # Only a raised verdict moves the lamps: an unchanged one is already showing.
-        moved = final if final.level != verdict.level else None
-        return wire.encode_frame("ACK", frame.seq, body), moved, alert
+        return wire.encode_frame("ACK", frame.seq, done.body), done.moved, done.alert

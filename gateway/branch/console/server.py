@@ -288,6 +288,39 @@ class BranchConsole:
         return {"ok": True, "alert_id": rec.alert_id, "seq": rec.seq}
 
 
+    def record_answers(self, session, body: dict) -> dict:
+        """The customer's answers to an alert's caring questions, as the signals they give: the
+        gateway's final verdict for its event (the lamps move if it rose)."""
+        from counterguard.gateway.scoring.dialogue import DialogueRefused
+
+        alert_id = _field(body, "alert_id")
+        answers = body.get("answers", {})
+        if not isinstance(answers, dict) or not all(isinstance(k, str) and v in ANSWERS
+                                                    for k, v in answers.items()):
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "answers must map question keys to yes, no or declined",
+                               "回答格式有误，请刷新页面后重试")
+        view = self.store.alert_view(alert_id)
+        if view is None:
+            raise ConsoleError(HTTPStatus.NOT_FOUND, f"no alert {alert_id!r} on this gateway", "找不到该预警")
+        shown = [x.key for x in self.questions.shown(view.reasons, QUESTIONS_SHOWN)]
+        signals = self.questions.signal_answers(view.reasons, {k: v for k, v in answers.items() if k in shown})
+        if not signals:
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "none of the answered questions tells the gateway anything "
+                               "it scores; answer a question marked with a signal first",
+                               "所答问题均不参与研判，请先回答带标记的问题")
+        try:
+            done = self.lifecycle.answer(view.event_id, signals, by=session.staff)
+        except DialogueRefused as exc:
+            zh = {"conflict": "该笔业务已登记过不同的客户回答，以首次登记为准",
+                  "closed": "该预警已登记处理结果，客户回答请随结果一并登记"}.get(exc.code, "无法登记客户回答")
+            raise ConsoleError(HTTPStatus.CONFLICT, exc.detail, zh) from None
+        final = done.body
+        return {"ok": True, "alert_id": alert_id, "signals": signals, "level": final["level"],
+                "reasons": [{"en": self.questions.label(r, "en"), "zh": self.questions.label(r, "zh")}
+                            for r in final["reasons"]],
+                "text": {"en": final["text"], "zh": teller_text_zh(final["level"], final["reasons"], self.questions)}}
+
+
 class _ConsoleServer(ThreadingHTTPServer):
     """One thread per request; with TLS, each connection's handshake runs on its own thread (in
     the handler's ``setup``), so a client that never finishes one holds up nobody else."""
@@ -449,6 +482,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(HTTPStatus.OK, self.console.record_outcome(session, body))
             if path == "/api/raise":
                 return self._json(HTTPStatus.OK, self.console.raise_alert(session, body))
+            if path == "/api/answers":
+                return self._json(HTTPStatus.OK, self.console.record_answers(session, body))
             raise ConsoleError(HTTPStatus.NOT_FOUND, f"no action {path}")
         except ConsoleError as exc:
             self._json(exc.status, exc.payload())

@@ -153,6 +153,13 @@ function card(a, awaiting) {
   outcomes.addEventListener("change", () => {
     if (outcomes.getAttribute("aria-invalid")) { outcomes.removeAttribute("aria-invalid"); say(null); }
   });
+  // The answers so far, scored by the gateway as a teller terminal's would be: the final verdict,
+  // and the lamp moves if it rose (a caller's script in the answers is red).
+  const score = el("button", { class: "score-answers", type: "button", id: idFor("score", a.alert_id),
+    "aria-labelledby": `${idFor("score", a.alert_id)} ${heading}`, dataset: { focus: "score" } },
+    t("Score the answers", "按回答研判"));
+  score.addEventListener("click", () => scoreAnswers(a, score, answers));
+  answers.append(score);
   c.append(answers, outcomes, el("label", { for: noteId, class: "note-label" }, t("Note (what happened)", "备注（处理经过）")), note, b);
   return c;
 }
@@ -169,6 +176,33 @@ function answerForm(a) {
     box.append(el("div", { class: "asked" }, el("label", { for: id, class: "question" }, questionOf(q)), pick));
   }
   return box;
+}
+
+async function scoreAnswers(a, button, box) {
+  const given = chosen(box);
+  if (!Object.keys(given).length) {
+    say({ en: "Choose what the customer answered first.", zh: "请先选择客户的回答。" });
+    const first = box.querySelector("select.answer");
+    if (first) first.focus();
+    return;
+  }
+  button.disabled = true;
+  acting = true;
+  try {
+    const r = await post("/api/answers", { alert_id: a.alert_id, answers: given });
+    say(null);
+    confirmDone({ en: `Counter ${a.counter}, final verdict: ${r.text.en}`, zh: `${a.counter}号柜台最终研判：${r.text.zh}` }, true);
+    await refresh();
+    const mine = cardOf("awaiting", a.alert_id);
+    const again = mine && mine.querySelector("button.score-answers");
+    (again || document.getElementById("status")).focus();
+  } catch (e) {
+    say(e instanceof Refused ? e.text : UNREACHABLE);
+    button.disabled = false;
+    button.focus();
+  } finally {
+    acting = false;
+  }
 }
 
 function chosen(box) {

@@ -1,0 +1,67 @@
+"""The customer's answers to the caring questions, turned into the final verdict at the gateway.
+
+One path for both ways answers arrive: an ``ANS`` frame from a teller terminal (counter/pipeline.py)
+and the supervisor's branch console (branch/console). Each answers for one event with the six
+signals of core/dialogue.py; the final verdict is core/decision.py ``after_answers`` of the first
+one, stored with the answers (and a new alert when the answers raised it) in one transaction.
+
+    result = answer_event(store, "b17-c3-000042", {"told_to_by_caller": "yes"}, by="T0031",
+                          stamp=clock.now(), gateway_id="gw-0001")
+    result.body      # the final verdict's ACK payload, with "final": true
+    result.moved     # the final Verdict when it rose (the lamps move), else None
+    result.alert     # the alert the rise raised, else None
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from counterguard.core import messages, wire
+from counterguard.core.decision import Verdict, after_answers
+from counterguard.core.events import parse_event
+
+
+class DialogueRefused(ValueError):
+    """Answers that cannot be taken: ``code`` is the NAK code (core/wire.py), ``field`` what is at fault."""
+
+    def __init__(self, code: str, field: str, detail: str):
+        super().__init__(detail)
+        self.code, self.field, self.detail = code, field, detail
+
+
+@dataclass(frozen=True)
+class Answered:
+    body: dict
+    moved: Verdict | None
+    alert: object | None
+    again: bool = False  # the same answers sent again: nothing new was stored
+
+
+def answer_event(store, event_id: str, answers: dict, *, by: str | None, stamp, gateway_id: str) -> Answered:
+    """Record ``answers`` ({signal: yes | no | declined}, checked) for a scored event and return the
+    final verdict; DialogueRefused for an unknown event, a closed one, or other answers than those
+    already recorded (the first answers stand)."""
+    earlier = store.dialogue(event_id)
+    if earlier is not None:
+        said, ack_body = earlier
+        if said != answers:
+            raise DialogueRefused(wire.CONFLICT, "answers", "this event's answers were already recorded with "
+                                  "other values; the first answers stand")
+        return Answered(json.loads(ack_body), None, None, again=True)  # a resend after a lost answer
+    first = store.first_verdict(event_id)
+    if first is None:
+        raise DialogueRefused(wire.UNKNOWN_EVENT, "event_id", "no event with this event_id was scored at this "
+                              "gateway; send the event first")
+    if store.event_closed(event_id):
+        raise DialogueRefused(wire.CLOSED, "event_id", "the alert on this event already has its outcome; "
+                              "answers are recorded with the outcome at the console")
+    payload, verdict, model_version, watchlist_version = first
+    final = after_answers(verdict, answers)
+    body = {**final.ack_body(), "final": True}
+    event = parse_event(json.loads(payload))  # the kept form: identity fields are hashes
+    rose = final.level != verdict.level
+    alert = store.record_answers(event, answers, final, stamp, by=by, ack_body=messages.dumps(body),
+                                 model_version=model_version, watchlist_version=watchlist_version,
+                                 gateway_id=gateway_id, raised=rose)
+    return Answered(body, final if rose else None, alert)
