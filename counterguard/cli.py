@@ -60,7 +60,8 @@ def _replay(args) -> int:
     if (args.amber is None) != (args.red is None):
         print("counterguard replay: give both --amber and --red, or neither", file=sys.stderr)
         return 2
-    return main_stdio(args.events, watchlist_file=args.watchlist, model_path=args.model, thresholds=thresholds)
+    return main_stdio(args.events, watchlist_file=args.watchlist, model_path=args.model, thresholds=thresholds,
+                      lists_dir=args.lists, answers_file=args.answers)
 
 
 def _receiver(args) -> int:
@@ -130,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with their line number; exit 1 if any line was bad.")
     p.add_argument("events", metavar="EVENTS.jsonl", help="events, one JSON object per line ('-' reads stdin)")
     p.add_argument("--watchlist", metavar="FILE", help="stop-payment list: one account per line, # comments")
+    p.add_argument("--lists", metavar="DIR", help="lists of persons: DIR/warned.csv and DIR/restricted.csv, one "
+                   "VALUE[,TYPE[,LABEL[,FROM[,UNTIL]]]] per line (as 'centre push-list --file')")
+    p.add_argument("--answers", metavar="FILE", help="the customers' answers, one {\"event_id\", \"answers\"} per "
+                   "line: each output line then adds the final verdict after them")
     p.add_argument("--model", metavar="FILE.tflite", help="model to try (default: the bundled model)")
     p.add_argument("--amber", type=float, help="amber threshold to try (with --red)")
     p.add_argument("--red", type=float, help="red threshold to try (with --amber)")

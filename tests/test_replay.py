@@ -142,3 +142,38 @@ def test_a_progress_bar_is_shown_on_a_terminal_only(tmp_path):
     assert proc.returncode == 0
     assert len(out.splitlines()) == 40
     assert b"40/40 events" in shown
+
+
+def test_lists_of_persons_and_the_customers_answers_give_first_and_final_verdicts(tmp_path):
+    resident, phone = "11010519491231002X", "13800138000"
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "warned.csv").write_text(f"# police warnings\n{phone},phone,safe_account\n")
+    (lists / "restricted.csv").write_text(f"{resident},resident,carrier\n")
+    ts = "2024-03-02T10:00:00+08:00"
+    events = [event(1, 3000, event_id="warned", customer_phone=phone, ts=ts),
+              event(2, 3000, event_id="restricted", customer_id=resident.lower(), ts=ts),
+              event(3, 3000, event_id="told", ts=ts),
+              event(4, 3000, event_id="plain", ts=ts)]
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"event_id": "told", "answers": {"told_to_by_caller": "yes"}}) + "\n"
+                       + json.dumps({"event_id": "restricted", "answers": {s: "no" for s in (
+                           "told_to_by_caller", "promised_returns", "told_to_keep_secret")}}) + "\n")
+    done = run_replay(write_lines(tmp_path / "e.jsonl", [json.dumps(e) for e in events]), "--lists", str(lists),
+                      "--answers", str(answers))
+    assert done.returncode == 0, done.stderr
+    got = {line["event_id"]: line for line in map(json.loads, done.stdout.splitlines())}
+    assert (got["warned"]["level"], got["warned"]["reasons"][0]) == ("amber", "warned_person")
+    assert (got["restricted"]["final"]["level"], got["restricted"]["final"]["reasons"][0]) == ("red",
+                                                                                             "restricted_person")
+    assert got["told"]["level"] == "green" and got["told"]["final"]["level"] == "red"  # first and final
+    assert got["plain"]["final"] == {"level": got["plain"]["level"], "reasons": got["plain"]["reasons"]}
+    # Bad input is one line naming the file and the line, before anything is scored.
+    answers.write_text('{"event_id": "told", "answers": {"told_to_by_caller": "perhaps"}}\n')
+    bad = run_replay(write_lines(tmp_path / "e.jsonl", [json.dumps(e) for e in events]), "--answers", str(answers))
+    assert bad.returncode == 2 and f"{answers}, line 1: answers: told_to_by_caller must be yes" in bad.stderr
+    assert bad.stdout == "" and "Traceback" not in bad.stderr
+    (lists / "warned.csv").write_text("110105194912310021,resident,investment\n")
+    bad = run_replay(write_lines(tmp_path / "e.jsonl", [json.dumps(e) for e in events]), "--lists", str(lists))
+    assert bad.returncode == 2 and "warned.csv, line 1: value check digit" in bad.stderr
+    assert "110105194912310021" not in bad.stderr
