@@ -201,10 +201,14 @@ class FakeGateway:
 
 class Relay:
     """Copies bytes between two pty masters, like the RS-485 pair between a node and the gateway.
-    Bytes for a side that is not reading are dropped after its buffer fills, as on a real line."""
+    Bytes for a side that is not reading are dropped after its buffer fills, as on a real line.
 
-    def __init__(self, a_fd, b_fd):
+    ``damage(data) -> data``, if given, sees every chunk going from ``a_fd`` to ``b_fd`` on its way,
+    like noise on the pair."""
+
+    def __init__(self, a_fd, b_fd, damage=None):
         self.fds = (a_fd, b_fd)
+        self.damage = damage
         for fd in self.fds:
             os.set_blocking(fd, False)
         self._stop = threading.Event()
@@ -226,6 +230,8 @@ class Relay:
                 dst = b if src == a else a
                 try:
                     data = os.read(src, 65536)
+                    if self.damage is not None and src == a:
+                        data = self.damage(data)
                     os.write(dst, data)
                 except (BlockingIOError, OSError):
                     pass

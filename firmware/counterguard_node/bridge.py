@@ -1,15 +1,19 @@
 """The counter node's main loop: terminal lines in, frames to the gateway, verdicts back out.
 
-Every event is written to the journal before the terminal hears ``queued`` and stays there until
-the gateway answers, so a reset or a silent gateway loses nothing; a verdict is handed to the
-terminal before the journal forgets its event (after a reset the terminal may see a verdict twice,
-never zero times).
+Every event, and every event's answers to the caring questions, is written to the journal before
+the terminal hears ``queued`` and stays there until the gateway answers, so a reset or a silent
+gateway loses nothing; a verdict is handed to the terminal before the journal forgets its record
+(after a reset the terminal may see a verdict twice, never zero times).
 """
 
 import time
 from . import wire
+from .dialogue import answers_problem, is_answers
 from .journal import JournalFull
 from .terminal import TerminalPort
+
+
+_ANSWERS = {"of": "answers"}  # on every line to the terminal about an answers line
 
 
 class Bridge:
@@ -82,23 +86,44 @@ class Bridge:
         except wire.WireError as exc:
             self._error(exc.code, exc.detail)
             return
+        if is_answers(body):
+            self._take_answers(body, payload)
+            return
         event_id = body.get("event_id")
         problem = wire.event_id_problem(event_id)
         if problem:
             self._error(wire.SCHEMA, problem + "; the event was not taken", field="event_id")
             return
+        self._keep("EVT", payload, event_id, {})
+
+    def _take_answers(self, body, payload):
+        about = dict(_ANSWERS)
+        problem = answers_problem(body)
+        if problem:
+            field, detail = problem
+            if wire.event_id_problem(body.get("event_id")) is None:
+                about["event_id"] = body["event_id"]  # the terminal can tell which answers
+            self._error(wire.SCHEMA, detail + "; the answers were not taken", field=field, **about)
+            return
+        self._keep("ANS", payload, body["event_id"], about)
+
+    def _keep(self, kind, payload, event_id, about):
+        """Journal an event (EVT) or its answers (ANS) and tell the terminal ``queued``, or why not."""
         try:
-            self.journal.put(payload, event_id)
+            self.journal.put(payload, event_id, kind)
         except JournalFull:
             self._error("queue_full", "not taken: %d events are waiting for the gateway; resend it after "
-                        "the resume line" % len(self.journal), event_id=event_id)
+                        "the resume line" % len(self.journal), event_id=event_id, **about)
             self._tell_stop()
             return
         except OSError as exc:
             self._error("storage", "not taken: the node could not write it to flash (full or failing, error %s); "
-                        "resend it, and have the node checked if this repeats" % exc.args[0], event_id=event_id)
+                        "resend it, and have the node checked if this repeats" % exc.args[0], event_id=event_id,
+                        **about)
             return
-        self.terminal.send({"type": "queued", "event_id": event_id, "pending": len(self.journal)})
+        msg = {"type": "queued", "event_id": event_id, "pending": len(self.journal)}
+        msg.update(about)
+        self.terminal.send(msg)
         if self.journal.full:
             self._tell_stop()
 
@@ -116,10 +141,11 @@ class Bridge:
         p = self.journal.find(frame.seq)
         if p is None:
             return  # a late answer to something already settled
+        about = _ANSWERS if p.kind == "ANS" else None
         if frame.type == "ACK":
             if frame.body.get("event_id") != p.event_id:
                 return  # an answer meant for an older frame with this number; ours is resent
-            self.terminal.send_with_type("verdict", frame.payload)
+            self.terminal.send_with_type("verdict", frame.payload, about)  # for answers: the final verdict
             self.journal.settle(p.seq)
             return
         code = frame.body.get("code")
@@ -127,7 +153,14 @@ class Bridge:
             # busy: the gateway could not store it; wait out the back-off. Damaged on the line: soon.
             self.link.resend_soon(p, now, self.link.backoff_ms(p.attempts) if code == wire.BUSY else 50)
             return
-        self.terminal.send_with_type("rejected", frame.payload, {"event_id": p.event_id})
+        if code == wire.UNKNOWN_EVENT and about and self.journal.holds_event(p.event_id):
+            # The event went out first but was damaged or lost on the line: the answers wait for it.
+            self.link.resend_soon(p, now, self.link.backoff_ms(p.attempts))
+            return
+        extra = {"event_id": p.event_id}
+        if about:
+            extra.update(about)
+        self.terminal.send_with_type("rejected", frame.payload, extra)
         self.journal.settle(p.seq)
 
     def _health(self, now):

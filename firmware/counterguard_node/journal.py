@@ -1,9 +1,11 @@
-"""Events kept in flash until the gateway has answered them: the node's promise that nothing is lost.
+"""Events, and their answers to the caring questions, kept in flash until the gateway has answered
+them: the node's promise that nothing is lost.
 
 The journal is one append-only file of wire-protocol frames, one per line, so every record carries
 its own CRC-32 and is read back with the same codec that reads the line:
 
     $EVT <seq> <event>*crc     taken in from the terminal, not yet answered by the gateway
+    $ANS <seq> <answers>*crc   the customer's answers for an event, taken in and kept the same way
     $ACK <seq> {}*crc          the gateway answered (ACK, or a NAK that means "do not resend")
     $HB <seq> {}*crc           written first by a clean-up: the last sequence number used
 
@@ -41,6 +43,7 @@ class Pending:
     file, and its resend state."""
 
     __slots__ = ("seq", "event_id", "offset", "length", "attempts", "due")
+    kind = "EVT"  # the frame type; a class attribute, so it costs no RAM per waiting record
 
     def __init__(self, seq, event_id, offset, length):
         self.seq = seq
@@ -49,6 +52,15 @@ class Pending:
         self.length = length
         self.attempts = 0
         self.due = None  # ticks_ms when it may be (re)sent; None = now
+
+
+class PendingAnswers(Pending):
+    """One event's answers to the caring questions waiting for the gateway (an ``ANS`` frame)."""
+
+    kind = "ANS"
+
+
+_PENDING = {"EVT": Pending, "ANS": PendingAnswers}
 
 
 def _join(a, b):
@@ -139,10 +151,11 @@ class Journal:
             return
         if item.seq > self.last_seq:
             self.last_seq = item.seq
-        if item.type == "EVT":
+        if item.type in _PENDING:  # an event or its answers
             if item.seq not in live:
                 order.append(item.seq)
-            live[item.seq] = Pending(item.seq, item.body.get("event_id"), offset + start, len(line) - start)
+            live[item.seq] = _PENDING[item.type](item.seq, item.body.get("event_id"), offset + start,
+                                                 len(line) - start)
         elif item.type == "ACK":
             live.pop(item.seq, None)
 
@@ -225,21 +238,22 @@ class Journal:
         self._size += len(data)
         return offset
 
-    def put(self, payload, event_id):
-        """Keep one event (compact payload bytes); returns its ``Pending``.
+    def put(self, payload, event_id, kind="EVT"):
+        """Keep one event, or with ``kind="ANS"`` one event's answers (compact payload bytes); returns
+        its ``Pending``. Answers count against the capacity like events.
 
-        Raises ``JournalFull``, or ``OSError`` if flash could not take it (the event is not kept).
+        Raises ``JournalFull``, or ``OSError`` if flash could not take it (nothing is kept).
         """
         if self.full:
             raise JournalFull("%d events are waiting for the gateway (the limit)" % len(self.pending))
         seq = self.next_seq()
-        frame = wire.encode_frame("EVT", seq, payload)
+        frame = wire.encode_frame(kind, seq, payload)
         try:
             offset = self._append(frame)
         except OSError:
             self._compact()  # flash full: answered events' records may be what fills it; then try once more
             offset = self._append(frame)
-        p = Pending(seq, event_id, offset, len(frame))
+        p = _PENDING[kind](seq, event_id, offset, len(frame))
         self.pending.append(p)
         return p
 
@@ -248,6 +262,13 @@ class Journal:
             if p.seq == seq:
                 return p
         return None
+
+    def holds_event(self, event_id):
+        """True while the event ``event_id`` itself still waits here for the gateway's verdict."""
+        for p in self.pending:
+            if p.kind == "EVT" and p.event_id == event_id:
+                return True
+        return False
 
     def settle(self, seq):
         """The gateway answered ``seq`` for good: forget it (and clean up the file now and then).

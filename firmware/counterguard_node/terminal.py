@@ -1,6 +1,7 @@
 """The teller terminal's side of the node: one JSON object per line, in and out (UTF-8, LF).
 
-In: one event per line (schema v1, docs/events.md). Out: one JSON object per line with a ``type``:
+In: one event per line (docs/events.md), or an event's answers to the caring questions (a line with an
+``answers`` member, see dialogue.py). Out: one JSON object per line with a ``type``:
 ``ready``, ``queued``, ``verdict``, ``rejected``, ``error``, ``stop``, ``resume``, ``offline``,
 ``online`` (docs/firmware.md lists every field).
 """

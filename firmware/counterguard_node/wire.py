@@ -33,6 +33,8 @@ BAD_JSON = "bad_json"
 SCHEMA = "schema"
 CONFLICT = "conflict"
 BUSY = "busy"
+UNKNOWN_EVENT = "unknown_event"  # answers for an event the gateway never scored
+CLOSED = "closed"  # answers for an event whose alert already has its outcome
 # The sender resends after these; any other NAK means the event itself is wrong (docs/protocol.md).
 RESEND_CODES = (BAD_CRC, BAD_FRAME, BUSY)
 
@@ -354,7 +356,8 @@ def event_id_problem(event_id):
 
 
 def event_payload(line):
-    """The payload for one event line from the terminal, or ``WireError`` saying what is wrong."""
+    """The payload for one line from the terminal (an event or answers), or ``WireError`` saying what
+    is wrong."""
     try:
         text = line.decode("utf-8") if isinstance(line, (bytes, bytearray)) else line
     except UnicodeError:
@@ -375,7 +378,7 @@ def event_payload(line):
         raise WireError(BAD_JSON, "the line is not JSON (%s); send one JSON object per line" % problem)
     payload, _ = compact(text, 0)
     if len(payload) > MAX_PAYLOAD:
-        raise WireError(TOO_LONG, "the event is %d bytes on the wire; the limit is %d - shorten it"
+        raise WireError(TOO_LONG, "the line is %d bytes on the wire; the limit is %d - shorten it"
                         % (len(payload), MAX_PAYLOAD))
     return body, payload
 
