@@ -49,6 +49,14 @@ REASON_TEXT = {
     "buying_for_someone": "doing it for someone else",
     "payee_not_known_in_person": "never met the payee",
     "declined_to_answer": "would not answer",
+    # SIM cards and accounts (core/cards.py)
+    "over_card_limit": "more cards than allowed",
+    "not_for_self": "cards for someone else",
+    "accompanied_by_helper": "accompanied by a 'helper'",
+    "young_or_elderly": "student or elderly customer",
+    "many_at_once": "several cards at once",
+    "opened_recently": "other accounts opened recently",
+    "cards_today": "already asked for cards today",
     # Not a sign the gateway finds: branch staff raised the alert themselves (a teller's report).
     "teller_report": "raised by branch staff",
 }

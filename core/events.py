@@ -24,7 +24,18 @@ from functools import cached_property
 from counterguard.core.identity import CUSTOMER_ID_TYPES, IdentityError, identity_hash, is_identity_hash
 
 SCHEMA_VERSION = 2
-KINDS = ("cash_withdrawal", "transfer_out")
+# Money leaving an account at a bank counter, and the "two cards" a fraud ring needs: a SIM card at a
+# carrier's outlet, a bank account at a bank's desk (docs/events.md "Two cards").
+MONEY_KINDS = ("cash_withdrawal", "transfer_out")
+CARD_KINDS = ("sim_activation", "account_opening")
+KINDS = MONEY_KINDS + CARD_KINDS
+# Which kinds a gateway takes, by the sector it stands in (gateway.sector).
+SECTORS = {"bank": ("cash_withdrawal", "transfer_out", "account_opening"), "carrier": ("sim_activation",)}
+SIM_PURPOSES = ("personal", "family", "business", "iot", "other")
+NUMBER_TYPES = ("prepaid", "postpaid", "data_only", "iot")
+ACCOUNT_PURPOSES = ("salary", "savings", "pension", "business", "student", "investment", "other")
+CARD_TYPES = ("type_i", "type_ii", "type_iii", "credit")  # Class I / II / III accounts, a credit card
+MAX_CARDS = 1000  # SIM cards or accounts held by one person: far above any real count
 TELLER_FLAGS = ("customer_on_phone", "accompanied", "anxious", "urgent", "declared_purpose_mismatch")
 PURPOSES = (
     "daily", "shopping", "business", "medical", "education", "home", "travel", "gift",
@@ -36,6 +47,8 @@ _KNOWN = frozenset(REQUIRED) | {
     "teller_flags", "purpose", "payee_new", "payee_account_age_days",
     "customer_id_type", "customer_id", "customer_phone", "payee_account",
     "customer_id_hash", "customer_phone_hash", "payee_account_hash",
+    "sims_held", "sims_requested", "for_self", "accompanied", "number_type", "accounts_held",
+    "accounts_opened_90d", "card_type",
 }  # every other field is kept in Event.extra
 # Identity fields a terminal sends in clear, and the field that holds each one's keyed hash once the
 # gateway has validated it. Only the hashed form is ever stored, logged, exported or sent.
@@ -85,6 +98,16 @@ class Event:
     customer_id_hash: str | None = None
     customer_phone_hash: str | None = None
     payee_account_hash: str | None = None
+    # sim_activation and account_opening (the person takes the account's place: ``account`` is
+    # the keyed hash of customer_id, so the local history counts the person's cards)
+    sims_held: int | None = None
+    sims_requested: int | None = None
+    for_self: bool | None = None
+    accompanied: bool | None = None
+    number_type: str | None = None
+    accounts_held: int | None = None
+    accounts_opened_90d: int | None = None
+    card_type: str | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property  # read for the history window and again when stored
@@ -195,6 +218,8 @@ def parse_event(body: dict, identity_key: bytes | None = None) -> Event:
     left out (their ``*_hash`` forms are kept either way)."""
     if not isinstance(body, dict):
         raise SchemaError("event", "must be a JSON object")
+    if body.get("kind") in CARD_KINDS:
+        return _card_event(body, identity_key)
     for name in REQUIRED:
         if body.get(name) is None:
             raise SchemaError(name, "is required")
@@ -207,6 +232,9 @@ def parse_event(body: dict, identity_key: bytes | None = None) -> Event:
     kind = body["kind"]
     if kind not in KINDS:
         raise SchemaError("kind", f"must be one of {', '.join(KINDS)}")
+    for name in _CARD_ONLY:
+        if body.get(name) is not None:
+            raise SchemaError(name, f"is only for kinds {' and '.join(CARD_KINDS)}")
     account = body["account"]
     if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
         raise SchemaError("account", "must be a string of 6 to 34 digits")
@@ -258,6 +286,81 @@ def parse_event(body: dict, identity_key: bytes | None = None) -> Event:
         customer_id_hash=customer_id_hash,
         customer_phone_hash=customer_phone_hash,
         payee_account_hash=payee_account_hash,
+        extra={k: v for k, v in body.items() if k not in _KNOWN},
+    )
+
+
+_CARD_ONLY = ("sims_held", "sims_requested", "for_self", "accompanied", "number_type", "accounts_held",
+              "accounts_opened_90d", "card_type")
+_CARD_FIELDS = {
+    "sim_activation": ("sims_held", "sims_requested", "for_self", "accompanied", "number_type"),
+    "account_opening": ("accounts_held", "accounts_opened_90d", "for_self", "accompanied", "card_type"),
+}
+_NO_MONEY = ("account", "amount", "balance_before", "inbound_24h", "inbound_count_24h", "account_age_days",
+             "payee_new", "payee_account_age_days", "payee_account", "payee_account_hash")
+
+
+def _flag(body: dict, name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise SchemaError(name, f"must be true or false, got {type(value).__name__}")
+    return value
+
+
+def _card_event(body: dict, identity_key: bytes | None) -> Event:
+    """A SIM card activation (carrier outlet) or an account opening (bank desk): who, how many
+    cards, for whom; no account or amount yet. The person is required: cards are counted per person."""
+    kind = body["kind"]
+    for name in ("event_id", "ts", "counter"):
+        if body.get(name) is None:
+            raise SchemaError(name, "is required")
+    if body.get("customer_id") is None and body.get("customer_id_hash") is None:
+        raise SchemaError("customer_id", f"is required for {kind}: cards are counted per person")
+    if kind == "sim_activation" and body.get("sims_requested") is None:
+        raise SchemaError("sims_requested", "is required for sim_activation")
+    for name in _NO_MONEY:
+        if body.get(name) is not None:
+            raise SchemaError(name, f"is not a field of {kind}: no money moves yet")
+    for name in _CARD_ONLY:
+        if body.get(name) is not None and name not in _CARD_FIELDS[kind]:
+            raise SchemaError(name, f"is not a field of {kind}")
+    event_id = body["event_id"]
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 64:
+        raise SchemaError("event_id", "must be a string of 1 to 64 characters")
+    _printable("event_id", event_id)
+    ts = parse_ts(body["ts"])
+    counter = _int(body, "counter", 1, 64, required=True)
+    flags = body.get("teller_flags")
+    if flags is None:
+        flags = []
+    if not isinstance(flags, list):
+        raise SchemaError("teller_flags", "must be a list")
+    for flag in flags:
+        if flag not in TELLER_FLAGS:
+            raise SchemaError("teller_flags", f"unknown flag {flag!r}; expected any of {', '.join(TELLER_FLAGS)}")
+    purposes = SIM_PURPOSES if kind == "sim_activation" else ACCOUNT_PURPOSES
+    purpose = body.get("purpose")
+    if purpose is not None and purpose not in purposes:
+        raise SchemaError("purpose", f"for {kind} must be one of {', '.join(purposes)}")
+    for name, allowed in (("number_type", NUMBER_TYPES), ("card_type", CARD_TYPES)):
+        if body.get(name) is not None and body[name] not in allowed:
+            raise SchemaError(name, f"must be one of {', '.join(allowed)}")
+    id_type = body.get("customer_id_type")
+    if id_type is not None and (not isinstance(id_type, str) or id_type not in CUSTOMER_ID_TYPES):
+        raise SchemaError("customer_id_type", f"must be one of {', '.join(CUSTOMER_ID_TYPES)}")
+    id_type = id_type or "resident"
+    customer = _identity(body, "customer_id", CUSTOMER_ID_TYPES[id_type], identity_key)
+    return Event(
+        event_id=event_id, ts=ts, counter=counter, kind=kind,
+        # The person is the history's key: the same person's cards earlier today, at any counter.
+        account=customer or "", amount=0.0,
+        customer_age=_int(body, "customer_age", 0, MAX_AGE), teller_flags=frozenset(flags), purpose=purpose,
+        customer_id_type=id_type, customer_id_hash=customer,
+        customer_phone_hash=_identity(body, "customer_phone", "phone", identity_key),
+        sims_held=_int(body, "sims_held", 0, MAX_CARDS), sims_requested=_int(body, "sims_requested", 1, 100),
+        for_self=_flag(body, "for_self"), accompanied=_flag(body, "accompanied"),
+        number_type=body.get("number_type"), accounts_held=_int(body, "accounts_held", 0, MAX_CARDS),
+        accounts_opened_90d=_int(body, "accounts_opened_90d", 0, MAX_CARDS), card_type=body.get("card_type"),
         extra={k: v for k, v in body.items() if k not in _KNOWN},
     )
 

@@ -67,6 +67,8 @@ class GatewaySettings:
     region: str = _setting("demo-region", "Region code in the MQTT topic tree.")
     branch: str = _setting("demo-branch", "Branch or outlet code in the MQTT topic tree.")
     data_dir: str = _setting("/var/lib/counterguard", "Where the SQLite store lives.")
+    sector: str = _setting("bank", "bank: withdrawals, transfers and account openings; carrier: SIM card "
+                           "activations at a carrier's outlet.", choices=("bank", "carrier"))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from counterguard.centre import schema
 from counterguard.core import manifest, messages, wire
-from counterguard.core.events import KINDS, PURPOSES, REQUIRED, TELLER_FLAGS, Event, SchemaError, parse_event
+from counterguard.core.events import MONEY_KINDS, PURPOSES, REQUIRED, TELLER_FLAGS, Event, SchemaError, parse_event
 
 # No example database in the working tree; no deadline on a machine shared with other test runs.
 checked = settings(database=None, deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -130,7 +130,7 @@ timestamp = st.builds(
 money = st.one_of(st.integers(1, 10**10), st.floats(0.01, 1e10, allow_nan=False))
 valid_events = st.fixed_dictionaries(
     {"event_id": st.text(min_size=1, max_size=64).filter(str.isprintable), "ts": timestamp, "counter": st.integers(1, 64),
-     "kind": st.sampled_from(KINDS), "account": account, "amount": money},
+     "kind": st.sampled_from(MONEY_KINDS), "account": account, "amount": money},
     optional={"customer_age": st.integers(0, 130), "account_age_days": st.integers(0, 365 * 120),
               "balance_before": st.one_of(st.integers(0, 10**10), st.floats(0, 1e10)),
               "inbound_24h": st.floats(0, 1e10), "inbound_count_24h": st.integers(0, 1_000_000),

@@ -24,7 +24,7 @@ from counterguard.core import messages, wire
 from counterguard.core.clock import Clock
 from counterguard.core.decision import Verdict
 from counterguard.core.dialogue import parse_answers
-from counterguard.core.events import SchemaError, canonical_digest, kept_body, parse_event
+from counterguard.core.events import SECTORS, SchemaError, canonical_digest, kept_body, parse_event
 from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.scoring.dialogue import DialogueRefused, answer_event
 from counterguard.gateway.store.db import StoreError
@@ -44,8 +44,10 @@ class Outcome:
 class Pipeline:
     """Turns decoded frames from one counter line into replies, stored verdicts and alerts."""
 
-    def __init__(self, assessor: Assessor, *, gateway_id: str, clock: Clock | None = None):
+    def __init__(self, assessor: Assessor, *, gateway_id: str, clock: Clock | None = None, sector: str = "bank"):
         self.assessor = assessor
+        self.sector = sector
+        self.kinds = SECTORS[sector]  # the event kinds this outlet's counters send
         self.store = assessor.store
         self.gateway_id = gateway_id
         self.clock = clock or Clock()
@@ -125,6 +127,11 @@ class Pipeline:
             event = parse_event(frame.body, self.assessor.watchlist.identity_key)
         except SchemaError as exc:
             err = wire.FrameError(wire.SCHEMA, frame.seq, exc.detail, exc.field)
+            return self._nak(frame.seq, err), None, None
+        if event.kind not in self.kinds:
+            other = next(name for name, kinds in SECTORS.items() if event.kind in kinds)
+            err = wire.FrameError(wire.SCHEMA, frame.seq, f"this gateway stands at a {self.sector} counter and takes "
+                                  f"{', '.join(self.kinds)}; {event.kind} belongs to a {other} gateway", "kind")
             return self._nak(frame.seq, err), None, None
         # From here on the event exists only with its identity fields hashed: the store, logs, the
         # outbox and exports never see an identity number, phone or payee account in clear.

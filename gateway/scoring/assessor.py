@@ -13,8 +13,9 @@ import logging
 import struct
 from dataclasses import dataclass, replace
 
+from counterguard.core.cards import decide_card
 from counterguard.core.decision import ListHits, Thresholds, Verdict, decide
-from counterguard.core.events import Event
+from counterguard.core.events import CARD_KINDS, Event
 from counterguard.core.features import DAY, History, event_features, summarise_history
 from counterguard.core.lists import RESTRICTED, WARNED
 
@@ -73,6 +74,9 @@ class Assessor:
 
     def assessment(self, event: Event) -> Assessment:
         history = self.history(event)
+        if event.kind in CARD_KINDS:
+            # SIM cards and accounts: the rule book of core/cards.py; the model knows money, not cards.
+            return Assessment(decide_card(event, history, self.list_hits(event)), [])
         row = event_features(event, history)
         verdict = decide(event, self.model.score(row), history, self.list_hits(event), self.thresholds)
         challenger = self.shadow

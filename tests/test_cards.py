@@ -1,0 +1,124 @@
+"""The "two cards" at the counter: SIM card activations at a carrier's outlet and account openings at
+a bank's desk, validated like every event, scored by their rule book, kept to their sector, and a
+person a carrier restricted is red when they open an account at a bank (real pipeline, real SQLite)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from counterguard.core import wire
+from counterguard.core.clock import Clock
+from counterguard.core.events import SchemaError, parse_event
+from counterguard.core.identity import identity_hash
+from counterguard.core.lists import RESTRICTED
+from counterguard.gateway.counter.pipeline import Pipeline
+from counterguard.gateway.scoring.assessor import Assessor
+from counterguard.gateway.scoring.model import FraudModel, default_model_path
+from counterguard.gateway.scoring.person_lists import PersonLists
+from counterguard.gateway.scoring.watchlist import Watchlist
+from counterguard.gateway.store.db import Store
+
+MODEL = FraudModel.load(default_model_path())
+KEY = bytes(range(32))
+STUDENT, PARENT, DEALER = "110105200501010012", "110105197501010018", "440306198001010028"
+TODAY = date.today().isoformat()
+_n = 0
+
+
+def sim(customer=STUDENT, **fields):
+    global _n
+    _n += 1
+    return {"event_id": f"sim-{_n}", "ts": f"{TODAY}T10:{_n % 60:02d}:00+08:00", "counter": 1,
+            "kind": "sim_activation", "customer_id": customer, "sims_requested": 1, **fields}
+
+
+def opening(customer=DEALER, **fields):
+    global _n
+    _n += 1
+    return {"event_id": f"acct-{_n}", "ts": f"{TODAY}T11:{_n % 60:02d}:00+08:00", "counter": 2,
+            "kind": "account_opening", "customer_id": customer, **fields}
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "gateway.db") as s:
+        yield s
+
+
+def pipeline(store, sector: str) -> Pipeline:
+    assessor = Assessor(store, Watchlist(store, KEY, key_version=1), MODEL, MODEL.thresholds,
+                        persons=PersonLists(store))
+    return Pipeline(assessor, gateway_id=f"gw-{sector}", clock=Clock(assume_synced=True), sector=sector)
+
+
+def send(p: Pipeline, body: dict, seq: int = 1) -> wire.Frame:
+    [item] = wire.FrameDecoder().feed(wire.encode_frame("EVT", seq, body))
+    [reply] = wire.FrameDecoder().feed(p.process([item]).replies)
+    return reply
+
+
+def test_a_student_sent_by_a_helper_for_five_cards_is_red_and_a_family_buying_two_is_green(store):
+    carrier = pipeline(store, "carrier")
+    red = send(carrier, sim(customer_age=19, sims_held=1, sims_requested=5, for_self=False, accompanied=True,
+                            purpose="personal"))
+    assert red.type == "ACK" and red.body["level"] == "red"
+    assert {"not_for_self", "accompanied_by_helper", "over_card_limit", "young_or_elderly"} <= set(red.body["reasons"])
+    family = send(carrier, sim(PARENT, customer_age=48, sims_held=1, sims_requested=2, for_self=False,
+                               accompanied=False, purpose="family"), 2)
+    assert (family.type, family.body["level"]) == ("ACK", "green")
+    # The same person back for more cards the same day is counted across counters: the person is the key.
+    again = send(carrier, sim(PARENT, customer_age=48, sims_held=3, sims_requested=3, for_self=True,
+                              purpose="personal"), 3)
+    assert again.body["level"] == "red" and {"cards_today", "over_card_limit"} <= set(again.body["reasons"])
+
+
+def test_each_sector_takes_its_own_kinds_and_names_the_other(store):
+    carrier, bank = pipeline(store, "carrier"), pipeline(store, "bank")
+    withdrawal = {"event_id": "w-1", "ts": f"{TODAY}T09:00:00+08:00", "counter": 1, "kind": "cash_withdrawal",
+                  "account": "6222020200000000101", "amount": 500}
+    refused = send(carrier, withdrawal)
+    assert (refused.type, refused.body["code"], refused.body["field"]) == ("NAK", "schema", "kind")
+    assert "takes sim_activation" in refused.body["detail"] and "belongs to a bank gateway" in refused.body["detail"]
+    refused = send(bank, sim(sims_requested=1), 2)
+    assert (refused.type, refused.body["field"]) == ("NAK", "kind") and "carrier gateway" in refused.body["detail"]
+    assert send(bank, opening(customer_age=40, accounts_held=1, accounts_opened_90d=0, for_self=True,
+                              card_type="type_i", purpose="salary"), 3).body["level"] == "green"
+    assert send(bank, withdrawal, 4).type == "ACK"
+
+
+def test_a_person_a_carrier_restricted_is_red_when_opening_a_bank_account(store):
+    bank = pipeline(store, "bank")
+    persons = bank.assessor.persons
+    persons.apply(RESTRICTED, {"version": 1, "full": True, "add": [[identity_hash(KEY, "resident_id", DEALER),
+                                                                    "carrier", TODAY,
+                                                                    (date.today() + timedelta(days=365)).isoformat()]]})
+    reply = send(bank, opening(customer_age=35, accounts_held=1, for_self=True, purpose="savings"))
+    assert reply.body["level"] == "red" and reply.body["reasons"][0] == "restricted_person"
+    with store.batch():
+        kept = store._conn.execute("SELECT payload, account FROM events WHERE event_id = ?",
+                                   (reply.body["event_id"],)).fetchone()
+    assert DEALER not in kept[0] and kept[1] == identity_hash(KEY, "resident_id", DEALER)
+
+
+@pytest.mark.parametrize("body, field", [
+    (sim(amount=5), "amount"),
+    (sim(account="6222020200000000101"), "account"),
+    ({**sim(), "customer_id": None}, "customer_id"),
+    ({**sim(), "sims_requested": None}, "sims_requested"),
+    (sim(sims_requested=0), "sims_requested"),
+    (sim(sims_requested=1, purpose="salary"), "purpose"),
+    (sim(sims_requested=1, number_type="satellite"), "number_type"),
+    (sim(sims_requested=1, for_self="yes"), "for_self"),
+    (sim(sims_requested=1, accounts_held=2), "accounts_held"),
+    (opening(sims_held=2), "sims_held"),
+    (opening(card_type="platinum"), "card_type"),
+    (opening(customer_id="110105194912310021"), "customer_id"),
+    ({"event_id": "w", "ts": f"{TODAY}T09:00:00+08:00", "counter": 1, "kind": "cash_withdrawal",
+      "account": "6222020200000000101", "amount": 5, "sims_held": 1}, "sims_held"),
+])
+def test_a_wrong_card_field_is_named(body, field):
+    with pytest.raises(SchemaError) as caught:
+        parse_event({k: v for k, v in body.items() if v is not None}, KEY)
+    assert caught.value.field == field
