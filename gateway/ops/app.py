@@ -90,7 +90,7 @@ class Gateway:
         self.persons = PersonLists(self.store)
         self.pipeline = Pipeline(Assessor(self.store, self.watchlist, self.model, self.thresholds,
                                           persons=self.persons),
-                                 gateway_id=cfg.gateway.id, clock=self.clock)
+                                 gateway_id=cfg.gateway.id, clock=self.clock, sector=cfg.gateway.sector)
         self.downlink = None
         if d.centre_public_key:
             from counterguard.core.messages import topic_root
