@@ -6,9 +6,10 @@ model and a watchlist) -> replies.
         -artifact_prefix=fuzz/regressions/counter-
     .venv/bin/python fuzz/fuzz_counter.py fuzz/regressions/counter-*      # replay saved crashes
 
-An input is used twice in one batch, as a counter could send it: as raw bytes on the line (noise,
-cut frames, anything) and as the payload of an EVT frame with a correct CRC (so it reaches the
-event validator, the store and the model). A good event follows in the same batch, and another in
+An input is used three times in one batch, as a counter could send it: as raw bytes on the line
+(noise, cut frames, anything), as the payload of an EVT frame with a correct CRC (so it reaches the
+event validator, the store and the model) and as the payload of an ANS frame (the customer's
+answers, the final verdict). A good event follows in the same batch, and another in
 the next batch. ``check(data)`` holds the promise the counter relies on: every frame gets exactly
 one reply, in order, with its own sequence number, and the good events after it are still ACKed.
 A ``NAK internal`` keeps that promise (the gateway logged a fault of its own and went on).
@@ -72,10 +73,10 @@ def good_event(n: int) -> bytes:
                                 "account": account, "amount": 100 + n % 5000})
 
 
-def framed(data: bytes) -> bytes:
-    """``data`` as the payload of an EVT frame with a correct CRC (what cannot be in a payload blanked)."""
+def framed(data: bytes, type_: bytes = b"EVT", seq: int = 7) -> bytes:
+    """``data`` as the payload of a frame with a correct CRC (what cannot be in a payload blanked)."""
     payload = data.replace(b"\n", b" ").replace(b"\r", b" ").replace(b"$", b" ")[: wire.MAX_PAYLOAD]
-    inner = b"EVT 7 " + payload
+    inner = type_ + b" %d " % seq + payload
     return b"$" + inner + b"*%08x\n" % wire.crc32(inner)
 
 
@@ -100,7 +101,9 @@ def check(data: bytes) -> None:
     global _n
     _n += 1
     good = wire.encode_frame("EVT", 4242, good_event(_n))
-    items, replies = answer(data + b"\n" + framed(data) + good)
+    # As an event, then as the customer's answers (an ANS frame reaches the dialogue path and the
+    # event it names, if the input's own event was taken).
+    items, replies = answer(data + b"\n" + framed(data) + framed(data, b"ANS", 8) + good)
     assert isinstance(items[-1], wire.Frame) and items[-1].seq == 4242, items[-1]
     assert replies[-1].type == "ACK", f"the good event after the input was answered {replies[-1]}"
     # The next batch too: nothing the input did may leave the store or the line wedged.
