@@ -152,6 +152,14 @@ def _answers(v) -> bool:
     return True
 
 
+def _handled_at(v) -> bool:
+    # 1, 2 or 3 as a JSON whole number: not true (== 1 in Python), not 1.0, not "teller".
+    return _is_int(v) and v in messages.HANDLED_AT
+
+
+_handled_at.allowed = tuple(messages.HANDLED_AT)
+
+
 def _staff(v) -> bool:
     return isinstance(v, str) and 0 < len(v.strip()) and len(v) <= STAFF_MAX
 
@@ -186,7 +194,7 @@ FIELDS: dict[str, dict] = {
     "outcome": {**_SENT, "type": _one_of("outcome"), "alert_id": _name, "counter": _count,
                 "outcome": _one_of(*OUTCOMES), "note": _note, "by": _name,
                 "via": _one_of(*OUTCOME_VIA),
-                "at": _time, "answers": _answers},
+                "at": _time, "answers": _answers, "handled_at": _handled_at},
     "escalation": {**_SENT, "type": _one_of("escalation"), "alert_id": _name, "counter": _count,
                    "level": _one_of(*LEVELS), "reason": _name, "waited_s": _is_num, "at": _time},
     "status": {"state": _one_of(*messages.STATES), "bdseq": _count, "ts": _time, "gateway_id": _name,
@@ -208,9 +216,10 @@ FIELDS: dict[str, dict] = {
 }
 # Fields that came later than the first gateways, or are there only sometimes: an acknowledgement's
 # "counter"; an alert branch staff raised themselves names them and carries their note (the model's
-# alerts have neither); an outcome's "answers", absent when no caring question was recorded.
+# alerts have neither); an outcome's "answers", absent when no caring question was recorded, and its
+# "handled_at", absent from older gateways' outcomes (counted as "level not recorded").
 OPTIONAL = {"acknowledgement": {"counter"}, "alert": {"raised_by", "note", *messages.IDENTITY_FIELDS},
-            "outcome": {"answers"}}
+            "outcome": {"answers", "handled_at"}}
 
 
 _NUMBERS = {int, float}

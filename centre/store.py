@@ -36,7 +36,7 @@ from counterguard.centre.schema import SEQUENCED, Record, SchemaError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Bytes of a quarantined payload kept (with its full size and sha256): enough to see what it was,
 # while junk cannot grow the store by more than this per message.
 QUARANTINE_KEEP = 4096
@@ -115,6 +115,11 @@ _MIGRATIONS = {
         # The lists of persons as the centre pushed them: keyed hashes only, never a clear number.
         "CREATE TABLE IF NOT EXISTS person_entries (kind TEXT NOT NULL, hash TEXT NOT NULL, label TEXT NOT NULL, "
         "first_day TEXT NOT NULL, last_day TEXT NOT NULL, PRIMARY KEY (kind, hash))",
+    ],
+    5: [
+        # The manifest kinds a gateway holds back until its open red alerts close (its status's
+        # downlink_waiting), so the dashboard's rollout can say why a push is not applied yet.
+        "ALTER TABLE gateways ADD COLUMN downlink_waiting TEXT",
     ],
 }
 
@@ -418,7 +423,13 @@ class CentreStore:
                        body.get("downlink_rejected"), r.gateway_id))
         self._shadow(r)
         self._lists(r)
+        self._waiting(r)
         return 1
+
+    def _waiting(self, r: Record) -> None:
+        if isinstance(r.body.get("downlink_waiting"), list):
+            self._execute("UPDATE gateways SET downlink_waiting = ? WHERE gateway_id = ?",
+                          (json.dumps(sorted(map(str, r.body["downlink_waiting"]))), r.gateway_id))
 
     def _lists(self, r: Record) -> None:
         if isinstance(r.body.get("lists"), dict):
@@ -447,6 +458,7 @@ class CentreStore:
                        body.get("downlink_rejected"), r.gateway_id))
         self._shadow(r)
         self._lists(r)
+        self._waiting(r)
         return 1
 
     # -- reading --------------------------------------------------------------------------------
@@ -479,6 +491,40 @@ class CentreStore:
         rows = self._query(f"SELECT id, type, gateway_id, seq, alert_id, region, branch, level, received_at, payload "
                            f"FROM records WHERE 1=1{where} ORDER BY id DESC LIMIT ?", (*params, int(limit)))
         return self._decode(rows[::-1])
+
+    def find_alerts(self, *, region=None, branch=None, level=None, since: str | None = None,
+                    until: str | None = None, search: str | None = None, limit: int | None = 200) -> list[dict]:
+        """The newest alerts raised in [since, until) (RFC 3339, UTC), oldest first. ``search``: an
+        alert id, or an account's keyed hash (the uploaded event's account_hash, or a customer, phone
+        or payee hash the alert carries)."""
+        where, params = self._filters(region, branch, level, "alert")
+        for clause, value in ((" AND at >= ?", since), (" AND at < ?", until)):
+            if value:
+                where += clause
+                params.append(value)
+        if not search:
+            rows = self._query(f"SELECT id, type, gateway_id, seq, alert_id, region, branch, level, received_at, "
+                               f"payload FROM records WHERE 1=1{where} ORDER BY id DESC"
+                               + ("" if limit is None else f" LIMIT {int(limit)}"), params)
+            return self._decode(rows[::-1])
+        events = {(r["gateway_id"], r["event_id"]) for r in
+                  self._query("SELECT gateway_id, event_id FROM events WHERE account_hash = ?", (search,))}
+        # Candidates by SQL (the id, the hash in the payload, a gateway that saw the account), then exactly.
+        cond, extra = ["alert_id = ?"], [search]
+        if search.isalnum():   # no LIKE wildcards in it
+            cond.append("payload LIKE ?")
+            extra.append(f"%{search}%")
+        gateways = sorted({g for g, _ in events})
+        if gateways:
+            cond.append(f"gateway_id IN ({','.join('?' * len(gateways))})")
+            extra += gateways
+        rows = self._decode(self._query(
+            f"SELECT id, type, gateway_id, seq, alert_id, region, branch, level, received_at, payload FROM records "
+            f"WHERE 1=1{where} AND ({' OR '.join(cond)}) ORDER BY id", (*params, *extra)))
+        hashes = ("customer_id_hash", "customer_phone_hash", "payee_account_hash")
+        rows = [r for r in rows if r["alert_id"] == search or (r["gateway_id"], r["payload"].get("event_id")) in events
+                or any(r["payload"].get(h) == search for h in hashes)]
+        return rows if limit is None else rows[-int(limit):]
 
     def trail(self, alert_ids) -> list[dict]:
         """Acknowledgements, outcomes and escalations of these alerts, oldest first."""
@@ -527,10 +573,15 @@ class CentreStore:
                 if "teller_report" in (json.loads(r["payload"]).get("reasons") or ())}
 
     def outcomes(self) -> list[dict]:
-        """Every recorded outcome (gateway_id, alert_id, outcome), in the order they were stored."""
+        """Every recorded outcome (gateway_id, alert_id, outcome, handled_at: 1/2/3 or None when the
+        gateway did not record the level), in the order they were stored."""
         rows = self._query("SELECT gateway_id, alert_id, payload FROM records WHERE type = 'outcome' ORDER BY id")
-        return [{"gateway_id": r["gateway_id"], "alert_id": r["alert_id"],
-                 "outcome": json.loads(r["payload"])["outcome"]} for r in rows]
+        out = []
+        for r in rows:
+            body = json.loads(r["payload"])
+            out.append({"gateway_id": r["gateway_id"], "alert_id": r["alert_id"], "outcome": body["outcome"],
+                        "handled_at": body.get("handled_at")})
+        return out
 
     # -- downlink bookkeeping -------------------------------------------------------------------
     # -- lists of persons ----------------------------------------------------------------------------

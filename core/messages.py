@@ -43,6 +43,35 @@ IDENTITY_FIELDS = ("customer_id_type", "customer_id_hash", "customer_phone_hash"
 OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called")
 # A customer's answer to a caring question ("declined": would not say); questions not asked are left out.
 ANSWERS = ("yes", "no", "declined")
+# Which of the three levels of dissuasion handled an alert (outcome field "handled_at"): the teller's
+# caring dialogue, the supervisor's talk, or the police called through the police-bank link.
+HANDLED_AT = {1: "teller", 2: "supervisor", 3: "police"}
+
+
+def handled_at_level(value) -> int | None:
+    """A level as staff give it (1, 2, 3, "2", "teller", "supervisor", "police") -> 1, 2 or 3; None
+    for nothing given; ValueError naming the field otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value in HANDLED_AT:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "2", "3"):
+            return int(text)
+        for level, name in HANDLED_AT.items():
+            if text == name:
+                return level
+    raise ValueError(f"handled_at must be 1 (teller), 2 (supervisor) or 3 (police), got {value!r}")
+
+
+def implied_level(outcome: str, *, answered_at_counter: bool) -> int | None:
+    """The level an outcome implies when staff did not say: police called is level 3; an alert whose
+    customer answered the teller's caring dialogue at the counter (an ANS frame) was settled there,
+    level 1; otherwise nothing is implied (None: not recorded)."""
+    if outcome == "police_called":
+        return 3
+    return 1 if answered_at_counter else None
 
 
 class TopicError(ValueError):
@@ -194,9 +223,10 @@ def ack_body(alert_id: str, *, by: str, via: str, stamp, gateway_id: str, counte
 
 
 def outcome_body(alert_id: str, *, outcome: str, note: str, by: str, via: str, stamp, gateway_id: str,
-                 counter: int, answers=()) -> str:
+                 counter: int, answers=(), handled_at: int | None = None) -> str:
     """The stored body of the outcome a supervisor recorded for an alert (closes it). ``answers``:
-    (key, English question, answer) of the caring questions asked; left out when none were."""
+    (key, English question, answer) of the caring questions asked; left out when none were.
+    ``handled_at``: 1, 2 or 3 (HANDLED_AT); left out when not recorded."""
     body = {
         "type": "outcome",
         "gateway_id": gateway_id,
@@ -210,6 +240,8 @@ def outcome_body(alert_id: str, *, outcome: str, note: str, by: str, via: str, s
         "mono": round(stamp.mono, 3),
         "time_synced": bool(stamp.synced),
     }
+    if handled_at is not None:
+        body["handled_at"] = handled_at
     if answers:
         body["answers"] = [{"key": k, "question": q, "answer": a} for k, q, a in answers]
     return dumps(body)

@@ -112,7 +112,8 @@ class SimGateway:
             body = messages.dumps({"type": "outcome", "gateway_id": self.gateway_id, "alert_id": alert_id,
                                    "counter": 3, "outcome": fields.get("outcome", "confirmed_fraud"),
                                    "note": fields.get("note", ""), "by": "s-0042", "via": "console",
-                                   "at": messages.iso(stamp.wall), "mono": round(stamp.mono, 3), "time_synced": True})
+                                   "at": messages.iso(stamp.wall), "mono": round(stamp.mono, 3), "time_synced": True,
+                                   **({"handled_at": fields["handled_at"]} if "handled_at" in fields else {})})
         else:
             body = messages.dumps({"type": "escalation", "gateway_id": self.gateway_id, "alert_id": alert_id,
                                    "counter": 3, "level": "red", "reason": "unacknowledged", "waited_s": 120.0,

@@ -292,13 +292,15 @@ def test_the_console_shows_a_new_alert_and_accepts_an_acknowledgement_in_chromiu
     assert "Who are you talking to on the phone?" in card.text
     card.find_element(By.CSS_SELECTOR, "select.answer[data-key='urgent.1'] option[value='yes']").click()
     card.find_element(By.CSS_SELECTOR, "select.answer[data-key='customer_on_phone.1'] option[value='declined']").click()
+    card.find_element(By.CSS_SELECTOR, "input.handled[value='2']").click()  # the supervisor talked with her
     card.find_element(By.CSS_SELECTOR, "button.record").click()
     assert wait_until(lambda: gw.store.alert_view(alert_id).state == "closed", timeout=30)
     assert gw.store.alert_view(alert_id).note == "daughter came; kept her savings"
+    assert gw.store.alert_view(alert_id).handled_at == 2
     assert [(a.key, a.answer) for a in gw.store.answers([alert_id])[alert_id]] == [
         ("customer_on_phone.1", "declined"), ("urgent.1", "yes")]
     # The history redraws itself: look the row up afresh each time. The closed alert shows its answers.
-    wait.until(lambda d: any("Customer dissuaded" in r.text and
+    wait.until(lambda d: any("Customer dissuaded · Level 2: supervisor's talk" in r.text and
                              "Who are you talking to on the phone? — would not say" in r.text
                              for r in d.find_elements(By.CSS_SELECTOR, f'#today tr[data-alert-id="{alert_id}"]')))
 
@@ -459,6 +461,10 @@ def test_the_customers_answers_from_the_console_give_the_final_verdict_and_move_
     red = [a for a in gw.store.open_alerts("red") if a.event_id == "asked-1"]
     assert len(red) == 1 and red[0].reasons[0] == "caller_instructed"
     assert gw.lamps.states()[2] == "red" and gw.lamps.states()["supervisor"] == "red"
+    # Answers scored at the console are the supervisor's own talk: no level is chosen for them.
+    card = next(a for a in json.loads(staff.request("GET", "/api/state")[1])["awaiting_outcome"]
+                if a["alert_id"] == alert_id)
+    assert card["level_implied"] is None
     # The first answers stand: others for the same event are refused, in the page's language too.
     res, data = staff.post("/api/answers", {"alert_id": alert_id, "answers": {"teller_report.1": "no"}})
     assert res.status == 409 and json.loads(data)["error_zh"].startswith("该笔业务已登记过不同的客户回答")

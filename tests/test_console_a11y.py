@@ -124,6 +124,10 @@ def test_a_supervisor_acknowledges_and_records_an_outcome_with_nothing_chosen_fo
     radios = card.find_elements(By.CSS_SELECTOR, "input.outcome")
     assert len(radios) == 4 and not any(r.is_selected() for r in radios)
     assert [r.accessible_name for r in radios] == [OUTCOME_TEXT[r.get_attribute("value")]["zh"] for r in radios]
+    # Nor the level that handled it: no answers came from the counter and nobody called the police.
+    levels = card.find_elements(By.CSS_SELECTOR, "input.handled")
+    assert len(levels) == 3 and not any(r.is_selected() for r in levels)
+    assert levels[1].accessible_name == "二级：主管面谈劝阻"
     assert no_sideways_scroll(browser)
 
     # Recording without an outcome is refused in the page: nothing reaches the gateway, and the
@@ -138,10 +142,16 @@ def test_a_supervisor_acknowledges_and_records_an_outcome_with_nothing_chosen_fo
     card.find_element(By.CSS_SELECTOR, "input.outcome[value='false_alarm']").click()
     wait.until(lambda d: not message.is_displayed())  # chosen now: the reminder goes
     card.find_element(By.CSS_SELECTOR, "select.answer option[value='no']").click()
+    card.find_element(By.CSS_SELECTOR, "button.record").click()  # the level is still to choose
+    wait.until(lambda d: message.is_displayed() and "请先选择处理层级" in message.text)
+    assert gw.store.alert_view(first).state == "acknowledged"
+    assert browser.switch_to.active_element == levels[0] and in_view(browser, message)
+    levels[1].click()
+    wait.until(lambda d: not message.is_displayed())
     card.find_element(By.CSS_SELECTOR, "button.record").click()
     wait.until(lambda d: "已登记" in d.find_element(By.ID, "status").text)
     view = gw.store.alert_view(first)
-    assert (view.state, view.outcome) == ("closed", "false_alarm")
+    assert (view.state, view.outcome, view.handled_at) == ("closed", "false_alarm", 2)
     assert [(a.question_zh, a.answer) for a in gw.store.answers([first])[first]] == [(questions[0], "no")]
     assert focused_in(browser, "open") == [second, "ack"]
     assert in_view(browser, status) and in_view(browser, browser.switch_to.active_element)
@@ -188,12 +198,17 @@ def test_the_keyboard_alone_acknowledges_an_alert_and_records_its_outcome(gatewa
     tab_to(browser, "#awaiting textarea.note")
     press("walked her to the lobby phone to call her son")
     tab_to(browser, "#awaiting button.record")
+    press(Keys.ENTER)          # forgot the level: refused, focus to that choice
+    wait.until(lambda d: message.is_displayed() and "请先选择处理层级" in message.text)
+    assert focused_in(browser, "awaiting") == [alert_id, "handled:1"]
+    press(Keys.SPACE)          # level 1: the teller's caring questions
+    tab_to(browser, "#awaiting button.record")
     press(Keys.ENTER)
     wait.until(lambda d: gw.store.alert_view(alert_id).state == "closed"
                and "已登记" in d.find_element(By.ID, "status").text)
     view = gw.store.alert_view(alert_id)
-    assert (view.outcome, view.note, view.outcome_by) == (
-        "customer_dissuaded", "walked her to the lobby phone to call her son", "S2048")
+    assert (view.outcome, view.note, view.outcome_by, view.handled_at) == (
+        "customer_dissuaded", "walked her to the lobby phone to call her son", "S2048", 1)
     assert [(a.key, a.answer) for a in gw.store.answers([alert_id])[alert_id]] == [(questions[0].key, "yes")]
     # Nothing left to do: focus rests on the confirmation, not the top of the page.
     assert browser.switch_to.active_element.get_attribute("id") == "status"

@@ -100,12 +100,12 @@ def test_acknowledge_and_close_an_alert_from_the_command_line(branch_day, capsys
     assert main(["alerts", "--config", str(cfg)]) == 0
     listed = capsys.readouterr().out
     assert amber_id in listed and "customer aged 60 or over" in listed
-    assert main(["outcome", amber_id, "false_alarm", "--by", "S7", "--config", str(cfg)]) == 1
+    assert main(["outcome", amber_id, "false_alarm", "--by", "S7", "--level", "2", "--config", str(cfg)]) == 1
     assert "acknowledge it first" in capsys.readouterr().err
     assert main(["ack", amber_id, "--by", "S7", "--config", str(cfg)]) == 0
     assert main(["ack", amber_id, "--by", "S7", "--config", str(cfg)]) == 1
     assert "not open" in capsys.readouterr().err
-    assert main(["outcome", amber_id, "false_alarm", "--by", "S7", "--note", "known customer",
+    assert main(["outcome", amber_id, "false_alarm", "--by", "S7", "--level", "2", "--note", "known customer",
                  "--config", str(cfg)]) == 0
     with sqlite3.connect(db) as c:
         assert c.execute("select state from alerts where alert_id = ?", (amber_id,)).fetchone() == ("closed",)
@@ -130,12 +130,12 @@ def test_a_supervisor_at_a_shell_sees_the_question_keys_and_records_the_answers(
     for answer, code, message in (("large_cash.1=no", 1, "'large_cash.1': not one of the questions"),
                                   ("general.1=maybe", 1, "got 'maybe'"),
                                   ("general.1", 2, "must be KEY=ANSWER")):
-        assert main(["outcome", amber_id, "customer_dissuaded", "--by", "S7", "--answer", "general.2=no",
+        assert main(["outcome", amber_id, "customer_dissuaded", "--by", "S7", "--level", "2", "--answer", "general.2=no",
                      "--answer", answer, "--config", str(cfg)]) == code
         assert message in capsys.readouterr().err
     with sqlite3.connect(db) as c:
         assert c.execute("select state from alerts where alert_id = ?", (amber_id,)).fetchone() == ("acknowledged",)
-    assert main(["outcome", amber_id, "customer_dissuaded", "--by", "S7", "--answer", "elderly_customer.1=no",
+    assert main(["outcome", amber_id, "customer_dissuaded", "--by", "S7", "--level", "2", "--answer", "elderly_customer.1=no",
                  "--answer", "general.2=declined", "--config", str(cfg)]) == 0
     assert "2 answer(s) recorded" in capsys.readouterr().out
     with sqlite3.connect(db) as c:

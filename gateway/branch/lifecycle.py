@@ -69,7 +69,7 @@ class Lifecycle:
 
         with self._lock:
             done = answer_event(self.store, event_id, answers, by=by, stamp=self.clock.now(),
-                                gateway_id=self.gateway_id)
+                                gateway_id=self.gateway_id, via="console")
             if done.alert is not None:
                 log.warning("alert %s (%s) raised by the customer's answers on event %s at counter %d",
                             done.alert.alert_id, done.alert.level, event_id, done.alert.counter)
@@ -96,12 +96,14 @@ class Lifecycle:
             return ack
 
     def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str = "console",
-                       answers=None, questions=None):
+                       answers=None, questions=None, handled_at=None):
         """Record what happened (and the customer's answers to the caring questions, if given) and
-        close the alert; LifecycleError if it is not acknowledged yet."""
+        which level handled it (Store.record_outcome), and close the alert; LifecycleError if it is
+        not acknowledged yet."""
         with self._lock:
             record = self.store.record_outcome(alert_id, outcome, note=note, by=by, via=via, stamp=self.clock.now(),
-                                               gateway_id=self.gateway_id, answers=answers, questions=questions)
+                                               gateway_id=self.gateway_id, answers=answers, questions=questions,
+                                               handled_at=handled_at)
             log.info("alert %s at counter %d closed: %s (by %s via %s)", alert_id, record.counter, outcome, by, via)
             self.refresh()
             self.wake()

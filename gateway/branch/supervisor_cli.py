@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from datetime import date, datetime
 
+from counterguard.core import messages
 from counterguard.gateway.store.db import OUTCOMES, RAISE_NOTE_MAX
 
 
@@ -55,6 +56,7 @@ def _alerts(args) -> int:
         when = datetime.fromtimestamp(v.raised_wall).strftime("%Y-%m-%d %H:%M:%S")
         extra = f"  by {v.ack_by} via {v.ack_via}" if v.ack_by else ""
         extra += f"  outcome {v.outcome}" if v.outcome else ""
+        extra += f" at level {v.handled_at} ({messages.HANDLED_AT[v.handled_at]})" if v.handled_at else ""
         # An alert staff raised themselves says so first: the model did not find this one.
         staff = f"  RAISED BY STAFF {v.raised_by}" + (f" ({v.raise_note})" if v.raise_note else "") \
             if v.raised_by else ""
@@ -158,17 +160,31 @@ def _outcome(args) -> int:
     except ValueError as exc:
         print(f"counterguard outcome: {exc}", file=sys.stderr)
         return 2
+    try:
+        level = messages.handled_at_level(args.level)
+    except ValueError:
+        print(f"counterguard outcome: --level (handled_at) must be 1 or teller, 2 or supervisor, 3 or police; "
+              f"got {args.level!r}", file=sys.stderr)
+        return 2
     questions = load_questions(config.supervisor.questions_file or None) if answers else None
     with _open_store(config) as store:
+        view = store.alert_view(args.alert_id)
+        if level is None and view is not None and messages.implied_level(
+                args.outcome, answered_at_counter=store.dialogue(view.event_id) is not None) is None:
+            # As the console's form: the centre counts each level's alerts, so nobody's level is guessed.
+            print("counterguard outcome: say which level handled it: --level 1 (teller), 2 (supervisor) or "
+                  "3 (police); nothing was recorded", file=sys.stderr)
+            return 2
         try:
             rec = store.record_outcome(args.alert_id, args.outcome, note=args.note, by=args.by, via="cli",
                                        stamp=Clock().now(), gateway_id=config.gateway.id, answers=answers,
-                                       questions=questions)
+                                       questions=questions, handled_at=level)
         except (UnknownAlert, LifecycleError, ValueError) as exc:
             print(f"counterguard outcome: {exc}", file=sys.stderr)
             return 1
     said = f"; {len(answers)} answer(s) recorded" if answers else ""
-    print(f"alert {rec.alert_id} closed: {rec.outcome} (by {rec.by}){said}")
+    print(f"alert {rec.alert_id} closed: {rec.outcome} (by {rec.by}), level {rec.handled_at} "
+          f"({messages.HANDLED_AT[rec.handled_at]}){said}")
     return 0
 
 
@@ -262,6 +278,10 @@ def add_commands(sub) -> None:
     p.add_argument("--answer", action="append", metavar="KEY=ANSWER",
                    help="the customer's answer to a caring question: yes, no or declined (repeat for each question "
                         "asked; keys from 'counterguard alerts --questions ALERT_ID')")
+    p.add_argument("--level", metavar="LEVEL",
+                   help="who handled it: 1 or teller (caring dialogue at the counter), 2 or supervisor (the "
+                        "supervisor's talk), 3 or police (police called); required unless implied: police_called is "
+                        "always 3, and an alert whose customer answered the caring questions at the counter is 1")
     p.add_argument("-c", "--config", help=config_help)
     p.set_defaults(func=_outcome)
 

@@ -116,12 +116,18 @@ class TellerTerminal:
         """Send one event and return the gateway's ACK or NAK, resending the same frame if needed."""
         return self.send_many([event])[0]
 
+    def answer(self, event_id: str, answers: dict, by: str | None = None) -> Reply:
+        """Send the customer's answers for an event (an ANS frame); the ACK carries the final verdict."""
+        body = {"event_id": event_id, "answers": answers, **({"by": by} if by else {})}
+        return self.send_many([body], frame_type="ANS")[0]
+
     @staticmethod
     def _payloads(events: list) -> list:
         return [event if isinstance(event, bytes) else wire.encode_payload(event) for event in events]
 
-    def send_many(self, events: list, *, window: int = 64) -> list:
-        """Send events pipelined ``window`` frames at a time; replies in the order of ``events``."""
+    def send_many(self, events: list, *, window: int = 64, frame_type: str = "EVT") -> list:
+        """Send events (or, with ``frame_type="ANS"``, answers) pipelined ``window`` frames at a time;
+        replies in the order of ``events``."""
         replies: list = [None] * len(events)
         payloads = None
         for start in range(0, len(events), window):
@@ -130,7 +136,7 @@ class TellerTerminal:
             frames = {}
             for i, payload in enumerate(payloads):
                 seq = self.next_seq()
-                frames[seq] = (start + i, wire.encode_frame("EVT", seq, payload))
+                frames[seq] = (start + i, wire.encode_frame(frame_type, seq, payload))
             waiting = set(frames)
             for attempt in range(self.retries + 1):
                 if attempt:

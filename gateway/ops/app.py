@@ -230,11 +230,12 @@ class Gateway:
         return self.lifecycle.acknowledge(alert_id, counter=counter, by=by, via=via)
 
     def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str = "console",
-                       answers=None):
-        """Record what happened with an acknowledged alert, and the customer's answers to the caring
-        questions ({key: yes | no | declined}) if any, and close it (docs/supervisor.md)."""
+                       answers=None, handled_at=None):
+        """Record what happened with an acknowledged alert, the customer's answers to the caring
+        questions ({key: yes | no | declined}) if any, and which level handled it (1 teller,
+        2 supervisor, 3 police), and close it (docs/supervisor.md)."""
         return self.lifecycle.record_outcome(alert_id, outcome, note=note, by=by, via=via, answers=answers,
-                                             questions=self.questions if answers else None)
+                                             questions=self.questions if answers else None, handled_at=handled_at)
 
     @functools.cached_property
     def questions(self):

@@ -38,10 +38,12 @@ class Answered:
     again: bool = False  # the same answers sent again: nothing new was stored
 
 
-def answer_event(store, event_id: str, answers: dict, *, by: str | None, stamp, gateway_id: str) -> Answered:
+def answer_event(store, event_id: str, answers: dict, *, by: str | None, stamp, gateway_id: str,
+                 via: str = "counter") -> Answered:
     """Record ``answers`` ({signal: yes | no | declined}, checked) for a scored event and return the
     final verdict; DialogueRefused for an unknown event, a closed one, or other answers than those
-    already recorded (the first answers stand)."""
+    already recorded (the first answers stand). ``via``: "counter" (a teller terminal) or "console"
+    (the supervisor's branch console)."""
     earlier = store.dialogue(event_id)
     if earlier is not None:
         said, ack_body = earlier
@@ -63,5 +65,5 @@ def answer_event(store, event_id: str, answers: dict, *, by: str | None, stamp, 
     rose = final.level != verdict.level
     alert = store.record_answers(event, answers, final, stamp, by=by, ack_body=messages.dumps(body),
                                  model_version=model_version, watchlist_version=watchlist_version,
-                                 gateway_id=gateway_id, raised=rose)
+                                 gateway_id=gateway_id, raised=rose, via=via)
     return Answered(body, final if rose else None, alert)

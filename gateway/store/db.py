@@ -118,6 +118,7 @@ class OutcomeRecord:
     by: str
     via: str
     wall: float
+    handled_at: int | None = None  # the level that handled it (messages.HANDLED_AT); None: not recorded
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class AlertView:
     escalated_wall: float | None
     raised_by: str | None = None  # set when branch staff raised the alert themselves
     raise_note: str | None = None
+    handled_at: int | None = None  # 1 teller, 2 supervisor, 3 police (messages.HANDLED_AT); None: not recorded
 
     @property
     def response_s(self) -> float | None:
@@ -330,7 +332,14 @@ def _person_lists(conn: sqlite3.Connection) -> None:
 def _dialogue(conn: sqlite3.Connection) -> None:
     conn.execute("""CREATE TABLE dialogue (
         event_id TEXT PRIMARY KEY REFERENCES events(event_id), answers TEXT NOT NULL, by_whom TEXT,
-        level TEXT NOT NULL, reasons TEXT NOT NULL, ack_body TEXT NOT NULL, answered_wall REAL NOT NULL)""")
+        level TEXT NOT NULL, reasons TEXT NOT NULL, ack_body TEXT NOT NULL, answered_wall REAL NOT NULL,
+        via TEXT NOT NULL DEFAULT 'counter' CHECK (via IN ('counter', 'console')))""")
+
+
+@migration(8, "which of the three levels handled an alert: teller, supervisor or police")
+def _handled_at(conn: sqlite3.Connection) -> None:
+    # NULL on outcomes recorded before: "level not recorded" in the centre's report.
+    conn.execute("ALTER TABLE outcomes ADD COLUMN handled_at INTEGER CHECK (handled_at IN (1, 2, 3))")
 
 
 _VERDICT = ("INSERT INTO verdicts (event_id, level, score, reasons, text, ack_body, model_version, watchlist_version, "
@@ -478,6 +487,24 @@ class Store:
                 raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
 
     @contextmanager
+    def bookkeeping(self):
+        """A batch of the uplink's notes (when rows were sent, which the centre receipted) committed
+        without waiting for the disk. Lost in a power cut, such a note only makes a row go out again,
+        and the centre stores it once; waiting for the disk here would hold up the counters' verdicts."""
+        with self._lock:
+            if self._depth or self._closed:  # inside another batch: that one decides
+                with self.batch():
+                    yield self
+                return
+            (level,) = self._conn.execute("PRAGMA synchronous").fetchone()
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self.batch():
+                    yield self
+            finally:
+                self._conn.execute(f"PRAGMA synchronous={int(level)}")
+
+    @contextmanager
     def savepoint(self):
         """One event inside a batch: if the block raises, only what it wrote is undone and the batch
         goes on (it is not doomed by this block). Outside a batch it is a batch of its own.
@@ -583,19 +610,25 @@ class Store:
         row = self._q("SELECT answers, ack_body FROM dialogue WHERE event_id = ?", (event_id,))
         return (json.loads(row[0][0]), row[0][1]) if row else None
 
+    def dialogue_via(self, event_id: str) -> str | None:
+        """Where the customer's answers for the event were given ("counter" or "console"), or None."""
+        row = self._q("SELECT via FROM dialogue WHERE event_id = ?", (event_id,))
+        return row[0][0] if row else None
+
     def event_closed(self, event_id: str) -> bool:
         """Whether an alert on this event already has its outcome (its answers are too late for it)."""
         return bool(self._q("SELECT 1 FROM alerts WHERE event_id = ? AND state = 'closed' LIMIT 1", (event_id,)))
 
     def record_answers(self, event, answers: dict, final, stamp, *, by: str | None, ack_body: str,
-                       model_version: str, watchlist_version: int, gateway_id: str, raised: bool):
+                       model_version: str, watchlist_version: int, gateway_id: str, raised: bool,
+                       via: str = "counter"):
         """Keep the customer's answers and the final verdict; when the answers raised the verdict to
         a level the event has no open alert at, that alert and its outbox row too (one transaction).
         Returns the new Alert or None."""
         with self.batch():
-            self._conn.execute("INSERT INTO dialogue VALUES (?,?,?,?,?,?,?)",
+            self._conn.execute("INSERT INTO dialogue VALUES (?,?,?,?,?,?,?,?)",
                                (event.event_id, json.dumps(answers), by, final.level, _reasons_json(final.reasons),
-                                ack_body, stamp.wall))
+                                ack_body, stamp.wall, via))
             if not raised or final.level not in ALERT_LEVELS:
                 return None
             at_or_above = ALERT_LEVELS[ALERT_LEVELS.index(final.level):]
@@ -799,8 +832,13 @@ class Store:
             return Acknowledgement(alert_id, seq, alert_counter, level, by, via, stamp.wall, stamp.mono, bool(stamp.synced))
 
     def record_outcome(self, alert_id: str, outcome: str, *, note: str = "", by: str, via: str, stamp,
-                       gateway_id: str | None = None, answers=None, questions=None) -> OutcomeRecord:
+                       gateway_id: str | None = None, answers=None, questions=None,
+                       handled_at=None) -> OutcomeRecord:
         """Record what happened with an acknowledged alert and close it (one transaction, one outbox row).
+
+        ``handled_at``: the level that handled it, 1/2/3 or teller/supervisor/police; when not given,
+        ``police_called`` is 3 and an alert whose customer answered the caring dialogue at the counter
+        is 1 (messages.implied_level), else it stays not recorded.
 
         ``answers`` ({question key: yes | no | declined}) are the customer's answers to the caring
         questions asked; each key must be one of this alert's questions in ``questions`` (a
@@ -810,6 +848,10 @@ class Store:
             _one_of(f"answer for {key!r}", answer, ANSWERS)
         _one_of("outcome", outcome, OUTCOMES)
         _one_of("via", via, OUTCOME_VIA)
+        handled_at = messages.handled_at_level(handled_at)
+        if outcome == "police_called" and handled_at not in (None, 3):
+            raise ValueError(f"handled_at: police_called is level 3 (police), not {handled_at}; "
+                             "give level 3 or another outcome")
         if not by or not isinstance(by, str):
             raise ValueError("by must name who recorded the outcome (a staff number)")
         note = _note(note, NOTE_MAX)
@@ -829,26 +871,37 @@ class Store:
             if gateway_id is None:
                 gateway_id = self._gateway_id or self._gateway_of(alert_id)
             # The customer's answers to the caring dialogue at the counter travel with the outcome too.
-            said = [(f"signal.{k}", SIGNAL_TEXT[k]["en"], a) for k, a in self._dialogue_of(alert_id).items()]
+            dialogue, given_at = self._dialogue_of(alert_id)
+            said = [(f"signal.{k}", SIGNAL_TEXT[k]["en"], a) for k, a in dialogue.items()]
+            if handled_at is None:
+                # Answers the teller took at the counter settle it there (level 1); answers the
+                # supervisor scored at the console are the supervisor's talk, theirs to say.
+                handled_at = messages.implied_level(outcome, answered_at_counter=given_at == "counter")
             body = messages.outcome_body(alert_id, outcome=outcome, note=note, by=by, via=via, stamp=stamp,
                                          gateway_id=gateway_id, counter=counter,
-                                         answers=[(q.key, q.en, a) for q, a in asked] + said)
+                                         answers=[(q.key, q.en, a) for q, a in asked] + said, handled_at=handled_at)
             seq = c.execute("INSERT INTO outbox (kind, ref_id, payload, created_wall) VALUES ('outcome', ?, ?, ?)",
                             (alert_id, body, stamp.wall)).lastrowid
-            c.execute("INSERT INTO outcomes VALUES (?,?,?,?,?,?,?,?,?)",
-                      (alert_id, outcome, note, by, via, stamp.wall, stamp.mono, int(bool(stamp.synced)), seq))
+            # Named columns: handled_at only when there is one, so a store of an older layout still takes outcomes.
+            cols = ["alert_id", "outcome", "note", "by_whom", "via", "wall", "mono", "time_synced", "seq"]
+            values = [alert_id, outcome, note, by, via, stamp.wall, stamp.mono, int(bool(stamp.synced)), seq]
+            if handled_at is not None:
+                cols.append("handled_at")
+                values.append(handled_at)
+            c.execute(f"INSERT INTO outcomes ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})", values)
             if asked:
                 c.executemany("INSERT INTO answers VALUES (?,?,?,?,?)",
                               [(alert_id, q.key, q.en, q.zh, a) for q, a in asked])
             c.execute("UPDATE alerts SET state = 'closed' WHERE alert_id = ?", (alert_id,))
-            return OutcomeRecord(alert_id, seq, counter, outcome, note, by, via, stamp.wall)
+            return OutcomeRecord(alert_id, seq, counter, outcome, note, by, via, stamp.wall, handled_at)
 
-    def _dialogue_of(self, alert_id: str) -> dict:
+    def _dialogue_of(self, alert_id: str) -> tuple[dict, str | None]:
+        """(answers, where they were given: "counter" or "console") of this alert's event."""
         if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dialogue'").fetchone():
-            return {}  # a store opened with fewer migrations (a test of an older gateway's file)
-        row = self._conn.execute("SELECT d.answers FROM dialogue d JOIN alerts a USING (event_id) "
+            return {}, None  # a store opened with fewer migrations (a test of an older gateway's file)
+        row = self._conn.execute("SELECT d.answers, d.via FROM dialogue d JOIN alerts a USING (event_id) "
                                  "WHERE a.alert_id = ?", (alert_id,)).fetchone()
-        return json.loads(row[0]) if row else {}
+        return (json.loads(row[0]), row[1]) if row else ({}, None)
 
     def _asked(self, alert_id: str, answers: dict, questions) -> list:
         """(Question, answer) for each answer, in the order the questions are asked; ValueError
@@ -922,7 +975,7 @@ class Store:
     _VIEW_SQL = (
         "SELECT a.alert_id, a.seq, a.event_id, a.counter, a.level, a.reasons, coalesce(v.text, ''), "
         "e.amount, e.kind, a.state, a.raised_wall, k.by_whom, k.via, k.wall, o.outcome, o.note, o.by_whom, o.wall, "
-        "(SELECT min(wall) FROM escalations s WHERE s.alert_id = a.alert_id), a.raised_by, a.raise_note "
+        "(SELECT min(wall) FROM escalations s WHERE s.alert_id = a.alert_id), a.raised_by, a.raise_note, o.handled_at "
         "FROM alerts a JOIN events e ON e.event_id = a.event_id LEFT JOIN verdicts v ON v.event_id = a.event_id "
         "LEFT JOIN acknowledgements k ON k.alert_id = a.alert_id LEFT JOIN outcomes o ON o.alert_id = a.alert_id ")
 

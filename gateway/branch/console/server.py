@@ -43,7 +43,7 @@ from pathlib import Path
 from string import Template
 from urllib.parse import parse_qs, urlsplit
 
-from counterguard.core import jsontext
+from counterguard.core import jsontext, messages
 from counterguard.core.weblogin import (
     SECURITY_HEADERS,
     LockedOut,
@@ -76,6 +76,10 @@ MAX_BODY = 16 * 1024  # a form or a note, never more
 QUESTIONS_SHOWN = 6   # enough to start a conversation, short enough to read at the counter
 EVENTS_PER_COUNTER = 5  # the last few customers at each counter, for staff reporting one the model let through
 REQUEST_TIMEOUT_S = 30  # a client that stops sending (or never finishes TLS) frees its thread
+# The three levels of dissuasion, as the outcome form offers them (docs/supervisor.md).
+HANDLED_TEXT = {1: {"en": "Level 1: teller's caring questions", "zh": "一级：柜员关爱提问劝阻"},
+                2: {"en": "Level 2: supervisor's talk", "zh": "二级：主管面谈劝阻"},
+                3: {"en": "Level 3: police called (police-bank link)", "zh": "三级：警银联动报警"}}
 STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 
 
@@ -210,6 +214,12 @@ class BranchConsole:
             "outcome_text": OUTCOME_TEXT.get(view.outcome) if view.outcome else None,
             "note": view.note,
             "outcome_by": view.outcome_by,
+            "handled_at": view.handled_at,
+            "handled_text": HANDLED_TEXT.get(view.handled_at),
+            # What the outcome form chooses for the supervisor: level 1 when the customer answered the
+            # caring questions at the counter (police_called always means 3, chosen in the page).
+            "level_implied": (1 if self.store.dialogue_via(view.event_id) == "counter" else None)
+            if view.state == "acknowledged" else None,
             "raised_by": view.raised_by,
             "raise_note": view.raise_note,
         }
@@ -235,6 +245,7 @@ class BranchConsole:
             "raise_note_max": RAISE_NOTE_MAX,
             "outcomes": [{"code": o, **OUTCOME_TEXT[o]} for o in OUTCOMES],
             "answer_words": [{"code": a, **ANSWER_TEXT[a]} for a in ANSWERS],
+            "handled_levels": [{"code": k, **v} for k, v in HANDLED_TEXT.items()],
         }
 
     def acknowledge(self, session, body: dict) -> dict:
@@ -267,6 +278,13 @@ class BranchConsole:
             raise ConsoleError(HTTPStatus.BAD_REQUEST, f"outcome must be one of {', '.join(OUTCOMES)}",
                                "处理结果无效，请从列表中选择")
         note = _note(body)
+        try:  # absent from an older page: the store then records what the outcome implies, if anything
+            handled_at = messages.handled_at_level(body.get("handled_at"))
+        except ValueError as exc:
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, str(exc), "处理层级无效，请选择一级、二级或三级") from None
+        if outcome == "police_called" and handled_at not in (None, 3):
+            raise ConsoleError(HTTPStatus.BAD_REQUEST, "handled_at: police_called is level 3 (police)",
+                               "已报警属于三级（警银联动），请选择三级")
         answers = body.get("answers", {})
         if not isinstance(answers, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                     for k, v in answers.items()):
@@ -284,8 +302,8 @@ class BranchConsole:
                                        "请刷新页面后重试")
         # The store checks each key against this alert's questions and refuses the whole outcome on a bad one.
         rec = self.lifecycle.record_outcome(alert_id, outcome, note=note, by=session.staff, via="console",
-                                            answers=answers, questions=self.questions)
-        return {"ok": True, "alert_id": rec.alert_id, "seq": rec.seq}
+                                            answers=answers, questions=self.questions, handled_at=handled_at)
+        return {"ok": True, "alert_id": rec.alert_id, "seq": rec.seq, "handled_at": rec.handled_at}
 
 
     def record_answers(self, session, body: dict) -> dict:

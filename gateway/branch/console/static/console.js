@@ -135,6 +135,15 @@ function card(a, awaiting) {
     ...last.outcomes.map(o => el("label", { class: "choice" },
       el("input", { type: "radio", class: "outcome", name: idFor("outcome", a.alert_id), value: o.code,
         dataset: { focus: `outcome:${o.code}` } }), " ", o[lang])));
+  // Which of the three levels handled it: chosen for the supervisor only where the facts say so
+  // (answers from the caring questions at the counter: level 1; police called: level 3).
+  const handled = el("fieldset", { class: "outcomes handled", role: "radiogroup", "aria-required": "true" },
+    el("legend", {}, t("Handled at (required)", "处理层级（必选）")),
+    ...last.handled_levels.map(h => el("label", { class: "choice" },
+      el("input", { type: "radio", class: "handled", name: idFor("handled", a.alert_id), value: String(h.code),
+        dataset: { focus: `handled:${h.code}` } }), " ", h[lang])));
+  const pickLevel = (code) => handled.querySelectorAll("input.handled").forEach(r => { r.checked = r.value === String(code); });
+  if (a.level_implied) pickLevel(a.level_implied);
   const noteId = idFor("note", a.alert_id);
   const note = el("textarea", { class: "note", id: noteId, maxlength: "2000", dataset: { focus: "note" } });
   const b = el("button", { class: "record", type: "button", id: idFor("record", a.alert_id),
@@ -147,11 +156,23 @@ function card(a, awaiting) {
       outcomes.querySelector("input.outcome").focus();
       return;
     }
-    act(b, "/api/outcome", { alert_id: a.alert_id, outcome: picked.value, note: note.value, answers: chosen(answers) },
-      () => recorded(a, picked.value));
+    const level = handled.querySelector("input.handled:checked");
+    if (!level) {  // the centre counts each level's alerts: no level is guessed for the supervisor
+      handled.setAttribute("aria-invalid", "true");
+      say({ en: "Choose who handled it (level 1, 2 or 3), then record it.", zh: "请先选择处理层级（一级、二级或三级），再登记。" });
+      handled.querySelector("input.handled").focus();
+      return;
+    }
+    act(b, "/api/outcome", { alert_id: a.alert_id, outcome: picked.value, note: note.value, answers: chosen(answers),
+      handled_at: Number(level.value) }, () => recorded(a, picked.value));
   });
   outcomes.addEventListener("change", () => {
     if (outcomes.getAttribute("aria-invalid")) { outcomes.removeAttribute("aria-invalid"); say(null); }
+    const picked = outcomes.querySelector("input.outcome:checked");
+    if (picked && picked.value === "police_called") pickLevel(3);  // police called is level 3
+  });
+  handled.addEventListener("change", () => {
+    if (handled.getAttribute("aria-invalid")) { handled.removeAttribute("aria-invalid"); say(null); }
   });
   // The answers so far, scored by the gateway as a teller terminal's would be: the final verdict,
   // and the lamp moves if it rose (a caller's script in the answers is red).
@@ -160,7 +181,7 @@ function card(a, awaiting) {
     t("Score the answers", "按回答研判"));
   score.addEventListener("click", () => scoreAnswers(a, score, answers));
   answers.append(score);
-  c.append(answers, outcomes, el("label", { for: noteId, class: "note-label" }, t("Note (what happened)", "备注（处理经过）")), note, b);
+  c.append(answers, outcomes, handled, el("label", { for: noteId, class: "note-label" }, t("Note (what happened)", "备注（处理经过）")), note, b);
   return c;
 }
 
@@ -281,7 +302,9 @@ function keep(container) {
   const kept = {};
   container.querySelectorAll(".card").forEach(c => {
     const note = c.querySelector(".note"), picked = c.querySelector("input.outcome:checked");
-    if (note) kept[c.dataset.alertId] = { note: note.value, outcome: picked ? picked.value : "", answers: chosen(c) };
+    const level = c.querySelector("input.handled:checked");
+    if (note) kept[c.dataset.alertId] = { note: note.value, outcome: picked ? picked.value : "", answers: chosen(c),
+      handled: level ? level.value : "" };
   });
   return kept;
 }
@@ -301,6 +324,7 @@ function drawCards(id, alerts, awaiting) {
     if (k) {
       c.querySelector(".note").value = k.note;
       c.querySelectorAll("input.outcome").forEach(r => { r.checked = r.value === k.outcome; });
+      if (k.handled) c.querySelectorAll("input.handled").forEach(r => { r.checked = r.value === k.handled; });
       c.querySelectorAll("select.answer").forEach(s => { s.value = k.answers[s.dataset.key] || ""; });
     }
     if (focus && c.dataset.alertId === focus[0]) {
@@ -320,7 +344,8 @@ function drawToday(alerts) {
     cell(t("Raised", "时间"), clock(a.raised_at)), cell(t("Counter", "柜台"), a.counter), cell(t("Level", "级别"), levelOf(a)),
     cell(t("Reasons", "原因"), reasonsOf(a)),
     cell(t("Acknowledged", "响应"), a.ack_by ? `${whoOf(a.ack_by, a.ack_via)} · ${a.response_s} ${t("s", "秒")}` : t("waiting", "等待中")),
-    cell(t("Outcome", "结果"), a.outcome ? a.outcome_text[lang] + (a.note ? ` · ${a.note}` : "") : "",
+    cell(t("Outcome", "结果"), a.outcome ? a.outcome_text[lang] + (a.handled_text ? ` · ${a.handled_text[lang]}` : "")
+      + (a.note ? ` · ${a.note}` : "") : "",
       ...(a.answers.length ? [el("ul", { class: "answers" }, ...a.answers.map(x => el("li", { dataset: { key: x.key } }, answerText(x))))] : []))));
   document.querySelector("#today tbody").replaceChildren(...rows);
 }
