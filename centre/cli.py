@@ -549,6 +549,22 @@ def _report(args, build, render) -> int:
     return 0
 
 
+def _lists(args) -> int:
+    from counterguard.centre.person_lists import summary
+
+    def render(rows):
+        lines = []
+        for r in rows:
+            came = ", ".join(f"{label} {n}" for label, n in r["by_label"].items()) or "-"
+            lines.append(f"{r['kind']}: version {r['version']}, {r['in_force']} in force ({came}), "
+                         f"{r['expired']} past their last day")
+            lines.append(f"  gateways at this version: {len(r['gateways_current'])}; behind: "
+                         f"{', '.join(r['gateways_behind']) or 'none'}; reporting a gap: "
+                         f"{', '.join(r['gateways_with_gap']) or 'none'}")
+        return "\n".join(lines)
+    return _report(args, summary, render)
+
+
 def _rollout(args) -> int:
     from counterguard.centre.downlink import rollout
 
@@ -822,6 +838,14 @@ def add_commands(sub) -> None:
     p.add_argument("--until", metavar="YYYY-MM-DD", help="last day an entry stands (instead of --days)")
     _create_flag(p)
     p.set_defaults(func=_guard(_push_list))
+
+    p = cmds.add_parser("lists", help="the warned and restricted persons: versions, where entries came from, "
+                        "gateways behind", description="For each list of persons: the version pushed, entries in "
+                        "force by category (warned) or source (restricted: police, bank, carrier, centre), entries "
+                        "past their last day, and the gateways at that version, behind it or reporting a gap.")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    p.set_defaults(func=_guard(_lists))
 
     p = cmds.add_parser("push-model", help="push a TFLite model and its card",
                         description="Push MODEL.tflite with its JSON card (MODEL.json beside it by default).")
