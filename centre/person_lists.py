@@ -157,3 +157,30 @@ class PersonListPush:
 
     def _pushed_at(self, kind: str) -> float:
         return max((float(m["published_at"]) for m in self.store.manifests(kind)), default=0.0)
+
+
+def summary(store, *, today: date | None = None) -> list[dict]:
+    """Each list of persons as the centre holds it: its version, entries in force and past their
+    last day, where the entries came from (category or source), and which gateways hold it."""
+    today = (today or date.today()).isoformat()
+    gateways = []
+    for g in store.gateways():
+        try:
+            gateways.append((g["gateway_id"], json.loads(g["lists"]) if g.get("lists") else {}))
+        except ValueError:
+            gateways.append((g["gateway_id"], {}))
+    out = []
+    for kind in KINDS:
+        version = store.last_version(kind)
+        entries = store.person_entries(kind)
+        labels: dict = {}
+        for _, label, _, last in entries:
+            if last >= today:
+                labels[label] = labels.get(label, 0) + 1
+        held = {gid: lists.get(kind) or {} for gid, lists in gateways}
+        out.append({"kind": kind, "version": version, "in_force": sum(labels.values()),
+                    "expired": sum(1 for e in entries if e[3] < today), "by_label": dict(sorted(labels.items())),
+                    "gateways_current": sorted(g for g, h in held.items() if version and h.get("version", 0) >= version),
+                    "gateways_behind": sorted(g for g, h in held.items() if version and h.get("version", 0) < version),
+                    "gateways_with_gap": sorted(g for g, h in held.items() if h.get("gap"))})
+    return out

@@ -164,3 +164,31 @@ def test_deltas_are_split_to_fit_the_brokers_message_limit(tmp_path, keys):
         whole = pusher.push(RESTRICTED, add=add[:7000], remove=[], full=True)
         assert {m.version for m in whole} == {4} and [m.summary["part"] for m in whole] == [1, 2]
         assert len(store.person_entries(RESTRICTED)) == 7000
+
+
+def test_the_centre_shows_each_list_by_source_and_the_gateways_behind_it(tmp_path, broker, keys):
+    from counterguard.centre.ingest import IngestWorker
+
+    def report(*args):
+        done = subprocess.run([sys.executable, "-m", "counterguard", "centre", "lists", "--store",
+                               str(tmp_path / "centre.db"), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    gw = _gateway(tmp_path, broker)
+    try:
+        for source, value in (("carrier", RESIDENT), ("police", OTHER), ("police", PHONE)):
+            done = centre(tmp_path, broker, "push-list", "restricted", "--add", value, "--from", source)
+            assert done.returncode == 0, done.stderr
+        assert wait_until(lambda: gw.pipeline.assessor.persons[RESTRICTED].version == 3, 30)
+        # The centre learns what each gateway holds from its heartbeat.
+        with IngestWorker(open_store(tmp_path / "centre.db"), host=broker.host, port=broker.port):
+            assert wait_until(lambda: json.loads(report("--json"))[1]["gateways_current"] == ["gw-7"], 30)
+    finally:
+        gw.stop()
+    restricted = next(r for r in json.loads(report("--json")) if r["kind"] == RESTRICTED)
+    assert (restricted["version"], restricted["in_force"], restricted["by_label"]) == (3, 3, {"carrier": 1, "police": 2})
+    assert restricted["gateways_behind"] == [] and restricted["gateways_with_gap"] == []
+    text = report()
+    assert "restricted_persons: version 3, 3 in force (carrier 1, police 2)" in text
+    assert RESIDENT not in text and PHONE not in text
