@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from datetime import date
 
+from counterguard.centre.downlink import Pushed as PushedList  # one record of a signed push, any kind
 from counterguard.core import manifest as signed
 from counterguard.core import messages
 from counterguard.core.lists import (  # noqa: F401  (the entry helpers are used through this module too)
@@ -37,17 +37,6 @@ from counterguard.core.lists import (  # noqa: F401  (the entry helpers are used
     make_entry,
     read_entries,
 )
-
-@dataclass(frozen=True)
-class PushedList:
-    kind: str
-    version: int
-    target: str
-    topic: str
-    envelope: bytes
-    summary: dict
-    issued_at: str = ""
-
 
 REPAIR_EVERY_S = 600.0  # a gateway still behind is sent the list again at most this often
 REPAIR_GRACE_S = 60.0  # a gateway behind for less than this may just be applying the last push
@@ -99,7 +88,7 @@ class PersonListPush:
         # One record per version (the parts of a full list share theirs: the first part stands for it).
         firsts = {m.version: m for m in reversed(made)}
         self.store.record_list_push(kind, [{"version": m.version, "target": m.target, "topic": m.topic,
-                                            "issued_at": m.issued_at,
+                                            "issued_at": m.summary["issued_at"],
                                             "summary": m.summary, "envelope": m.envelope.decode("ascii")}
                                            for m in firsts.values()],
                                     full=full, add=sorted(adding.values()), remove=removing)
@@ -109,8 +98,8 @@ class PersonListPush:
               target: str = "all") -> PushedList:
         manifest = self._manifest(kind, version, body, target)
         envelope = signed.sign_envelope(manifest, self.signing_key)
-        return PushedList(kind, version, target, topic, envelope, {**summary, "bytes": len(envelope)},
-                          manifest["issued_at"])
+        return PushedList(kind, version, target, topic, envelope,
+                          {**summary, "bytes": len(envelope), "issued_at": manifest["issued_at"]})
 
     def snapshot(self, kind: str, gateway_id: str) -> list[PushedList]:
         """The whole list in force, in parts of its current version, for one gateway's own topic (a

@@ -223,10 +223,7 @@ def parse_event(body: dict, identity_key: bytes | None = None) -> Event:
     for name in REQUIRED:
         if body.get(name) is None:
             raise SchemaError(name, "is required")
-    event_id = body["event_id"]
-    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 64:
-        raise SchemaError("event_id", "must be a string of 1 to 64 characters")
-    _printable("event_id", event_id)
+    event_id = _event_id(body)
     ts = parse_ts(body["ts"])
     counter = _int(body, "counter", 1, 64, required=True)
     kind = body["kind"]
@@ -239,14 +236,7 @@ def parse_event(body: dict, identity_key: bytes | None = None) -> Event:
     if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
         raise SchemaError("account", "must be a string of 6 to 34 digits")
     amount = _money(body, "amount", positive=True, required=True)
-    flags = body.get("teller_flags")
-    if flags is None:
-        flags = []
-    if not isinstance(flags, list):
-        raise SchemaError("teller_flags", "must be a list")
-    for flag in flags:
-        if flag not in TELLER_FLAGS:
-            raise SchemaError("teller_flags", f"unknown flag {flag!r}; expected any of {', '.join(TELLER_FLAGS)}")
+    flags = _teller_flags(body)
     purpose = body.get("purpose")
     if purpose is not None and purpose not in PURPOSES:
         raise SchemaError("purpose", f"must be one of {', '.join(PURPOSES)}")
@@ -324,20 +314,10 @@ def _card_event(body: dict, identity_key: bytes | None) -> Event:
     for name in _CARD_ONLY:
         if body.get(name) is not None and name not in _CARD_FIELDS[kind]:
             raise SchemaError(name, f"is not a field of {kind}")
-    event_id = body["event_id"]
-    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 64:
-        raise SchemaError("event_id", "must be a string of 1 to 64 characters")
-    _printable("event_id", event_id)
+    event_id = _event_id(body)
     ts = parse_ts(body["ts"])
     counter = _int(body, "counter", 1, 64, required=True)
-    flags = body.get("teller_flags")
-    if flags is None:
-        flags = []
-    if not isinstance(flags, list):
-        raise SchemaError("teller_flags", "must be a list")
-    for flag in flags:
-        if flag not in TELLER_FLAGS:
-            raise SchemaError("teller_flags", f"unknown flag {flag!r}; expected any of {', '.join(TELLER_FLAGS)}")
+    flags = _teller_flags(body)
     purposes = SIM_PURPOSES if kind == "sim_activation" else ACCOUNT_PURPOSES
     purpose = body.get("purpose")
     if purpose is not None and purpose not in purposes:
@@ -382,6 +362,26 @@ def kept_body(body: dict, event: Event) -> dict:
         else:
             kept[name] = value
     return kept
+
+
+def _event_id(body: dict) -> str:
+    event_id = body["event_id"]
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= 64:
+        raise SchemaError("event_id", "must be a string of 1 to 64 characters")
+    _printable("event_id", event_id)
+    return event_id
+
+
+def _teller_flags(body: dict) -> list:
+    flags = body.get("teller_flags")
+    if flags is None:
+        return []
+    if not isinstance(flags, list):
+        raise SchemaError("teller_flags", "must be a list")
+    for flag in flags:
+        if flag not in TELLER_FLAGS:
+            raise SchemaError("teller_flags", f"unknown flag {flag!r}; expected any of {', '.join(TELLER_FLAGS)}")
+    return flags
 
 
 def _printable(name: str, text: str) -> None:
