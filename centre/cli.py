@@ -116,7 +116,8 @@ def _run(args) -> int:
             dashboard_store = _open_store(cfg)
             try:
                 dashboard = Dashboard(dashboard_store, host=cfg.dashboard.host, port=cfg.dashboard.port,
-                                      heartbeat_s=cfg.dashboard.heartbeat_s, users=cfg.dashboard.users).start()
+                                      heartbeat_s=cfg.dashboard.heartbeat_s, users=cfg.dashboard.users,
+                                      intake=workers).start()
             except OSError as exc:
                 raise CommandError(f"the dashboard cannot listen on {cfg.dashboard.host}:{cfg.dashboard.port} "
                                    f"({exc.strerror or exc}); choose another with --web-port or [dashboard] port, "
@@ -279,7 +280,8 @@ def _serve(args) -> int:
             dashboard_store = _open_store(cfg)
             try:
                 dashboard = Dashboard(dashboard_store, host=cfg.dashboard.host, port=cfg.dashboard.port,
-                                      heartbeat_s=cfg.dashboard.heartbeat_s, users=cfg.dashboard.users).start()
+                                      heartbeat_s=cfg.dashboard.heartbeat_s, users=cfg.dashboard.users,
+                                      intake=workers).start()
             except OSError as exc:
                 raise CommandError(f"the dashboard cannot listen on {cfg.dashboard.host}:{cfg.dashboard.port} "
                                    f"({exc.strerror or exc}); choose another with --web-port or [dashboard] port, "

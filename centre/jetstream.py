@@ -104,6 +104,12 @@ class JetStreamWorker(IngestWorker):
         self._client = None
         self._connected.clear()
 
+    @property
+    def connected(self) -> bool:
+        """Joined the intake stream and holding a NATS link now (the dashboard's live indicator)."""
+        nc = getattr(self, "_nc", None)
+        return self._connected.is_set() and nc is not None and nc.is_connected
+
     # -- the stream -----------------------------------------------------------------------------
     def _ssl(self):
         if not self._tls:

@@ -267,7 +267,8 @@ class _Centre:
 
         self.worker = IngestWorker(open_store(self.path), host="127.0.0.1", port=self.port,
                                    client_id="centre-demo").start()
-        self.dashboard = Dashboard(open_store(self.path), host="127.0.0.1", port=0, users=self.users).start()
+        self.dashboard = Dashboard(open_store(self.path), host="127.0.0.1", port=0, users=self.users,
+                                   intake=[self.worker]).start()
         return self
 
     def wait_for_morning(self, alerts: int, timeout: float = 10.0) -> None:

@@ -24,6 +24,7 @@ from counterguard.centre.store import open_store
 from counterguard.centre.web import Dashboard, NoLogin
 from centre_support import SimGateway, postgres, store_url  # noqa: F401  (fixtures)
 from counterguard.cli import main
+from counterguard.core import messages
 from counterguard.core.weblogin import FAILURES_ALLOWED, hash_password, verify_password
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -33,7 +34,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 def centre(broker, tmp_path):
     db = tmp_path / "centre.db"
     worker = IngestWorker(open_store(db), host=broker.host, port=broker.port).start()
-    dashboard = Dashboard(open_store(db), host="127.0.0.1", port=0).start()
+    dashboard = Dashboard(open_store(db), host="127.0.0.1", port=0, intake=[worker]).start()
     yield worker, dashboard
     dashboard.stop()
     worker.stop()
@@ -68,7 +69,7 @@ def test_the_dashboard_shows_a_new_alert_with_its_reasons_and_trail(broker, cent
     from selenium.webdriver.common.by import By
 
     worker, dashboard = centre
-    browser.get(dashboard.url)
+    browser.get(dashboard.url + "?lang=en")
     _wait(browser, lambda d: d.find_element(By.ID, "alerts-empty").is_displayed())
     gw = SimGateway(broker.host, broker.port, "gw-0231", region="610100", branch="b0231")
     _, alert_id, payload = gw.alert_payload(level="red", amount=50000)
@@ -387,3 +388,321 @@ def test_an_analyst_logs_in_in_chromium_and_sees_an_alert_arrive(broker, tmp_pat
             _wait(browser, lambda d: d.find_elements(By.ID, "login-form"))
     finally:
         worker.stop()
+
+
+# -- the analyst's dashboard: charts, drill-down, selection in the URL, exports, language, live link --------
+GW_A = dict(gateway_id="gw-0231", region="610100", branch="b0231")
+GW_B = dict(gateway_id="gw-0502", region="610200", branch="b0502")
+PAYEE = "ab" * 32     # a payee account's keyed hash, as a v2 alert carries it
+ACCOUNT = "cd" * 32   # an account's keyed hash, as the gateway's uploaded events carry it
+
+
+def _events_batch(gw, event_ids):
+    """The gateway's upload of these scored events, all from ACCOUNT (docs/mqtt.md, events)."""
+    events = [{"event_id": e, "counter": 3, "kind": "cash_withdrawal", "amount": 50000.0,
+               "ts": "2026-12-04T09:30:00+08:00", "account_hash": ACCOUNT, "level": "red", "score": 0.93,
+               "reasons": ["large_cash"], "model_version": "fraud-mlp-1", "watchlist_version": 1, "features": None,
+               "shadow_score": None, "shadow_version": None, "decided_at": "2026-12-04T01:30:00.000Z"}
+              for e in event_ids]
+    return json.dumps({"type": "events", "gateway_id": gw.gateway_id, "seq": 900, "region": gw.region,
+                       "branch": gw.branch, "historical": False, "features_version": 2, "first": 1,
+                       "last": len(events), "count": len(events), "events": events})
+
+
+def _populate(store):
+    """Two branches' morning: alerts at both levels, outcomes at the three handling levels, both online.
+    Returns {(gateway_id, level): [alert ids]}."""
+    from counterguard.centre import schema
+
+    made: dict = {}
+    for spec, reds, ambers, outcomes in (
+            (GW_A, 3, 1, [("customer_dissuaded", 2), ("false_alarm", 1), ("police_called", 3)]),
+            (GW_B, 2, 2, [("confirmed_fraud", 2)])):
+        gw = SimGateway(None, None, spec["gateway_id"], region=spec["region"], branch=spec["branch"])
+        records = [schema.check(f"{gw.topics.root}/status", gw.status("online").encode())]
+        for level, n in (("red", reds), ("amber", ambers)):
+            for _ in range(n):
+                _, alert_id, payload = gw.alert_payload(level=level)
+                if spec is GW_B and level == "amber" and not made.get((spec["gateway_id"], "amber")):
+                    payload = json.dumps({**json.loads(payload), "payee_account_hash": PAYEE})
+                records.append(schema.check(f"{gw.topics.root}/alert", payload.encode()))
+                made.setdefault((spec["gateway_id"], level), []).append(alert_id)
+        if spec is GW_A:   # the second red alert's event came from ACCOUNT
+            event_id = records[2].body["event_id"]
+            records.append(schema.check(f"{gw.topics.root}/events", messages.pack_events(_events_batch(gw, [event_id]))))
+        for alert_id, (outcome, handled) in zip(made[(spec["gateway_id"], "red")], outcomes):
+            body = gw.follow_up("outcome", alert_id, outcome=outcome, handled_at=handled)[1]
+            records.append(schema.check(f"{gw.topics.root}/outcome", body.encode()))
+        store.ingest(records)
+    return made
+
+
+@pytest.fixture
+def morning(tmp_path):
+    """A dashboard over a real SQLite store holding _populate's alerts (no broker: nothing live here)."""
+    db = tmp_path / "centre.db"
+    store = open_store(db)
+    made = _populate(store)
+    with Dashboard(open_store(db), host="127.0.0.1", port=0) as dashboard:
+        yield dashboard, store, made
+    store.close()
+
+
+def _shown(browser) -> set[str]:
+    # Read in one go in the page: the table is redrawn while the selection changes.
+    return set(browser.execute_script(
+        "return [...document.querySelectorAll('#alerts tr.alert')].map(tr => tr.dataset.alertId);"))
+
+
+def _series(browser, chart_id):
+    # What ECharts itself holds, not what our code meant to give it.
+    return browser.execute_script(
+        "const c = echarts.getInstanceByDom(document.getElementById(arguments[0]));"
+        "return c ? c.getOption().series.map(s => ({name: s.name, data: s.data})) : null;", chart_id)
+
+
+def _click_chart(browser, chart_id, series_index, data_index, value):
+    """A real mouse click on a drawn bar or point (inside it, at half its value)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    box = browser.find_element(By.ID, chart_id)
+    _wait(browser, lambda d: box.get_attribute("data-drawn") == "1")   # not while the bars still grow
+    x, y = browser.execute_script(
+        "const c = echarts.getInstanceByDom(document.getElementById(arguments[0]));"
+        "return c.convertToPixel({seriesIndex: arguments[1]}, [arguments[2], arguments[3]]);",
+        chart_id, series_index, data_index, value)
+    size = box.size
+    ActionChains(browser).move_to_element_with_offset(box, int(x - size["width"] / 2), int(y - size["height"] / 2)) \
+        .click().perform()
+
+
+def test_the_charts_show_the_stores_alerts_and_precision_with_its_interval(morning, browser):
+    from selenium.webdriver.common.by import By
+    from counterguard.centre.learning import wilson
+
+    dashboard, store, made = morning
+    browser.get(dashboard.url + "?lang=en")
+    for chart_id in ("chart-hour", "chart-day", "chart-precision", "chart-outcomes"):
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"#{chart_id} canvas"))
+    _wait(browser, lambda d: _series(d, "chart-outcomes"))
+
+    # Per hour and per day: one series per region and level, adding up to the store's alerts.
+    index = store.alert_index()
+    for chart_id in ("chart-hour", "chart-day"):
+        got = {s["name"]: sum(s["data"]) for s in _series(browser, chart_id)}
+        expected = {}
+        for a in index:
+            name = f"{a['region']} · {a['level']}"
+            expected[name] = expected.get(name, 0) + 1
+        assert got == expected == {"610100 · red": 3, "610100 · amber": 1, "610200 · red": 2, "610200 · amber": 2}
+
+    # Red precision this week: 3 justified (dissuaded, police, fraud) of 4 judged, with its Wilson band.
+    low, band, precision = _series(browser, "chart-precision")
+    assert precision["data"] == [75.0]
+    lo, hi = wilson(3, 4)
+    assert low["data"] == [round(1000 * lo) / 10] and band["data"] == [round(1000 * (hi - lo)) / 10]
+
+    # Outcomes by handling level: x axis teller, supervisor, police, awaiting outcome.
+    by_name = {s["name"]: s["data"] for s in _series(browser, "chart-outcomes")}
+    assert by_name["customer dissuaded"] == [0, 1, 0, 0] and by_name["confirmed fraud"] == [0, 1, 0, 0]
+    assert by_name["police called"] == [0, 0, 1, 0] and by_name["false alarm"] == [1, 0, 0, 0]
+    assert by_name["no outcome yet"] == [0, 0, 0, 4]   # the ambers: no outcome recorded
+
+
+def test_clicking_a_bar_narrows_the_table_to_the_alerts_behind_it(morning, browser):
+    from selenium.webdriver.common.by import By
+
+    dashboard, store, made = morning
+    browser.get(dashboard.url + "?lang=en")
+    everything = {a for ids in made.values() for a in ids}
+    _wait(browser, lambda d: _shown(d) == everything)
+    _wait(browser, lambda d: _series(d, "chart-outcomes"))
+
+    # "Supervisor" x "customer dissuaded" (the first series, the bottom of the stack).
+    _click_chart(browser, "chart-outcomes", 0, 1, 0.5)
+    dissuaded = made[("gw-0231", "red")][0]
+    _wait(browser, lambda d: _shown(d) == {dissuaded})
+    assert "handled=supervisor" in browser.current_url and "outcome=customer_dissuaded" in browser.current_url
+    assert "handled at 2 supervisor" in browser.find_element(By.ID, "drill").text
+
+    # Back to everything, then the hour chart: 610100's red alerts in the newest hour.
+    browser.back()
+    _wait(browser, lambda d: _shown(d) == everything)
+    _wait(browser, lambda d: sum(sum(s["data"]) for s in _series(d, "chart-hour")) == len(everything))
+    hour = _series(browser, "chart-hour")
+    newest = len(hour[0]["data"]) - 1
+    assert hour[0]["name"] == "610100 · red" and hour[0]["data"][newest] >= 1
+    _click_chart(browser, "chart-hour", 0, newest, hour[0]["data"][newest] / 2)
+    _wait(browser, lambda d: "level=red" in d.current_url and "region=610100" in d.current_url)
+    q = urllib.parse.parse_qs(urllib.parse.urlparse(browser.current_url).query)
+    since, until = q["since"][0], q["until"][0]
+    # The table holds exactly the store's alerts of that region, level and hour.
+    behind = {a["alert_id"] for a in store.alert_index()
+              if a["region"] == "610100" and a["level"] == "red" and since <= a["at"].replace(".000Z", "Z") < until}
+    assert behind and behind <= set(made[("gw-0231", "red")])
+    _wait(browser, lambda d: _shown(d) == behind)
+    assert browser.find_element(By.ID, "filter-region").get_attribute("value") == "610100"
+
+
+def test_the_selection_lives_in_the_url_and_back_and_forward_restore_it(morning, browser):
+    from selenium.webdriver.common.by import By
+
+    dashboard, store, made = morning
+    browser.get(dashboard.url + "?lang=en&region=610200&level=amber")
+    _wait(browser, lambda d: _shown(d) == set(made[("gw-0502", "amber")]))
+    assert browser.find_element(By.ID, "filter-region").get_attribute("value") == "610200"
+    assert browser.find_element(By.ID, "filter-level").get_attribute("value") == "amber"
+
+    # Searching by alert id: the form's choice goes into the URL.
+    wanted = made[("gw-0231", "red")][1]
+    browser.find_element(By.ID, "clear").click()
+    _wait(browser, lambda d: len(_shown(d)) == 8)
+    browser.find_element(By.ID, "filter-q").send_keys(wanted)
+    browser.find_element(By.ID, "apply").click()
+    _wait(browser, lambda d: _shown(d) == {wanted})
+    assert f"q={wanted}" in browser.current_url
+    # By a payee account's keyed hash, from a shared link.
+    browser.get(dashboard.url + f"?lang=en&q={PAYEE}")
+    _wait(browser, lambda d: _shown(d) == {made[("gw-0502", "amber")][0]})
+    # By an account's keyed hash: the alert whose event the gateway uploaded from that account.
+    browser.get(dashboard.url + f"?lang=en&q={ACCOUNT}")
+    _wait(browser, lambda d: _shown(d) == {made[("gw-0231", "red")][1]})
+    browser.back()
+
+    browser.back()
+    _wait(browser, lambda d: _shown(d) == {wanted})
+    assert browser.find_element(By.ID, "filter-q").get_attribute("value") == wanted
+    browser.back()
+    _wait(browser, lambda d: len(_shown(d)) == 8)
+    browser.back()
+    _wait(browser, lambda d: _shown(d) == set(made[("gw-0502", "amber")]))
+    assert browser.find_element(By.ID, "filter-level").get_attribute("value") == "amber"
+    browser.forward()
+    _wait(browser, lambda d: len(_shown(d)) == 8)
+
+
+def test_no_alerts_match_names_the_filter_and_the_unknown_branch(morning, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    dashboard, _, _ = morning
+    browser.get(dashboard.url + "?lang=en&branch=b023l&level=red")
+    empty = _wait(browser, lambda d: [e for e in d.find_elements(By.ID, "alerts-empty") if "b0231" in e.text])[0]
+    assert empty.text.startswith("No alerts match branch “b023l”, level red.")
+    assert "No gateway reports branch “b023l” (known: b0231, b0502)." in empty.text
+    assert not _shown(browser)
+    # An empty store with no selection is simply empty.
+    with Dashboard(open_store(tmp_path / "empty.db"), host="127.0.0.1", port=0) as fresh:
+        browser.get(fresh.url + "?lang=en")
+        _wait(browser, lambda d: d.find_element(By.ID, "alerts-empty").text == "No alerts yet.")
+    # A bad value in a shared link is named, not shown as "no alerts".
+    browser.get(dashboard.url + "?lang=en&since=yesterday")
+    _wait(browser, lambda d: "since must be a date" in d.find_element(By.ID, "alerts-empty").text)
+
+
+def test_csv_and_printable_exports_hold_the_selection(morning, browser):
+    import base64
+    import csv
+    import io
+    from selenium.webdriver.common.by import By
+
+    dashboard, store, made = morning
+    browser.get(dashboard.url + "?lang=en&region=610100&level=red")
+    expected = set(made[("gw-0231", "red")])
+    _wait(browser, lambda d: _shown(d) == expected)
+    href = browser.find_element(By.ID, "export-csv").get_attribute("href")
+    with urllib.request.urlopen(href, timeout=10) as res:
+        assert res.headers["Content-Type"].startswith("text/csv")
+        assert 'filename="counterguard-alerts-610100-red.csv"' in res.headers["Content-Disposition"]
+        text = res.read().decode("utf-8-sig")
+    lines = list(csv.DictReader(io.StringIO(text)))
+    assert {r["alert_id"] for r in lines} == expected == _shown(browser)
+    assert {(r["region"], r["level"]) for r in lines} == {("610100", "red")}
+    by_id = {r["alert_id"]: r for r in lines}
+    first = by_id[made[("gw-0231", "red")][0]]
+    assert (first["outcome"], first["handled_at"], first["outcome_by"]) == ("customer_dissuaded", "supervisor", "s-0042")
+
+    # The printable report of the same selection, printed to PDF by the browser.
+    browser.get(browser.find_element(By.ID, "export-pdf").get_attribute("href"))
+    assert browser.find_element(By.ID, "report-count").text == "3"
+    assert browser.find_element(By.ID, "report-filters").text == "region = 610100; level = red"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#report-alerts tbody tr.red")) == 3
+    pdf = base64.b64decode(browser.print_page())
+    assert pdf.startswith(b"%PDF") and len(pdf) > 2000
+
+
+def test_the_language_button_switches_page_charts_and_table(morning, browser):
+    from selenium.webdriver.common.by import By
+
+    dashboard, _, made = morning
+    browser.get(dashboard.url)      # a new analyst: Chinese first, as on the branch console
+    _wait(browser, lambda d: len(_shown(d)) == 8 and _series(d, "chart-hour"))
+    assert browser.find_element(By.CSS_SELECTOR, "#stream h2").text == "预警"
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+    assert {s["name"] for s in _series(browser, "chart-hour")} >= {"610100 · 红色"}
+    row = browser.find_element(By.CSS_SELECTOR, f'tr.alert[data-alert-id="{made[("gw-0231", "red")][0]}"]')
+    assert row.find_element(By.CSS_SELECTOR, ".level").get_attribute("textContent") == "红色"
+
+    browser.find_element(By.ID, "lang").click()
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#stream h2").text == "Alerts")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    _wait(browser, lambda d: {s["name"] for s in (_series(d, "chart-hour") or [])} >= {"610100 · red"})
+    red = f'tr.alert[data-alert-id="{made[("gw-0231", "red")][0]}"] .level'
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, red).get_attribute("textContent") == "red")
+    assert browser.find_element(By.ID, "lang").text == "中文"
+    # The choice is kept for the next visit.
+    browser.refresh()
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#stream h2").text == "Alerts")
+
+
+def test_the_live_indicator_follows_the_centres_own_broker_link(broker, centre, browser):
+    from selenium.webdriver.common.by import By
+
+    worker, dashboard = centre
+    browser.get(dashboard.url + "?lang=en")
+    state = lambda d: d.find_element(By.ID, "link-state").get_attribute("data-state")  # noqa: E731
+    _wait(browser, lambda d: state(d) == "connected")
+    assert browser.find_element(By.ID, "link-state").text == "live"
+
+    broker.stop()
+    _wait(browser, lambda d: state(d) == "disconnected")
+    assert "the centre has lost the broker" in browser.find_element(By.ID, "link-state").text
+    assert not worker.connected
+
+    broker.start()
+    _wait(browser, lambda d: state(d) == "connected", timeout=40)   # paho's reconnect backs off up to 10 s
+    # And it is live for real: an alert sent now shows.
+    gw = SimGateway(broker.host, broker.port, "gw-0231", region="610100", branch="b0231")
+    _, alert_id, payload = gw.alert_payload(level="red")
+    gw.publish("alert", payload)
+    _wait(browser, lambda d: alert_id in _shown(d))
+    gw.close()
+
+
+def test_a_rollout_row_says_why_each_gateway_has_not_applied_the_push(tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from counterguard.centre import schema
+
+    db = tmp_path / "centre.db"
+    store = open_store(db)
+    gateways = {"gw-1": {}, "gw-2": {"downlink_waiting": ["thresholds"]}, "gw-3": {"downlink_rejected": 2},
+                "gw-4": {}, "gw-5": {"thresholds_version": "7"}}
+    for gid, fields in gateways.items():
+        gw = SimGateway(None, None, gid, region="610100", branch="b" + gid[-1])
+        status = json.loads(gw.status("offline" if gid == "gw-1" else "online", **fields))
+        store.ingest([schema.check(f"{gw.topics.root}/status", json.dumps(status).encode())])
+    store.record_manifest(kind="thresholds", version=7, target="all", topic="counterguard/v1/all/manifest/thresholds",
+                          issued_at="2026-12-04T01:00:00Z", summary={}, envelope="{}")
+    with Dashboard(open_store(db), host="127.0.0.1", port=0) as dashboard:
+        _, fleet = _get(dashboard.url + "api/fleet")
+        (row,) = fleet["rollout"]
+        assert row["applied"] == ["gw-5"]
+        assert {w["gateway_id"]: w["why"] for w in row["why"]} == {
+            "gw-1": "offline", "gw-2": "waiting_for_red", "gw-3": "refused", "gw-4": "not_reported"}
+        browser.get(dashboard.url + "?lang=en")
+        items = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#manifests li.why'))
+        text = {li.get_attribute("data-gateway-id"): li.text for li in items}
+        assert text == {"gw-1": "gw-1: offline", "gw-2": "gw-2: waiting for its open red alerts to close",
+                        "gw-3": "gw-3: refused 2 manifest(s); the reason is in its log",
+                        "gw-4": "gw-4: online, not reported yet"}
+    store.close()
