@@ -29,7 +29,8 @@ def card_signs(event: Event, history: History, lists) -> list[str]:
     hits = _hits(lists)
     found = [name for name in ("restricted_person", "warned_person") if getattr(hits, name)]
     held = (event.sims_held or 0) + (event.sims_requested or 0)
-    if event.kind == "sim_activation" and held > SIM_LIMIT:
+    # The per-person limit is for phone numbers: a firm's IoT cards for its devices are not a person's.
+    if event.kind == "sim_activation" and held > SIM_LIMIT and "iot" not in (event.purpose, event.number_type):
         found.append("over_card_limit")
     if event.for_self is False and event.purpose not in _EXPLAINED:
         found.append("not_for_self")

@@ -19,7 +19,7 @@ def _demo(args) -> int:
     if args.keep:  # Ctrl-C or SIGTERM ends the kept demo cleanly: everything stopped, the folder removed
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    return run_demo(sys.stdout, pace=args.pace, keep=args.keep, stop=stop)
+    return run_demo(sys.stdout, pace=args.pace, keep=args.keep, stop=stop, sector=args.sector)
 
 
 def _run(args) -> int:
@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start a private mosquitto, the gateway on a pty with mock pins, a simulated "
                                    "teller terminal and a stand-in centre; print lamps, verdicts and a summary.")
     p.add_argument("--pace", type=float, default=0.25, help="seconds between events (default 0.25)")
+    p.add_argument("--sector", choices=("bank", "carrier"), default="bank",
+                   help="bank: a branch morning (the default); carrier: a morning at a carrier's outlet, SIM cards")
     p.add_argument("--keep", action="store_true",
                    help="afterwards, keep the branch console and a real centre dashboard running with the "
                         "morning's alerts (URLs and a one-time login printed) until Ctrl-C")

@@ -1,4 +1,5 @@
-"""``counterguard demo``: a scripted branch morning through the whole gateway, on this machine.
+"""``counterguard demo``: a scripted branch morning through the whole gateway, on this machine
+(``--sector carrier``: a morning at a carrier's outlet, SIM cards instead of cash).
 
 A private mosquitto on a free loopback port, the gateway on a pseudo-terminal with mock pins, a
 simulated teller terminal, and a receiver standing in for the anti-fraud centre. Everything is
@@ -90,6 +91,36 @@ def branch_morning(day: datetime) -> list[tuple[str, dict]]:
     return script
 
 
+# At the carrier's outlet: a student a "helper" brought in for five SIM cards, for someone else.
+RECRUITED_ID = "co1-recruited"
+STUDENT_ID = "110105200501010012"  # resident identity numbers with a good check digit; hashed on arrival
+
+
+def carrier_morning(day: datetime) -> list[tuple[str, dict]]:
+    """(what the clerk sees, event) pairs for one scripted morning at a carrier's two-counter outlet."""
+    t = day.replace(hour=9, minute=0, second=0, microsecond=0)
+    script: list[tuple[str, dict]] = []
+
+    def add(note: str, minutes: float, counter: int, customer: str, **fields):
+        event = {"event_id": fields.pop("event_id", f"co{counter}-{len(script) + 1:04d}"),
+                 "ts": (t + timedelta(minutes=minutes)).isoformat(timespec="seconds"), "counter": counter,
+                 "kind": "sim_activation", "customer_id": customer, **fields}
+        script.append((note, event))
+
+    add("a nurse replacing her lost card", 2, 1, "110105198803150029", customer_age=37, sims_held=1,
+        sims_requested=1, for_self=True, purpose="personal", number_type="postpaid")
+    add("a family buying two cards for its children", 5, 2, "110105197501010018", customer_age=50, sims_held=1,
+        sims_requested=2, for_self=False, purpose="family", number_type="prepaid")
+    add("a logistics firm's data cards for its trucks", 9, 1, "440306198001010028", customer_age=45, sims_held=2,
+        sims_requested=20, for_self=False, purpose="iot", number_type="iot")
+    add("a 71-year-old, with a 'helper' who does the talking", 12, 2, "110105195505050034", customer_age=71,
+        sims_held=1, sims_requested=1, for_self=True, accompanied=True, purpose="personal", number_type="prepaid")
+    add("a student a 'helper' brought in: five cards, not for herself", 15, 1, STUDENT_ID, event_id=RECRUITED_ID,
+        customer_age=19, sims_held=1, sims_requested=5, for_self=False, accompanied=True, purpose="personal",
+        number_type="prepaid")
+    return script
+
+
 class _Summary:
     def __init__(self):
         self.levels: dict[str, int] = {}
@@ -102,7 +133,10 @@ def _record_outcome(gateway, event: dict, say, timeout: float = 5.0) -> None:
     while not gateway.store.awaiting_outcome() and time.monotonic() < deadline:
         time.sleep(0.02)  # the button press is handled on gpiozero's thread
     for alert in gateway.store.awaiting_outcome():
-        if event["account"] == MULE_ACCOUNT:
+        if event["event_id"] == RECRUITED_ID:  # she admits she was paid; the "helper" leaves
+            outcome, note, answers = ("customer_dissuaded", "paid 200 yuan a card by the 'helper'; opened none",
+                                      {"not_for_self.2": "yes"})
+        elif event.get("account") == MULE_ACCOUNT:
             outcome, note, answers = "police_called", "card holder detained for the police", {"general.1": "declined"}
         elif event["event_id"] == NOTICED_ID:  # a "police officer" on a video call had told her what to say
             outcome, note, answers = ("customer_dissuaded", "told by a 'police officer' to move her savings; kept them",
@@ -116,11 +150,12 @@ def _record_outcome(gateway, event: dict, say, timeout: float = 5.0) -> None:
 
 
 def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0, keep: bool = False,
-             stop: threading.Event | None = None) -> int:
+             stop: threading.Event | None = None, sector: str = "bank") -> int:
     """Play the morning; print lamps, verdicts, what the centre got, and a summary. 0 if all arrived.
 
     ``keep``: the branch console and a real centre (intake, store, dashboard) run alongside, and stay
-    up after the summary, with their URLs and a one-time login printed, until ``stop`` is set."""
+    up after the summary, with their URLs and a one-time login printed, until ``stop`` is set.
+    ``sector``: "bank" (a branch morning) or "carrier" (a carrier's outlet selling SIM cards)."""
     import secrets
 
     from gpiozero.pins.mock import MockFactory
@@ -145,6 +180,8 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0, keep: bool = 
             store=StoreSettings(path=str(tmp / "counterguard.db")),
             watchlist=WatchlistSettings(file=str(watchlist)),
         )
+        if sector == "carrier":
+            config = config.with_changes("gateway", sector="carrier", id="gw-outlet-0001", branch="outlet-0001")
         password = secrets.token_urlsafe(9)  # one-time: printed, gone with the demo
         centre = None
         if keep:
@@ -155,8 +192,9 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0, keep: bool = 
 
         def centre_got(payload: dict) -> None:
             with centre_lock:
+                what = "" if payload["kind"] == "sim_activation" else f" {payload['amount']:,.0f} yuan"
                 say(f"  centre <- {payload['level'].upper():5} alert #{payload['seq']} counter {payload['counter']}"
-                    f" {payload['amount']:,.0f} yuan: {', '.join(payload['reasons'])}")
+                    f"{what}: {', '.join(payload['reasons'])}")
 
         receiver = Receiver("127.0.0.1", broker.port, on_alert=centre_got)
         receiver.start()
@@ -169,7 +207,8 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0, keep: bool = 
             summary = _Summary()
             questions = load_questions()
             reds = staff_raised = 0
-            for note, event in branch_morning(datetime.now(CST)):
+            script = carrier_morning if sector == "carrier" else branch_morning
+            for note, event in script(datetime.now(CST)):
                 reply = terminal.send(event)
                 if reply.type == "NAK":
                     summary.naks.append(reply.body)
@@ -177,8 +216,9 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0, keep: bool = 
                     continue
                 level = reply.body["level"]
                 summary.levels[level] = summary.levels.get(level, 0) + 1
-                say(f"counter {event['counter']}: {event['amount']:>9,.0f} {event['kind']:<15} -> "
-                    f"{level.upper():5} {reply.body['text']}   ({note})")
+                what = (f"{event['sims_requested']:>3} SIM card(s)" if event["kind"] == "sim_activation"
+                        else f"{event['amount']:>9,.0f} {event['kind']:<15}")
+                say(f"counter {event['counter']}: {what} -> {level.upper():5} {reply.body['text']}   ({note})")
                 if level == "amber":
                     for question in questions.for_reasons(reply.body["reasons"], limit=2):
                         say(f"  teller asks: {question}")
@@ -197,12 +237,14 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0, keep: bool = 
                     ack_pin.drive_high()
                     _record_outcome(gateway, event, say)
                 time.sleep(pace)
-            # A terminal with a bad cable: noise on the line, then an event with a typo.
+            # A terminal with a bad cable: noise on the line, then an event with a typo (at the outlet,
+            # a bank's withdrawal sent to the carrier's gateway).
             terminal.write(b"\x00\x13garbled\n")
             bad = terminal.send({"event_id": "c1-typo", "ts": datetime.now(CST).isoformat(timespec="seconds"),
                                  "counter": 1, "kind": "cash_withdrawal", "account": "6222020200000000101",
-                                 "amount": "5O00"})
-            say(f"counter 1: typo in the amount -> NAK {bad.body['code']} field={bad.body.get('field')}: {bad.body['detail']}")
+                                 "amount": 5000 if sector == "carrier" else "5O00"})
+            wrong = "a withdrawal at a carrier's outlet" if sector == "carrier" else "typo in the amount"
+            say(f"counter 1: {wrong} -> NAK {bad.body['code']} field={bad.body.get('field')}: {bad.body['detail']}")
 
             raised = gateway.store.outbox_depth()  # rows still waiting for the centre
             expected_alerts = summary.levels.get("amber", 0) + summary.levels.get("red", 0) + staff_raised
@@ -226,11 +268,20 @@ def run_demo(out, *, pace: float = 0.25, deadline_s: float = 25.0, keep: bool = 
                 p50 = statistics.median(latencies) * 1000
                 p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
                 say(f"  frame to lamp       : median {p50:.2f} ms, p99 {p99:.2f} ms over {len(latencies)} verdicts")
-            say(f"  50,000-yuan intercept: {'RED at the centre' if intercept and intercept[0]['level'] == 'red' else 'NOT intercepted'}")
-            noticed = [a for a in receiver.alerts if "teller_report" in a["reasons"]]
-            say(f"  teller's own report : {'RED at the centre, raised by ' + noticed[0]['raised_by'] if noticed else 'NOT delivered'}")
-            say(f"  finished in {time.monotonic() - started:.1f} s")
-            ok = done and bool(intercept) and intercept[0]["level"] == "red" and bool(noticed)
+            if sector == "carrier":
+                recruited = [a for a in receiver.alerts if a["event_id"] == RECRUITED_ID]
+                caught = bool(recruited) and recruited[0]["level"] == "red"
+                say(f"  recruited student   : {'RED at the centre' if caught else 'NOT caught'}")
+                family_green = summary.levels.get("green", 0) >= 3  # the nurse, the family and the trucks
+                say(f"  honest look-alikes  : {'green' if family_green else 'NOT all green'} (family, fleet)")
+                say(f"  finished in {time.monotonic() - started:.1f} s")
+                ok = done and caught and family_green
+            else:
+                say(f"  50,000-yuan intercept: {'RED at the centre' if intercept and intercept[0]['level'] == 'red' else 'NOT intercepted'}")
+                noticed = [a for a in receiver.alerts if "teller_report" in a["reasons"]]
+                say(f"  teller's own report : {'RED at the centre, raised by ' + noticed[0]['raised_by'] if noticed else 'NOT delivered'}")
+                say(f"  finished in {time.monotonic() - started:.1f} s")
+                ok = done and bool(intercept) and intercept[0]["level"] == "red" and bool(noticed)
             if keep:
                 centre.wait_for_morning(expected_alerts)
                 say("")

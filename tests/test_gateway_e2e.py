@@ -68,6 +68,23 @@ def test_demo_runs_the_branch_morning_and_the_centre_gets_the_intercept():
     assert "teller's own report : RED at the centre, raised by T-demo" in text
 
 
+def test_the_carrier_demo_catches_the_recruited_student_and_lets_the_family_through():
+    """``counterguard demo --sector carrier``, as a user runs it: a morning at a carrier's outlet."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "counterguard", "demo", "--sector", "carrier", "--pace", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = done.stdout
+    assert "recruited student   : RED at the centre" in text and "honest look-alikes  : green" in text
+    assert re.search(r"2 SIM card\(s\) -> GREEN .*a family buying two cards", text)
+    assert "NAK schema field=kind: this gateway stands at a carrier counter" in text
+    assert "outbox still open   : 0" in text
+    # Who the customers are never shows: the outlet's gateway keeps keyed hashes only.
+    assert "110105200501010012" not in text + done.stderr
+
+
 def test_intercept_is_red_with_reasons_stored_before_the_ack_and_at_the_centre(running, centre):
     gw, terminal = running
     reply = terminal.send(intercept(counter=3, event_id="intercept-1"))
