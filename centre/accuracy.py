@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 
-JUSTIFIED = ("confirmed_fraud", "customer_dissuaded", "police_called")
+JUSTIFIED = ("confirmed_fraud", "customer_dissuaded", "police_called", "card_sale_confirmed")
 FALSE_ALARM = ("false_alarm",)
 GROUPINGS = ("branch", "region", "day", "week", "month", "all")
 SOURCES = ("model", "staff")  # who raised the alert: the gateway's verdict, or branch staff themselves

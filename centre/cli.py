@@ -410,8 +410,10 @@ def _push_list(args) -> int:
     from counterguard.core.lists import ListError
 
     kind = _LIST_NAMES.get(args.kind, args.kind)
-    if not (args.add or args.remove or args.file):
-        raise CommandError("nothing to push: give --add VALUE, --remove VALUE or --file FILE")
+    if args.confirmed_sales and kind != "restricted_persons":
+        raise CommandError("--confirmed-sales puts persons on the restricted list: push-list restricted")
+    if not (args.add or args.remove or args.file or args.confirmed_sales):
+        raise CommandError("nothing to push: give --add VALUE, --remove VALUE, --file FILE or --confirmed-sales")
     if args.replace and not args.file:
         raise CommandError("--replace pushes the list in --file as the whole list: give --file")
     label = args.category if kind == "warned_persons" else args.source
@@ -439,6 +441,13 @@ def _push_list(args) -> int:
                 add += pl.read_entries(args.file, kind, key, label=label, start=start, until=until)
             except pl.ListInputError as exc:
                 problems += exc.problems
+        if args.confirmed_sales:
+            held = {e[0] for e in store.person_entries(kind)}
+            for sale in pl.confirmed_sales(store):
+                if sale["hash"] not in held:
+                    print(f"adding the person of alert {sale['alert_id']} at {sale['gateway_id']} "
+                          f"(card sale confirmed; source {sale['source']})", file=sys.stderr)
+                    add.append([sale["hash"], args.source or sale["source"], start, until])
         if problems:
             raise CommandError(f"nothing pushed; {len(problems)} problem(s):\n  " + "\n  ".join(problems))
         pushes = pl.PersonListPush(store, downlink.signing_key, key=key, key_version=cfg.signing.key_version).push(
@@ -829,6 +838,9 @@ def add_commands(sub) -> None:
     p.add_argument("--file", help="entries to add, one per line: VALUE[,TYPE[,LABEL[,FROM[,UNTIL]]]] (# comments; "
                    "empty fields take the flags below)")
     p.add_argument("--replace", action="store_true", help="the --file is the whole list: push it as a full list")
+    p.add_argument("--confirmed-sales", action="store_true",
+                   help="restricted list: add every person an outlet's supervisor confirmed was selling or renting "
+                        "cards (outcome card_sale_confirmed), with their sector as the source; each is named")
     p.add_argument("--id-type", choices=("resident", "passport", "other", "phone", "hash"),
                    help="what --add/--remove values are (default: an 18-character number is a resident identity "
                         "number, 11 digits a mobile, 64 hex digits a hash)")

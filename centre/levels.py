@@ -72,7 +72,7 @@ class LevelRow:
         if outcome is None:
             return
         self.customer_dissuaded += outcome == "customer_dissuaded"
-        self.confirmed_fraud += outcome == "confirmed_fraud"
+        self.confirmed_fraud += outcome in ("confirmed_fraud", "card_sale_confirmed")  # a sale is a fraud's tool
         self.police_called += outcome == "police_called"
         self.false_alarms += outcome in FALSE_ALARM
         if level == "red" and not staff:

@@ -173,3 +173,21 @@ def summary(store, *, today: date | None = None) -> list[dict]:
                     "gateways_behind": sorted(g for g, h in held.items() if version and h.get("version", 0) < version),
                     "gateways_with_gap": sorted(g for g, h in held.items() if h.get("gap"))})
     return out
+
+
+def confirmed_sales(store) -> list[dict]:
+    """Persons an outlet's supervisor confirmed were selling or renting their cards (outcome
+    ``card_sale_confirmed``, the last outcome of the alert): candidates for the restricted list,
+    never put on it by themselves. Each: the person's keyed hash, the sector that found it
+    (carrier for SIM cards, bank for accounts), the alert and its gateway."""
+    last = {}
+    for o in store.outcomes():
+        last[(o["gateway_id"], o["alert_id"])] = o["outcome"]
+    wanted = {key for key, outcome in last.items() if outcome == "card_sale_confirmed"}
+    out = []
+    for r in store.find_alerts(limit=None) if wanted else ():
+        if (r["gateway_id"], r["alert_id"]) in wanted and r["payload"].get("customer_id_hash"):
+            body = r["payload"]
+            out.append({"hash": body["customer_id_hash"], "source": "carrier" if body["kind"] == "sim_activation"
+                        else "bank", "alert_id": r["alert_id"], "gateway_id": r["gateway_id"]})
+    return out

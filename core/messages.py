@@ -40,7 +40,9 @@ ESCALATION_REQUIRED = ("type", "gateway_id", "alert_id", "counter", "level", "re
 # Who the customer is and where a transfer goes, on an alert from a v2 event: the keyed hashes the
 # validator made (core/identity.py), never the clear values.
 IDENTITY_FIELDS = ("customer_id_type", "customer_id_hash", "customer_phone_hash", "payee_account_hash")
-OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called")
+# card_sale_confirmed: at a carrier's outlet or a bank's desk, the customer was selling or renting the
+# cards they asked for; the centre may put the person on the restricted list (never by itself).
+OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "false_alarm", "police_called", "card_sale_confirmed")
 # A customer's answer to a caring question ("declined": would not say); questions not asked are left out.
 ANSWERS = ("yes", "no", "declined")
 # Which of the three levels of dissuasion handled an alert (outcome field "handled_at"): the teller's

@@ -42,6 +42,7 @@ OUTCOME_TEXT = {
     "customer_dissuaded": {"en": "Customer dissuaded", "zh": "成功劝阻"},
     "false_alarm": {"en": "False alarm", "zh": "误报"},
     "police_called": {"en": "Police called", "zh": "已报警"},
+    "card_sale_confirmed": {"en": "Card sale confirmed", "zh": "确认出售或出租卡"},
 }
 LEVEL_TEXT = {"green": {"en": "green", "zh": "绿"}, "amber": {"en": "amber", "zh": "黄"}, "red": {"en": "red", "zh": "红"}}
 

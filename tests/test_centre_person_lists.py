@@ -46,11 +46,12 @@ def keys(tmp_path):
     return key
 
 
-def _gateway(tmp_path, broker, gateway_id="gw-7"):
+def _gateway(tmp_path, broker, gateway_id="gw-7", sector="bank"):
     data = tmp_path / gateway_id
     data.mkdir(exist_ok=True)
     config = replace(gateway_config(data, broker_port=broker.port, serial_path=None, watchlist=False),
-                     gateway=GatewaySettings(id=gateway_id, region="610100", branch="b012", data_dir=str(data)),
+                     gateway=GatewaySettings(id=gateway_id, region="610100", branch="b012", data_dir=str(data),
+                                             sector=sector),
                      downlink=DownlinkSettings(centre_public_key=str(tmp_path / "centre-public.pem"),
                                                watchlist_key=str(tmp_path / "watchlist.key")))
     gw = Gateway(config, pin_factory=MockFactory())
@@ -192,3 +193,48 @@ def test_the_centre_shows_each_list_by_source_and_the_gateways_behind_it(tmp_pat
     text = report()
     assert "restricted_persons: version 3, 3 in force (carrier 1, police 2)" in text
     assert RESIDENT not in text and PHONE not in text
+
+
+def test_a_card_sale_a_carrier_confirmed_puts_the_person_on_the_restricted_list_and_a_bank_sees_red(
+        tmp_path, broker, keys):
+    from counterguard.centre.ingest import IngestWorker
+    from counterguard.core import wire
+
+    def send(gw, body):
+        [item] = wire.FrameDecoder().feed(wire.encode_frame("EVT", 1, body))
+        [reply] = wire.FrameDecoder().feed(gw.pipeline.process([item]).replies)
+        return reply
+
+    seller = "110105200501010012"
+    outlet, branch = _gateway(tmp_path, broker, "gw-outlet", "carrier"), _gateway(tmp_path, broker, "gw-bank")
+    try:
+        with IngestWorker(open_store(tmp_path / "centre.db"), host=broker.host, port=broker.port):
+            red = send(outlet, {"event_id": "sale-1", "ts": f"{date.today()}T10:00:00+08:00", "counter": 1,
+                                "kind": "sim_activation", "customer_id": seller, "customer_age": 19, "sims_held": 2,
+                                "sims_requested": 5, "for_self": False, "accompanied": True})
+            assert red.body["level"] == "red"
+            [alert] = outlet.store.open_alerts("red")
+            outlet.lifecycle.acknowledge(alert.alert_id, by="S1", via="console")
+            outlet.lifecycle.record_outcome(alert.alert_id, "card_sale_confirmed", by="S1", via="console",
+                                            handled_at=2, note="paid 200 yuan a card")
+            assert wait_until(lambda: open_store(tmp_path / "centre.db").count("outcome") == 1, 30)
+        # Never by itself: the list changes only when the centre's analyst pushes it.
+        assert outlet.pipeline.assessor.persons[RESTRICTED].version == 0
+        pushed = centre(tmp_path, broker, "push-list", "restricted", "--confirmed-sales")
+        assert pushed.returncode == 0, pushed.stderr
+        assert f"adding the person of alert {alert.alert_id} at gw-outlet (card sale confirmed; source carrier)" \
+            in pushed.stderr
+        assert wait_until(lambda: branch.pipeline.assessor.persons[RESTRICTED].version == 1, 30)
+        opening = send(branch, {"event_id": "open-1", "ts": f"{date.today()}T14:00:00+08:00", "counter": 2,
+                                "kind": "account_opening", "customer_id": seller, "customer_age": 19,
+                                "for_self": True, "purpose": "student"})
+        assert opening.body["level"] == "red" and opening.body["reasons"][0] == "restricted_person"
+        with open_store(tmp_path / "centre.db") as store:
+            assert [(e[1]) for e in store.person_entries(RESTRICTED)] == ["carrier"]
+        again = centre(tmp_path, broker, "push-list", "restricted", "--confirmed-sales")
+        assert "adding the person" not in again.stderr  # already on the list: nothing to add twice
+    finally:
+        outlet.stop()
+        branch.stop()
+    for path in tmp_path.glob("centre.db*"):
+        assert seller.encode() not in path.read_bytes(), "the seller's identity number reached the centre in clear"

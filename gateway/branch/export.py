@@ -38,7 +38,7 @@ from counterguard.gateway.store.db import OUTCOMES
 
 # An alert closed as one of these was a real fraud attempt (a dissuaded customer was being
 # defrauded too); a false alarm, an alert without an outcome yet and no alert at all are label 0.
-FRAUD_OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "police_called")
+FRAUD_OUTCOMES = ("confirmed_fraud", "customer_dissuaded", "police_called", "card_sale_confirmed")
 
 # Time order is the terminal's event time, then the order the gateway received them in.
 _ROWS_SQL = (

@@ -342,6 +342,25 @@ def _handled_at(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE outcomes ADD COLUMN handled_at INTEGER CHECK (handled_at IN (1, 2, 3))")
 
 
+@migration(9, "outcome card_sale_confirmed: the customer was selling or renting the cards they asked for")
+def _card_sale(conn: sqlite3.Connection) -> None:
+    # A CHECK cannot be altered in SQLite: the table again, every row and column kept.
+    allowed = ", ".join(f"'{o}'" for o in OUTCOMES)
+    for sql in (
+        f"""CREATE TABLE outcomes_new (
+            alert_id TEXT PRIMARY KEY REFERENCES alerts(alert_id),
+            outcome TEXT NOT NULL CHECK (outcome IN ({allowed})),
+            note TEXT NOT NULL, by_whom TEXT NOT NULL, via TEXT NOT NULL CHECK (via IN ('console', 'cli')),
+            wall REAL NOT NULL, mono REAL NOT NULL, time_synced INTEGER NOT NULL, seq INTEGER NOT NULL,
+            handled_at INTEGER CHECK (handled_at IN (1, 2, 3)))""",
+        "INSERT INTO outcomes_new (alert_id, outcome, note, by_whom, via, wall, mono, time_synced, seq, handled_at) "
+        "SELECT alert_id, outcome, note, by_whom, via, wall, mono, time_synced, seq, handled_at FROM outcomes",
+        "DROP TABLE outcomes",
+        "ALTER TABLE outcomes_new RENAME TO outcomes",
+    ):
+        conn.execute(sql)
+
+
 _VERDICT = ("INSERT INTO verdicts (event_id, level, score, reasons, text, ack_body, model_version, watchlist_version, "
             "decided_wall) VALUES (?,?,?,?,?,?,?,?,?)")
 _VERDICT_WITH_INPUTS = _VERDICT.replace("decided_wall)", "decided_wall, features, shadow_score, shadow_version)").replace(
