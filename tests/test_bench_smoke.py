@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = {
     "centre.py": ["--alerts", "200", "--publishers", "1", "--dashboard-alerts", "10", "--repeat", "1"],
     "cluster.py": ["--gateways", "3", "--alerts", "1", "--gap-s", "1"],
+    "counter_kinds.py": ["--frames", "20", "--list-entries", "100"],
     "drain.py": ["--alerts", "200"],
     "firmware.py": ["--burst", "20", "--capacity", "10"],
     "fleet.py": ["--gateways", "10", "--processes", "1", "--per-gateway", "1", "--outage-s", "0.5", "--timeout", "60"],
