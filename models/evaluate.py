@@ -29,7 +29,7 @@ from counterguard.core.decision import AMBER, GREEN, RED, Thresholds, decide
 from counterguard.core.features import FEATURE_NAMES, event_features
 from counterguard.gateway.scoring.model import FraudModel
 from counterguard.models.rulebook import rulebook_level
-from counterguard.models.simulate import SHIFTED, SHIFTED_SEEDS, simulate
+from counterguard.models.simulate import SHIFTED, SHIFTED_SEEDS, simulate, simulate_worlds, world_seeds
 from counterguard.models.train import (
     AMBER_LEGIT_SHARE,
     RED_LEGIT_SHARE,
@@ -131,6 +131,10 @@ def level_metrics(levels: np.ndarray, labels: np.ndarray, typologies: np.ndarray
         "alerted_share_by_typology": {name: share(alerted, typologies == name) for name in kinds},
         "fraud_typologies": [name for name in kinds if fraud[typologies == name].any()],
         "recall_at_legit_share": {f"{b:g}": round(recall_at_legit_share(ranking, labels, b), 4) for b in BUDGETS},
+        "events_by_typology": {name: int((typologies == name).sum()) for name in kinds},
+        "alerted_share_by_typology_at_legit_share": {
+            f"{b:g}": {name: share(ranking > cut, typologies == name) for name in kinds}
+            for b, cut in ((b, legit_cut(ranking, labels, b)) for b in BUDGETS)},
     }
 
 
@@ -143,12 +147,17 @@ def rulebook_metrics(data: Scored) -> dict:
     return level_metrics(data.rule_levels, data.labels, data.typologies, rank)
 
 
-def recall_at_legit_share(scores: np.ndarray, labels: np.ndarray, legit_share: float) -> float:
-    """Share of fraud caught by the score cut that alerts at most ``legit_share`` of legitimate events."""
+def legit_cut(scores: np.ndarray, labels: np.ndarray, legit_share: float) -> float:
+    """The score an event must exceed to be alerted when at most ``legit_share`` of legitimate events may be."""
     legit = np.sort(scores[labels == 0])[::-1]
     allowed = int(np.floor(legit_share * len(legit)))
     # Cut strictly above the (allowed+1)-th highest legitimate score: ties must not sneak in.
-    cut = legit[allowed] if allowed < len(legit) else -np.inf
+    return float(legit[allowed]) if allowed < len(legit) else -np.inf
+
+
+def recall_at_legit_share(scores: np.ndarray, labels: np.ndarray, legit_share: float) -> float:
+    """Share of fraud caught by the score cut that alerts at most ``legit_share`` of legitimate events."""
+    cut = legit_cut(scores, labels, legit_share)
     return float((scores[labels == 1] > cut).mean()) if (labels == 1).any() else 0.0
 
 
@@ -258,14 +267,17 @@ def targets(metrics: dict) -> dict:
 def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: int | None = None,
              events: int | None = None, shifted_events: int = 60_000, shifted_seeds=SHIFTED_SEEDS,
              independent_events: int = 60_000, independent_seeds=INDEPENDENT_SEEDS,
-             progress=None) -> tuple[dict, dict]:
+             worlds: int | None = None, progress=None) -> tuple[dict, dict]:
     """(report, scored sets). The report is JSON-ready; the scored sets feed the plot. ``progress``
     (a callable taking one line) hears what each stage is doing: a full run takes a while.
 
     ``seed`` and ``events`` default to the model's own (its manifest): only then is the own test
-    split exactly the part of time the model never trained on.
+    split exactly the part of time the model never trained on. ``worlds`` likewise defaults to the
+    number of randomized branches the model learnt from (0: the reference branch); each branch is
+    then replayed and split by time on its own, and the own test split is their later parts together.
     """
     trained = (model.manifest.get("seed"), model.manifest.get("events"))
+    worlds = int(model.manifest.get("worlds", 0)) if worlds is None else worlds
     seed = trained[0] if seed is None else seed
     events = trained[1] if events is None else events
     if seed is None or events is None:
@@ -274,14 +286,21 @@ def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: i
     if not events:
         raise ValueError("this model was trained on labelled cases alone, so it has no simulated test split: "
                          "judge it with --cases on later labelled events, or give --seed and --events")
-    if seed in shifted_seeds:
+    if seed in shifted_seeds or (worlds and set(world_seeds(seed, worlds)) & set(shifted_seeds)):
         raise ValueError(f"seed {seed} is also a shifted-set seed; the shifted set must be independent of training")
     say = progress or (lambda line: None)
     thresholds = thresholds or model.thresholds
-    say(f"simulating and scoring the own branch (seed {seed}, {events} events)")
-    own = Scored("own", simulate(seed, events), model, thresholds)
-    train_mask = time_split(own.epochs)
-    train, test = own.subset(train_mask, "own training split"), own.subset(~train_mask, "own test split")
+    if worlds:
+        say(f"simulating and scoring the own branches (seed {seed}, {worlds} worlds, {events} events)")
+        parts = [Scored(name, items, model, thresholds) for name, items in simulate_worlds(seed, worlds, events)]
+        masks = [time_split(part.epochs) for part in parts]
+        train = Scored.concat([p.subset(m, p.name) for p, m in zip(parts, masks)], "own training split")
+        test = Scored.concat([p.subset(~m, p.name) for p, m in zip(parts, masks)], "own test split")
+    else:
+        say(f"simulating and scoring the own branch (seed {seed}, {events} events)")
+        own = Scored("own", simulate(seed, events), model, thresholds)
+        train_mask = time_split(own.epochs)
+        train, test = own.subset(train_mask, "own training split"), own.subset(~train_mask, "own test split")
     say(f"simulating and scoring the shifted set ({len(shifted_seeds)} branches, {shifted_events} events)")
     shifted = shifted_set(model, thresholds, shifted_events, shifted_seeds)
     say(f"generating and scoring the independent branch ({len(independent_seeds)} branches, "
@@ -292,10 +311,13 @@ def evaluate(model: FraudModel, *, thresholds: Thresholds | None = None, seed: i
     report = {
         "model": {"name": model.name, "version": model.version, "sha256": model.sha256,
                   "thresholds": {"amber": thresholds.amber, "red": thresholds.red}},
-        "data": {"seed": seed, "events": events, "test_split": "last 20% of the simulated time span",
+        "data": {"seed": seed, "events": events, "worlds": worlds,
+                 "test_split": ("last 20% of each simulated world's time span" if worlds
+                                else "last 20% of the simulated time span"),
                  # Another length of the training seed's run moves the cut: days the model trained on
                  # would then be scored as if unseen.
-                 "own_test_held_out": seed != trained[0] or events == trained[1],
+                 "own_test_held_out": (seed != trained[0] or events == trained[1])
+                 and (seed != trained[0] or worlds == int(model.manifest.get("worlds", 0))),
                  "shifted_seeds": list(shifted_seeds), "shifted_events": len(shifted.labels),
                  "independent_seeds": list(independent_seeds), "independent_events": len(other.labels)},
         "model_metrics": {key: model_metrics(data) for key, data in sets.items()},
@@ -372,10 +394,15 @@ def report_text(report: dict) -> str:
             lines.append(f"  warning: only {m['fraud_events']} fraud events; each one moves the fraud shares by "
                          f"{_pct(1 / max(m['fraud_events'], 1))}")
         if m["alerted_share_by_typology"]:
-            lines.append("  alerted share by typology:")
+            budgets = [b for b in m.get("alerted_share_by_typology_at_legit_share", {}) if float(b) <= 0.02]
+            lines.append(f"  alerted share by typology:{'':7}{'events':>8}{'model':>10}{'rule book':>12}"
+                         + "".join(f"{'model@' + _pct(float(b)).replace(' ', ''):>13}" for b in budgets))
             for name, share in m["alerted_share_by_typology"].items():
                 kind = "fraud" if name in m["fraud_typologies"] else "legit"
-                lines.append(f"    {name:18} {kind:6}{_pct(share):>10}{_pct(r['alerted_share_by_typology'].get(name)):>12}")
+                at = [m["alerted_share_by_typology_at_legit_share"][b].get(name) for b in budgets]
+                lines.append(f"    {name:18} {kind:6}{m.get('events_by_typology', {}).get(name, ''):>14}"
+                             f"{_pct(share):>10}{_pct(r['alerted_share_by_typology'].get(name)):>12}"
+                             + "".join(f"{_pct(v):>13}" for v in at))
     leak = report.get("leakage")
     if leak:
         lines += ["", f"leakage checks (fitted on the own training split, judged at "

@@ -39,6 +39,12 @@ Usage::
     from counterguard.models.simulate import simulate, SimConfig
     items = simulate(seed=7, n_events=60_000)
     items[0]  # {"event": {...schema v1...}, "label": 0, "typology": "ordinary"}
+    branches = simulate_worlds(seed=7, worlds=60, n_events=300_000)  # 60 branches, each its own habits
+
+``random_world(seed)`` draws one branch's habits (typology mix and fraud rate, amounts, teller-flag
+and purpose habits, payee data, missing fields) from ``WORLD_RANGES``; a model trained across many
+such branches (``python -m counterguard.models.train --worlds N``) cannot take one branch's habits
+for signs of fraud.
 
 Standard library only, so it runs in the training environment and on the gateway alike.
 """
@@ -111,6 +117,17 @@ class SimConfig:
     or at banks sharing account data); the rest leave ``payee_account_age_days`` out."""
     honest_new_payee: float = 1.0
     """Multiplier on how often honest customers pay a new payee, and a young account among them."""
+    flag_attention: float = 1.0
+    """Multiplier on every teller flag, honest customers' and victims' alike: how readily this branch's
+    tellers tick the boxes."""
+    purpose_unrecorded: float = 0.0
+    """Share of events whose purpose the teller leaves out (a busy counter, a terminal that does not ask)."""
+    purpose_vague: float = 0.0
+    """Share of recorded purposes entered as ``other`` instead of the customer's own words."""
+    under_line_share: float = 0.45
+    """Share of mule cash-outs kept just under the 50,000-yuan line."""
+    amount_by_typology: dict = field(default_factory=dict)
+    """Per-typology multiplier on freely chosen amounts, on top of ``amount_scale`` (1 where absent)."""
 
     def __post_init__(self):
         unknown = set(self.mix) - set(TYPOLOGIES)
@@ -126,8 +143,14 @@ class SimConfig:
             raise ValueError(f"SimConfig.honest_new_payee must not be negative, got {self.honest_new_payee}")
         if self.amount_scale <= 0:
             raise ValueError(f"SimConfig.amount_scale must be positive, got {self.amount_scale}")
+        unknown = set(self.amount_by_typology) - set(TYPOLOGIES)
+        if unknown:
+            raise ValueError(f"SimConfig.amount_by_typology has unknown typologies {sorted(unknown)}")
+        if self.flag_attention < 0 or min(self.amount_by_typology.values(), default=1.0) <= 0:
+            raise ValueError("SimConfig.flag_attention must not be negative and amount_by_typology must be positive")
         for name in ("business_share", "elderly_share", "young_share", "victim_silence", "old_mule_share",
-                     "missing", "coached_share", "watchlisted_mule_share", "payee_age_known"):
+                     "missing", "coached_share", "watchlisted_mule_share", "payee_age_known",
+                     "purpose_unrecorded", "purpose_vague", "under_line_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"SimConfig.{name} must be a share between 0 and 1, got {getattr(self, name)}")
         if self.elderly_share + self.young_share > 1.0:
@@ -155,6 +178,7 @@ class _Branch:
         self.working_age = [c for c in self.customers if 25 <= c.age <= 65]
         self.business = [c for c in self.customers if c.business]
         self.watchlisted: set[str] = set()
+        self.amount_factor = 1.0  # the current typology's amount_by_typology
 
     # --- population -------------------------------------------------------------------------------
     def new_account(self) -> str:
@@ -181,7 +205,8 @@ class _Branch:
 
     # --- helpers ------------------------------------------------------------------------------------
     def flags(self, **p: float) -> list[str]:
-        return [name for name, chance in p.items() if self.rng.random() < chance]
+        attention = self.cfg.flag_attention
+        return [name for name, chance in p.items() if self.rng.random() < chance * attention]
 
     def honest_flags(self, elderly: bool) -> list[str]:
         n = self.cfg.flag_noise
@@ -225,7 +250,7 @@ class _Branch:
 
     def money(self, lo: float, hi: float, step: float = 100.0) -> float:
         """A log-uniform amount (times ``amount_scale``) rounded the way people ask for cash."""
-        value = math.exp(self.rng.uniform(math.log(lo), math.log(hi))) * self.cfg.amount_scale
+        value = math.exp(self.rng.uniform(math.log(lo), math.log(hi))) * self.cfg.amount_scale * self.amount_factor
         return float(max(step, round(value / step) * step))
 
     def under_line(self) -> float:
@@ -264,6 +289,10 @@ class _Branch:
                 event["payee_account_age_days"] = int(payee_age)
         if flags:
             event["teller_flags"] = sorted(set(flags))
+        if purpose is not None and self.cfg.purpose_unrecorded and rng.random() < self.cfg.purpose_unrecorded:
+            purpose = None
+        if purpose is not None and self.cfg.purpose_vague and rng.random() < self.cfg.purpose_vague:
+            purpose = "other"
         if purpose is not None:
             event["purpose"] = purpose
         return event
@@ -413,7 +442,7 @@ class _Branch:
         for _ in range(rng.choice((1, 1, 2, 2, 3))):
             inbound = self.money(15_000, 200_000)
             count = rng.randint(4, 40)
-            if rng.random() < 0.45:
+            if rng.random() < self.cfg.under_line_share:
                 amount = self.under_line()
                 inbound = max(inbound, amount / rng.uniform(0.85, 1.0))
             else:
@@ -462,6 +491,7 @@ def simulate(seed: int, n_events: int, *, config: SimConfig | None = None) -> li
         arrivals = _poisson(rng, cfg.events_per_day)
         for _ in range(arrivals):
             typology = branch.pick(cfg.mix)
+            branch.amount_factor = cfg.amount_by_typology.get(typology, 1.0)
             first = opening + rng.uniform(0, 8 * 3600 - 600)
             visit_at = first
             for n, event in enumerate(makers[typology](day)):
@@ -495,17 +525,128 @@ SHIFTED_SEEDS = (1009, 2027, 4093)
 """Seeds for the shifted set; the training seed (7) is not among them."""
 
 
+# --- many branches instead of one ---------------------------------------------------------------------
+# A model that learns one simulated branch learns that branch's habits too: its amounts, how often its
+# tellers tick a box, how often its customers name a purpose, how much of its traffic is fraud. A real
+# branch has habits of its own. Training across many branches, each drawing its own habits from the
+# ranges below, leaves the model only what holds in all of them. The ranges are assumptions, wide on
+# purpose, around the reference branch (``SimConfig()``) and ``SHIFTED``.
+WORLD_RANGES = {
+    "events_per_day": (150.0, 400.0),
+    "counters": (2, 6),
+    "customers": (2000, 8000),
+    "business_share": (0.02, 0.08),
+    "elderly_share": (0.15, 0.50),
+    "young_share": (0.10, 0.30),
+    "amount_scale": (0.5, 2.0),            # log-uniform
+    "amount_by_typology": (0.5, 2.0),      # log-uniform, each typology on its own
+    "lookalike_weight": (1 / 3, 3.0),      # log-uniform, each honest look-alike on its own
+    "fraud_weight": (1 / 3, 3.0),          # log-uniform, each fraud typology on its own
+    "fraud_rate": (0.4, 2.5),              # log-uniform multiplier on all fraud at once
+    "flag_noise": (0.5, 2.5),              # log-uniform
+    "flag_attention": (0.4, 1.3),
+    "victim_silence": (0.1, 0.5),
+    "old_mule_share": (0.1, 0.6),
+    "coached_share": (0.1, 0.6),
+    "watchlisted_mule_share": (0.0, 0.4),
+    "missing": (0.0, 0.2),
+    "payee_age_known": (0.2, 0.9),
+    "honest_new_payee": (0.6, 2.0),        # log-uniform
+    "purpose_unrecorded": (0.0, 0.4),
+    "purpose_vague": (0.0, 0.3),
+    "under_line_share": (0.15, 0.7),
+}
+LOOKALIKES = tuple(name for name in LEGITIMATE if name != "ordinary")
+
+
+def random_world(seed: int) -> SimConfig:
+    """One branch with its own habits drawn from ``WORLD_RANGES``; the same seed gives the same branch."""
+    rng = random.Random(seed)
+    r = WORLD_RANGES
+
+    def uniform(name):
+        return rng.uniform(*r[name])
+
+    def log_uniform(name):
+        lo, hi = r[name]
+        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+    reference = SimConfig()
+    fraud_rate = log_uniform("fraud_rate")
+    mix = {"ordinary": reference.mix["ordinary"]}
+    mix.update({name: reference.mix[name] * log_uniform("lookalike_weight") for name in LOOKALIKES})
+    mix.update({name: reference.mix[name] * log_uniform("fraud_weight") * fraud_rate for name in FRAUD})
+    elderly = uniform("elderly_share")
+    salary = tuple(sorted(rng.sample(range(1, 29), rng.randint(1, 3))))
+    return SimConfig(
+        start=date(2023, 1, 2) + timedelta(days=rng.randrange(3 * 365)),
+        events_per_day=uniform("events_per_day"),
+        counters=rng.randint(*r["counters"]),
+        customers=rng.randint(*r["customers"]),
+        business_share=uniform("business_share"),
+        elderly_share=elderly,
+        young_share=min(uniform("young_share"), 1.0 - elderly),
+        amount_scale=log_uniform("amount_scale"),
+        salary_days=salary,
+        mix=mix,
+        flag_noise=log_uniform("flag_noise"),
+        victim_silence=uniform("victim_silence"),
+        old_mule_share=uniform("old_mule_share"),
+        coached_share=uniform("coached_share"),
+        watchlisted_mule_share=uniform("watchlisted_mule_share"),
+        missing=uniform("missing"),
+        payee_age_known=uniform("payee_age_known"),
+        honest_new_payee=log_uniform("honest_new_payee"),
+        flag_attention=uniform("flag_attention"),
+        purpose_unrecorded=uniform("purpose_unrecorded"),
+        purpose_vague=uniform("purpose_vague"),
+        under_line_share=uniform("under_line_share"),
+        amount_by_typology={name: log_uniform("amount_by_typology") for name in TYPOLOGIES},
+    )
+
+
+def world_seeds(seed: int, worlds: int) -> list[int]:
+    """The seeds of ``worlds`` branches drawn for training seed ``seed`` (none of them a ``SHIFTED_SEEDS``)."""
+    candidates = (seed * 10_000 + 100 + w for w in range(worlds + len(SHIFTED_SEEDS)))
+    return [s for s in candidates if s not in SHIFTED_SEEDS][:worlds]
+
+
+def simulate_worlds(seed: int, worlds: int, n_events: int) -> list[tuple[str, list[dict]]]:
+    """``(name, items)`` for ``worlds`` randomized branches sharing ``n_events`` between them.
+
+    Each branch is its own population and its own time line (replay each on its own: accounts and
+    histories do not cross branches); event ids carry the branch's seed, so they stay unique.
+    """
+    if worlds < 1 or n_events < worlds:
+        raise ValueError(f"need at least one world and one event per world, got {worlds} worlds, {n_events} events")
+    per_world = n_events // worlds
+    return [(f"world {w}", simulate(w, per_world, config=random_world(w))) for w in world_seeds(seed, worlds)]
+
+
 def _poisson(rng: random.Random, mean: float) -> int:
     # Normal approximation: the daily mean is in the hundreds.
     return max(1, int(round(rng.gauss(mean, math.sqrt(mean)))))
 
 
-if __name__ == "__main__":
+def main(argv=None) -> int:
+    import argparse
     import collections
-    import sys
 
-    sample = simulate(int(sys.argv[1]) if len(sys.argv) > 1 else 7, int(sys.argv[2]) if len(sys.argv) > 2 else 20_000)
-    counts = collections.Counter(item["typology"] for item in sample)
-    print(f"{len(sample)} events, fraud {sum(i['label'] for i in sample) / len(sample):.2%}")
-    for name in TYPOLOGIES:
-        print(f"  {name:16} {counts[name]}")
+    p = argparse.ArgumentParser(prog="python -m counterguard.models.simulate",
+                                description="Summarise a simulated branch, or --worlds N randomized branches.")
+    p.add_argument("seed", type=int, nargs="?", default=7)
+    p.add_argument("events", type=int, nargs="?", default=20_000)
+    p.add_argument("--worlds", type=int, default=0,
+                   help="draw N branches with their own habits (default: the reference branch)")
+    args = p.parse_args(argv)
+    sets = (simulate_worlds(args.seed, args.worlds, args.events) if args.worlds
+            else [("reference branch", simulate(args.seed, args.events))])
+    for name, sample in sets:
+        counts = collections.Counter(item["typology"] for item in sample)
+        print(f"{name}: {len(sample)} events, fraud {sum(i['label'] for i in sample) / len(sample):.2%}: "
+              + ", ".join(f"{n} {counts[n]}" for n in TYPOLOGIES))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

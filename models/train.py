@@ -4,6 +4,12 @@ Reproduce the bundled model (needs the ``train`` extra, i.e. tensorflow-cpu; abo
 
     python -m counterguard.models.train --seed 7 --events 150000 --out models/
 
+Train across many simulated branches, each drawing its own habits (typology mix, fraud rate, amounts,
+teller-flag and purpose habits; ``simulate.random_world``), each split by time on its own
+(models/README.md, "Cold start")::
+
+    python -m counterguard.models.train --seed 7 --events 2400000 --worlds 480 --out challenger/
+
 Train on a bank's own labelled events as well (models/cases.py; each file is replayed on its own,
 split by time like the simulated events, and the thresholds are set on its training part)::
 
@@ -44,7 +50,7 @@ import numpy as np
 from counterguard.core.events import parse_event
 from counterguard.core.features import DAY, FEATURE_NAMES, FEATURES_VERSION, event_features, summarise_history
 from counterguard.models.cases import CasesError, file_digest, load_cases
-from counterguard.models.simulate import TYPOLOGIES, SimConfig, simulate
+from counterguard.models.simulate import TYPOLOGIES, SimConfig, simulate, simulate_worlds
 
 NAME = "counterguard-v1"
 VERSION = "2.0.0"
@@ -57,6 +63,7 @@ RED_LEGIT_SHARE = 0.002
 HIDDEN = (64, 32)
 EPOCHS = 20
 EVENTS = 150_000
+WORLDS = 0  # simulated branches with their own habits (0: the reference branch alone)
 BATCH = 256
 CALIBRATION_BATCH = 256
 CALIBRATION_BATCHES = 32
@@ -300,31 +307,58 @@ def typology_order(typologies: np.ndarray) -> list[str]:
     return [n for n in TYPOLOGIES if n in present] + sorted(present - set(TYPOLOGIES))
 
 
+def pooled(sources: list["Source"], name: str) -> "Source":
+    """Several simulated sources as one, each keeping its own time split."""
+    whole = object.__new__(Source)
+    whole.name, whole.cases = name, False
+    for key in ("x", "y", "train", "typologies"):
+        setattr(whole, key, np.concatenate([getattr(s, key) for s in sources]))
+    return whole
+
+
 class Source:
     """One replayed set of events (the simulator's, or one cases file): features, labels, time split."""
 
-    def __init__(self, name: str, items: list[dict], *, cases: bool):
+    def __init__(self, name: str, items: list[dict], *, cases: bool, check: bool = True):
         self.name = name
         self.cases = cases  # a bank's labelled events, not the simulator's
         self.x, self.y, when = feature_rows(items)
         self.train = time_split(when)
         self.typologies = np.asarray([item.get("typology") or "" for item in items])
-        if self.y[self.train].sum() == 0 or self.y[~self.train].sum() == 0:
+        # One of many simulated worlds may be short of fraud on its own; the worlds are judged together.
+        if check and (self.y[self.train].sum() == 0 or self.y[~self.train].sum() == 0):
             raise SystemExit(f"{name}: {len(self.y)} events give no fraud in the first 80 % or the last 20 % of their "
                              "time span; use more events")
 
 
+def simulated_sources(seed: int, n_events: int, worlds: int = 0, config: SimConfig | None = None) -> list[Source]:
+    """The simulated part of training: one reference branch, or ``worlds`` branches with their own habits,
+    each replayed and split by time on its own."""
+    if not n_events:
+        return []
+    if not worlds:
+        return [Source("simulated", simulate(seed, n_events, config=config), cases=False)]
+    if config is not None:
+        raise ValueError("a config sets one branch; --worlds draws each branch's own")
+    sources = [Source(name, items, cases=False, check=False) for name, items in simulate_worlds(seed, worlds, n_events)]
+    if sum(int(s.y[s.train].sum()) for s in sources) == 0 or sum(int(s.y[~s.train].sum()) for s in sources) == 0:
+        raise SystemExit(f"{worlds} worlds of {n_events // worlds} events give no fraud in a split; use more events")
+    return sources
+
+
 def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: SimConfig | None = None,
-          cases=(), cases_weight: float = 1.0, log=print) -> dict:
+          cases=(), cases_weight: float = 1.0, worlds: int = 0, log=print) -> dict:
     """The whole pipeline; writes the model, manifest and golden rows into ``out``. Returns the manifest.
 
     ``n_events`` simulated events (0 for none) and each labelled-cases file in ``cases`` are replayed
-    and split by time on their own. With cases, the thresholds are set on the cases' training part
-    (the bank's own customers), and case rows weigh ``cases_weight`` times a simulated row.
+    and split by time on their own. With ``worlds``, the simulated events are shared between that
+    many randomized branches (``simulate_worlds``), each split by time on its own; thresholds and the
+    headline metrics then pool the branches. With cases, the thresholds are set on the cases'
+    training part (the bank's own customers), and case rows weigh ``cases_weight`` times a simulated row.
     """
     t0 = time.monotonic()
     seed_everything(seed)
-    sources = [Source("simulated", simulate(seed, n_events, config=config), cases=False)] if n_events else []
+    sources = simulated_sources(seed, n_events, worlds, config)
     case_records = []
     for path in cases:
         items, problems = load_cases(path)
@@ -345,7 +379,7 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     x_train, y_train = training_rows(sources)
     mean, scale = standardiser(x_train)
     std = lambda rows: standardised(rows, mean, scale)  # noqa: E731
-    for s in sources:
+    for s in sources if not worlds else [pooled(sources[:worlds], f"{worlds} simulated worlds")] + sources[worlds:]:
         log(f"{s.name}: {len(s.y)} events ({s.y.mean():.2%} fraud): {int(s.train.sum())} train, "
             f"{int((~s.train).sum())} test")
 
@@ -361,6 +395,9 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     amber, red = choose_thresholds(train_scores, y_threshold)
     band = lambda s: np.digitize(s, [amber, red])  # noqa: E731  (0 green, 1 amber, 2 red)
     by_source = {}
+    if worlds:  # judged together: the last 20 % of each world's time
+        sources = [pooled(sources[:worlds], "simulated")] + sources[worlds:]
+        primary = [s for s in sources if s.cases] or sources
     for s in sources:
         x_test, y_test = s.x[~s.train], s.y[~s.train]
         test_scores = int8_scores(tflite, std(x_test))
@@ -377,6 +414,8 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     model_path = write_model(out, NAME, tflite)
     split = ("last 20% of the simulated time span, int8 model" if not case_records else
              f"last 20% of the time span of {primary[0].name}, int8 model")
+    if worlds and not case_records:
+        split = f"last 20% of each of the {worlds} simulated worlds' time span, int8 model"
     manifest = {
         **card_head(NAME, VERSION, mean, scale, tflite, amber, red),
         "threshold_rule": f"lowest int8 score levels alerting at most {AMBER_LEGIT_SHARE:.1%} (amber) and "
@@ -386,6 +425,7 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
                     "train_legit_alerted_share": round(float((train_scores[y_threshold == 0] >= amber).mean()), 4)},
         "seed": seed,
         "events": n_events,
+        **({"worlds": worlds} if worlds else {}),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if case_records:
@@ -409,6 +449,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m counterguard.models.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=7, help="seed for the simulator, numpy, python and keras (default 7)")
     p.add_argument("--events", type=int, default=EVENTS, help=f"simulated events (default {EVENTS})")
+    p.add_argument("--worlds", type=int, default=WORLDS,
+                   help="share the simulated events between N branches, each drawing its own habits (typology mix, "
+                        f"fraud rate, amounts, teller-flag and purpose habits); 0 for the reference branch alone "
+                        f"(default {WORLDS})")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs (default {EPOCHS})")
     p.add_argument("--out", type=Path, default=Path("models"), help="folder for the model, manifest and golden rows")
     p.add_argument("--cases", type=Path, action="append", default=[], metavar="FILE.jsonl",
@@ -423,12 +467,15 @@ def main(argv=None) -> int:
         p.error("--events must be at least 1000 so both splits hold some fraud (or 0, to train on --cases alone)")
     if not args.cases_weight > 0:
         p.error("--cases-weight must be greater than 0")
+    if args.worlds < 0 or (args.worlds and args.events and args.events < 1000 * args.worlds):
+        p.error("--worlds must be 0 or more, with at least 1000 --events per world")
     try:
         import tensorflow  # noqa: F401
     except ImportError:
         p.error("training needs TensorFlow: pip install 'counterguard[train]' (tensorflow-cpu) and run again")
     try:
-        train(args.seed, args.events, args.out, epochs=args.epochs, cases=args.cases, cases_weight=args.cases_weight)
+        train(args.seed, args.events, args.out, epochs=args.epochs, cases=args.cases, cases_weight=args.cases_weight,
+              worlds=args.worlds)
     except CasesError as e:
         p.exit(2, f"python -m counterguard.models.train: {e}\n")
     return 0

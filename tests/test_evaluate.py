@@ -155,7 +155,9 @@ def test_coached_victims_still_pay_a_new_payee():
 
 
 @pytest.mark.parametrize("knob, value", [("amount_scale", 0), ("coached_share", 1.5), ("young_share", 0.9),
-                                         ("payee_age_known", 2.0), ("honest_new_payee", -1.0)])
+                                         ("payee_age_known", 2.0), ("honest_new_payee", -1.0),
+                                         ("purpose_unrecorded", 1.5), ("under_line_share", -0.1),
+                                         ("flag_attention", -1.0), ("amount_by_typology", {"card_skimming": 2.0})])
 def test_an_impossible_simulator_knob_is_refused_by_name(knob, value):
     with pytest.raises(ValueError, match=knob):
         SimConfig(**{knob: value})
@@ -282,6 +284,36 @@ def test_evaluate_warns_when_its_own_test_split_is_not_the_models_unseen_days():
     assert report["data"]["seed"] == model.manifest["seed"]
 
 
+
+def test_a_model_from_many_simulated_worlds_is_judged_on_the_later_days_of_each_world_with_typology_counts():
+    model = FraudModel.load(default_model_path())
+    report, sets = evaluate(model, seed=3, events=6000, worlds=3, shifted_events=3000, independent_events=3000)
+    assert report["data"]["worlds"] == 3 and "each simulated world" in report["data"]["test_split"]
+    assert report["data"]["own_test_held_out"] is True  # not the seed the model trained on
+    assert 0.15 * 6000 < len(sets["own_test"].labels) < 0.25 * 6000
+    m = report["model_metrics"]["independent"]
+    assert sum(m["events_by_typology"].values()) == m["events"] == 3000
+    assert set(m["alerted_share_by_typology_at_legit_share"]) == {"0.005", "0.01", "0.02", "0.04"}
+    # at a larger alert budget every typology is alerted at least as often
+    at = m["alerted_share_by_typology_at_legit_share"]
+    assert all(at["0.005"][t] <= at["0.02"][t] for t in m["events_by_typology"])
+    assert "model@2.0%" in report_text(report)
+
+
+
+def test_the_cold_start_table_puts_each_model_next_to_the_rule_book_per_budget_and_typology():
+    from counterguard.models.cold_start import judge, table
+    from counterguard.models.simulate import simulate_worlds
+
+    model = FraudModel.load(default_model_path())
+    sets = {"held-out worlds": simulate_worlds(8, 2, 6000)}
+    text = table({"bundled": judge(model, sets), "again": judge(model, sets)})
+    rows = [line for line in text.splitlines() if line.startswith("| held-out worlds |")]
+    assert [r.split(" | ")[1] for r in rows] == ["rule book", "bundled", "again"]
+    assert rows[1].split(" | ")[2:] == rows[2].split(" | ")[2:]  # the same model judged twice agrees
+    assert "fraud alerted at 2.0 %" in text and "| safe_account (fraud) |" in text
+
+
 # --- a bank's own labelled events -----------------------------------------------------------------
 
 def write_cases(path, items) -> None:
@@ -351,6 +383,19 @@ def test_few_fraud_cases_are_called_out_in_the_report(tmp_path):
     # Without --no-fail a target NOT MET is a failed run.
     if "NOT MET" in done.stdout:
         assert run_cli("evaluate", "--cases", str(tmp_path / "few.jsonl")).returncode == 1
+
+
+def test_a_target_not_met_fails_the_run_unless_no_fail_and_quiet_drops_the_progress_lines(tmp_path):
+    # Labels turned round: the model's alerts land on the "honest" customers, so no target can be met.
+    items = [dict(i, label=1 - i["label"], typology="") for i in simulate(SHIFTED_SEEDS[1], 3000, config=SHIFTED)]
+    write_cases(tmp_path / "upside-down.jsonl", items)
+    gate = run_cli("evaluate", "--cases", str(tmp_path / "upside-down.jsonl"))
+    assert gate.returncode == 1 and "NOT MET" in gate.stdout and "Traceback" not in gate.stderr
+    assert "targets NOT MET (--no-fail to exit 0 anyway)" in gate.stderr.splitlines()[-1]
+    assert "counterguard evaluate: reading and scoring" in gate.stderr  # progress while it works
+    record = run_cli("evaluate", "--cases", str(tmp_path / "upside-down.jsonl"), "--no-fail", "--quiet")
+    assert record.returncode == 0 and record.stdout == gate.stdout
+    assert "counterguard evaluate" not in record.stderr  # (the TFLite runtime may still announce itself)
 
 
 def test_labelled_cases_suggest_the_thresholds_that_hold_their_alert_budget():

@@ -16,7 +16,17 @@ from counterguard.core.decision import Thresholds
 from counterguard.core.events import parse_event
 from counterguard.core.features import FEATURE_NAMES, FEATURES_VERSION, NO_HISTORY, History, event_features
 from counterguard.gateway.scoring.model import FraudModel, ModelError, default_model_path
-from counterguard.models.simulate import FRAUD, TYPOLOGIES, SimConfig, simulate
+from counterguard.models.simulate import (
+    FRAUD,
+    SHIFTED_SEEDS,
+    TYPOLOGIES,
+    WORLD_RANGES,
+    SimConfig,
+    random_world,
+    simulate,
+    simulate_worlds,
+    world_seeds,
+)
 from counterguard.models.train import feature_rows, time_split
 
 GOLDEN = default_model_path().with_name("golden.json")
@@ -274,6 +284,48 @@ def test_a_simulator_config_with_an_unknown_typology_is_refused():
         SimConfig(mix={"ordinary": 1.0, "card_skimming": 0.1})
 
 
+# --- many simulated branches, each with its own habits -----------------------------------------------
+
+def test_each_simulated_world_draws_its_own_habits_and_the_same_seed_draws_the_same_world():
+    worlds = [random_world(s) for s in world_seeds(7, 40)]
+    assert random_world(world_seeds(7, 1)[0]) == worlds[0]
+    fraud_share = [sum(w.mix[n] for n in FRAUD) / sum(w.mix.values()) for w in worlds]
+    assert max(fraud_share) > 2 * min(fraud_share)  # fraud rate varies
+    for knob in ("amount_scale", "flag_attention", "purpose_unrecorded", "coached_share", "payee_age_known"):
+        values = [getattr(w, knob) for w in worlds]
+        lo, hi = WORLD_RANGES[knob]
+        assert lo <= min(values) < max(values) <= hi, knob
+    # the honest look-alikes and each typology's amounts move from world to world, not all together
+    assert len({round(w.mix["business_cash"] / w.mix["trader_cash"], 6) for w in worlds}) == len(worlds)
+    assert len({round(w.amount_by_typology["safe_account"], 6) for w in worlds}) == len(worlds)
+    assert not set(world_seeds(7, 1000)) & set(SHIFTED_SEEDS)
+
+
+def test_simulated_worlds_are_separate_branches_with_their_own_time_lines_and_typology_mixes():
+    worlds = simulate_worlds(7, 4, 12_000)
+    assert [len(items) for _, items in worlds] == [3000] * 4
+    ids = [item["event"]["event_id"] for _, items in worlds for item in items]
+    assert len(set(ids)) == len(ids)
+    accounts = [{item["event"]["account"] for item in items} for _, items in worlds]
+    assert not accounts[0] & accounts[1]
+    for _, items in worlds:
+        events = [parse_event(item["event"]) for item in items]
+        assert all(a.ts <= b.ts for a, b in zip(events, events[1:]))
+    shares = [Counter(item["typology"] for item in items) for _, items in worlds]
+    assert len({s["business_cash"] for s in shares}) > 1 and len({s["safe_account"] for s in shares}) > 1
+    assert simulate_worlds(7, 4, 12_000) == worlds  # reproducible
+
+
+def test_a_branch_whose_tellers_skip_the_purpose_and_the_flags_sends_fewer_of_them():
+    quiet = SimConfig(purpose_unrecorded=0.5, purpose_vague=0.5, flag_attention=0.3)
+    ref, other = simulate(4, 6000), simulate(4, 6000, config=quiet)
+    share = lambda items, key: sum(key in i["event"] for i in items) / len(items)  # noqa: E731
+    assert share(other, "purpose") < 0.7 * share(ref, "purpose")
+    assert share(other, "teller_flags") < 0.5 * share(ref, "teller_flags")
+    vague = lambda items: sum(i["event"].get("purpose") == "other" for i in items) / len(items)  # noqa: E731
+    assert vague(other) > vague(ref)
+
+
 # --- training end to end (only where TensorFlow is installed) ---------------------------------------
 
 def test_training_end_to_end_writes_a_model_the_gateway_loads(tmp_path):
@@ -307,7 +359,7 @@ def test_training_on_a_banks_labelled_cases_sets_thresholds_on_them_and_names_th
     record = manifest["cases"][0]
     assert record == {"file": "region.jsonl", "sha256": file_digest(cases), "events": 6000,
                       "fraud_events": sum(i["label"] for i in items), "bad_lines": 1}
-    assert manifest["events"] == 0 and manifest["cases_weight"] == 2.0
+    assert manifest["events"] == 0 and manifest["cases_weight"] == 2.0 and "worlds" not in manifest
     assert "of the labelled cases" in manifest["threshold_rule"]
     assert set(manifest["metrics_by_source"]) == {str(cases)}
     model = FraudModel.load(tmp_path / "own" / "counterguard-v1.tflite")
@@ -322,8 +374,20 @@ def test_training_on_a_banks_labelled_cases_sets_thresholds_on_them_and_names_th
     assert set(mixed["metrics_by_source"]) == {"simulated", str(cases)} and mixed["events"] == 3000
 
 
+def test_training_across_simulated_worlds_splits_each_by_time_and_names_them_in_the_card(tmp_path):
+    pytest.importorskip("tensorflow")
+    from counterguard.models.train import train
+
+    manifest = train(3, 12_000, tmp_path, epochs=1, worlds=4, log=lambda *_: None)
+    assert manifest["worlds"] == 4 and manifest["events"] == 12_000
+    assert "each of the 4 simulated worlds" in manifest["metrics"]["split"]
+    assert manifest["metrics"]["events"] == pytest.approx(0.2 * 12_000, rel=0.1)
+    assert FraudModel.load(tmp_path / "counterguard-v1.tflite").sha256 == manifest["sha256"]
+
+
 @pytest.mark.parametrize("args, problem", [
     (["--events", "0"], "nothing to train on"),
+    (["--events", "5000", "--worlds", "10"], "at least 1000 --events per world"),
     (["--events", "500"], "at least 1000"),
     (["--cases", "/nonexistent/cases.jsonl", "--events", "0"], "/nonexistent/cases.jsonl"),
     (["--cases", "x.jsonl", "--cases-weight", "0"], "--cases-weight must be greater than 0"),
@@ -345,4 +409,5 @@ def test_the_documented_training_command_is_the_one_behind_the_bundled_model():
 
     manifest = json.loads(default_model_path().with_suffix(".json").read_text())
     assert (manifest["seed"], manifest["events"], manifest["version"]) == (7, training.EVENTS, training.VERSION)
+    assert manifest.get("worlds", 0) == training.WORLDS
     assert manifest["metrics"]["int8_float_level_agreement"] >= 0.99
