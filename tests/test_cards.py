@@ -122,3 +122,20 @@ def test_a_wrong_card_field_is_named(body, field):
     with pytest.raises(SchemaError) as caught:
         parse_event({k: v for k, v in body.items() if v is not None}, KEY)
     assert caught.value.field == field
+
+
+def test_a_card_event_goes_to_the_centre_for_learning_keyed_by_the_person(store):
+    import json
+
+    from counterguard.gateway.link.upload import EventUpload
+
+    carrier = pipeline(store, "carrier")
+    reply = send(carrier, sim(customer_age=19, sims_requested=5, for_self=False, accompanied=True))
+    upload = EventUpload(store, carrier.assessor.watchlist.hash, gateway_id="gw-carrier", batch_events=10)
+    seq = upload.queue_next()
+    row = next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq)
+    text = upload.body(row.payload)
+    [sent] = json.loads(text)["events"]
+    assert sent["kind"] == "sim_activation" and sent["level"] == reply.body["level"] == "red"
+    assert sent["account_hash"] == identity_hash(KEY, "resident_id", STUDENT) and STUDENT not in text
+    assert sent["features"] is None  # the withdrawal model's inputs do not apply to cards

@@ -27,6 +27,7 @@ import time
 
 from counterguard.core import messages
 from counterguard.core.features import FEATURES_VERSION
+from counterguard.core.identity import is_identity_hash
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ class EventUpload:
          features, shadow_score, shadow_version, decided_wall) = r
         if account not in hashes:
             try:
-                hashes[account] = self.account_hash(account)
+                # A SIM card or account opening is keyed by the person, already a keyed hash.
+                hashes[account] = account if is_identity_hash(account) else self.account_hash(account)
             except ValueError:  # not an account number (a replay of old test data): sent without one
                 hashes[account] = None
         head = messages.dumps({
