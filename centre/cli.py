@@ -510,6 +510,18 @@ def _promote(args) -> int:
 
     if args.canary is None and not args.all:
         raise CommandError("say where: --canary PERCENT (a sample of gateways first) or --all")
+    from counterguard.centre.comparison import promotion_problems
+
+    cfg = _config(args)
+    with _open_store(cfg, create=False) as store:
+        problems = promotion_problems(store, now=time.time(), honest_after_days=cfg.learning.honest_after_days,
+                                      challenger=args.challenger)
+    if problems and not args.without_judgement:
+        raise CommandError("the challenger's shadow is not judged yet: " + "; ".join(problems)
+                           + " ('centre compare' shows the figures; --without-judgement REASON promotes anyway)")
+    if problems:
+        log.warning("centre: promoting without a judged shadow (%s): %s", args.without_judgement, "; ".join(problems))
+        print(f"promoting without a judged shadow, because: {args.without_judgement}", file=sys.stderr)
 
     def build(downlink):
         try:
@@ -890,6 +902,9 @@ def add_commands(sub) -> None:
     p.add_argument("--canary", type=float, metavar="PERCENT", help="share of the gateways to start with")
     p.add_argument("--all", action="store_true", help="every gateway (ends a running canary as promoted)")
     p.add_argument("--challenger", help="the challenger's model version (default: the latest in shadow)")
+    p.add_argument("--without-judgement", metavar="REASON",
+                   help="promote although the shadow was not judged (under a week, under 30 fraud labels, or worse "
+                        "at the 1 %% budget); the reason is logged")
     p.set_defaults(func=_guard(_promote))
 
     p = cmds.add_parser("rollback", help="put the previous model back on the running canary's gateways, at once",

@@ -23,6 +23,8 @@ from counterguard.centre.labels import labelled_events
 from counterguard.centre.learning import BUDGETS, recall_at
 
 FEW_FRAUD = 30  # below this, one more fraud caught moves a recall by more than 3 points
+SHADOW_DAYS = 7  # a week of the branches' rhythm (salary days, weekends) before a challenger decides
+JUDGED_BUDGET = "0.01"  # the alert budget the promotion gate compares at
 
 
 class CompareError(ValueError):
@@ -98,3 +100,29 @@ def text(report: dict) -> str:
         lines.append(f"only {report['fraud']} fraud labels: the intervals are wide; wait for more outcomes or "
                      "import confirmed cases before promoting")
     return "\n".join(lines)
+
+
+def promotion_problems(store, *, now: float, honest_after_days: float, challenger: str | None = None) -> list[str]:
+    """Why a challenger may not yet become the model in force, or [] when its shadow was judged:
+    at least SHADOW_DAYS of shadowed events, FEW_FRAUD fraud labels, and a recall at the 1 %
+    budget no worse than the model in force's on the same events."""
+    try:
+        report = compare(store, now=now, honest_after_days=honest_after_days, challenger=challenger)
+    except CompareError as exc:
+        return [str(exc)]
+    problems = []
+    from datetime import datetime
+
+    span = (datetime.fromisoformat(report["to"]) - datetime.fromisoformat(report["from"])).total_seconds() / 86400
+    if span < SHADOW_DAYS:
+        problems.append(f"its shadow covers {span:.1f} days of labelled events ({report['from']} to {report['to']}); "
+                        f"judge it over at least {SHADOW_DAYS} days")
+    if not report["enough_labels"]:
+        problems.append(f"only {report['fraud']} fraud labels stand behind the comparison; at least {FEW_FRAUD} are "
+                        "needed (wait for outcomes, or import confirmed cases with 'centre label')")
+    pair = report["at_budget"][JUDGED_BUDGET]
+    mine, theirs = pair["challenger"]["recall"], pair["model_in_force"]["recall"]
+    if mine is not None and theirs is not None and mine < theirs:
+        problems.append(f"at the 1 % alert budget it catches {mine:.1%} of fraud against {theirs:.1%} for the model "
+                        "in force on the same events")
+    return problems

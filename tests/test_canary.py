@@ -128,10 +128,18 @@ def test_a_broken_challenger_is_rolled_back_on_its_canary_group_by_the_running_c
         push(lambda d: d.push_model("all", broken, shadow=True))
         assert wait_until(lambda: all(getattr(g.pipeline.assessor.shadow, "version", None) == "broken-1"
                                       for g in gateways.values()), 20)
+        # Not judged: no labelled event carries its score yet, and promoting is refused saying so ...
+        refused = subprocess.run([sys.executable, "-m", "counterguard", "centre", "promote", "--config",
+                                  str(tmp_path / "centre.toml"), "--canary", "50"], capture_output=True, text=True,
+                                 timeout=60)
+        assert refused.returncode != 0 and "shadow is not judged yet" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+        # ... unless someone takes it on themselves, as this rehearsal of the rollback does.
         done = subprocess.run([sys.executable, "-m", "counterguard", "centre", "promote", "--config",
-                               str(tmp_path / "centre.toml"), "--canary", "50"], capture_output=True, text=True,
-                              timeout=60)
+                               str(tmp_path / "centre.toml"), "--canary", "50", "--without-judgement",
+                               "rehearsing the rollback"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
+        assert "promoting without a judged shadow, because: rehearsing the rollback" in done.stderr
         with open_store(tmp_path / "centre.db") as store:
             [running] = store.canaries(active_only=True)
         [group] = running["gateways"]

@@ -113,17 +113,19 @@ def test_a_malformed_shadow_manifest_is_refused_before_signing(body, says):
 HONEST, FRAUD = 1000, 40
 
 
-def fleet_with_a_challenger(db) -> None:
+def fleet_with_a_challenger(db, *, days: int = 28, frauds: int | None = None, worse: bool = False) -> None:
     """1,000 honest customers scored alike by both models; 40 frauds: the model in force ranks half of
-    them above every honest customer and half among the lowest, the challenger all of them on top."""
+    them above every honest customer and half among the lowest, the challenger all of them on top
+    (``worse``: the other way round), over ``days`` days of October."""
     honest = np.linspace(0.0, 0.5, HONEST)
     events = []
     for i, score in enumerate(honest):
         events.append(("h", i, float(score), float(score), ""))
-    for i in range(FRAUD):
-        events.append(("f", i, 0.9 if i % 2 else 0.1, 0.95, "investment" if i < 10 else "impersonation"))
+    for i in range(FRAUD if frauds is None else frauds):
+        pair = (0.9 if i % 2 else 0.1, 0.95)
+        events.append(("f", i, *(pair[::-1] if worse else pair), "investment" if i < 10 else "impersonation"))
     rows = [{"event_id": f"{kind}-{i}", "counter": 1, "kind": "cash_withdrawal", "amount": 1000.0,
-             "ts": f"2026-10-{1 + i % 28:02d}T10:00:00+08:00", "account_hash": None, "level": "green",
+             "ts": f"2026-10-{1 + i % days:02d}T10:00:00+08:00", "account_hash": None, "level": "green",
              "score": champion, "reasons": [], "model_version": "2.0.0", "watchlist_version": 1,
              "features": None, "shadow_score": challenger, "shadow_version": "fleet-x", "decided_at": ISSUED}
             for kind, i, champion, challenger, _ in events]
@@ -207,3 +209,21 @@ def test_a_pushed_challenger_scores_at_a_real_gateway_and_its_scores_reach_the_c
     assert got["post-red"]["shadow_score"] == pytest.approx(got["post-red"]["score"], abs=1e-3)  # same weights
     assert centre.gateway("gw-shadow-1")["shadow_version"] == "challenger-7"
     centre.close()
+
+
+@pytest.mark.parametrize("fleet, says", [
+    ({}, None),  # four weeks, 40 fraud labels, the challenger better: judged
+    ({"days": 3}, "covers 2.0 days of labelled events"),
+    ({"frauds": 12}, "only 12 fraud labels"),
+    ({"worse": True}, "at the 1 % alert budget it catches 50.0% of fraud against 100.0%"),
+])
+def test_a_challenger_is_promoted_only_after_a_judged_shadow(tmp_path, fleet, says):
+    from counterguard.centre.comparison import promotion_problems
+
+    fleet_with_a_challenger(tmp_path / "centre.db", **fleet)
+    with open_store(tmp_path / "centre.db") as store:
+        problems = promotion_problems(store, now=time.time(), honest_after_days=30)
+    if says is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and says in problems[0], problems
