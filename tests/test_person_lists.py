@@ -206,3 +206,17 @@ def test_after_many_random_deltas_the_list_holds_exactly_what_was_sent(store):
     assert all(lists.match(WARNED, h, today) == label for h, label in held.items())
     with Store(store.path) as again:  # and the store agrees with memory
         assert {h: PersonLists(again).match(WARNED, h, today) for h in held} == held
+
+
+def test_a_terminal_without_v2_fields_or_a_customer_on_no_list_scores_as_the_bundled_model(store):
+    """v2 fields change a verdict only through the lists and the answers: a gateway whose terminal
+    sends none of them scores every event exactly as the model alone does."""
+    from counterguard.models.simulate import simulate
+
+    assessor = _assessor(store)
+    assessor.persons.apply(WARNED, full(1, [entry() for _ in range(50)]))  # other people
+    for n, item in enumerate(simulate(5, 300)):
+        v1 = parse_event(item["event"], KEY)
+        with_who = parse_event({**item["event"], "event_id": f"who-{n}", "customer_id": RESIDENT}, KEY)
+        first, second = assessor.assess(v1), assessor.assess(with_who)
+        assert (first.level, first.score, first.reasons) == (second.level, second.score, second.reasons), item
