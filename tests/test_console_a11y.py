@@ -10,6 +10,7 @@ import time
 
 import pytest
 import test_console
+from counterguard.core.messages import OUTCOMES
 from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
 from counterguard.gateway.questions import OUTCOME_TEXT, load_questions
 from conftest import wait_until
@@ -122,7 +123,7 @@ def test_a_supervisor_acknowledges_and_records_an_outcome_with_nothing_chosen_fo
     assert len(answers) == len(card.find_elements(By.CSS_SELECTOR, "label.question")) == len(questions)
     assert [a.accessible_name for a in answers] == questions
     radios = card.find_elements(By.CSS_SELECTOR, "input.outcome")
-    assert len(radios) == 4 and not any(r.is_selected() for r in radios)
+    assert len(radios) == len(OUTCOMES) and not any(r.is_selected() for r in radios)
     assert [r.accessible_name for r in radios] == [OUTCOME_TEXT[r.get_attribute("value")]["zh"] for r in radios]
     # Nor the level that handled it: no answers came from the counter and nobody called the police.
     levels = card.find_elements(By.CSS_SELECTOR, "input.handled")
