@@ -22,6 +22,7 @@ from counterguard.gateway.link.uplink import Backoff, Uplink
 from counterguard.gateway.scoring.watchlist import Watchlist
 
 from conftest import wait_until
+from fault_support import kill_broker
 
 GW, REGION, BRANCH = "gw-test-01", "610100", "b0231"
 ROOT = f"counterguard/v1/{REGION}/{BRANCH}/{GW}"
@@ -103,6 +104,74 @@ def test_broker_down_mid_stream_then_every_alert_arrives_exactly_once(store, bro
     assert len(seqs) == len(set(seqs)) == 300  # each once: the centre de-duplicates on (gateway, seq)
     assert seqs == sorted(seqs)  # drained in order
     assert uplink.stats.sessions >= 2
+
+
+def test_a_burst_of_alerts_reaches_the_centre_exactly_once_though_the_broker_is_killed_mid_burst(
+        store, broker, centre, make_uplink):
+    """A mule ring working every counter: 1,500 alerts at once, many in flight together; the broker
+    dies (SIGKILL, no goodbye) with part of the burst unreceipted while the counters raise 500 more."""
+    uplink = make_uplink(republish_after_s=600)  # no help from the resend timer: reconnects alone must do it
+    raised = [raise_alert(store, n) for n in range(1500)]
+    uplink.wake()
+    assert centre.wait_for(lambda r: len(r.alerts) >= 200, timeout=15), "nothing reached the centre"
+    kill_broker(broker)
+    assert len(centre.alerts) < 1500  # the kill really fell inside the burst
+    raised += [raise_alert(store, n) for n in range(1500, 2000)]
+    uplink.wake()
+    assert wait_until(lambda: not uplink.connected, 10)
+    broker.start()  # same port, nothing kept from before
+    assert centre.wait_for(lambda r: len(r.alerts) >= 2000 and store.outbox_depth() == 0, timeout=60), \
+        f"centre has {len(centre.alerts)} alerts, outbox {store.outbox_depth()}"
+    seqs = [a["seq"] for a in centre.alerts]
+    assert len(seqs) == len(set(seqs))  # each stored once, however often it was sent
+    assert sorted(seqs) == [a.seq for a in raised]  # and none missing
+    assert uplink.stats.receipted == 2000  # every outbox row closed by a receipt, each once
+    assert uplink.stats.sessions >= 2
+
+
+def test_an_alert_raised_behind_a_backlog_of_event_batches_reaches_the_centre_first(store, broker, make_uplink):
+    """A day's events for learning wait in 20 batches (a long outage); then a counter raises alerts.
+    When the link is back, the alerts go out ahead of every batch, though the batches are older."""
+    from counterguard.gateway.link.upload import EventUpload
+
+    watchlist = Watchlist(store)
+    watchlist.apply({"version": 1, "full": True, "add": [MULE]})
+    for n in range(400):  # the branch's ordinary day: green verdicts, each an event for learning
+        ev = parse_event({"event_id": f"day-{n}", "ts": "2024-05-06T09:30:00+08:00", "counter": 1 + n % 4,
+                          "kind": "cash_withdrawal", "account": f"62220202{n:011d}", "amount": 300 + n})
+        store.record_verdict(ev, b"{}", f"sha-day-{n}", Verdict(ev.event_id, "green", 0.02, (), "", ev.counter),
+                             Stamp(time.time(), time.monotonic(), True), model_version="m-1", watchlist_version=1,
+                             gateway_id=GW)
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=20)
+    batches = []
+    while (seq := upload.queue_next()) is not None:
+        batches.append(seq)
+    assert len(batches) == 20
+    alerts = [raise_alert(store, 1000 + n) for n in range(3)]
+    assert min(a.seq for a in alerts) > max(batches)  # the alerts are the newest rows in the outbox
+    arrived = []
+    with Receiver(broker.host, broker.port, on_record=lambda kind, body: arrived.append((kind, body["seq"]))) as centre:
+        make_uplink(upload=upload)
+        assert centre.wait_for(lambda r: len(arrived) == 23 and store.outbox_depth() == 0, timeout=20), \
+            f"{arrived} arrived, outbox {store.outbox_depth()}"
+    assert arrived == [("alert", a.seq) for a in alerts] + [("events", seq) for seq in batches]
+
+
+def test_the_uplinks_notes_skip_the_disk_wait_and_alerts_keep_theirs(tmp_path):
+    """When rows were sent and which the centre receipted is written without waiting for the disk
+    (lost in a power cut, a row is only sent again); everything after is durable again."""
+    with Store(tmp_path / "gateway.db", synchronous="FULL") as store:
+        synchronous = lambda: store.db.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+        alert = raise_alert(store, 1)
+        with store.bookkeeping():
+            store.mark_published([alert.seq], time.time())
+            assert synchronous() == 1  # NORMAL
+        assert synchronous() == 2  # FULL again for the next alert
+        with pytest.raises(RuntimeError):
+            with store.bookkeeping():
+                store.receipt([alert.seq])
+                raise RuntimeError("the uplink failed mid-note")
+        assert synchronous() == 2 and store.outbox_depth() == 1  # rolled back, and durable again
 
 
 def test_replays_after_an_outage_are_marked_historical(store, centre, make_uplink):

@@ -1,9 +1,12 @@
 """The MQTT uplink to the anti-fraud centre (docs/mqtt.md).
 
 The SQLite outbox is the source of truth, not the MQTT client's queue: one worker thread reads the
-outbox in seq order and publishes with QoS 1 inside a bounded in-flight window; only the centre's
-application receipt (``{root}/receipt``) closes a row. Each connection attempt uses a fresh client
-with a fresh last will carrying a new birth/death sequence number (bdseq), so nothing is replayed
+outbox in seq order and publishes with QoS 1 inside a bounded in-flight window (alerts,
+acknowledgements, outcomes and escalations ahead of event batches); only the centre's application
+receipt (``{root}/receipt``) closes a row. The window is refilled in chunks, and what was sent and
+what the centre receipted are noted in one store transaction per chunk, so a burst of thousands of
+alerts costs tens of store writes a second, not one per alert. Each connection attempt uses a fresh
+client with a fresh last will carrying a new birth/death sequence number (bdseq), so nothing is replayed
 from a stale client queue and a stale will is recognisable. When the connection drops the worker
 waits a jittered exponential back-off and connects again; when it is back (or the centre announces
 itself online) every unreceipted row goes out again, in order. The serial hot path never waits on
@@ -109,7 +112,8 @@ class Uplink:
                  keepalive: int = 30, heartbeat_s: float = 30, republish_after_s: float = 30,
                  historical_after_s: float = 10, status_fields=None, heartbeat_fields=None,
                  backoff_min: float = 1.0, backoff_max: float = 120.0, tls=None, window: int = 200,
-                 connect_timeout: float = 5.0, clock: Clock | None = None, downlink=None, upload=None):
+                 connect_timeout: float = 5.0, clock: Clock | None = None, downlink=None, upload=None,
+                 refill: int | None = None):
         self.store = store
         self.upload = upload  # counterguard.gateway.link.upload.EventUpload: events for learning, when idle
         self._upload_failed_at = float("-inf")
@@ -122,6 +126,9 @@ class Uplink:
         self._broker_index = 0
         self.gateway_id, self.region, self.branch = gateway_id, region, branch
         self.topics = messages.Topics(region, branch, gateway_id)  # checks the names now, not at connect
+        # Built once: checking the names again for every message of a burst costs a tenth of its time.
+        self._topic_of = {kind: self.topics.for_kind(kind)
+                          for kind in ("alert", "ack", "outcome", "escalation", "events")}
         self.keepalive = keepalive
         self.heartbeat_s = heartbeat_s
         self.republish_after_s = republish_after_s
@@ -131,6 +138,9 @@ class Uplink:
         self.backoff = Backoff(backoff_min, backoff_max)
         self.tls = tls
         self.window = max(1, int(window))
+        # A full window is topped up once this many are acknowledged by the broker, not one by one:
+        # each top-up costs a store read and a write.
+        self.refill = max(1, min(self.window, int(refill) if refill else self.window // 4))
         self.connect_timeout = connect_timeout
         self.clock = clock or Clock()
         self.stats = UplinkStats()
@@ -138,6 +148,10 @@ class Uplink:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._session: _Session | None = None
+        # Receipts from the centre, applied by the worker with its next store write (not on paho's
+        # network thread, which would stop reading broker acknowledgements while the store writes).
+        self._receipts: list[int] = []
+        self._receipts_lock = threading.Lock()
         # With the signed downlink on, an unsigned watchlist update is not listened to at all.
         self._watchlist_topics = set() if downlink is not None else set(self.topics.watchlists)
 
@@ -214,6 +228,8 @@ class Uplink:
                 log.exception("uplink: session failed; reconnecting")
             finally:
                 self._close(client, session)
+                self._settle_quietly()
+        self._settle_quietly()
 
     def _next_broker(self) -> None:
         self._broker_index = (self._broker_index + 1) % len(self.brokers)
@@ -268,13 +284,15 @@ class Uplink:
     def _serve(self, client, session) -> None:
         self._publish_status(client, session)
         # Whatever was sent before this connection may be lost with the old one: send it again, in order.
-        self.store.outbox_unpublish()
+        with self.store.bookkeeping():
+            self.store.outbox_unpublish()
         next_heartbeat = time.monotonic()
         while session.alive and not self._stopping.is_set():
             self._wake.clear()
             if session.republish_all:
                 session.republish_all = False
-                waiting = self.store.outbox_unpublish()
+                with self.store.bookkeeping():
+                    waiting = self.store.outbox_unpublish()
                 log.info("uplink: centre is online; re-announcing and resending %d unreceipted message(s)", waiting)
                 session.reannounce = True
             if session.reannounce:
@@ -290,15 +308,19 @@ class Uplink:
             self._wake.wait(max(0.0, min(next_heartbeat - time.monotonic(), 0.5)))
 
     def _drain(self, client, session) -> bool:
-        """Publish the next rows the window has room for; True if there may be more to do."""
+        """Publish the next rows the window has room for, then note them and the receipts that came in
+        meanwhile in one store transaction; True if there may be more to do."""
         with session.cond:
+            session.cond.wait_for(lambda: self.window - session.inflight >= self.refill or not session.alive
+                                  or self._receipts or self._stopping.is_set(), 0.1)
             room = self.window - session.inflight
-            if room <= 0:
-                session.cond.wait(0.1)
-                return True
+        if room < self.refill or not session.alive:
+            self._settle()  # receipts only: the window is still busy
+            return session.alive
         rows = self.store.outbox_pending(room, republish_after_s=self.republish_after_s,
                                          alerts_first=self.upload is not None)
         if not rows:
+            self._settle()
             # Nothing of the branch's waiting: time for the next batch of events for learning.
             return self.upload is not None and self._queue_upload()
         now = time.time()
@@ -313,7 +335,7 @@ class Uplink:
             else:
                 payload = messages.finalise(row.payload, seq=row.seq, region=self.region, branch=self.branch,
                                             historical=historical)
-            topic = self.topics.for_kind(row.kind)
+            topic = self._topic_of.get(row.kind) or self.topics.for_kind(row.kind)
             with session.cond:
                 session.inflight += 1
             info = client.publish(topic, payload, qos=1)
@@ -323,10 +345,35 @@ class Uplink:
                 session.alive = False  # the connection is gone; the row stays pending
                 break
             sent.append(row.seq)
-        if sent:
-            self.store.mark_published(sent, now)
-            self.stats.published += len(sent)
+        self._settle(sent, now)
+        self.stats.published += len(sent)
         return bool(sent) and session.alive
+
+    def _settle(self, sent=(), wall: float = 0.0) -> None:
+        """One store transaction for the rows just sent and the receipts waiting."""
+        with self._receipts_lock:
+            receipts, self._receipts = self._receipts, []
+        if not sent and not receipts:
+            return
+        closed = 0
+        try:
+            with self.store.bookkeeping():
+                if sent:
+                    self.store.mark_published(sent, wall)
+                if receipts:
+                    closed = self.store.receipt(receipts)
+                    self.stats.receipted += closed  # counted as the rows close, for whoever watches both
+        except BaseException:
+            self.stats.receipted -= closed
+            with self._receipts_lock:  # kept for the next try; the sent rows simply go out again
+                self._receipts[:0] = receipts
+            raise
+
+    def _settle_quietly(self) -> None:
+        try:
+            self._settle()
+        except Exception:  # the receipts stay queued; the rows they name are sent again at worst
+            log.exception("uplink: could not apply the centre's receipts")
 
     def _queue_upload(self) -> bool:
         """Queue the next events batch if one is due. A failure (the disk, a bug) costs the upload, never
@@ -398,14 +445,18 @@ class Uplink:
     def _on_publish(self, client, session, mid, reason_code, properties) -> None:
         with session.cond:
             session.inflight = max(0, session.inflight - 1)
-            session.cond.notify_all()
-        self._wake.set()
+            if self.window - session.inflight >= self.refill:
+                session.cond.notify_all()
 
     def _on_message(self, client, session, msg) -> None:
         try:
             if msg.topic == self.topics.receipt:
-                closed = self.store.receipt(messages.parse_receipt(msg.payload))
-                self.stats.receipted += closed
+                seqs = messages.parse_receipt(msg.payload)
+                with self._receipts_lock:
+                    self._receipts.extend(seqs)
+                with session.cond:
+                    session.cond.notify_all()
+                self._wake.set()
             elif msg.topic == messages.CENTRE_STATUS:
                 state = messages.parse_centre_status(msg.payload)
                 # Each session already starts by resending everything; a retained "online" seen on
