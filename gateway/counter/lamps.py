@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class SupervisorPanel:
         self.on_acknowledge = on_acknowledge
         self._button.when_pressed = self._pressed
         self.waiting = 0
+        self._beeping_until = 0.0  # monotonic time the current beep series ends
 
     def _pressed(self) -> None:
         if self.on_acknowledge is not None:
@@ -156,11 +158,21 @@ class SupervisorPanel:
         self.waiting = open_reds
         self._red.value = open_reds > 0
         if sound and open_reds > 0:
-            self._buzzer.beep(BEEP_ON_S, BEEP_OFF_S, n=PANEL_BEEPS, background=True)
+            self._beep()
+
+    def _beep(self) -> None:
+        # A burst of reds (a mule ring at several counters) is heard as one series: restarting the
+        # buzzer's thread for each would cost the counter line more than scoring the event.
+        now = time.monotonic()
+        if now < self._beeping_until:
+            return
+        self._beeping_until = now + PANEL_BEEPS * (BEEP_ON_S + BEEP_OFF_S)
+        self._buzzer.beep(BEEP_ON_S, BEEP_OFF_S, n=PANEL_BEEPS, background=True)
 
     def resound(self) -> None:
         """An alert is still unanswered: beep again (the lamp is already on)."""
-        self._buzzer.beep(BEEP_ON_S, BEEP_OFF_S, n=PANEL_BEEPS, background=True)
+        self._beeping_until = 0.0
+        self._beep()
 
     def settle(self, open_reds: int) -> None:
         """After an acknowledgement: lamp on only while others still wait; buzzer quiet."""
@@ -168,6 +180,7 @@ class SupervisorPanel:
         self._red.value = open_reds > 0
         if open_reds == 0:
             self._buzzer.off()
+            self._beeping_until = 0.0
 
     @property
     def lit(self) -> bool:
