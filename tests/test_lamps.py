@@ -75,6 +75,28 @@ def test_red_sounds_the_counter_and_panel_buzzers(board, factory):
     assert any(state for _, state in panel_buzzer.states[1:]), "panel buzzer never sounded"
 
 
+def test_a_burst_of_reds_is_one_beep_series_and_an_acknowledged_panel_beeps_again(board, factory):
+    from counterguard.gateway.counter.lamps import BEEP_OFF_S, BEEP_ON_S, PANEL_BEEPS
+
+    panel_buzzer = factory.pin(PINMAP.supervisor.buzzer)
+
+    def beeps() -> int:  # rising edges on the panel buzzer's pin
+        states = [s for _, s in panel_buzzer.states]
+        return sum(1 for a, b in zip(states, states[1:]) if b and not a)
+
+    for counter in (1, 2, 3, 4, 1):  # a mule ring at every counter within a second and a half
+        board.show_verdict(counter, "red")
+        time.sleep(0.3)  # each lands inside the series, in an off or an on beat
+    series = PANEL_BEEPS * (BEEP_ON_S + BEEP_OFF_S)
+    time.sleep(series + 0.5)
+    assert beeps() == PANEL_BEEPS, "each red restarted the panel's beeping"
+    assert board.panel.waiting == 5
+    board.acknowledged(1, open_reds_left=4)
+    board.show_verdict(2, "red")  # a new red after the series ended: heard again
+    time.sleep(series + 0.5)
+    assert beeps() == 2 * PANEL_BEEPS
+
+
 def test_green_and_amber_are_silent(board, factory):
     board.show_verdict(1, "amber")
     board.show_verdict(2, "green")
