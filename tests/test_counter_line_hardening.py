@@ -68,7 +68,14 @@ def running(tmp_path, broker, counter_line, factory):
     master, path = counter_line
     gw = Gateway(gateway_config(tmp_path, broker_port=broker.port, serial_path=path), pin_factory=factory)
     gw.start()
-    yield gw, TellerTerminal(master, timeout=15.0, retries=0)  # no resends: a missing reply fails
+    terminal = TellerTerminal(master, timeout=15.0, retries=0)  # no resends: a missing reply fails
+    # The gateway's first heartbeat on the line says it is reading: nothing sent is flushed away.
+    deadline = time.monotonic() + 30
+    while terminal.heartbeats == 0 and time.monotonic() < deadline:
+        terminal.read(0.1)
+    assert terminal.heartbeats, "the gateway never spoke on the counter line"
+    terminal.pending = []
+    yield gw, terminal
     gw.stop()
 
 
