@@ -20,6 +20,9 @@ SIM_LIMIT = 5
 ACCOUNTS_OPENED_90D_LIMIT = 2
 YOUNG, ELDERLY = 22, 65  # students and pensioners are the card dealers' recruits
 
+# The rule book's own signs (their words are core/decision.py's REASON_TEXT).
+CARD_SIGNS = ("over_card_limit", "not_for_self", "accompanied_by_helper", "young_or_elderly", "many_at_once",
+              "opened_recently", "cards_today")
 # Family, a business or devices explain cards for others; a person's own purpose does not.
 _EXPLAINED = ("family", "business", "iot")
 

@@ -29,6 +29,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from counterguard.core.cards import CARD_SIGNS
 from counterguard.core.decision import REASON_TEXT, REASONS
 from counterguard.core.dialogue import SIGNALS
 from counterguard.core.messages import ANSWERS  # noqa: F401  (what a customer said; a question not asked is not recorded)
@@ -74,6 +75,15 @@ class CaringQuestions:
     labels_zh: dict = field(default_factory=dict)  # reason -> plain Chinese words
     questions: dict = field(default_factory=dict)  # reason -> {"en": [...], "zh": [...]}
     general: dict = field(default_factory=dict)    # {"en": [...], "zh": [...]}: asked for any alert
+    # asked instead of ``general`` when the alert is about SIM cards or accounts (core/cards.py)
+    general_cards: dict = field(default_factory=dict)
+
+    def _general(self, reasons) -> tuple[str, dict]:
+        """The general section for an alert with these reasons: the cards' own for a SIM card or an
+        account opening (no money moves yet: "who asked you for this money?" makes no sense)."""
+        if self.general_cards and any(r in CARD_SIGNS for r in reasons):
+            return "general_cards", self.general_cards
+        return "general", self.general
 
     def label(self, reason: str, lang: str = "en") -> str:
         if lang == "zh":
@@ -84,7 +94,7 @@ class CaringQuestions:
         """The questions to ask for these reasons, without repeats, the general questions last.
         With ``limit``, every reason's first question comes before any reason's second one, so a
         short list still covers the most reasons (in the teller's reading order)."""
-        lists = [self.questions.get(r, {}).get(lang, []) for r in reasons] + [self.general.get(lang, [])]
+        lists = [self.questions.get(r, {}).get(lang, []) for r in reasons] + [self._general(reasons)[1].get(lang, [])]
         out: list[str] = []
         for depth in range(max(map(len, lists), default=0)):
             for qs in lists if limit else []:
@@ -101,7 +111,7 @@ class CaringQuestions:
         ``for_reasons``), no text twice, at most ``limit``. The console shows exactly these and
         records answers only to them, so what was asked is what can be recorded."""
         lists = [self._keyed(r, self.questions.get(r, {})) for r in dict.fromkeys(reasons)]
-        lists.append(self._keyed("general", self.general))
+        lists.append(self._keyed(*self._general(reasons)))
         out: list[Question] = []
         seen: set[str] = set()
         for depth in range(max(map(len, lists), default=0)):
@@ -135,7 +145,7 @@ class CaringQuestions:
     def asked(self, reasons) -> list[Question]:
         """Every question that may be asked at an alert with these reasons, keyed: the general ones
         first, then each reason's in the alert's order."""
-        sections = [("general", self.general)] + [(r, self.questions.get(r, {})) for r in dict.fromkeys(reasons)]
+        sections = [self._general(reasons)] + [(r, self.questions.get(r, {})) for r in dict.fromkeys(reasons)]
         return [q for section, texts in sections for q in self._keyed(section, texts)]
 
 
@@ -167,14 +177,16 @@ def _texts(path, key: str, value) -> list[str]:
 
 def _parse(data: dict, path) -> CaringQuestions:
     for top in data:
-        if top not in ("general", "reasons"):
-            raise QuestionsError(path, top, "unknown section; expected [general] and [reasons.<reason>]")
-    general = data.get("general", {})
-    if not isinstance(general, dict):
-        raise QuestionsError(path, "general", "must be a table")
-    for key in general:
-        if key not in (*LANGS, "signals"):
-            raise QuestionsError(path, f"general.{key}", f"unknown key; use {' and '.join(LANGS)} and signals")
+        if top not in ("general", "general_cards", "reasons"):
+            raise QuestionsError(path, top, "unknown section; expected [general], [general_cards] and "
+                                            "[reasons.<reason>]")
+    for section in ("general", "general_cards"):
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise QuestionsError(path, section, "must be a table")
+        for key in table:
+            if key not in (*LANGS, "signals"):
+                raise QuestionsError(path, f"{section}.{key}", f"unknown key; use {' and '.join(LANGS)} and signals")
     labels, questions = {}, {}
     reasons = data.get("reasons", {})
     if not isinstance(reasons, dict):
@@ -195,10 +207,14 @@ def _parse(data: dict, path) -> CaringQuestions:
         questions[reason] = {lang: _texts(path, f"{where}.{lang}", table.get(lang, [])) for lang in LANGS}
         count = max(len(questions[reason]["en"]), len(questions[reason]["zh"]))
         questions[reason]["signals"] = _signals(path, f"{where}.signals", table.get("signals", []), count)
-    texts = {lang: _texts(path, f"general.{lang}", general.get(lang, [])) for lang in LANGS}
-    texts["signals"] = _signals(path, "general.signals", general.get("signals", []),
-                                max(len(texts["en"]), len(texts["zh"])))
-    return CaringQuestions(labels, questions, texts)
+    generals = {}
+    for section in ("general", "general_cards"):
+        table = data.get(section, {})
+        texts = {lang: _texts(path, f"{section}.{lang}", table.get(lang, [])) for lang in LANGS}
+        texts["signals"] = _signals(path, f"{section}.signals", table.get("signals", []),
+                                    max(len(texts["en"]), len(texts["zh"])))
+        generals[section] = texts
+    return CaringQuestions(labels, questions, generals["general"], generals["general_cards"])
 
 
 def _read(path: Path) -> dict:
@@ -218,8 +234,11 @@ def load_questions(path: str | Path | None = None) -> CaringQuestions:
     if not path:
         return base
     own = _parse(_read(Path(path)), path)
-    general = {lang: own.general.get(lang) or base.general.get(lang, []) for lang in LANGS}
-    # A branch's own general questions carry their own signals (or none); the bundled ones keep theirs.
-    general["signals"] = own.general.get("signals", []) if own.general.get("en") or own.general.get("zh") \
-        else base.general.get("signals", [])
-    return CaringQuestions({**base.labels_zh, **own.labels_zh}, {**base.questions, **own.questions}, general)
+    merged = []
+    for mine, bundled in ((own.general, base.general), (own.general_cards, base.general_cards)):
+        general = {lang: mine.get(lang) or bundled.get(lang, []) for lang in LANGS}
+        # A branch's own general questions carry their own signals (or none); the bundled ones keep theirs.
+        general["signals"] = mine.get("signals", []) if mine.get("en") or mine.get("zh") \
+            else bundled.get("signals", [])
+        merged.append(general)
+    return CaringQuestions({**base.labels_zh, **own.labels_zh}, {**base.questions, **own.questions}, *merged)

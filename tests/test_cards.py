@@ -139,3 +139,21 @@ def test_a_card_event_goes_to_the_centre_for_learning_keyed_by_the_person(store)
     assert sent["kind"] == "sim_activation" and sent["level"] == reply.body["level"] == "red"
     assert sent["account_hash"] == identity_hash(KEY, "resident_id", STUDENT) and STUDENT not in text
     assert sent["features"] is None  # the withdrawal model's inputs do not apply to cards
+
+
+def test_a_card_alert_asks_the_cards_own_general_questions_and_a_withdrawal_the_bank_ones(tmp_path):
+    from counterguard.gateway.questions import QuestionsError, load_questions
+
+    questions = load_questions()
+    card = [q.key for q in questions.shown(["not_for_self", "accompanied_by_helper"], 6)]
+    money = [q.key for q in questions.shown(["large_cash", "customer_on_phone"], 6)]
+    assert "general_cards.1" in card and not any(k.startswith("general.") for k in card)
+    assert "general.1" in money and not any(k.startswith("general_cards") for k in money)
+    # "Who asked you for this money?" is not put to someone opening a SIM card.
+    assert not any("money" in q.en for q in questions.shown(["over_card_limit"], 6))
+    # Their answers give signals too: "offered to pay you" is doing it for someone else.
+    assert questions.signal_answers(["over_card_limit"], {"general_cards.1": "yes"}) == {"buying_for_someone": "yes"}
+    own = tmp_path / "questions.toml"
+    own.write_text('[general_cards]\nen = ["Who sent you?"]\nsignals = ["told_to_by_caller", "promised_returns"]\n')
+    with pytest.raises(QuestionsError, match="general_cards.signals: has 2 signals for 1 questions"):
+        load_questions(own)
