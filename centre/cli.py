@@ -633,33 +633,30 @@ def _fleet(args) -> int:
     return _report(args, build, render)
 
 
-def _accuracy(args) -> int:
-    from counterguard.centre import accuracy
-
+def _grouped(args, compute, table, row_type, derived: tuple) -> int:
+    """A report of rows grouped ``--by`` over ``--since``/``--until``: ``compute(store, by, since,
+    until)`` gives the rows, ``table`` prints rows of ``row_type`` rebuilt without their ``derived`` fields."""
     def build(store):
         try:
-            return [r.as_dict() for r in accuracy.precision(store, by=args.by, since=args.since, until=args.until)]
+            return [r.as_dict() for r in compute(store, by=args.by, since=args.since, until=args.until)]
         except ValueError as exc:
             raise CommandError(str(exc)) from None
 
     def render(rows):
-        return accuracy.table([accuracy.Precision(**{k: v for k, v in r.items() if k != "precision"}) for r in rows])
+        return table([row_type(**{k: v for k, v in r.items() if k not in derived}) for r in rows])
     return _report(args, build, render)
+
+
+def _accuracy(args) -> int:
+    from counterguard.centre import accuracy
+
+    return _grouped(args, accuracy.precision, accuracy.table, accuracy.Precision, ("precision",))
 
 
 def _levels(args) -> int:
     from counterguard.centre import levels
 
-    def build(store):
-        try:
-            return [r.as_dict() for r in levels.levels(store, by=args.by, since=args.since, until=args.until)]
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-
-    def render(rows):
-        derived = ("red_precision", "red_interval_95")
-        return levels.table([levels.LevelRow(**{k: v for k, v in r.items() if k not in derived}) for r in rows])
-    return _report(args, build, render)
+    return _grouped(args, levels.levels, levels.table, levels.LevelRow, ("red_precision", "red_interval_95"))
 
 
 def _quarantine(args) -> int:

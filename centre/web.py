@@ -220,21 +220,19 @@ class DashboardApi:
     def quarantine(self, query: dict) -> dict:
         return {"count": self.store.quarantine_count(), "latest": self.store.quarantined(_int(query, "limit", 50, 1, 500))}
 
-    def accuracy(self, query: dict) -> dict:
+    def _grouped(self, query: dict, compute) -> dict:
         by = _one(query, "by", "branch")
         try:
-            rows = accuracy.precision(self.store, by=by)
+            rows = compute(self.store, by=by)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         return {"by": by, "rows": [r.as_dict() for r in rows]}
 
+    def accuracy(self, query: dict) -> dict:
+        return self._grouped(query, accuracy.precision)
+
     def levels(self, query: dict) -> dict:
-        by = _one(query, "by", "branch")
-        try:
-            rows = levels.levels(self.store, by=by)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        return {"by": by, "rows": [r.as_dict() for r in rows]}
+        return self._grouped(query, levels.levels)
 
 
 class Dashboard:

@@ -89,10 +89,6 @@ class _Index:
         self.first, self.last, self.label = _packed("H", first[order]), _packed("H", last[order]), \
             _packed("B", label[order])
 
-    @classmethod
-    def empty(cls) -> "_Index":
-        return cls(_EMPTY_U64, _EMPTY_U64, np.zeros(0, np.uint16), np.zeros(0, np.uint16), np.zeros(0, np.uint8))
-
     def __len__(self) -> int:
         return len(self.hi)
 
