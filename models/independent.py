@@ -7,11 +7,16 @@ branch's customers live, without reference to the training simulator's code or t
 the model reads, so that the two share only the event schema (docs/events.md) and the typology
 names. ``independent_branch(seed, n_events)`` returns a time-ordered list of items::
 
-    {"event": <event schema v1>, "label": 0 | 1, "typology": "<name>", "watchlisted": bool}
+    {"event": <event schema v1>, "label": 0 | 1, "typology": "<name>", "watchlisted": bool,
+     "signals": {"identity": bool, "warned": bool, "restricted": bool, "payee_listed": bool,
+                 "answers": {<signal>: "yes" | "no" | "declined", ...}},
+     "coached": bool}
 
 ``watchlisted`` says the account is on the anti-fraud centre's stop-payment list; it is a property
 of the account for the whole set (the centre listed it after reports elsewhere), so a watchlist
-file built from these items is the list the branch would have held.
+file built from these items is the list the branch would have held. ``signals`` is what the
+counter learns beyond the event (the lists of persons and payees, the caring answers; see "Signals
+beyond the event" below) and ``coached`` is True only for a fraud event whose victim was coached.
 
 Every number below is an ASSUMPTION chosen from the domain before any model was run against this
 set; none was adjusted afterwards to move a metric. Where a public pattern stands behind a choice
@@ -116,11 +121,84 @@ Honest teller-flag noise (every honest event): on the phone 2.5 %, accompanied 4
 60-69, 22 % for 70+), anxious 1 % (1.5 % for 60+), urgent 3.5 % (2 % for 60+), purpose
 mismatch 0.6 %.
 
-Run ``python -m counterguard.models.independent [SEED] [N]`` to print the counts by typology and the fraud share.
+Signals beyond the event
+    Drawn after the events, from three generators of their own seeded from the world seed (fraud
+    episodes in the order they first appear, persons in the order they first appear, one for each
+    event's draws), never from the branch's: the events, labels, typologies and watchlisting are
+    byte for byte those of the branch without signals, and the same seed gives the same signals.
+
+    identity      the terminal sent the customer's identity number or phone, so the lists of persons
+                  could be checked: never from counter 5 (older firmware); on the other counters the
+                  teller skips it 7 % of the time. Without it ``warned`` and ``restricted`` are False.
+    warned        on the police's warned-persons list at the time of the visit. A list entry has a
+                  start and an expiry. Victims: the police learn of the contact for 50 % of
+                  safe-account victims (call monitoring of impersonation numbers), 40 % of
+                  investment-scam and 30 % of loan-fee victims. The warning comes before the first
+                  visit for 55 % / 45 % / 45 % of those (0.5-72 hours before; up to 30 days before for
+                  an investment scam running for weeks, 48 hours for a loan fee), otherwise after it
+                  (0.5-96 hours; up to 40 days; up to 120 hours), so it covers only the later visits;
+                  the victim stays listed 30-90 days, honest visits of theirs in that time included
+                  (a warned pensioner still draws the pension). Honest people warned after a scam call
+                  they hung up on: 2 % a year under 60, 3.5 % for 60+ (the early-warning system reaches
+                  a few per cent of the population a year), listed 15-45 days from a day anywhere in
+                  the set (or up to 45 days before it). Mule account holders are not on it.
+    restricted    "both cards restricted": 10 % of the holders of newly opened mule accounts (caught
+                  selling another card since) and 25 % of those renting out an old account (card
+                  sellers before); 0.1 % of all other persons are stale entries (a card lent years
+                  ago, the five years not yet over) who now bank honestly. Per person.
+    payee_listed  transfers only, never from counter 5 (no payee fields there). A fraud collection
+                  account goes on the stop-payment list when earlier victims report it: before its
+                  first payment here for 20 % of safe-account, 10 % investment, 15 % loan-fee and 10 %
+                  of a mule's next-layer accounts; 1-10 / 3-30 / 2-15 days after its first payment
+                  for another 40 % / 50 % / 35 % (none for the short-lived mule layers), so repeat
+                  payments to one account are listed more often. An honest payee: 0.05 % of transfers
+                  (an account frozen after it unknowingly took dirty money).
+    answers       what the customer would answer if the teller asked, for every event (the
+                  evaluation decides who is asked): told_to_by_caller, knows_payee_in_person (only for
+                  a transfer), promised_returns, told_account_in_crime, told_to_keep_secret,
+                  buying_for_someone; the sign of a scam is "yes", for knows_payee_in_person "no".
+
+    Honest answers give a sign for honest reasons, by typology (caller / never met the payee /
+    returns / crime case / secret / for someone, in %):
+        ordinary 1 / 15 / 0.5 / 0.1 / 0.2 / 3 (bills, a landlord, an online shop; paying for a
+        neighbour); business_cash 2 / 35 / 0.3 / 0.1 / 0.2 / 12 (a bookkeeper withdrawing for the
+        owner, suppliers never met); trader_cash 2 / 25 / 0.3 / 0.2 / 0.2 / 6; house_purchase
+        6 / 65 / 4 / 0.2 / 1 / 22 (the developer's or escrow account, a flat for a child);
+        medical_bill 10 / 55 / 0.3 / 0.1 / 0.5 / 45 (the hospital, for a sick relative);
+        elderly_family 8 / 5 / 1 / 0.1 / 2 / 60 (a gift, a surprise); family_emergency
+        30 / 30 / 0.5 / 0.3 / 4 / 55 (a relative asked for it, and not to tell the other parent);
+        own_investment 6 / 50 / 30 / 0.1 / 0.5 / 5 (the product's expected yield, a fund company
+        never met); savings_move 8 / 4 / 20 / 0.1 / 0.5 / 3 (the other bank's rate and its account
+        manager's call). On the phone, "told by a caller" rises to 25 % (ordinary), 40 % (house),
+        35 % (medical), 30 % (elderly family), 70 % (family emergency), 20 % otherwise; with a
+        companion, "for someone" +10 points; at 75+ every sign +1 point (a question misheard).
+        4 % of honest customers (8 % of business owners and traders, busy) are annoyed and decline
+        each question with probability one half; otherwise a question is declined 0.4 % of the time.
+    A victim's scam script holds each sign with a chance drawn once per victim (caller / never met
+    / returns / crime case / secret / for someone, in %): safe_account 97 / 100 / 20 / 95 / 92 /
+    15 (a "refund after the investigation", the "safe account" being the case's); investment_scam
+    80 / 97 / 95 / 12 / 40 / 5 (the "withdrawal frozen, pay the tax" at the end); loan_fee_scam
+    88 / 100 / 50 / 20 / 30 / 3. An uncoached victim admits each sign of the script with a
+    per-victim openness around 85 % (safe account), 70 % (investment: believes they invest) and
+    80 % (loan fee), drawn from -15 to +10 points around it; what is not admitted is declined
+    (35 %) or denied. A coached victim holds back each sign with a per-victim resolve drawn from
+    60-100 % (15 points more, up to 97 %, for "someone told you to": no one called) and claims to
+    know the payee ("my nephew's account") as often, declining 15 % of what is held back and
+    denying the rest.
+    Signs not in the script: 2 % slips to a sign, 3 % declined. Mule account holders are
+    complicit: the job's script (caller / never met / returns / crime / secret / for someone:
+    85 / 100 / 70 / 2 / 80 / 100 %) is hidden with a per-holder resolve of 70-98 % (+5 points with
+    a minder at their side), only 80 % of that for "for someone else" (some say a friend asked
+    them to withdraw it); a quarter of what is hidden is declined. No signal separates: honest
+    customers give every sign for their own reasons, coached victims mostly do not.
+
+Run ``python -m counterguard.models.independent [SEED] [N]`` to print the counts by typology, the fraud share and
+the signals (lists of persons and payees, caring answers by group).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import sys
@@ -186,13 +264,20 @@ class Customer:
         return max(0, (day - self.opened).days)
 
 
-@dataclass
+@dataclass(slots=True)
 class Visit:
     when: datetime
     seq: int
     event: dict
     typology: str
     watchlisted: bool = False
+    # What the signals pass reads (never the event stream's generator): who came, the situation the
+    # teller saw (all flags, also on the old terminal that sends none), the fraud episode, the payee.
+    customer: Customer | None = None
+    on_phone: bool = False
+    accompanied: bool = False
+    episode: Episode | None = None
+    payee: tuple[int, int] | None = None
 
 
 @dataclass
@@ -362,7 +447,7 @@ class Branch:
     def _visit(self, when: datetime, counter: int, kind: str, c: Customer, amount: float, typology: str, *,
                balance: float, inbound: tuple[int, float] = (0, 0.0), flags: set[str] = frozenset(),
                purpose: str | None = None, payee_new: bool | None = None, payee_age: int | None = None,
-               watchlisted: bool = False) -> Visit:
+               watchlisted: bool = False, episode: Episode | None = None) -> Visit:
         rng = self.rng
         day = when.date()
         amount = round(amount, 2) if kind == "transfer_out" else amount
@@ -386,7 +471,9 @@ class Branch:
                 if payee_age is not None:
                     event["payee_account_age_days"] = payee_age
         self.seq += 1
-        return Visit(when, self.seq, event, typology, watchlisted)
+        payee = (id(episode), episode.payee) if episode is not None and kind == "transfer_out" else None
+        return Visit(when, self.seq, event, typology, watchlisted, c, "customer_on_phone" in flags,
+                     "accompanied" in flags, episode, payee)
 
     def _payee_age(self, known: float, young: float, young_days=(3, 150), old_days=(400, 12 * 365)) -> int | None:
         """The receiving account's age where the bank knows it (same bank, banks sharing data)."""
@@ -653,7 +740,7 @@ class Branch:
         if rng.random() < 0.45:
             amount = min(_cash(rng, balance * share, step=1000 if balance * share >= 10_000 else 100), balance)
             visit = self._visit(when, self._counter(), "cash_withdrawal", c, amount, "safe_account",
-                                balance=balance, inbound=inbound, flags=flags, purpose=purpose)
+                                balance=balance, inbound=inbound, flags=flags, purpose=purpose, episode=ep)
         else:
             amount = min(_cash(rng, balance * share, step=100), balance)
             repeat = not first and ep.payee in ep.paid
@@ -662,7 +749,8 @@ class Branch:
             visit = self._visit(when, self._counter(), "transfer_out", c, amount, "safe_account",
                                 balance=balance, inbound=inbound, flags=flags, purpose=purpose,
                                 payee_new=not repeat or rng.random() < 0.03,
-                                payee_age=self._payee_age(0.4, 0.8, young_days=(3, 120), old_days=(400, 8 * 365)))
+                                payee_age=self._payee_age(0.4, 0.8, young_days=(3, 120), old_days=(400, 8 * 365)),
+                                episode=ep)
         c.balance -= amount
         if first and rng.random() < 0.25:  # back for the rest ("to finish the verification")
             if rng.random() >= 0.5:
@@ -730,11 +818,11 @@ class Branch:
                 visits.append(self._visit(when, counter, "transfer_out", c, amount, "mule_cash_out",
                                           balance=balance, inbound=(count, total), flags=flags, purpose=purpose,
                                           payee_new=not repeat, payee_age=self._payee_age(0.4, 0.9, young_days=(1, 60)),
-                                          watchlisted=ep.watchlisted))
+                                          watchlisted=ep.watchlisted, episode=ep))
             else:
                 visits.append(self._visit(when, counter, "cash_withdrawal", c, amount, "mule_cash_out",
                                           balance=balance, inbound=(count, total), flags=flags, purpose=purpose,
-                                          watchlisted=ep.watchlisted))
+                                          watchlisted=ep.watchlisted, episode=ep))
             balance -= amount
             when = self._after(when, 10, 120)
             counter = self._counter(avoid=counter) if rng.random() < 0.7 else counter
@@ -771,7 +859,8 @@ class Branch:
             amount = min(ep.amount, balance * 0.95)
             if rng.random() < 0.1:
                 visit = self._visit(self._clock(d), self._counter(), "cash_withdrawal", c, _cash(rng, amount),
-                                    "investment_scam", balance=balance, inbound=inbound, flags=flags, purpose=purpose)
+                                    "investment_scam", balance=balance, inbound=inbound, flags=flags, purpose=purpose,
+                                    episode=ep)
                 amount = visit.event["amount"]
             else:
                 if ep.paid and rng.random() < 0.3 / max(1, payments - 1):
@@ -784,7 +873,7 @@ class Branch:
                 amount = round(amount, -2) if rng.random() < 0.7 else amount
                 visit = self._visit(self._clock(d), self._counter(), "transfer_out", c, max(amount, 100.0),
                                     "investment_scam", balance=balance, inbound=inbound, flags=flags,
-                                    purpose=purpose, payee_new=new, payee_age=age_days)
+                                    purpose=purpose, payee_new=new, payee_age=age_days, episode=ep)
             c.balance -= min(amount, c.balance)
             ep.amount *= rng.uniform(1.2, 2.5)
             if left > 1:
@@ -821,7 +910,7 @@ class Branch:
             amount = max(amount, 100.0)
             if rng.random() < 0.1:
                 visit = self._visit(when, self._counter(), "cash_withdrawal", c, _cash(rng, amount), "loan_fee_scam",
-                                    balance=balance, inbound=inbound, flags=flags, purpose=purpose)
+                                    balance=balance, inbound=inbound, flags=flags, purpose=purpose, episode=ep)
             else:
                 if ep.paid and rng.random() < 0.5:
                     ep.payee += 1  # "pay the unfreezing fee to our finance department"
@@ -830,7 +919,7 @@ class Branch:
                     ep.paid.append(ep.payee)
                 visit = self._visit(when, self._counter(), "transfer_out", c, amount, "loan_fee_scam",
                                     balance=balance, inbound=inbound, flags=flags, purpose=purpose, payee_new=new,
-                                    payee_age=self._payee_age(0.4, 0.85, young_days=(2, 90)))
+                                    payee_age=self._payee_age(0.4, 0.85, young_days=(2, 90)), episode=ep)
             c.balance -= min(visit.event["amount"], c.balance)
             ep.amount *= rng.uniform(1.5, 3.0)
             if left > 1:
@@ -867,6 +956,241 @@ def _yuan(amount: float):
     return int(amount) if float(amount).is_integer() else round(float(amount), 2)
 
 
+# -- what the counter learns beyond the event: lists of persons and payees, the caring answers -----
+
+SIGNALS = ("told_to_by_caller", "knows_payee_in_person", "promised_returns", "told_account_in_crime",
+           "told_to_keep_secret", "buying_for_someone")  # in the teller's asking order (core/dialogue.py)
+SIGNAL_LABELS = ("caller", "knows payee", "returns", "crime case", "keep secret", "for someone")
+PAYEE = 1  # index of knows_payee_in_person, whose sign of a scam is "no"; every other sign is "yes"
+VICTIMS = ("safe_account", "investment_scam", "loan_fee_scam")
+IDENTITY_SKIPPED = 0.07  # a current terminal that could send the identity, but the teller did not read it
+
+# Honest customers: the chance each answer is the scam's sign (yes; "no" for knows_payee_in_person)
+# for an honest reason, by typology; then the chance on the phone, and with a companion.
+HONEST_SIGNS = {
+    #                  caller knows  returns crime  secret  for someone
+    "ordinary":         (0.010, 0.15, 0.005, 0.001, 0.002, 0.03),
+    "business_cash":    (0.020, 0.35, 0.003, 0.001, 0.002, 0.12),
+    "trader_cash":      (0.020, 0.25, 0.003, 0.002, 0.002, 0.06),
+    "house_purchase":   (0.060, 0.65, 0.040, 0.002, 0.010, 0.22),
+    "medical_bill":     (0.100, 0.55, 0.003, 0.001, 0.005, 0.45),
+    "elderly_family":   (0.080, 0.05, 0.010, 0.001, 0.020, 0.60),
+    "family_emergency": (0.300, 0.30, 0.005, 0.003, 0.040, 0.55),
+    "own_investment":   (0.060, 0.50, 0.300, 0.001, 0.005, 0.05),
+    "savings_move":     (0.080, 0.04, 0.200, 0.001, 0.005, 0.03),
+}
+HONEST_ON_PHONE = {"ordinary": 0.25, "house_purchase": 0.40, "medical_bill": 0.35, "elderly_family": 0.30,
+                   "family_emergency": 0.70}  # told_to_by_caller when on the phone; 0.20 otherwise
+HONEST_ANNOYED = {"business_cash": 0.08, "trader_cash": 0.08}  # else 0.04; an annoyed customer declines half
+
+# Victims: the chance the scam's script contains each sign (drawn once per victim), and how openly an
+# uncoached victim tells it (mean share of the script's signs admitted).
+SCRIPT = {
+    "safe_account":    (0.97, 1.00, 0.20, 0.95, 0.92, 0.15),
+    "investment_scam": (0.80, 0.97, 0.95, 0.12, 0.40, 0.05),
+    "loan_fee_scam":   (0.88, 1.00, 0.50, 0.20, 0.30, 0.03),
+}
+REVEAL = {"safe_account": 0.85, "investment_scam": 0.70, "loan_fee_scam": 0.80}
+MULE_SCRIPT = (0.85, 1.00, 0.70, 0.02, 0.80, 1.00)  # what a card seller's job really involves
+
+# The police learn of a victim's contact for this share of victims, and when, in hours from the
+# victim's first visit (negative: warned before it).
+WARNED_VICTIMS = {"safe_account": (0.50, 0.55, (-72, -0.5), (0.5, 96)),
+                  "investment_scam": (0.40, 0.45, (-30 * 24, -0.5), (0.5, 40 * 24)),
+                  "loan_fee_scam": (0.30, 0.45, (-48, -0.5), (0.5, 120))}
+WARNED_DAYS_VICTIM = (30, 90)  # a victim stays on the list until the case is followed up
+CALLED_PER_YEAR = (0.020, 0.035)  # honest people warned after a scam call they hung up on: under 60, 60+
+WARNED_DAYS_CALLED = (15, 45)
+RESTRICTED_MULE = (0.10, 0.25)  # holders of a newly opened / an old rented mule account
+RESTRICTED_HONEST = 0.001  # stale entries: a card lent years ago, the five years not yet over
+PAYEE_LISTED = {  # fraud payees: listed before first use, listed later, and how many days later
+    "safe_account": (0.20, 0.40, (1, 10)), "investment_scam": (0.10, 0.50, (3, 30)),
+    "loan_fee_scam": (0.15, 0.35, (2, 15)), "mule_cash_out": (0.10, 0.0, (1, 2)),
+}
+PAYEE_LISTED_HONEST = 0.0005  # an honest payee's account frozen after it unknowingly took dirty money
+
+
+@dataclass
+class _Person:
+    warned: list  # (from, until) datetimes of the person's warned-list entries
+    restricted: bool
+
+
+class _Signals:
+    """The lists and the caring answers for a time-ordered list of visits, from generators of their own.
+
+    Three generators seeded from the world seed (never the branch's): one for the fraud episodes
+    (warning, payee listing and script, in the order the episodes first appear), one for the persons
+    (calls they hung up on, stale restrictions, in the order they first appear) and one for each
+    event's draws; so the branch's events are untouched.
+    """
+
+    def __init__(self, seed: int, visits: list[Visit]):
+        self.episodes_rng = random.Random(f"independent/{seed}/episodes")
+        self.persons_rng = random.Random(f"independent/{seed}/persons")
+        self.rng = random.Random(f"independent/{seed}/events")
+        self.honest_tables: dict[tuple, tuple] = {}
+        self.persons: dict[str, _Person] = {}
+        self.episodes: dict[int, dict] = {}
+        self.payees: dict[tuple[int, int], datetime | None] = {}
+        self.first = visits[0].when if visits else None
+        last = visits[-1].when if visits else None
+        self.window = (self.first - timedelta(days=WARNED_DAYS_CALLED[1]), last) if visits else None
+        self.victim_entries: dict[str, list] = {}
+        for visit in visits:  # the episodes first, since a victim may be warned before the first visit
+            ep = visit.episode
+            if ep is not None:
+                if id(ep) not in self.episodes:
+                    self.episodes[id(ep)] = self._episode(visit)
+                if visit.payee is not None and visit.payee not in self.payees:
+                    self.payees[visit.payee] = self._payee(visit)
+
+    def _episode(self, visit: Visit) -> dict:
+        rng = self.episodes_rng
+        ep, typology = visit.episode, visit.typology
+        if typology == "mule_cash_out":
+            rented = visit.customer.account_age(visit.when.date()) >= 365
+            lie = rng.uniform(0.70, 0.98) + (0.05 if visit.accompanied else 0.0)
+            script = tuple(rng.random() < p for p in MULE_SCRIPT)
+            return {"script": script, "lie": min(lie, 0.99), "restricted":
+                    rng.random() < RESTRICTED_MULE[rented]}
+        known, before, early, late = WARNED_VICTIMS[typology]
+        if rng.random() < known:
+            lo, hi = early if rng.random() < before else late
+            start = visit.when + timedelta(hours=rng.uniform(lo, hi))
+            until = start + timedelta(days=rng.uniform(*WARNED_DAYS_VICTIM))
+            self.victim_entries.setdefault(visit.customer.account, []).append((start, until))
+        script = tuple(rng.random() < p for p in SCRIPT[typology])
+        if ep.coached:
+            openly = 1.0 - rng.uniform(0.60, 1.0)  # how far the coaching holds: most say little
+        else:
+            openly = min(1.0, REVEAL[typology] + rng.uniform(-0.15, 0.10))
+        return {"script": script, "openly": openly}
+
+    def _payee(self, visit: Visit) -> datetime | None:
+        """When the fraud payee went on the stop-payment list (None: not within the set)."""
+        rng = self.episodes_rng
+        already, later, days = PAYEE_LISTED[visit.typology]
+        r = rng.random()
+        if r < already:
+            return visit.when - timedelta(days=1)
+        if r < already + later:
+            return visit.when + timedelta(days=rng.uniform(*days))
+        return None
+
+    def _person(self, c: Customer, mule: bool) -> _Person:
+        rng = self.persons_rng
+        entries = list(self.victim_entries.get(c.account, ()))
+        if not mule:
+            start, end = self.window
+            span = (end - start).total_seconds()
+            rate = CALLED_PER_YEAR[c.age_on(start.date()) >= 60]
+            for _ in range(_poisson(rng, rate * span / (365.25 * 86400))):
+                begin = start + timedelta(seconds=rng.uniform(0, span))
+                entries.append((begin, begin + timedelta(days=rng.uniform(*WARNED_DAYS_CALLED))))
+        restricted = not mule and rng.random() < RESTRICTED_HONEST
+        return _Person(entries, restricted)
+
+    def of(self, visit: Visit) -> tuple[dict, bool]:
+        """(signals, coached) of one visit; call in time order."""
+        rng = self.rng
+        c, when, event, ep = visit.customer, visit.when, visit.event, visit.episode
+        transfer = event["kind"] == "transfer_out"
+        old = event["counter"] == OLD_TERMINAL
+        mule = ep is not None and visit.typology == "mule_cash_out"
+        person = self.persons.get(c.account)
+        if person is None:
+            person = self.persons[c.account] = self._person(c, mule)
+        identity = not old and rng.random() >= IDENTITY_SKIPPED
+        warned = restricted = payee_listed = False
+        if identity:
+            if person.warned:
+                warned = any(start <= when < until for start, until in person.warned)
+            restricted = self.episodes[id(ep)]["restricted"] if mule else person.restricted
+        if transfer and not old:
+            if visit.payee is not None:
+                listed = self.payees[visit.payee]
+                payee_listed = listed is not None and listed <= when
+            else:
+                payee_listed = rng.random() < PAYEE_LISTED_HONEST
+        if ep is None:
+            annoyed = rng.random() < HONEST_ANNOYED.get(visit.typology, 0.04)
+            key = (visit.typology, visit.on_phone, visit.accompanied, c.age_on(when.date()) >= 75, annoyed, transfer)
+            table = self.honest_tables.get(key) or self.honest_tables.setdefault(key, _honest_table(*key))
+            answers = _answer(rng, *table)
+        else:
+            answers = self._scammed(visit, self.episodes[id(ep)], transfer, mule)
+        return {"identity": identity, "warned": warned, "restricted": restricted, "payee_listed": payee_listed,
+                "answers": answers}, ep is not None and ep.coached
+
+    def _scammed(self, visit: Visit, state: dict, transfer: bool, mule: bool) -> dict:
+        rng = self.rng
+        script = state["script"]
+        if mule:  # complicit: lies most of the time, a little less about doing it for someone else
+            lie = state["lie"]
+            lies = (lie, lie, lie, lie, lie, lie * 0.8)
+            declined_share = 0.25
+        elif visit.episode.coached:  # rehearsed lies: no one called, the payee is "my nephew"
+            keep = 1.0 - state["openly"]
+            lies = (min(0.97, keep + 0.15), keep, keep, keep, keep, keep)
+            declined_share = 0.15
+        else:  # tells the script, though not every sign of it (ashamed, or does not see it as one)
+            lies = (1.0 - state["openly"],) * 6
+            declined_share = 0.35
+        answers = {}
+        for i, signal in enumerate(SIGNALS):
+            if i == PAYEE and not transfer:
+                continue
+            sign, clean = ("no", "yes") if i == PAYEE else ("yes", "no")
+            r = rng.random()
+            if script[i]:
+                lie = lies[i]
+                answers[signal] = sign if r >= lie else "declined" if r < lie * declined_share else clean
+            else:  # not part of this scam: answered truthfully, with the odd slip or refusal
+                answers[signal] = "declined" if r < 0.03 else sign if r < 0.05 else clean
+        return answers
+
+
+def _honest_table(typology: str, on_phone: bool, accompanied: bool, old: bool, annoyed: bool, transfer: bool):
+    """The chances of an honest customer's answers in one situation, arranged for ``_answer``."""
+    signs = list(HONEST_SIGNS[typology])
+    if on_phone:  # the person on the line is family, an agent, a hospital
+        signs[0] = max(signs[0], HONEST_ON_PHONE.get(typology, 0.20))
+    if accompanied:  # the companion is often who the money is for
+        signs[5] = min(1.0, signs[5] + 0.10)
+    if old:  # 75 or over: hard of hearing, a question misunderstood
+        signs = [p + 0.01 for p in signs]
+    decline = 0.5 if annoyed else 0.004  # an annoyed customer refuses half the questions
+    names, odd, cumulative, sign_share = [], [], [], []
+    clean_so_far = 1.0
+    for i, signal in enumerate(SIGNALS):
+        if i == PAYEE and not transfer:
+            continue
+        q = decline + (1.0 - decline) * signs[i]  # the answer is not the reassuring one
+        names.append((signal, "no" if i == PAYEE else "yes", "yes" if i == PAYEE else "no"))
+        odd.append(q)
+        sign_share.append((1.0 - decline) * signs[i] / q)
+        cumulative.append(1.0 - clean_so_far * (1.0 - q))
+        clean_so_far *= 1.0 - q
+    clean = {signal: reassuring for signal, _, reassuring in names}
+    return names, odd, cumulative, sign_share, clean
+
+
+def _answer(rng: random.Random, names, odd, cumulative, sign_share, clean) -> dict:
+    """Answers drawn question by question with the chances ``odd`` of anything but the reassuring
+    answer (a sign with ``sign_share`` of that, else declined). The same draw, arranged for speed: one
+    number finds the first question not answered reassuringly, most often none."""
+    first = bisect.bisect_right(cumulative, rng.random())
+    answers = dict(clean)
+    if first == len(names):
+        return answers
+    for i in range(first, len(names)):
+        if i == first or rng.random() < odd[i]:
+            signal, sign, _ = names[i]
+            answers[signal] = sign if rng.random() < sign_share[i] else "declined"
+    return answers
+
+
 def independent_branch(seed: int, n_events: int) -> list[dict]:
     """``n_events`` labelled counter events of one branch, in time order, the same for the same seed."""
     if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 0:
@@ -878,11 +1202,16 @@ def independent_branch(seed: int, n_events: int) -> list[dict]:
         visits.extend(branch.day(day))
         day += timedelta(days=1)
     visits.sort(key=lambda v: (v.when, v.seq))
+    visits = visits[:n_events]
+    signals = _Signals(seed, visits)
     items = []
-    for i, visit in enumerate(visits[:n_events]):
+    visits.reverse()  # each visit is let go once its item is made: far less for the collector to walk
+    for i in range(len(visits)):
+        visit = visits.pop()
         event = {"event_id": f"ind{seed}-{i:06d}", **visit.event}
+        seen, coached = signals.of(visit)
         items.append({"event": event, "label": int(visit.typology in FRAUD), "typology": visit.typology,
-                      "watchlisted": visit.watchlisted})
+                      "watchlisted": visit.watchlisted, "signals": seen, "coached": coached})
     return items
 
 
@@ -907,7 +1236,60 @@ def summary(items: list[dict]) -> str:
         f"fraud events showing no sign at the counter (no flag, everyday purpose): {hidden}",
         f"watchlisted events {sum(item['watchlisted'] for item in items)}",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + signal_summary(items))
+
+
+def _group(item: dict) -> str:
+    if item["typology"] == "mule_cash_out":
+        return "mule holders"
+    if item["label"]:
+        return "victims, coached" if item.get("coached") else "victims, uncoached"
+    return "honest"
+
+
+def signal_summary(items: list[dict]) -> list[str]:
+    """Lines on the lists of persons and payees and on the caring answers of a set of items."""
+    items = [item for item in items if "signals" in item]
+    if not items:
+        return []
+    share = lambda part, whole: f"{part / max(1, whole):.1%}"  # noqa: E731
+    seen = [item["signals"] for item in items]
+    victims = [item for item in items if item["typology"] in VICTIMS]
+    honest = [item for item in items if not item["label"]]
+    mules = [item for item in items if item["typology"] == "mule_cash_out"]
+    warned = sum(s["warned"] for s in seen)
+    warned_honest = sum(item["signals"]["warned"] for item in honest)
+    warned_victims = sum(item["signals"]["warned"] for item in victims)
+    identified = [item for item in victims if item["signals"]["identity"]]
+    fraud_transfers = [item for item in items if item["label"] and item["event"]["kind"] == "transfer_out"]
+    honest_transfers = [item for item in honest if item["event"]["kind"] == "transfer_out"]
+    lines = [
+        f"identity sent {share(sum(s['identity'] for s in seen), len(seen))} of events (never from counter "
+        f"{OLD_TERMINAL}, the old terminal)",
+        f"warned persons: {share(warned_victims, len(victims))} of victim events ({warned_victims} of {len(victims)}; "
+        f"{share(sum(i['signals']['warned'] for i in identified), len(identified))} where the identity was sent)",
+        f"  and {warned_honest} honest events of warned persons ({share(warned_honest, len(honest))} of honest events, "
+        f"{share(warned_honest, warned)} of warned events), "
+        f"{len({i['event']['account'] for i in honest if i['signals']['warned']})} honest persons",
+        f"restricted persons: {share(sum(i['signals']['restricted'] for i in mules), len(mules))} of mule events, "
+        f"{sum(i['signals']['restricted'] for i in honest)} honest events",
+        f"payee on the stop-payment list: "
+        f"{share(sum(i['signals']['payee_listed'] for i in fraud_transfers), len(fraud_transfers))} "
+        f"of fraud transfers, {sum(i['signals']['payee_listed'] for i in honest_transfers)} of "
+        f"{len(honest_transfers)} honest transfers",
+        "caring answers, if asked: share giving the scam's sign (yes; 'no' for knows_payee_in_person) / declined",
+        f"{'':<26}" + "".join(f"{name:>15}" for name in SIGNAL_LABELS),
+    ]
+    for group in ("honest", "victims, uncoached", "victims, coached", "mule holders"):
+        rows = [item["signals"]["answers"] for item in items if _group(item) == group]
+        cells = []
+        for i, signal in enumerate(SIGNALS):
+            asked = [a[signal] for a in rows if signal in a]
+            sign = sum(a == ("no" if i == PAYEE else "yes") for a in asked)
+            declined = sum(a == "declined" for a in asked)
+            cells.append(f"{share(sign, len(asked))} / {share(declined, len(asked))}")
+        lines.append(f"{group + f' ({len(rows)})':<26}" + "".join(f"{c:>15}" for c in cells))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,6 +128,25 @@ class SimConfig:
     """Share of mule cash-outs kept just under the 50,000-yuan line."""
     amount_by_typology: dict = field(default_factory=dict)
     """Per-typology multiplier on freely chosen amounts, on top of ``amount_scale`` (1 where absent)."""
+    identity_share: float = 0.8
+    """Share of events whose terminal sends the customer's identity (schema v2), so the lists of persons
+    can be checked at all."""
+    warned_coverage: float = 0.4
+    """Share of scam victims the police have warned (on the warned-persons list) before they come in."""
+    warned_honest: float = 0.004
+    """Share of honest customers on the warned-persons list: warned after a call they hung up on."""
+    restricted_mule_share: float = 0.25
+    """Share of mule account holders already under "both cards restricted"."""
+    payee_listed_share: float = 0.2
+    """Share of fraud transfers whose payee account is already on the stop-payment list."""
+    coached_lie: float = 0.5
+    """Chance that a coached victim hides each scam sign when asked the caring questions."""
+    mule_lie: float = 0.7
+    """Chance that a mule account holder hides each sign when asked."""
+    coached_decline: float = 0.15
+    """Chance that a coached victim declines each question."""
+    honest_decline: float = 0.02
+    """Chance that an honest customer declines each question."""
 
     def __post_init__(self):
         unknown = set(self.mix) - set(TYPOLOGIES)
@@ -150,7 +169,9 @@ class SimConfig:
             raise ValueError("SimConfig.flag_attention must not be negative and amount_by_typology must be positive")
         for name in ("business_share", "elderly_share", "young_share", "victim_silence", "old_mule_share",
                      "missing", "coached_share", "watchlisted_mule_share", "payee_age_known",
-                     "purpose_unrecorded", "purpose_vague", "under_line_share"):
+                     "purpose_unrecorded", "purpose_vague", "under_line_share", "identity_share",
+                     "warned_coverage", "warned_honest", "restricted_mule_share", "payee_listed_share",
+                     "coached_lie", "mule_lie", "coached_decline", "honest_decline"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"SimConfig.{name} must be a share between 0 and 1, got {getattr(self, name)}")
         if self.elderly_share + self.young_share > 1.0:
@@ -179,6 +200,7 @@ class _Branch:
         self.business = [c for c in self.customers if c.business]
         self.watchlisted: set[str] = set()
         self.amount_factor = 1.0  # the current typology's amount_by_typology
+        self.coached_now = False  # the current arrival's victim was coached
 
     # --- population -------------------------------------------------------------------------------
     def new_account(self) -> str:
@@ -218,7 +240,9 @@ class _Branch:
 
     def coached(self) -> bool:
         """Scammers rehearse the counter with their victims: an ordinary purpose, no phone call."""
-        return self.rng.random() < self.cfg.coached_share
+        coached = self.rng.random() < self.cfg.coached_share
+        self.coached_now = self.coached_now or coached  # kept on the items for the signals and the study
+        return coached
 
     def honest_payee(self, new: float, young: float = 0.08) -> tuple[bool, int]:
         """(first transfer to this payee?, payee account age in days) for an honest transfer.
@@ -492,9 +516,11 @@ def simulate(seed: int, n_events: int, *, config: SimConfig | None = None) -> li
         for _ in range(arrivals):
             typology = branch.pick(cfg.mix)
             branch.amount_factor = cfg.amount_by_typology.get(typology, 1.0)
+            branch.coached_now = False
             first = opening + rng.uniform(0, 8 * 3600 - 600)
             visit_at = first
             for n, event in enumerate(makers[typology](day)):
+                event["coached"] = branch.coached_now
                 if n:  # a later visit the same day, at another counter more often than not
                     visit_at = min(visit_at + rng.uniform(600, 3 * 3600), opening + 8 * 3600 - 1)
                 ts = datetime(day.year, day.month, day.day, tzinfo=CST) + timedelta(seconds=int(visit_at))
@@ -505,10 +531,90 @@ def simulate(seed: int, n_events: int, *, config: SimConfig | None = None) -> li
     out = []
     for i, (ts, _, event, typology) in enumerate(items[:n_events]):
         body = {"event_id": f"sim{seed}-{i:07d}", "ts": ts.isoformat(timespec="seconds"), "counter": event.pop("counter")}
+        coached = event.pop("coached")
         body.update(event)
         out.append({"event": body, "label": 1 if typology in FRAUD else 0, "typology": typology,
-                    "watchlisted": body["account"] in branch.watchlisted})
+                    "watchlisted": body["account"] in branch.watchlisted, "coached": coached and typology in FRAUD})
+    counter_signals(out, seed, cfg)
     return out
+
+
+# --- what the counter knows beyond the transaction ---------------------------------------------------
+# P(yes) of each caring-question signal when the customer answers truthfully (core/dialogue.py SIGNALS;
+# knows_payee_in_person is asked on transfers only). Honest customers say "yes" for honest reasons: a
+# son on the phone about a real accident, a parent paying for a child, a fund that promises returns,
+# a hospital or developer nobody has met.
+TRUTHFUL_YES = {
+    # typology:           caller, knows payee, returns, crime, secret, for someone
+    "ordinary":           (0.02, 0.85, 0.01, 0.00, 0.00, 0.08),
+    "business_cash":      (0.05, 0.90, 0.02, 0.00, 0.00, 0.10),
+    "house_purchase":     (0.05, 0.35, 0.02, 0.00, 0.01, 0.10),
+    "medical_bill":       (0.10, 0.30, 0.00, 0.00, 0.00, 0.35),
+    "elderly_family":     (0.10, 0.90, 0.01, 0.00, 0.01, 0.50),
+    "own_investment":     (0.05, 0.30, 0.35, 0.00, 0.00, 0.05),
+    "trader_cash":        (0.05, 0.80, 0.02, 0.00, 0.00, 0.10),
+    "family_emergency":   (0.70, 0.50, 0.00, 0.00, 0.03, 0.40),
+    "safe_account":       (0.90, 0.05, 0.10, 0.80, 0.75, 0.10),
+    "investment_scam":    (0.60, 0.10, 0.90, 0.02, 0.40, 0.05),
+    "mule_cash_out":      (0.30, 0.10, 0.30, 0.00, 0.50, 0.60),
+}
+SIGNAL_ORDER = ("told_to_by_caller", "knows_payee_in_person", "promised_returns", "told_account_in_crime",
+                "told_to_keep_secret", "buying_for_someone")
+# A scam sign is "yes", except knowing the payee in person, where it is "no".
+_REASSURING = {"knows_payee_in_person": "yes"}
+
+
+def _answers(rng: random.Random, typology: str, transfer: bool, *, lie: float, decline: float) -> dict:
+    """What one customer would answer if asked: truthful draws, then lies (a scam sign hidden) and refusals."""
+    out = {}
+    for signal, p_yes in zip(SIGNAL_ORDER, TRUTHFUL_YES[typology]):
+        if signal == "knows_payee_in_person" and not transfer:
+            continue
+        answer = "yes" if rng.random() < p_yes else "no"
+        reassuring = _REASSURING.get(signal, "no")
+        if answer != reassuring and rng.random() < lie:
+            answer = reassuring
+        if rng.random() < decline:
+            answer = "declined"
+        out[signal] = answer
+    return out
+
+
+def counter_signals(items: list[dict], seed: int, cfg: SimConfig) -> None:
+    """Add ``item["signals"]`` to each item: what the lists of persons and the caring dialogue would say.
+
+    ``{"identity": bool, "warned": bool, "restricted": bool, "payee_listed": bool, "answers": {...}}``:
+    whether the terminal sent the customer's identity (without it no list of persons can be checked),
+    whether the customer is on the police's warned-persons list or under "both cards restricted",
+    whether a transfer's payee account is on the stop-payment list, and the answers the customer
+    would give if the teller asked the caring questions (the evaluation decides who is asked). The
+    draws use their own generator, so the events themselves are the same with or without signals.
+    """
+    rng = random.Random(seed * 1_000_003 + 424_242)
+    warned: dict[tuple, bool] = {}
+    restricted: dict[str, bool] = {}
+    for item in items:
+        event, typology = item["event"], item["typology"]
+        account, fraud = event["account"], item["label"] == 1
+        transfer = event["kind"] == "transfer_out"
+        identity = rng.random() < cfg.identity_share
+        role = "victim" if typology in ("safe_account", "investment_scam") else "mule" if typology == "mule_cash_out" else "honest"
+        if (account, role) not in warned:  # one list entry a person and role, for all that person's visits
+            warned[(account, role)] = rng.random() < (cfg.warned_coverage if role == "victim" else
+                                                      cfg.warned_honest if role == "honest" else 0.0)
+        if account not in restricted:
+            restricted[account] = rng.random() < (cfg.restricted_mule_share if role == "mule" else 0.0)
+        coached = item.get("coached", False)
+        lie = cfg.coached_lie if coached else cfg.mule_lie if role == "mule" else 0.1 if fraud else 0.0
+        decline = (cfg.coached_decline if coached else 0.2 if role == "mule" else 0.05 if fraud else
+                   cfg.honest_decline)
+        item["signals"] = {
+            "identity": identity,
+            "warned": identity and warned[(account, role)],
+            "restricted": identity and restricted[account],
+            "payee_listed": transfer and rng.random() < (cfg.payee_listed_share if fraud else 0.0005),
+            "answers": _answers(rng, typology, transfer, lie=lie, decline=decline),
+        }
 
 
 # A branch unlike the training one, for judging a model on data it was not tuned on: an older
@@ -555,6 +661,15 @@ WORLD_RANGES = {
     "purpose_unrecorded": (0.0, 0.4),
     "purpose_vague": (0.0, 0.3),
     "under_line_share": (0.15, 0.7),
+    "identity_share": (0.3, 1.0),
+    "warned_coverage": (0.1, 0.7),
+    "warned_honest": (0.001, 0.02),        # log-uniform
+    "restricted_mule_share": (0.0, 0.5),
+    "payee_listed_share": (0.0, 0.4),
+    "coached_lie": (0.2, 0.8),
+    "mule_lie": (0.4, 0.9),
+    "coached_decline": (0.05, 0.3),
+    "honest_decline": (0.0, 0.08),
 }
 LOOKALIKES = tuple(name for name in LEGITIMATE if name != "ordinary")
 
@@ -602,6 +717,16 @@ def random_world(seed: int) -> SimConfig:
         purpose_vague=uniform("purpose_vague"),
         under_line_share=uniform("under_line_share"),
         amount_by_typology={name: log_uniform("amount_by_typology") for name in TYPOLOGIES},
+        # Drawn after the others, so each world's earlier habits stay what they were.
+        identity_share=uniform("identity_share"),
+        warned_coverage=uniform("warned_coverage"),
+        warned_honest=log_uniform("warned_honest"),
+        restricted_mule_share=uniform("restricted_mule_share"),
+        payee_listed_share=uniform("payee_listed_share"),
+        coached_lie=uniform("coached_lie"),
+        mule_lie=uniform("mule_lie"),
+        coached_decline=uniform("coached_decline"),
+        honest_decline=uniform("honest_decline"),
     )
 
 

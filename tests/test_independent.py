@@ -52,7 +52,7 @@ def test_a_bad_event_count_is_refused_by_name(bad):
 def test_every_event_is_valid_schema_v1_in_time_order_with_unique_ids(sample):
     ids, last = set(), None
     for item in sample:
-        assert set(item) == {"event", "label", "typology", "watchlisted"}
+        assert set(item) == {"event", "label", "typology", "watchlisted", "signals", "coached"}
         event = parse_event(item["event"])  # raises SchemaError naming the field
         assert event.event_id.startswith("ind11-") and event.event_id not in ids
         ids.add(event.event_id)
