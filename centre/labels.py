@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from counterguard.core import jsontext
-from counterguard.core.features import FEATURES_VERSION, N_FEATURES
+from counterguard.core.features import FEATURES_VERSION, N_FEATURES, V2_FEATURES, pad_row
 from counterguard.core.manifest import ManifestError, account_hash, is_account_hash
 
 LABELS = ("fraud", "not_fraud")
@@ -282,9 +282,21 @@ class EventIndex:
 
 
 def with_features(events: list[dict]) -> list[dict]:
-    """The events that carry model inputs of this release's shape (older uploads may carry none)."""
-    return [e for e in events if e.get("features") and e.get("features_version") == FEATURES_VERSION
-            and len(e["features"]) == N_FEATURES]
+    """The events that carry model inputs of this release's shape (older uploads may carry none).
+
+    Version 2 rows, from gateways not yet upgraded, are a prefix of version 3 and come padded with
+    the new columns at 0, which is what version 3 says when the lists and answers are not known
+    (core/features.py ``pad_row``)."""
+    out = []
+    for e in events:
+        features, version = e.get("features"), e.get("features_version")
+        if not features:
+            continue
+        if version == 2 and len(features) == V2_FEATURES:
+            out.append({**e, "features": pad_row(features), "features_version": FEATURES_VERSION})
+        elif version == FEATURES_VERSION and len(features) == N_FEATURES:
+            out.append(e)
+    return out
 
 
 def labelled_events(store, *, now: float, honest_after_days: float, since_epoch: float | None = None,

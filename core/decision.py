@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from counterguard.core.events import Event
-from counterguard.core.features import REPORTING_LINE, RISKY_PURPOSES, History
+from counterguard.core.features import NO_HITS, REPORTING_LINE, RISKY_PURPOSES, History, ListHits
 
 GREEN, AMBER, RED = "green", "amber", "red"
 LEVELS = (GREEN, AMBER, RED)
@@ -63,24 +63,6 @@ REASON_TEXT = {
 REASONS = tuple(REASON_TEXT)
 # A warned customer moving this much is red without the model: the line the other "large" signs use.
 WARNED_RED_AMOUNT = 10_000.0
-
-
-@dataclass(frozen=True)
-class ListHits:
-    """What the centre's lists say about one event; every match is of keyed hashes."""
-
-    watchlist: bool = False  # the account is on the stop-payment list
-    payee_watchlist: bool = False  # the transfer's payee account is on it
-    restricted_person: bool = False  # the customer is under "both cards restricted"
-    warned_person: bool = False  # the customer is on the police's early-warning list
-
-    @property
-    def hold(self) -> bool:
-        """Red whatever the model or the customer's answers say."""
-        return self.watchlist or self.payee_watchlist or self.restricted_person
-
-
-NO_HITS = ListHits()
 
 
 def _hits(lists) -> ListHits:
@@ -184,24 +166,42 @@ def decide(event: Event, score: float, history: History, lists, thresholds: Thre
 _ORDER = {level: n for n, level in enumerate(LEVELS)}
 
 
-def after_answers(first: Verdict, answers: dict) -> Verdict:
+def after_answers(first: Verdict, answers: dict, *, event: Event | None = None, score: float | None = None,
+                  history: History | None = None, lists=None, thresholds: Thresholds | None = None) -> Verdict:
     """The final verdict once the customer has answered the caring questions (core/dialogue.py).
 
-    A scam's own script in the answers ("a caller told me to", "my account is in a crime case",
-    "keep it secret", "promised returns") is red; doing it for someone else, never having met the
-    payee or declining two questions is at least amber. Answers only ever raise a verdict: a red is
-    the supervisor's to resolve, and a stop-payment, restricted-person or payee red stands whatever
-    the customer says."""
+    With the model's re-score (``score``: the event's features with the answers filled in, and the
+    ``event``, ``history``, ``lists`` and ``thresholds`` of the first verdict) the re-score decides as
+    the first score did: reassuring answers can turn a model's amber green and worrying ones raise
+    it. A red stands whatever the customer says (the customer is held and the supervisor is on the
+    way; the red lamp stays lit until they acknowledge it), a warned customer stays at least amber
+    (``decide``), and so does a customer who said "yes" to any part of a scam's script, however
+    small the amount: the supervisor hears it.
+
+    Without a re-score (SIM cards and accounts, which the rule book decides) the answers only raise:
+    a scam's own script ("a caller told me to", "my account is in a crime case", "keep it secret",
+    "promised returns") is red; doing it for someone else, never having met the payee or declining
+    two questions is at least amber."""
     from counterguard.core.dialogue import SCRIPTED, warning_signs
 
     signs = warning_signs(answers)
-    level = first.level
-    if any(answers.get(s) == "yes" for s in SCRIPTED):
-        level = RED
-    elif signs and _ORDER[level] < _ORDER[AMBER]:
-        level = AMBER
+    if score is not None:
+        if event is None or history is None or thresholds is None:
+            raise ValueError("a re-score needs the event, its history and the thresholds of the first verdict")
+        level = decide(event, score, history, lists, thresholds).level
+        if first.level == RED:  # the customer is held and the supervisor on the way: theirs to resolve
+            level = RED
+        elif level == GREEN and any(answers.get(s) == "yes" for s in SCRIPTED):
+            level = AMBER  # a scam's own script, said at the counter, is never waved through
+    else:
+        level = first.level
+        if any(answers.get(s) == "yes" for s in SCRIPTED):
+            level = RED
+        elif signs and _ORDER[level] < _ORDER[AMBER]:
+            level = AMBER
     kept = [r for r in first.reasons if r not in signs and not (signs and r == "model_score")]
     reasons = signs + kept if level != GREEN else []
     if level != GREEN and not reasons:
         reasons = ["model_score"]
-    return Verdict(first.event_id, level, first.score, tuple(reasons), verdict_text(level, reasons), first.counter)
+    final_score = first.score if score is None else float(score)
+    return Verdict(first.event_id, level, final_score, tuple(reasons), verdict_text(level, reasons), first.counter)

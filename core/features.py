@@ -3,6 +3,13 @@
 Training (models/) and the gateway both call ``event_features`` and ``summarise_history`` so the
 numbers a model was trained on are the numbers it is given at the counter. Changing a feature
 means retraining: ``FEATURES_VERSION`` is written into every model manifest and checked at load.
+
+Version 3 adds what the counter knows beyond the transaction: whether the customer was checked
+against the police's warned-persons list and was on it, and the customer's answers to the caring
+questions (core/dialogue.py). Something unknown is its own value, never a "no": a customer whose
+identity the terminal did not send has ``persons_checked`` 0, and a signal not asked has all three
+of its answer columns at 0, unlike a "no". So every column added in version 3 is 0 when the signal
+is absent, and a version-2 row padded with zeros reads as "nothing known" (``pad_row``).
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+from counterguard.core.dialogue import ANSWERS, SIGNALS
 from counterguard.core.events import Event
 
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 REPORTING_LINE = 50_000.0  # large-cash line (yuan) at which identity and purpose checks apply
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -48,7 +56,12 @@ FEATURE_NAMES = (
     "payee_known",
     "log_payee_account_age_days",
     "payee_account_age_known",
-)
+    # version 3: the lists of persons and the caring dialogue
+    "persons_checked",
+    "warned_person",
+    "answered",
+) + tuple(f"{signal}_{answer}" for signal in SIGNALS for answer in ANSWERS)
+V2_FEATURES = 29  # the columns of version 2, a prefix of version 3
 N_FEATURES = len(FEATURE_NAMES)
 RISKY_PURPOSES = frozenset({"investment", "loan_repayment"})
 
@@ -64,6 +77,27 @@ class History:
 
 
 NO_HISTORY = History()
+
+
+@dataclass(frozen=True)
+class ListHits:
+    """What the centre's lists say about one event; every match is of keyed hashes."""
+
+    watchlist: bool = False  # the account is on the stop-payment list
+    payee_watchlist: bool = False  # the transfer's payee account is on it
+    restricted_person: bool = False  # the customer is under "both cards restricted"
+    warned_person: bool = False  # the customer is on the police's early-warning list
+    # The customer's identity (id or phone hash) was looked up in the lists of persons: without it a
+    # warned_person False means "not known", not "not warned".
+    persons_checked: bool = False
+
+    @property
+    def hold(self) -> bool:
+        """Red whatever the model or the customer's answers say."""
+        return self.watchlist or self.payee_watchlist or self.restricted_person
+
+
+NO_HITS = ListHits()
 
 
 def summarise_history(prior: Iterable[tuple[float, float, int]], now: float, counter: int) -> History:
@@ -91,8 +125,35 @@ def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
-def event_features(event: Event, history: History = NO_HISTORY) -> list[float]:
-    """The model's input row for one event, in ``FEATURE_NAMES`` order."""
+def pad_row(row) -> list[float]:
+    """A version-2 row (29 values) as version 3: the lists and answers not known."""
+    row = list(row)
+    return row + [0.0] * (N_FEATURES - len(row)) if len(row) == V2_FEATURES else row
+
+
+def answer_columns(answers: dict | None) -> list[float]:
+    """The ``answered`` column and the three columns of each signal, for answers {signal: answer}."""
+    if not answers:
+        return [0.0] * (1 + len(SIGNALS) * len(ANSWERS))
+    out = [1.0]
+    for signal in SIGNALS:
+        given = answers.get(signal)
+        out += [1.0 if given == answer else 0.0 for answer in ANSWERS]
+    return out
+
+
+_FIRST_ANSWER = FEATURE_NAMES.index("answered")
+
+
+def with_answers(row, answers: dict | None) -> list[float]:
+    """``row`` (an ``event_features`` row) with the customer's answers filled in."""
+    return list(row[:_FIRST_ANSWER]) + answer_columns(answers)
+
+
+def event_features(event: Event, history: History = NO_HISTORY, hits: ListHits | None = None,
+                   answers: dict | None = None) -> list[float]:
+    """The model's input row for one event, in ``FEATURE_NAMES`` order. ``hits``: the lists' matches
+    (None: no lists looked at); ``answers``: the caring dialogue's {signal: answer} (None: not asked)."""
     amount = event.amount
     flags = event.teller_flags
     age = event.customer_age
@@ -135,4 +196,6 @@ def event_features(event: Event, history: History = NO_HISTORY) -> list[float]:
         1.0 if event.payee_new is not None else 0.0,
         math.log1p(payee_age) if payee_age is not None else 0.0,
         1.0 if payee_age is not None else 0.0,
-    ]
+        1.0 if hits is not None and hits.persons_checked else 0.0,
+        1.0 if hits is not None and hits.persons_checked and hits.warned_person else 0.0,
+    ] + answer_columns(answers)

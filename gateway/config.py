@@ -93,6 +93,7 @@ class ModelSettings:
 class ThresholdSettings:
     amber: float = _setting(0.0, "Score at or above which a verdict is amber (0: the model manifest's value).", lo=0.0, hi=1.0)
     red: float = _setting(0.0, "Score at or above which a verdict is red (0: the model manifest's value).", lo=0.0, hi=1.0)
+    dialogue: bool = _setting(False, "The tellers ask the caring questions at every amber and the terminals or the console send the answers: use the model's dialogue thresholds, which ask more customers and let the answers clear most of them (ignored when amber and red are set).")
 
 
 @dataclass(frozen=True)

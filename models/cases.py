@@ -2,7 +2,10 @@
 
 The file ``counterguard export-events --labelled`` writes, after the bank has added the frauds it
 learnt of later: one JSON object a line, ``{"event": <schema v1 event>, "label": 0|1}``, with
-optional ``"watchlisted": bool`` and ``"typology": str``; other keys are ignored. ``counterguard
+optional ``"watchlisted": bool``, ``"typology": str`` and ``"signals"`` (what the lists of persons
+and the caring dialogue said: ``{"identity", "warned", "restricted", "payee_listed": bool,
+"answers": {signal: yes|no|declined}}``, as models/simulate.py gives them) and ``"coached": true``
+(a simulated victim coached to hide the signs); other keys are ignored. ``counterguard
 evaluate --cases`` judges a model on such a file and ``python -m counterguard.models.train --cases`` trains on
 it, both through ``load_cases`` here.
 """
@@ -13,6 +16,7 @@ import hashlib
 import json
 
 from counterguard.core import jsontext
+from counterguard.core.dialogue import parse_answers
 from counterguard.core.events import parse_event
 
 
@@ -51,6 +55,7 @@ def load_cases(path) -> tuple[list[dict], list[str]]:
                 if not isinstance(typology, str):
                     raise ValueError(f"typology: must be a string, got {typology!r}")
                 event = parse_event(case["event"])
+                signals = _signals(case.get("signals"))
             except ValueError as e:  # JSONDecodeError, TooDeep and SchemaError are ValueErrors
                 problems.append(f"line {number}: {e}")
                 continue
@@ -58,12 +63,37 @@ def load_cases(path) -> tuple[list[dict], list[str]]:
                 problems.append(f"line {number}: event {event.event_id} is already on line {seen[event.event_id]}")
                 continue
             seen[event.event_id] = number
-            items.append((event.epoch, number, {"event": case["event"], "label": label, "typology": typology,
-                                                "watchlisted": watchlisted}))
+            item = {"event": case["event"], "label": label, "typology": typology, "watchlisted": watchlisted}
+            if signals is not None:
+                item["signals"] = signals
+            if case.get("coached") is True:  # a simulated world's victim coached to hide the signs
+                item["coached"] = True
+            items.append((event.epoch, number, item))
     if not items:
         raise CasesError(f"{path}: no usable case" + (f" ({len(problems)} bad lines)" if problems else " (empty file)"))
     items.sort(key=lambda t: (t[0], t[1]))  # history is built in time order, whatever order the file is in
     return [item for _, _, item in items], problems
+
+
+_FLAGS = ("identity", "warned", "restricted", "payee_listed")
+
+
+def _signals(signals):
+    """A case's ``signals``, checked (ValueError naming the key at fault), or None when it has none."""
+    if signals is None:
+        return None
+    if not isinstance(signals, dict):
+        raise ValueError("signals: must be a JSON object")
+    unknown = set(signals) - set(_FLAGS) - {"answers"}
+    if unknown:
+        raise ValueError(f"signals: unknown key {sorted(unknown)[0]!r}; expected {', '.join(_FLAGS)}, answers")
+    for key in _FLAGS:
+        if not isinstance(signals.get(key, False), bool):
+            raise ValueError(f"signals.{key}: must be true or false")
+    answers = signals.get("answers") or {}
+    if answers:
+        _, answers = parse_answers({"event_id": "case", "answers": answers})
+    return {**{key: signals.get(key, False) for key in _FLAGS}, "answers": answers}
 
 
 def file_digest(path) -> str:
@@ -80,6 +110,10 @@ def write_cases(items, path) -> None:
     them) as a cases file, one line each."""
     with open(path, "w", encoding="utf-8") as handle:
         for item in items:
-            handle.write(json.dumps({"event": item["event"], "label": int(item["label"]),
-                                     "watchlisted": bool(item.get("watchlisted")),
-                                     "typology": item.get("typology", "")}, ensure_ascii=False) + "\n")
+            case = {"event": item["event"], "label": int(item["label"]), "watchlisted": bool(item.get("watchlisted")),
+                    "typology": item.get("typology", "")}
+            if item.get("signals") is not None:
+                case["signals"] = item["signals"]
+            if item.get("coached"):
+                case["coached"] = True
+            handle.write(json.dumps(case, ensure_ascii=False) + "\n")

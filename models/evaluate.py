@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from counterguard.core.decision import AMBER, GREEN, RED, Thresholds, decide
-from counterguard.core.features import FEATURE_NAMES, event_features
+from counterguard.core.decision import AMBER, GREEN, RED, Thresholds, after_answers, decide
+from counterguard.core.dialogue import SCRIPTED
+from counterguard.core.features import FEATURE_NAMES, ListHits, event_features, with_answers
 from counterguard.gateway.scoring.model import FraudModel
-from counterguard.models.rulebook import rulebook_level
+from counterguard.models.rulebook import rulebook_final_level
 from counterguard.models.simulate import SHIFTED, SHIFTED_SEEDS, simulate, simulate_worlds, world_seeds
 from counterguard.models.train import (
     AMBER_LEGIT_SHARE,
     RED_LEGIT_SHARE,
     choose_thresholds,
+    item_answers,
+    item_hits,
+    item_hold,
     replay_items,
     time_split,
     typology_order,
@@ -56,35 +60,60 @@ AMOUNT_BINS = 200  # 0.5 % of training events a bin: fine enough to act within a
 
 
 class Scored:
-    """One data set scored both ways: arrays aligned with its events."""
+    """One data set scored both ways: arrays aligned with its events.
 
-    def __init__(self, name: str, items: list[dict], model: FraudModel, thresholds: Thresholds):
-        rows, scores, levels, rule, labels, typologies, epochs = [], [], [], [], [], [], []
+    As the gateway does it: the first verdict from the event, its history and the lists of persons
+    (``lists``); then, for an event alerted at amber or red, the customer's answers to the caring
+    questions (``answers``) re-score it and ``after_answers`` gives the final verdict. ``scores`` ranks
+    events by the final verdict (``two_stage``: alerted at a threshold exactly when the first score
+    and the re-score both reach it; a first red stands, and so does an alert whose customer said yes to
+    a scam's script; a hold ranks above any score), ``first_scores`` by the first.
+    Without ``lists`` or ``answers`` the model sees those signals as absent, as at a counter whose
+    terminal does not send them.
+    """
+
+    KEYS = ("rows", "scores", "first_scores", "levels", "first_levels", "rule_levels", "rule_first_levels",
+            "labels", "typologies", "coached", "epochs")
+
+    def __init__(self, name: str, items: list[dict], model: FraudModel, thresholds: Thresholds, *,
+                 lists: bool = True, answers: bool = True):
+        out = {key: [] for key in self.KEYS}
         for event, history, item in replay_items(items):
-            row = event_features(event, history)
-            score = model.score(row)
-            watchlisted = bool(item.get("watchlisted"))
-            rows.append(row)
-            # The gateway ranks a watchlist hit above any score: it is red whatever the model says.
-            scores.append(max(score, 1.0) if watchlisted else score)
-            levels.append(decide(event, score, history, watchlisted, thresholds).level)
-            rule.append(rulebook_level(event, watchlisted))
-            labels.append(int(item["label"]))
-            typologies.append(item.get("typology") or "")
-            epochs.append(event.epoch)
+            hits = item_hits(item) if lists else None
+            hold = item_hold(item, lists)
+            warned = hits is not None and hits.warned_person
+            given = item_answers(item) if answers else None
+            row = event_features(event, history, hits)
+            first = model.score(row)
+            final = model.score(with_answers(row, given)) if given else first
+            gateway_hits = ListHits(watchlist=hold, warned_person=warned, persons_checked=hits is not None)
+            verdict = decide(event, first, history, gateway_hits, thresholds)
+            if verdict.level != GREEN and given:
+                verdict = after_answers(verdict, given, event=event, score=final, history=history,
+                                        lists=gateway_hits, thresholds=thresholds)
+            rule_first = rulebook_final_level(event, hold, warned, None)
+            out["rows"].append(row)
+            # The gateway ranks a hold above any score: it is red whatever the model says.
+            stands = first >= thresholds.red or any((given or {}).get(s) == "yes" for s in SCRIPTED)
+            out["scores"].append(1.0 if hold else first if stands else min(first, final))
+            out["first_scores"].append(1.0 if hold else first)
+            out["levels"].append(verdict.level)
+            out["first_levels"].append(decide(event, first, history, gateway_hits, thresholds).level)
+            out["rule_levels"].append(rulebook_final_level(event, hold, warned, given if rule_first != GREEN else None))
+            out["rule_first_levels"].append(rule_first)
+            out["labels"].append(int(item["label"]))
+            out["typologies"].append(item.get("typology") or "")
+            out["coached"].append(bool(item.get("coached")))
+            out["epochs"].append(event.epoch)
         self.name = name
-        self.rows = np.asarray(rows, np.float64)
-        self.scores = np.asarray(scores)
-        self.levels = np.asarray(levels)
-        self.rule_levels = np.asarray(rule)
-        self.labels = np.asarray(labels, np.int8)
-        self.typologies = np.asarray(typologies)
-        self.epochs = np.asarray(epochs)
+        for key, values in out.items():
+            setattr(self, key, np.asarray(values, np.float64 if key in ("rows", "epochs") else None))
+        self.labels = self.labels.astype(np.int8)
 
     def subset(self, mask: np.ndarray, name: str) -> "Scored":
         part = object.__new__(Scored)
         part.name = name
-        for key in ("rows", "scores", "levels", "rule_levels", "labels", "typologies", "epochs"):
+        for key in self.KEYS:
             setattr(part, key, getattr(self, key)[mask])
         return part
 
@@ -92,7 +121,7 @@ class Scored:
     def concat(cls, parts: list["Scored"], name: str) -> "Scored":
         whole = object.__new__(cls)
         whole.name = name
-        for key in ("rows", "scores", "levels", "rule_levels", "labels", "typologies", "epochs"):
+        for key in cls.KEYS:
             setattr(whole, key, np.concatenate([getattr(p, key) for p in parts]))
         return whole
 
@@ -138,13 +167,36 @@ def level_metrics(levels: np.ndarray, labels: np.ndarray, typologies: np.ndarray
     }
 
 
+def coached_metrics(levels: np.ndarray, data: Scored, ranking: np.ndarray) -> dict:
+    """How the victims coached to hide the signs fare: the hard part of every typology, shown apart."""
+    victims = data.coached & (data.labels == 1)
+    n = int(victims.sum())
+    return {"events": n,
+            "recall_alerted": round(float((levels[victims] != GREEN).mean()), 4) if n else None,
+            "recall_at_legit_share": {f"{b:g}": round(float((ranking[victims] > legit_cut(ranking, data.labels, b)).mean()), 4)
+                                      if n else None for b in BUDGETS}}
+
+
 def model_metrics(data: Scored) -> dict:
-    return level_metrics(data.levels, data.labels, data.typologies, data.scores)
+    m = level_metrics(data.levels, data.labels, data.typologies, data.scores)
+    m["coached_victims"] = coached_metrics(data.levels, data, data.scores)
+    # The first verdict alone, before any answers: what a counter without the dialogue gets.
+    first = level_metrics(data.first_levels, data.labels, data.typologies, data.first_scores)
+    m["first_verdict"] = {k: first[k] for k in ("recall_alerted", "recall_red", "legit_alerted_share",
+                                                "legit_red_share", "red_precision", "average_precision",
+                                                "recall_at_legit_share")}
+    return m
+
+
+def _rank(levels: np.ndarray) -> np.ndarray:
+    return np.select([levels == RED, levels == AMBER], [2.0, 1.0], 0.0)
 
 
 def rulebook_metrics(data: Scored) -> dict:
-    rank = np.select([data.rule_levels == RED, data.rule_levels == AMBER], [2.0, 1.0], 0.0)
-    return level_metrics(data.rule_levels, data.labels, data.typologies, rank)
+    rank = _rank(data.rule_levels)
+    m = level_metrics(data.rule_levels, data.labels, data.typologies, rank)
+    m["coached_victims"] = coached_metrics(data.rule_levels, data, rank)
+    return m
 
 
 def legit_cut(scores: np.ndarray, labels: np.ndarray, legit_share: float) -> float:
@@ -390,6 +442,16 @@ def report_text(report: dict) -> str:
         lines.append(f"  {'average precision':32}{m['average_precision']:>10.3f}{r['average_precision']:>12.3f}")
         lines.append("  model's fraud alerted if amber alerted a given share of legitimate events: "
                      + ", ".join(f"{_pct(float(b))} -> {_pct(v)}" for b, v in m["recall_at_legit_share"].items()))
+        if "first_verdict" in m:
+            f = m["first_verdict"]
+            lines.append(f"  first verdict alone (before any answers): fraud alerted {_pct(f['recall_alerted'])}, "
+                         f"legitimate alerted {_pct(f['legit_alerted_share'])}, red precision {_pct(f['red_precision'])}; "
+                         "at a share of legitimate events: "
+                         + ", ".join(f"{_pct(float(b))} -> {_pct(v)}" for b, v in f["recall_at_legit_share"].items()))
+        c = m.get("coached_victims")
+        if c and c["events"]:
+            lines.append(f"  coached victims ({c['events']} events): model {_pct(c['recall_alerted'])}, rule book "
+                         f"{_pct(r['coached_victims']['recall_alerted'])}")
         if m["fraud_events"] < FEW_FRAUD:
             lines.append(f"  warning: only {m['fraud_events']} fraud events; each one moves the fraud shares by "
                          f"{_pct(1 / max(m['fraud_events'], 1))}")

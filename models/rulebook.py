@@ -5,6 +5,12 @@
   20,000 or more, or the account is younger than 90 days and the amount is 10,000 or more;
 - an amber becomes red if the customer is on the phone or anxious.
 
+With the signals a counter now has (``rulebook_final_level``): a restricted customer or a payee on
+the stop-payment list is red, a customer on the police's warned list at least amber, and once an
+alerted customer has answered the caring questions, the answers' rules of core/decision.py
+``after_answers`` without a model (a scam's script red; for someone else, a payee never met or two
+refusals at least amber). Paper rules only ever raise.
+
 A field the terminal did not report (age, account age) cannot trigger its rule, as on paper: the
 teller had nothing to compare. Levels are the gateway's own (``counterguard.core.decision``).
 """
@@ -35,3 +41,17 @@ def rulebook_level(event: Event, watchlisted: bool) -> str:
     if not amber:
         return GREEN
     return RED if ESCALATING_FLAGS & set(event.teller_flags) else AMBER
+
+
+def rulebook_final_level(event: Event, hold: bool, warned: bool, answers: dict | None) -> str:
+    """The rule book's level with the lists (``hold``: account, payee or customer on a list that holds;
+    ``warned``: on the warned-persons list) and, for an alerted customer, the answers."""
+    from counterguard.core.dialogue import SCRIPTED
+
+    level = rulebook_level(event, hold)
+    if warned and level == GREEN:
+        level = AMBER
+    if level == GREEN or not answers:
+        return level
+    # An alerted customer is at least amber already, so the other answers' rules change nothing here.
+    return RED if any(answers.get(s) == "yes" for s in SCRIPTED) else level

@@ -47,13 +47,22 @@ from pathlib import Path
 
 import numpy as np
 
+from counterguard.core.dialogue import SCRIPTED
 from counterguard.core.events import parse_event
-from counterguard.core.features import DAY, FEATURE_NAMES, FEATURES_VERSION, event_features, summarise_history
+from counterguard.core.features import (
+    DAY,
+    FEATURE_NAMES,
+    FEATURES_VERSION,
+    ListHits,
+    event_features,
+    summarise_history,
+    with_answers,
+)
 from counterguard.models.cases import CasesError, file_digest, load_cases
 from counterguard.models.simulate import TYPOLOGIES, SimConfig, simulate, simulate_worlds
 
 NAME = "counterguard-v1"
-VERSION = "2.0.0"
+VERSION = "3.0.0"
 TRAIN_SHARE = 0.8
 # Amber: at most 1 % of legitimate events get the caring questions (three a day at a 300-event
 # branch: tellers stop trusting a lamp that cries wolf). Red: at most 0.2 % are held for the
@@ -69,6 +78,10 @@ CALIBRATION_BATCH = 256
 CALIBRATION_BATCHES = 32
 GOLDEN_ROWS = 50
 CLIP = 6.0  # standardised inputs are kept within +-CLIP (see standardiser)
+BINARY_SCALE_FLOOR = 0.5  # a 0/1 column's scale is at least this (see standardiser)
+# Weight decay on the hidden layers: a smoother network keeps the int8 model's scores within a few
+# hundredths of the float model's, with fifty inputs as with twenty-nine (see int8_model).
+L2 = 1e-3
 LOGIT_CLIP = 8.0  # scores span sigmoid(-8)..sigmoid(8), 0.0003..0.9997 (see fit)
 
 
@@ -93,14 +106,63 @@ def replay_items(items: list[dict]):
         prior.append((now, event.amount, event.counter))
 
 
-def feature_rows(items: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features, labels, epochs) for time-ordered simulated items, replayed as the gateway would."""
-    rows, labels, epochs = [], [], []
+def item_hits(item: dict) -> ListHits | None:
+    """What the lists of persons said about an item's customer (``item["signals"]``, models/simulate.py
+    ``counter_signals``); None when nobody could look (no identity sent, or an item without signals)."""
+    signals = item.get("signals")
+    if not signals or not signals.get("identity"):
+        return None
+    return ListHits(persons_checked=True, warned_person=bool(signals.get("warned")),
+                    restricted_person=bool(signals.get("restricted")))
+
+
+def item_hold(item: dict, lists: bool = True) -> bool:
+    """Red whatever the model says: the account on the stop-payment list, or (with ``lists``) the
+    customer restricted or the payee's account on the stop-payment list."""
+    signals = item.get("signals") or {}
+    return bool(item.get("watchlisted")) or (lists and bool(signals.get("restricted") or signals.get("payee_listed")))
+
+
+def item_answers(item: dict) -> dict | None:
+    """The answers the customer would give to the caring questions, if the item has any."""
+    return (item.get("signals") or {}).get("answers") or None
+
+
+def feature_rows(items: list[dict], *, lists: bool = True):
+    """(first rows, final rows, labels, epochs) for time-ordered items, replayed as the gateway would.
+
+    A first row is what the gateway scores when the event arrives (the lists of persons, with
+    ``lists``, but no answers yet); a final row adds the customer's answers to the caring questions
+    (``with_answers``), for items that have them (others repeat their first row)."""
+    first, final, labels, epochs = [], [], [], []
     for event, history, item in replay_items(items):
-        rows.append(event_features(event, history))
+        row = event_features(event, history, item_hits(item) if lists else None)
+        first.append(row)
+        answers = item_answers(item)
+        final.append(with_answers(row, answers) if answers else row)
         labels.append(int(item["label"]))
         epochs.append(event.epoch)
-    return np.asarray(rows, np.float32), np.asarray(labels, np.int8), np.asarray(epochs, np.float64)
+    return (np.asarray(first, np.float32), np.asarray(final, np.float32), np.asarray(labels, np.int8),
+            np.asarray(epochs, np.float64))
+
+
+def two_stage(first: np.ndarray, final: np.ndarray, red: float | None = None,
+              scripted: np.ndarray | None = None) -> np.ndarray:
+    """The score that decides whether an event ends alerted when the teller asks the caring questions at
+    amber and the answers re-score it: alerted at threshold t exactly when first >= t (asked) and the
+    re-score >= t, i.e. when min(first, final) >= t. The first score stands where it is at or above
+    ``red`` (a red is the supervisor's to resolve) and where the customer said yes to a scam's script
+    (``scripted``: never cleared, core/decision.py ``after_answers``). One ranking, so alert budgets
+    apply as to a score."""
+    stands = np.zeros(len(first), bool) if scripted is None else scripted.copy()
+    if red is not None:
+        stands |= first >= red
+    return np.where(stands, first, np.minimum(first, final))
+
+
+def scripted_yes(items: list[dict]) -> np.ndarray:
+    """Items whose customer would say yes to any part of a scam's script when asked."""
+    return np.asarray([any((item_answers(item) or {}).get(s) == "yes" for s in SCRIPTED) for item in items])
 
 
 def time_split(epochs: np.ndarray, share: float = TRAIN_SHARE) -> np.ndarray:
@@ -118,6 +180,10 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     mean = x.mean(axis=0)
     scale = np.maximum(x.std(axis=0), np.abs(x - mean).max(axis=0) / CLIP)
+    # A rare 0/1 column (an answer few customers give) would otherwise sit at +CLIP, and twenty of
+    # them stretch the hidden layers' int8 ranges: at most 2 standard units for a yes.
+    binary = np.all((x == 0) | (x == 1), axis=0)
+    scale[binary] = np.maximum(scale[binary], BINARY_SCALE_FLOOR)
     scale[scale < 1e-6] = 1.0
     return mean.astype(np.float32), scale.astype(np.float32)
 
@@ -145,7 +211,8 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int = EPOCHS, weights: 
     seed_everything(seed)
     n = x.shape[1]
     model = keras.Sequential([keras.Input((n,), name="features")]
-                             + [keras.layers.Dense(h, activation="relu") for h in HIDDEN]
+                             + [keras.layers.Dense(h, activation="relu", kernel_regularizer=keras.regularizers.l2(L2))
+                                for h in HIDDEN]
                              + [keras.layers.Dense(1, name="logit"),
                                 keras.layers.Lambda(lambda z: keras.ops.clip(z, -LOGIT_CLIP, LOGIT_CLIP), name="clip"),
                                 keras.layers.Activation("sigmoid", name="score")])
@@ -174,7 +241,13 @@ def int8_model(model, x_train: np.ndarray, y_train: np.ndarray, mean, scale, see
     calibration = std(x_train[rng.choice(len(x_train), picks, replace=False)])
     # Calibrate on every fraud row and each feature's training extremes too, so the int8 ranges
     # cover the rare rows that score high and nothing the model learnt from is clipped.
-    extremes = std(np.stack([x_train.min(axis=0), x_train.max(axis=0)]))
+    # One feature at a time: a row with every feature at its extreme at once (all answers "yes", "no"
+    # and "declined" together) would stretch the hidden layers' int8 ranges far past any real row.
+    typical = np.median(x_train, axis=0)
+    lows, highs = np.tile(typical, (x_train.shape[1], 1)), np.tile(typical, (x_train.shape[1], 1))
+    np.fill_diagonal(lows, x_train.min(axis=0))
+    np.fill_diagonal(highs, x_train.max(axis=0))
+    extremes = std(np.concatenate([lows, highs]))
     calibration = np.concatenate([calibration, std(x_train[y_train == 1]), extremes])
     return to_int8_tflite(model, calibration)
 
@@ -267,9 +340,30 @@ def average_precision(scores: np.ndarray, y: np.ndarray) -> float:
     return float(precision[hits].mean())
 
 
-def metrics(scores: np.ndarray, y: np.ndarray, amber: float, red: float) -> dict:
+def red_scores(first: np.ndarray, final: np.ndarray, amber: float) -> np.ndarray:
+    """The score that decides red in the two-stage flow: the re-score of those asked at amber, and the
+    first score where it is higher (a red stands)."""
+    return np.where(first >= amber, np.maximum(first, final), first)
+
+
+def choose_two_stage_thresholds(first: np.ndarray, final: np.ndarray, y: np.ndarray,
+                                scripted: np.ndarray | None = None) -> tuple[float, float]:
+    """Amber and red when the customers alerted at amber answer the caring questions and the re-score
+    decides: amber leaves at most AMBER_LEGIT_SHARE of legitimate events alerted after the answers
+    (``two_stage``), red at most RED_LEGIT_SHARE held."""
+    amber, _ = choose_thresholds(two_stage(first, final, scripted=scripted), y)
+    _, red = choose_thresholds(red_scores(first, final, amber), y)
+    red = max(red, amber + 1 / 256)
+    # A first red stands whatever the answers: with red known, amber once more on that ranking.
+    amber, _ = choose_thresholds(two_stage(first, final, red, scripted), y)
+    return amber, max(red, amber + 1 / 256)
+
+
+def metrics(scores: np.ndarray, y: np.ndarray, amber: float, red: float, red_scores: np.ndarray | None = None) -> dict:
     fraud, legit = y == 1, y == 0
-    alerted, held = scores >= amber, scores >= red
+    alerted = scores >= amber
+    held = (scores if red_scores is None else red_scores) >= red
+    held &= alerted
     return {
         "events": int(len(y)),
         "fraud_events": int(fraud.sum()),
@@ -311,7 +405,7 @@ def pooled(sources: list["Source"], name: str) -> "Source":
     """Several simulated sources as one, each keeping its own time split."""
     whole = object.__new__(Source)
     whole.name, whole.cases = name, False
-    for key in ("x", "y", "train", "typologies"):
+    for key in ("x", "x_final", "answered", "scripted", "y", "train", "typologies"):
         setattr(whole, key, np.concatenate([getattr(s, key) for s in sources]))
     return whole
 
@@ -322,7 +416,9 @@ class Source:
     def __init__(self, name: str, items: list[dict], *, cases: bool, check: bool = True):
         self.name = name
         self.cases = cases  # a bank's labelled events, not the simulator's
-        self.x, self.y, when = feature_rows(items)
+        self.x, self.x_final, self.y, when = feature_rows(items)
+        self.answered = np.asarray([item_answers(item) is not None for item in items])
+        self.scripted = scripted_yes(items)
         self.train = time_split(when)
         self.typologies = np.asarray([item.get("typology") or "" for item in items])
         # One of many simulated worlds may be short of fraud on its own; the worlds are judged together.
@@ -374,7 +470,11 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     primary = [s for s in sources if s.cases] or sources
 
     def training_rows(which):
-        return np.concatenate([s.x[s.train] for s in which]), np.concatenate([s.y[s.train] for s in which])
+        # Each event as the gateway first scores it, and once more with the customer's answers where
+        # there are any: the same network learns the first verdict and the re-score after the dialogue.
+        x = [s.x[s.train] for s in which] + [s.x_final[s.train & s.answered] for s in which]
+        y = [s.y[s.train] for s in which] + [s.y[s.train & s.answered] for s in which]
+        return np.concatenate(x), np.concatenate(y)
 
     x_train, y_train = training_rows(sources)
     mean, scale = standardiser(x_train)
@@ -385,29 +485,39 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
 
     weights = None
     if case_records:
-        weights = np.concatenate([np.full(int(s.train.sum()), cases_weight if s.cases else 1.0)
-                                  for s in sources])
+        weights = np.concatenate([np.full(int(s.train.sum()), cases_weight if s.cases else 1.0) for s in sources]
+                                 + [np.full(int((s.train & s.answered).sum()), cases_weight if s.cases else 1.0)
+                                    for s in sources])
     model = fit(std(x_train), y_train, seed, epochs, weights)
     tflite = int8_model(model, x_train, y_train, mean, scale, seed)
 
-    x_threshold, y_threshold = training_rows(primary)
-    train_scores = int8_scores(tflite, std(x_threshold))
-    amber, red = choose_thresholds(train_scores, y_threshold)
-    band = lambda s: np.digitize(s, [amber, red])  # noqa: E731  (0 green, 1 amber, 2 red)
+    first_t = np.concatenate([s.x[s.train] for s in primary])
+    final_t = np.concatenate([s.x_final[s.train] for s in primary])
+    y_threshold = np.concatenate([s.y[s.train] for s in primary])
+    scripted_t = np.concatenate([s.scripted[s.train] for s in primary])
+    first_scores, final_scores = int8_scores(tflite, std(first_t)), int8_scores(tflite, std(final_t))
+    amber, red = choose_two_stage_thresholds(first_scores, final_scores, y_threshold, scripted_t)
+    first_amber, first_red = choose_thresholds(first_scores, y_threshold)
+    train_scores = two_stage(first_scores, final_scores, red, scripted_t)
+    band = lambda s: np.digitize(s, [first_amber, first_red])  # noqa: E731  (0 green, 1 amber, 2 red)
     by_source = {}
     if worlds:  # judged together: the last 20 % of each world's time
         sources = [pooled(sources[:worlds], "simulated")] + sources[worlds:]
         primary = [s for s in sources if s.cases] or sources
     for s in sources:
         x_test, y_test = s.x[~s.train], s.y[~s.train]
-        test_scores = int8_scores(tflite, std(x_test))
-        m = metrics(test_scores, y_test, amber, red)
+        first_test = int8_scores(tflite, std(x_test))
+        final_test = int8_scores(tflite, std(s.x_final[~s.train]))
+        test_scores = two_stage(first_test, final_test, red, s.scripted[~s.train])
+        m = metrics(test_scores, y_test, amber, red, red_scores=red_scores(first_test, final_test, amber))
+        m["first_verdict"] = metrics(first_test, y_test, first_amber, first_red)
+        m["asked_legit_share"] = round(float((first_test[y_test == 0] >= amber).mean()), 4)
         kinds = s.typologies[~s.train]
         m["alerted_share_by_typology"] = {
             n: round(float((test_scores[kinds == n] >= amber).mean()), 4) for n in typology_order(kinds)}
         float_test = model.predict(std(x_test), verbose=0, batch_size=4096).reshape(-1)
-        m["int8_float_level_agreement"] = round(float((band(float_test) == band(test_scores)).mean()), 4)
-        m["int8_float_max_gap"] = round(float(np.abs(float_test - test_scores).max()), 4)
+        m["int8_float_level_agreement"] = round(float((band(float_test) == band(first_test)).mean()), 4)
+        m["int8_float_max_gap"] = round(float(np.abs(float_test - first_test).max()), 4)
         by_source[s.name] = (m, x_test, float_test)
     head, head_x, head_float = by_source[primary[0].name]
 
@@ -417,10 +527,14 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     if worlds and not case_records:
         split = f"last 20% of each of the {worlds} simulated worlds' time span, int8 model"
     manifest = {
-        **card_head(NAME, VERSION, mean, scale, tflite, amber, red),
+        **card_head(NAME, VERSION, mean, scale, tflite, first_amber, first_red),
         "threshold_rule": f"lowest int8 score levels alerting at most {AMBER_LEGIT_SHARE:.1%} (amber) and "
-                          f"{RED_LEGIT_SHARE:.1%} (red) of legitimate training events"
+                          f"{RED_LEGIT_SHARE:.1%} (red) of legitimate training events at the first verdict"
                           + (" of the labelled cases" if case_records else ""),
+        # Where every alerted customer is asked the caring questions and the terminal sends the answers,
+        # the teller can ask more customers (amber) and let the answers clear most of them: these hold
+        # the final verdict to the same shares of honest customers (models/README.md, "Lists and answers").
+        "dialogue_thresholds": {"amber": amber, "red": red},
         "metrics": {"split": split, **head,
                     "train_legit_alerted_share": round(float((train_scores[y_threshold == 0] >= amber).mean()), 4)},
         "seed": seed,
@@ -435,7 +549,7 @@ def train(seed: int, n_events: int, out: Path, *, epochs: int = EPOCHS, config: 
     (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n")
     golden = {
         "model": NAME, "version": VERSION, "thresholds": manifest["thresholds"],
-        "rows": golden_rows(head_x, head_float, amber, red),
+        "rows": golden_rows(head_x, head_float, first_amber, first_red),
     }
     (out / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
     log(f"model {model_path} ({len(tflite)} bytes), thresholds amber={amber} red={red}")

@@ -98,10 +98,10 @@ def test_keys_are_never_overwritten(tmp_path):
     (["push-thresholds", "--target", "all", "--amber", "0.8", "--red", "0.3", "--signing-key",
       "{keys}/centre-signing.pem"], "0 < amber < red <= 1"),
     (["fleet", "--config", "{tmp}/centre.toml"], "unknown key dashboard.colour"),
-    # The card says 2.0.0: a model pushed as 2.1.0 would be refused by every gateway.
-    (["push-model", "--target", "all", "--model-version", "2.1.0", "--signing-key", "{keys}/centre-signing.pem",
+    # The card says 3.0.0: a model pushed as 3.1.0 would be refused by every gateway.
+    (["push-model", "--target", "all", "--model-version", "3.1.0", "--signing-key", "{keys}/centre-signing.pem",
       str(ROOT / "models" / "counterguard-v1.tflite")],
-     "--model-version 2.1.0 differs from the version 2.0.0 in the model card...counterguard-v1.json"),
+     "--model-version 3.1.0 differs from the version 3.0.0 in the model card...counterguard-v1.json"),
     # The broker gives a certificate one connection: two workers on it would throw each other off.
     (["run", "--workers", "2", "--no-dashboard", "--config", "{tmp}/tls.toml"],
      "2 workers on one client certificate...one worker per process, each with its own certificate"),

@@ -170,13 +170,13 @@ def test_a_model_is_pushed_only_under_its_cards_version(tmp_path, keys):
     private, _, _ = keys
     store = open_store(tmp_path / "centre.db")
     downlink = Downlink(store, private)
-    with pytest.raises(DownlinkError, match=r"--model-version 9\.9 differs from the version 2\.0\.0 in the model card"):
+    with pytest.raises(DownlinkError, match=r"--model-version 9\.9 differs from the version 3\.0\.0 in the model card"):
         downlink.push_model("all", MODEL, model_version="9.9")
     card = json.loads(MODEL.with_suffix(".json").read_text())
     del card["version"]
     (tmp_path / "card.json").write_text(json.dumps(card))
     with pytest.raises(DownlinkError, match='card has no "version"'):
-        downlink.push_model("all", MODEL, card_path=tmp_path / "card.json", model_version="2.0.0")
+        downlink.push_model("all", MODEL, card_path=tmp_path / "card.json", model_version="3.0.0")
     assert store.manifests() == []
-    assert downlink.push_model("all", MODEL, model_version="2.0.0").summary["model_version"] == "2.0.0"
+    assert downlink.push_model("all", MODEL, model_version="3.0.0").summary["model_version"] == "3.0.0"
     store.close()

@@ -15,7 +15,7 @@ import pytest
 from counterguard.centre.schema import Record
 from counterguard.centre.store import open_store
 from counterguard.centre.labels import CaseLabel
-from counterguard.core.features import event_features
+from counterguard.core.features import FEATURES_VERSION, event_features
 from counterguard.core.manifest import account_hash
 from counterguard.gateway.scoring.model import FraudModel, default_model_path
 from counterguard.models.simulate import simulate
@@ -42,7 +42,7 @@ def fleet(db, n: int = 6000, seed: int = 5, label_fraud: bool = True) -> tuple[l
     with open_store(db) as store:
         for i, gw in enumerate(GATEWAYS):
             mine = rows[i::2]
-            body = {"type": "events", "gateway_id": gw, "seq": 1, "features_version": 2,
+            body = {"type": "events", "gateway_id": gw, "seq": 1, "features_version": FEATURES_VERSION,
                     "events": [{k: v for k, v in r.items() if k != "label"} for r in mine]}
             store.ingest([Record("events", "610100", "b0231", gw, body)])
             if label_fraud:

@@ -440,7 +440,7 @@ def test_a_report_the_console_or_the_shell_refuses_says_why_and_raises_nothing(g
 def test_the_customers_answers_from_the_console_give_the_final_verdict_and_move_the_lamps(gateway):
     gw, terminal = gateway
     # A teller's amber report on an event the model let through; the supervisor asks the questions.
-    assert terminal.send(event(counter=2, event_id="asked-1", amount=3000)).body["level"] == "green"
+    assert terminal.send(event(counter=2, event_id="asked-1", amount=30000, customer_age=70)).body["level"] == "green"
     staff = Client(gw.branch_console.port)
     staff.login()
     res, data = staff.post("/api/raise", {"event_id": "asked-1", "level": "amber", "note": "on the phone"})
@@ -450,12 +450,13 @@ def test_the_customers_answers_from_the_console_give_the_final_verdict_and_move_
     # A question without a signal tells the gateway nothing it scores.
     res, data = staff.post("/api/answers", {"alert_id": alert_id, "answers": {"teller_report.9": "yes"}})
     assert res.status == 400 and "answer a question marked with a signal" in json.loads(data)["error"]
-    # "Is anyone on the phone telling you what to do?" - yes: a caller's script, red.
+    # "Is anyone on the phone telling you what to do?" and "asked to keep it secret?" - yes: a caller's
+    # script; the model's re-score with these answers holds the customer.
     res, data = staff.post("/api/answers", {"alert_id": alert_id, "answers": {"teller_report.1": "yes",
-                                                                              "general.2": "no"}})
+                                                                              "general.2": "yes"}})
     assert res.status == 200, data
     final = json.loads(data)
-    assert final["signals"] == {"told_to_by_caller": "yes", "told_to_keep_secret": "no"}
+    assert final["signals"] == {"told_to_by_caller": "yes", "told_to_keep_secret": "yes"}
     assert final["level"] == "red" and final["text"]["en"].startswith("Hold: a caller told them to do this")
     assert final["text"]["zh"] != final["text"]["en"] and final["reasons"][0]["zh"] != "caller_instructed"
     red = [a for a in gw.store.open_alerts("red") if a.event_id == "asked-1"]

@@ -1,6 +1,7 @@
 """The caring dialogue in the scoring path: a terminal sends the customer's answers for an event (an
-ANS frame) and gets the final verdict; answers raise a verdict, never lower one, and a list red
-stands whatever the customer says (real pipeline, real TFLite model, real SQLite file)."""
+ANS frame) and gets the final verdict. The model re-scores the event with the answers: a scam's
+script raises an amber to red, reassuring answers clear it to green, a red stands and a list red
+above all, whatever the customer says (real pipeline, real TFLite model, real SQLite file)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,21 @@ def test_a_scripted_answer_turns_amber_red_raises_a_red_alert_and_moves_the_lamp
     assert [a.level for a in alerts] == ["red"] and pipeline.store.open_alerts("red")[0].event_id == body["event_id"]
 
 
-def test_answers_never_lower_a_verdict_and_a_list_red_stands(pipeline):
+def test_reassuring_answers_clear_an_amber_to_green_and_the_lamp_follows(pipeline):
+    body = event(3, 12000, customer_age=70, teller_flags=["anxious", "urgent"], purpose="investment")
+    first = scored(pipeline, body)
+    assert first["level"] == "amber", first
+    [alert] = pipeline.store.open_alerts("amber")
+    reply, moved, alerts = send(pipeline, "ANS", 2, {"event_id": body["event_id"], "answers": NO_TO_ALL})
+    assert reply.body["level"] == "green" and reply.body["final"] is True and reply.body["text"] == "Proceed"
+    assert reply.body["score"] < first["score"]
+    assert [(v.counter, v.level) for v in moved] == [(3, "green")] and alerts == []
+    # The amber's alert stays for the supervisor's outcome, with the dialogue that cleared it beside it.
+    assert [a.alert_id for a in pipeline.store.open_alerts("amber")] == [alert.alert_id]
+    assert pipeline.store.dialogue(body["event_id"])[0] == NO_TO_ALL
+
+
+def test_answers_never_lower_a_red_and_a_list_red_stands(pipeline):
     held = mule(2)
     assert scored(pipeline, held)["level"] == "red"
     reply, moved, alerts = send(pipeline, "ANS", 2, {"event_id": held["event_id"], "answers": NO_TO_ALL})
@@ -70,18 +85,20 @@ def test_answers_never_lower_a_verdict_and_a_list_red_stands(pipeline):
     assert moved == [] and alerts == []
     red = intercept(3)
     assert scored(pipeline, red, 3)["level"] == "red"
-    reply, _, _ = send(pipeline, "ANS", 4, {"event_id": red["event_id"], "answers": NO_TO_ALL})
-    assert reply.body["level"] == "red"  # the supervisor is on the way; answers travel with the alert
+    reply, moved, _ = send(pipeline, "ANS", 4, {"event_id": red["event_id"], "answers": NO_TO_ALL})
+    assert reply.body["level"] == "red" and moved == []  # the supervisor is on the way; answers travel with the alert
 
 
 def test_answers_sent_again_get_the_same_answer_and_other_answers_are_refused(pipeline):
     body = event(1, 9000)
     assert scored(pipeline, body)["level"] == "green"
-    said = {"event_id": body["event_id"], "answers": {"buying_for_someone": "yes"}}
+    said = {"event_id": body["event_id"], "answers": {"told_to_by_caller": "yes", "told_account_in_crime": "yes",
+                                                      "told_to_keep_secret": "yes"}}
     first, _, alerts = send(pipeline, "ANS", 2, said)
+    assert first.body["level"] == "red" and [a.level for a in alerts] == ["red"]
     again, moved, more = send(pipeline, "ANS", 3, said)  # the ACK was lost: the same final verdict, once
-    assert first.body == again.body and first.body["level"] == "amber" and moved == [] and more == []
-    assert [a.level for a in alerts] == ["amber"] and len(pipeline.store.open_alerts(level=None)) == 1
+    assert first.body == again.body and moved == [] and more == []
+    assert len(pipeline.store.open_alerts(level=None)) == 1
     other, _, _ = send(pipeline, "ANS", 4, {"event_id": body["event_id"], "answers": {"buying_for_someone": "no"}})
     assert other.type == "NAK" and other.body["code"] == "conflict" and other.body["field"] == "answers"
 
@@ -125,3 +142,25 @@ def test_bad_answers_are_refused_naming_the_field_and_the_line_goes_on(pipeline,
     reply, _, _ = send(pipeline, "ANS", 1, body)
     assert (reply.type, reply.body["code"], reply.body.get("field")) == ("NAK", "schema", field)
     assert scored(pipeline, event(1, 500), 2)["level"] == "green"
+
+
+def test_a_branch_whose_tellers_send_the_answers_asks_at_the_models_dialogue_thresholds(tmp_path):
+    from dataclasses import replace
+
+    from gpiozero.pins.mock import MockFactory
+
+    from counterguard.gateway.config import ThresholdSettings
+    from counterguard.gateway.ops.app import Gateway
+    from harness import gateway_config
+
+    assert MODEL.dialogue_thresholds is not None and MODEL.dialogue_thresholds.amber < MODEL.thresholds.amber
+    for dialogue, expected in ((False, MODEL.thresholds), (True, MODEL.dialogue_thresholds)):
+        folder = tmp_path / str(dialogue)
+        folder.mkdir()
+        cfg = replace(gateway_config(folder, broker_port=1, serial_path=None),
+                      thresholds=ThresholdSettings(dialogue=dialogue))
+        gw = Gateway(cfg, pin_factory=MockFactory()).start()  # no broker on port 1: the uplink keeps trying
+        try:
+            assert gw.pipeline.assessor.thresholds == expected
+        finally:
+            gw.stop()

@@ -18,7 +18,7 @@ from counterguard.centre import drift
 from counterguard.centre.schema import Record
 from counterguard.centre.store import open_store
 from counterguard.centre.web import Dashboard
-from counterguard.core.features import FEATURE_NAMES, N_FEATURES
+from counterguard.core.features import FEATURE_NAMES, FEATURES_VERSION, N_FEATURES
 
 NOW = time.time()
 AMOUNT = FEATURE_NAMES.index("log_amount")
@@ -40,7 +40,7 @@ def rows(rng, n: int, *, start: float, span_s: float, shift: float = 0.0, alert_
 
 def upload(store, gateway_id: str, events: list[dict]) -> None:
     store.ingest([Record("events", "610100", "b0231", gateway_id,
-                         {"type": "events", "gateway_id": gateway_id, "seq": 1, "features_version": 2,
+                         {"type": "events", "gateway_id": gateway_id, "seq": 1, "features_version": FEATURES_VERSION,
                           "events": events})])
 
 

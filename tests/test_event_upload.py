@@ -19,7 +19,7 @@ from counterguard.centre.store import open_store
 from counterguard.core import messages
 from counterguard.core.clock import Clock, Stamp
 from counterguard.core.events import parse_event
-from counterguard.core.features import N_FEATURES
+from counterguard.core.features import FEATURES_VERSION, N_FEATURES
 from counterguard.gateway.link.upload import EventUpload
 from counterguard.gateway.link.uplink import Uplink
 from counterguard.gateway.scoring.assessor import Assessor
@@ -199,13 +199,13 @@ def test_the_centre_keeps_each_uploaded_event_once_and_receipts_the_batch(broker
     red = next(e for e in events if e["event_id"] == "c-0")
     assert (red["level"], red["gateway_id"], red["region"], red["branch"]) == ("red", GW, REGION, BRANCH)
     assert red["account_hash"] == watchlist.hash(bodies[0]["account"]) and len(red["features"]) == N_FEATURES
-    assert red["features_version"] == 2 and red["model_version"] == MODEL.version
+    assert red["features_version"] == FEATURES_VERSION and red["model_version"] == MODEL.version
     centre.close()
 
 
 def _batch(events: list, seq: int = 1) -> dict:
     return {"type": "events", "gateway_id": GW, "seq": seq, "region": REGION, "branch": BRANCH, "historical": False,
-            "features_version": 2, "first": 1, "last": len(events), "count": len(events), "events": events}
+            "features_version": FEATURES_VERSION, "first": 1, "last": len(events), "count": len(events), "events": events}
 
 
 def _one(**changes) -> dict:

@@ -62,7 +62,7 @@ def traffic() -> list:
         (local(25, 9, 30, 1), intercept(counter=3, event_id="red-1", ts=ts(local(25, 9, 30)))),
         (local(25, 9, 40, 1), mule(event_id="mule-1", ts=ts(local(25, 9, 40)))),
         (local(25, 10, 0, 1), event(4, 105700, "6222268308240000781", event_id="amber-1", ts=ts(local(25, 10)),
-                                    customer_age=88, account_age_days=1478, balance_before=119886.42)),
+                                    customer_age=88, account_age_days=1478, balance_before=200000.0)),
         (local(25, 10, 30, 1), intercept(counter=1, event_id="red-2", ts=ts(local(25, 10, 30)))),
         (local(25, 11, 0, 1), intercept(counter=1, event_id="red-3", ts=ts(local(25, 11)))),
         (local(25, 11, 30, 1), intercept(counter=2, event_id="red-4", ts=ts(local(25, 11, 30)))),

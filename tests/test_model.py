@@ -27,7 +27,7 @@ from counterguard.models.simulate import (
     simulate_worlds,
     world_seeds,
 )
-from counterguard.models.train import feature_rows, time_split
+from counterguard.models.train import feature_rows, item_hits, time_split
 
 GOLDEN = default_model_path().with_name("golden.json")
 CST = timezone(timedelta(hours=8))
@@ -137,7 +137,7 @@ def test_any_finite_row_scores_between_0_and_1(model, row):
 
 
 def test_score_many_matches_score_in_order(model):
-    rows, _, _ = feature_rows(simulate(3, 300))
+    rows, _, _, _ = feature_rows(simulate(3, 300))
     rows = rows.tolist()
     assert model.score_many(rows) == [model.score(r) for r in rows]
 
@@ -249,7 +249,7 @@ def test_the_simulated_branch_has_every_typology_about_1_to_2_percent_fraud_and_
 
 
 def test_mules_come_back_and_their_history_shows_it(branch):
-    rows, labels, _ = feature_rows(branch)
+    rows, _, labels, _ = feature_rows(branch)
     count_24h = FEATURE_NAMES.index("log_history_count_24h")
     mule_rows = [r for r, item in zip(rows, branch) if item["typology"] == "mule_cash_out"]
     ordinary_rows = [r for r, item in zip(rows, branch) if item["typology"] == "ordinary"]
@@ -260,10 +260,14 @@ def test_mules_come_back_and_their_history_shows_it(branch):
 
 def test_training_rows_are_the_gateways_own_features():
     items = simulate(2, 200)
-    rows, _, _ = feature_rows(items)
+    rows, final, _, _ = feature_rows(items)
     first = parse_event(items[0]["event"])
-    assert rows.shape == (200, len(FEATURE_NAMES))
-    assert rows[0].tolist() == pytest.approx(event_features(first, NO_HISTORY), rel=1e-6)
+    assert rows.shape == final.shape == (200, len(FEATURE_NAMES))
+    hits = item_hits(items[0])
+    assert rows[0].tolist() == pytest.approx(event_features(first, NO_HISTORY, hits), rel=1e-6)
+    # The same event once the customer has answered: the first row with the answer columns filled in.
+    assert final[0].tolist() == pytest.approx(event_features(first, NO_HISTORY, hits, items[0]["signals"]["answers"]),
+                                              rel=1e-6)
 
 
 def test_replay_refuses_events_out_of_time_order():
@@ -273,7 +277,7 @@ def test_replay_refuses_events_out_of_time_order():
 
 
 def test_the_test_split_is_the_later_part_of_time_never_a_random_draw(branch):
-    _, _, epochs = feature_rows(branch)
+    _, _, _, epochs = feature_rows(branch)
     train = time_split(epochs)
     assert 0.75 < train.mean() < 0.85
     assert epochs[train].max() < epochs[~train].min()

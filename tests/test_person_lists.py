@@ -10,6 +10,7 @@ import pytest
 
 from counterguard.core import manifest as signed
 from counterguard.core.events import parse_event
+from counterguard.core.features import FEATURE_NAMES, V2_FEATURES, pad_row
 from counterguard.core.identity import identity_hash
 from counterguard.core.lists import RESTRICTED, WARNED, check_entry
 from counterguard.gateway.link.downlink import Downlink
@@ -208,15 +209,20 @@ def test_after_many_random_deltas_the_list_holds_exactly_what_was_sent(store):
         assert {h: PersonLists(again).match(WARNED, h, today) for h in held} == held
 
 
-def test_a_terminal_without_v2_fields_or_a_customer_on_no_list_scores_as_the_bundled_model(store):
-    """v2 fields change a verdict only through the lists and the answers: a gateway whose terminal
-    sends none of them scores every event exactly as the model alone does."""
+def test_a_terminal_without_v2_fields_scores_as_the_model_alone_and_no_list_hit_is_only_checked(store):
+    """Without v2 fields the lists and the answers are unknown, and the row says so (their columns at
+    0, exactly a version-2 row padded); a customer looked up and found on no list differs from that
+    in one column only, "persons_checked"."""
     from counterguard.models.simulate import simulate
 
     assessor = _assessor(store)
     assessor.persons.apply(WARNED, full(1, [entry() for _ in range(50)]))  # other people
+    checked = FEATURE_NAMES.index("persons_checked")
     for n, item in enumerate(simulate(5, 300)):
         v1 = parse_event(item["event"], KEY)
         with_who = parse_event({**item["event"], "event_id": f"who-{n}", "customer_id": RESIDENT}, KEY)
-        first, second = assessor.assess(v1), assessor.assess(with_who)
-        assert (first.level, first.score, first.reasons) == (second.level, second.score, second.reasons), item
+        first, second = assessor.assessment(v1), assessor.assessment(with_who)
+        assert first.features == pad_row(first.features[:V2_FEATURES]), item
+        assert first.verdict.score == assessor.model.score(first.features)
+        assert [i for i, (a, b) in enumerate(zip(first.features, second.features)) if a != b] == [checked], item
+        assert second.verdict.score == assessor.model.score(second.features)

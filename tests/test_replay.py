@@ -166,7 +166,9 @@ def test_lists_of_persons_and_the_customers_answers_give_first_and_final_verdict
     assert (got["warned"]["level"], got["warned"]["reasons"][0]) == ("amber", "warned_person")
     assert (got["restricted"]["final"]["level"], got["restricted"]["final"]["reasons"][0]) == ("red",
                                                                                              "restricted_person")
-    assert got["told"]["level"] == "green" and got["told"]["final"]["level"] == "red"  # first and final
+    # First and final: a caller's script, said at the counter, is never waved through.
+    assert got["told"]["level"] == "green" and got["told"]["final"]["level"] in ("amber", "red")
+    assert got["told"]["final"]["reasons"][0] == "caller_instructed"
     assert got["plain"]["final"] == {"level": got["plain"]["level"], "reasons": got["plain"]["reasons"]}
     # Bad input is one line naming the file and the line, before anything is scored.
     answers.write_text('{"event_id": "told", "answers": {"told_to_by_caller": "perhaps"}}\n')

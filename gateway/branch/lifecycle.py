@@ -25,12 +25,13 @@ log = logging.getLogger(__name__)
 class Lifecycle:
     """Acknowledgements and outcomes for one gateway; thread-safe."""
 
-    def __init__(self, store, lamps, clock, *, gateway_id: str, wake=lambda: None):
+    def __init__(self, store, lamps, clock, *, gateway_id: str, wake=lambda: None, assessor=None):
         self.store = store
         self.lamps = lamps
         self.clock = clock
         self.gateway_id = gateway_id
         self.wake = wake
+        self.assessor = assessor  # the scoring stage: its model re-scores an event with the customer's answers
         self._lock = threading.RLock()
         self._known: dict[str, tuple[str, int, str]] = self._live()  # alert_id -> (state, counter, level)
 
@@ -63,13 +64,13 @@ class Lifecycle:
 
     def answer(self, event_id: str, answers: dict, *, by: str):
         """The customer's answers ({signal: answer}) for an event, from the branch console: the final
-        verdict as a teller terminal's ANS frame gets it, with the lamps moved when it rose.
+        verdict as a teller terminal's ANS frame gets it, with the lamps moved when it changed.
         DialogueRefused says why it was not taken (nothing is written)."""
         from counterguard.gateway.scoring.dialogue import answer_event
 
         with self._lock:
             done = answer_event(self.store, event_id, answers, by=by, stamp=self.clock.now(),
-                                gateway_id=self.gateway_id, via="console")
+                                gateway_id=self.gateway_id, via="console", assessor=self.assessor)
             if done.alert is not None:
                 log.warning("alert %s (%s) raised by the customer's answers on event %s at counter %d",
                             done.alert.alert_id, done.alert.level, event_id, done.alert.counter)

@@ -169,8 +169,8 @@ class Pipeline:
             return self._nak(frame.seq, wire.FrameError(wire.SCHEMA, frame.seq, exc.detail, exc.field)), None, None
         try:
             done = answer_event(self.store, event_id, answers, by=frame.body.get("by"), stamp=self.clock.now(),
-                                gateway_id=self.gateway_id)
+                                gateway_id=self.gateway_id, assessor=self.assessor)
         except DialogueRefused as exc:
             return self._nak(frame.seq, wire.FrameError(exc.code, frame.seq, exc.detail, exc.field)), None, None
-        # Only a raised verdict moves the lamps: an unchanged one is already showing.
+        # Only a verdict that changed moves the lamps: an unchanged one is already showing.
         return wire.encode_frame("ACK", frame.seq, done.body), done.moved, done.alert

@@ -157,7 +157,7 @@ def _one(assessor: Assessor, text: str, out, clock: Clock, gateway_id: str, said
         final = verdict.ack_body()
         if event.event_id in said:
             final = answer_event(assessor.store, event.event_id, said[event.event_id], by=None, stamp=clock.now(),
-                                 gateway_id=gateway_id).body
+                                 gateway_id=gateway_id, assessor=assessor).body
     out.write(verdict_line(verdict.ack_body(), final) + "\n")
     return None
 

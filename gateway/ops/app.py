@@ -86,7 +86,14 @@ class Gateway:
             log.info("watchlist v%d from the centre kept; %s not loaded", self.watchlist.version, cfg.watchlist.file)
         self.model = FraudModel.load(cfg.model.path or default_model_path())
         t = cfg.thresholds
-        self.thresholds = Thresholds(t.amber, t.red) if t.amber or t.red else self.model.thresholds
+        if t.amber or t.red:
+            self.thresholds = Thresholds(t.amber, t.red)
+        elif t.dialogue and self.model.dialogue_thresholds is None:
+            log.warning("thresholds.dialogue is set but model %s has no dialogue thresholds; using its own",
+                        self.model.version)
+            self.thresholds = self.model.thresholds
+        else:
+            self.thresholds = self.model.dialogue_thresholds if t.dialogue else self.model.thresholds
         self.persons = PersonLists(self.store)
         self.pipeline = Pipeline(Assessor(self.store, self.watchlist, self.model, self.thresholds,
                                           persons=self.persons),
@@ -107,7 +114,7 @@ class Gateway:
         if self._lamp_stream is not None and cfg.lamps.show:
             self.console = LampConsole(self.lamps, self._lamp_stream)
         self.lifecycle = Lifecycle(self.store, self.lamps, self.clock, gateway_id=cfg.gateway.id,
-                                   wake=self._wake_uplink)
+                                   wake=self._wake_uplink, assessor=self.pipeline.assessor)
         self.lifecycle.restore_lamps()
         if cfg.console.enabled:
             self.branch_console = self._bind_console()

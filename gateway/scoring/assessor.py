@@ -14,9 +14,9 @@ import struct
 from dataclasses import dataclass, replace
 
 from counterguard.core.cards import decide_card
-from counterguard.core.decision import ListHits, Thresholds, Verdict, decide
+from counterguard.core.decision import ListHits, Thresholds, Verdict, after_answers, decide
 from counterguard.core.events import CARD_KINDS, Event
-from counterguard.core.features import DAY, History, event_features, summarise_history
+from counterguard.core.features import DAY, N_FEATURES, History, event_features, summarise_history, with_answers
 from counterguard.core.lists import RESTRICTED, WARNED
 
 log = logging.getLogger(__name__)
@@ -68,17 +68,16 @@ class Assessor:
         day = event.ts.date().toordinal()  # the event's own calendar day, so a replay matches as the counter did
         restricted = any(persons.match(RESTRICTED, h, day) for h in who)
         warned = any(persons.match(WARNED, h, day) for h in who)
-        if not (restricted or warned):
-            return hits
-        return replace(hits, restricted_person=restricted, warned_person=warned)
+        return replace(hits, restricted_person=restricted, warned_person=warned, persons_checked=True)
 
     def assessment(self, event: Event) -> Assessment:
         history = self.history(event)
         if event.kind in CARD_KINDS:
             # SIM cards and accounts: the rule book of core/cards.py; the model knows money, not cards.
             return Assessment(decide_card(event, history, self.list_hits(event)), [])
-        row = event_features(event, history)
-        verdict = decide(event, self.model.score(row), history, self.list_hits(event), self.thresholds)
+        hits = self.list_hits(event)
+        row = event_features(event, history, hits)
+        verdict = decide(event, self.model.score(row), history, hits, self.thresholds)
         challenger = self.shadow
         if challenger is None:
             return Assessment(verdict, row)
@@ -89,6 +88,20 @@ class Assessor:
                           event.event_id)
             return Assessment(verdict, row)
         return Assessment(verdict, row, float(shadow_score), challenger.version)
+
+    def after_answers(self, event: Event, first: Verdict, answers: dict, row=None) -> Verdict:
+        """The final verdict once the customer has answered: the event re-scored with the answers
+        (``row``: its first feature row, as stored; recomputed when missing). SIM cards and accounts
+        have no model: their answers only raise (core/decision.py ``after_answers``)."""
+        if event.kind in CARD_KINDS:
+            return after_answers(first, answers)
+        history = self.history(event)
+        hits = self.list_hits(event)
+        if row is None or len(row) != N_FEATURES:
+            row = event_features(event, history, hits)
+        score = self.model.score(with_answers(row, answers))
+        return after_answers(first, answers, event=event, score=score, history=history, lists=hits,
+                             thresholds=self.thresholds)
 
     def assess(self, event: Event) -> Verdict:
         return self.assessment(event).verdict

@@ -2,13 +2,16 @@
 
 One path for both ways answers arrive: an ``ANS`` frame from a teller terminal (counter/pipeline.py)
 and the supervisor's branch console (branch/console). Each answers for one event with the six
-signals of core/dialogue.py; the final verdict is core/decision.py ``after_answers`` of the first
-one, stored with the answers (and a new alert when the answers raised it) in one transaction.
+signals of core/dialogue.py. The model re-scores the event with the answers (its first feature
+row with the answer columns filled in, core/features.py ``with_answers``) and the re-score decides
+as the first score did (core/decision.py ``after_answers``): reassuring answers can turn a model's
+amber green, worrying ones raise it, and a list's red never moves. The final verdict is stored
+with the answers (and a new alert when the answers raised it) in one transaction.
 
     result = answer_event(store, "b17-c3-000042", {"told_to_by_caller": "yes"}, by="T0031",
                           stamp=clock.now(), gateway_id="gw-0001")
     result.body      # the final verdict's ACK payload, with "final": true
-    result.moved     # the final Verdict when it rose (the lamps move), else None
+    result.moved     # the final Verdict when its level changed (the lamps move), else None
     result.alert     # the alert the rise raised, else None
 """
 
@@ -18,7 +21,7 @@ import json
 from dataclasses import dataclass
 
 from counterguard.core import messages, wire
-from counterguard.core.decision import Verdict, after_answers
+from counterguard.core.decision import LEVELS, Verdict, after_answers
 from counterguard.core.events import parse_event
 
 
@@ -39,11 +42,13 @@ class Answered:
 
 
 def answer_event(store, event_id: str, answers: dict, *, by: str | None, stamp, gateway_id: str,
-                 via: str = "counter") -> Answered:
+                 via: str = "counter", assessor=None) -> Answered:
     """Record ``answers`` ({signal: yes | no | declined}, checked) for a scored event and return the
     final verdict; DialogueRefused for an unknown event, a closed one, or other answers than those
     already recorded (the first answers stand). ``via``: "counter" (a teller terminal) or "console"
-    (the supervisor's branch console)."""
+    (the supervisor's branch console). ``assessor``: the gateway's scoring stage, whose model
+    re-scores the event; without one (a store alone) the answers only raise, by the rules of
+    core/decision.py ``after_answers``."""
     earlier = store.dialogue(event_id)
     if earlier is not None:
         said, ack_body = earlier
@@ -59,11 +64,17 @@ def answer_event(store, event_id: str, answers: dict, *, by: str | None, stamp, 
         raise DialogueRefused(wire.CLOSED, "event_id", "the alert on this event already has its outcome; "
                               "answers are recorded with the outcome at the console")
     payload, verdict, model_version, watchlist_version = first
-    final = after_answers(verdict, answers)
-    body = {**final.ack_body(), "final": True}
     event = parse_event(json.loads(payload))  # the kept form: identity fields are hashes
-    rose = final.level != verdict.level
+    if assessor is None:
+        final = after_answers(verdict, answers)
+    else:
+        final = assessor.after_answers(event, verdict, answers, store.verdict_features(event_id))
+    body = {**final.ack_body(), "final": True}
+    moved = final.level != verdict.level
     alert = store.record_answers(event, answers, final, stamp, by=by, ack_body=messages.dumps(body),
                                  model_version=model_version, watchlist_version=watchlist_version,
-                                 gateway_id=gateway_id, raised=rose, via=via)
-    return Answered(body, final if rose else None, alert)
+                                 gateway_id=gateway_id, raised=_ORDER[final.level] > _ORDER[verdict.level], via=via)
+    return Answered(body, final if moved else None, alert)
+
+
+_ORDER = {level: n for n, level in enumerate(LEVELS)}

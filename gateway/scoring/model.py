@@ -96,11 +96,15 @@ def _read_manifest(model_path: Path) -> dict:
             raise ModelError(manifest_path, f"'{key}' must be {n} finite numbers; reinstall the manifest")
     if any(v == 0 for v in manifest["scale"]):
         raise ModelError(manifest_path, "'scale' must not contain 0; reinstall the manifest")
-    t = manifest["thresholds"]
-    try:
-        manifest["_thresholds"] = Thresholds(float(t["amber"]), float(t["red"]))
-    except (TypeError, KeyError, ValueError) as e:
-        raise ModelError(manifest_path, f"'thresholds' must be {{'amber': a, 'red': r}} with 0 < a < r <= 1 ({e})") from None
+    for key in ("thresholds", "dialogue_thresholds"):
+        t = manifest.get(key)
+        if t is None:  # dialogue thresholds are optional: models trained before the dialogue have none
+            manifest["_" + key] = None
+            continue
+        try:
+            manifest["_" + key] = Thresholds(float(t["amber"]), float(t["red"]))
+        except (TypeError, KeyError, ValueError) as e:
+            raise ModelError(manifest_path, f"'{key}' must be {{'amber': a, 'red': r}} with 0 < a < r <= 1 ({e})") from None
     return manifest
 
 
@@ -119,6 +123,9 @@ class FraudModel:
         self.sha256 = sha256
         self.runtime = runtime
         self.thresholds: Thresholds = manifest["_thresholds"]
+        # For a branch whose tellers send the caring dialogue's answers (config thresholds.dialogue):
+        # amber asks more customers, and the re-score with their answers clears most of them.
+        self.dialogue_thresholds: Thresholds | None = manifest["_dialogue_thresholds"]
         self._interpreter = interpreter
         inp = interpreter.get_input_details()[0]
         out = interpreter.get_output_details()[0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -623,6 +624,14 @@ class Store:
         payload, counter, level, score, reasons, text, model_version, watchlist_version = row[0]
         return payload, Verdict(event_id, level, score, tuple(json.loads(reasons)), text, counter), model_version, \
             watchlist_version
+
+    def verdict_features(self, event_id: str) -> list[float] | None:
+        """The model's inputs for the event's first verdict, or None where none were kept."""
+        row = self._q("SELECT features FROM verdicts WHERE event_id = ?", (event_id,))
+        blob = row[0][0] if row else None
+        if not blob:
+            return None
+        return list(struct.unpack(f"<{len(blob) // 4}f", blob))
 
     def dialogue(self, event_id: str) -> tuple[dict, str] | None:
         """({signal: answer}, final ACK body) if the customer's answers were recorded for the event."""
