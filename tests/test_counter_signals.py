@@ -90,3 +90,17 @@ def test_each_signal_the_counter_sends_catches_more_fraud_at_the_same_alert_budg
     assert rows["model, + both: first verdict"]["recall_at_legit_share"] == rows["model, + lists"]["recall_at_legit_share"]
     text = table(result)
     assert "| model, + both |" in text and "coached at 1 %" in text
+
+
+def test_the_centre_learns_from_older_gateways_rows_as_nothing_known_of_the_new_signals():
+    from counterguard.centre.labels import with_features
+    from counterguard.core.features import FEATURES_VERSION
+
+    v2 = row()[:V2_FEATURES]
+    kept = with_features([{"event_id": "old", "features": v2, "features_version": 2},
+                          {"event_id": "new", "features": row(answers={"told_to_by_caller": "no"}),
+                           "features_version": FEATURES_VERSION},
+                          {"event_id": "short", "features": v2[:-1], "features_version": 2},
+                          {"event_id": "none", "features": None, "features_version": FEATURES_VERSION}])
+    assert [e["event_id"] for e in kept] == ["old", "new"]
+    assert kept[0]["features"] == row() and kept[0]["features_version"] == FEATURES_VERSION
