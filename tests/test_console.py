@@ -23,6 +23,7 @@ from counterguard.gateway.counter.terminal import TellerTerminal
 
 from counterguard.centre.ingest import IngestWorker
 from counterguard.centre.store import open_store
+from counterguard.core.dialogue import SIGNALS
 from conftest import wait_until
 from harness import config_toml, event, gateway_config, intercept, pty_pair
 
@@ -469,3 +470,21 @@ def test_the_customers_answers_from_the_console_give_the_final_verdict_and_move_
     # The first answers stand: others for the same event are refused, in the page's language too.
     res, data = staff.post("/api/answers", {"alert_id": alert_id, "answers": {"teller_report.1": "no"}})
     assert res.status == 409 and json.loads(data)["error_zh"].startswith("该笔业务已登记过不同的客户回答")
+
+
+def test_an_amber_the_customers_answers_cleared_at_the_counter_says_so_on_its_card(gateway):
+    gw, terminal = gateway
+    body = event(counter=3, event_id="cleared-1", amount=12000, customer_age=70, teller_flags=["anxious", "urgent"],
+                 purpose="investment")
+    assert terminal.send(body).body["level"] == "amber"
+    reassured = {s: ("yes" if s == "knows_payee_in_person" else "no") for s in SIGNALS}
+    final = terminal.answer("cleared-1", reassured, by="T0031").body
+    assert final["level"] == "green" and final["final"] is True
+    assert wait_until(lambda: gw.lamps.states()[3] == "green", 5)
+    staff = Client(gw.branch_console.port)
+    staff.login()
+    card = next(a for a in json.loads(staff.request("GET", "/api/state")[1])["open"] if a["counter"] == 3)
+    # The alert stays for the supervisor's outcome, and its card says what the answers decided.
+    assert card["level"] == "amber" and card["after_answers"]["level"] == "green"
+    assert card["after_answers"]["via"] == "counter" and card["after_answers"]["text"]["en"] == "Proceed"
+    assert card["after_answers"]["text"]["zh"] != "Proceed"

@@ -638,10 +638,11 @@ class Store:
         row = self._q("SELECT answers, ack_body FROM dialogue WHERE event_id = ?", (event_id,))
         return (json.loads(row[0][0]), row[0][1]) if row else None
 
-    def dialogue_via(self, event_id: str) -> str | None:
-        """Where the customer's answers for the event were given ("counter" or "console"), or None."""
-        row = self._q("SELECT via FROM dialogue WHERE event_id = ?", (event_id,))
-        return row[0][0] if row else None
+    def dialogue_view(self, event_id: str) -> tuple[dict, dict, str] | None:
+        """({signal: answer}, the final verdict's ACK body, where given) for the event, in one read,
+        or None when the customer's answers were not recorded."""
+        row = self._q("SELECT answers, ack_body, via FROM dialogue WHERE event_id = ?", (event_id,))
+        return (json.loads(row[0][0]), json.loads(row[0][1]), row[0][2]) if row else None
 
     def event_closed(self, event_id: str) -> bool:
         """Whether an alert on this event already has its outcome (its answers are too late for it)."""

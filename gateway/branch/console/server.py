@@ -188,6 +188,7 @@ class BranchConsole:
         q = self.questions
         # One list per alert: the questions shown are the ones whose answers can be recorded.
         shown = q.shown(view.reasons, QUESTIONS_SHOWN) if questions else []
+        said = self.store.dialogue_view(view.event_id)
         return {
             "alert_id": view.alert_id,
             "counter": view.counter,
@@ -218,8 +219,12 @@ class BranchConsole:
             "handled_text": HANDLED_TEXT.get(view.handled_at),
             # What the outcome form chooses for the supervisor: level 1 when the customer answered the
             # caring questions at the counter (police_called always means 3, chosen in the page).
-            "level_implied": (1 if self.store.dialogue_via(view.event_id) == "counter" else None)
+            "level_implied": (1 if said is not None and said[2] == "counter" else None)
             if view.state == "acknowledged" else None,
+            # The final verdict once the customer answered: an amber the answers cleared says so here.
+            "after_answers": None if said is None else {
+                "level": said[1]["level"], "via": said[2],
+                "text": {"en": said[1]["text"], "zh": teller_text_zh(said[1]["level"], said[1]["reasons"], q)}},
             "raised_by": view.raised_by,
             "raise_note": view.raise_note,
         }

@@ -115,6 +115,9 @@ function card(a, awaiting) {
   c.append(el("p", { class: "reasons" }, reasonsOf(a)));
   c.append(el("p", { class: "quiet" }, `${a.amount.toLocaleString()} ${t("yuan", "元")} · ${a.teller_text[lang]}`));
   if (a.raised_by) c.append(el("p", { class: "raised-by" }, `${t("Raised by", "发起人")} ${a.raised_by}` + (a.raise_note ? ` · ${a.raise_note}` : "")));
+  // The final verdict once the customer answered the caring questions (an amber they cleared reads "Proceed").
+  if (a.after_answers) c.append(el("p", { class: `after-answers ${a.after_answers.level}` },
+    `${t("After the caring questions", "关爱提问后")}: ${a.after_answers.text[lang]}`));
   if (a.escalated) c.append(el("p", { class: "error" }, t("Escalated to the centre: nobody acknowledged in time", "已上报中心：未及时响应")));
   if (!awaiting) {
     if (a.asked.length) {
