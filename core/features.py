@@ -199,3 +199,75 @@ def event_features(event: Event, history: History = NO_HISTORY, hits: ListHits |
         1.0 if hits is not None and hits.persons_checked else 0.0,
         1.0 if hits is not None and hits.persons_checked and hits.warned_person else 0.0,
     ] + answer_columns(answers)
+
+
+# --- SIM cards and accounts (the "two cards" counters) ------------------------------------------------
+# A card event has no money: its inputs are who asks, for whom, with whom, how many, and the same
+# person's card events earlier today (``History`` keyed by the person's hash). Kept apart from the
+# money model's row, with its own version, so either can change without retraining the other.
+CARD_FEATURES_VERSION = 1
+_CARD_PURPOSES = ("personal", "family", "business", "iot", "salary", "savings", "pension", "student",
+                  "investment", "other")
+_NUMBER_TYPES = ("prepaid", "postpaid", "data_only", "iot")
+_CARD_TYPES = ("type_i", "type_ii", "type_iii", "credit")
+CARD_FEATURE_NAMES = (
+    "is_sim",
+    "customer_age",
+    "age_known",
+    "young",
+    "elderly",
+    "log_cards_held",
+    "cards_held_known",
+    "log_cards_requested",
+    "log_opened_90d",
+    "opened_90d_known",
+    "not_for_self",
+    "for_self_known",
+    "accompanied",
+    "customer_on_phone",
+    "anxious",
+    "urgent",
+    "log_cards_today",
+    "other_counters_today",
+    "persons_checked",
+    "warned_person",
+    "purpose_missing",
+) + tuple(f"purpose_{p}" for p in _CARD_PURPOSES) + tuple(f"number_{t}" for t in _NUMBER_TYPES) \
+  + tuple(f"card_{t}" for t in _CARD_TYPES)
+N_CARD_FEATURES = len(CARD_FEATURE_NAMES)
+
+
+def card_features(event: Event, history: History = NO_HISTORY, hits: ListHits | None = None) -> list[float]:
+    """The card model's input row for a ``sim_activation`` or ``account_opening`` event."""
+    sims = event.kind == "sim_activation"
+    age = event.customer_age
+    held = event.sims_held if sims else event.accounts_held
+    requested = event.sims_requested if sims else 1
+    opened = event.accounts_opened_90d
+    flags = event.teller_flags
+    checked = hits is not None and hits.persons_checked
+    return [
+        1.0 if sims else 0.0,
+        float(age) if age is not None else 0.0,
+        1.0 if age is not None else 0.0,
+        1.0 if age is not None and age < 23 else 0.0,
+        1.0 if age is not None and age >= 65 else 0.0,
+        math.log1p(held) if held is not None else 0.0,
+        1.0 if held is not None else 0.0,
+        math.log1p(requested or 1),
+        math.log1p(opened) if opened is not None else 0.0,
+        1.0 if opened is not None else 0.0,
+        1.0 if event.for_self is False else 0.0,
+        1.0 if event.for_self is not None else 0.0,
+        1.0 if event.accompanied or "accompanied" in flags else 0.0,
+        1.0 if "customer_on_phone" in flags else 0.0,
+        1.0 if "anxious" in flags else 0.0,
+        1.0 if "urgent" in flags else 0.0,
+        math.log1p(history.count_24h),
+        float(min(history.other_counters_24h, 8)),
+        1.0 if checked else 0.0,
+        1.0 if checked and hits.warned_person else 0.0,
+        1.0 if event.purpose is None else 0.0,
+    ] + [1.0 if event.purpose == p else 0.0 for p in _CARD_PURPOSES] \
+      + [1.0 if event.number_type == t else 0.0 for t in _NUMBER_TYPES] \
+      + [1.0 if event.card_type == t else 0.0 for t in _CARD_TYPES]

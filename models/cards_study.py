@@ -1,0 +1,147 @@
+"""SIM cards and accounts: the card rule book against a card model, per kind, on a world it never saw.
+
+    python -m counterguard.models.cards_study [--events 30000] [--json out.json]   # needs the train extra
+
+For each kind (``sim_activation`` at a carrier's outlet, ``account_opening`` at a bank's desk):
+
+- the **rule book** the gateway runs today (core/cards.py ``decide_card``), at its own levels and
+  ranked by level then by its share of signs;
+- a **card model**: the money model's small network (models/train.py ``fit``) on the card inputs of
+  core/features.py ``card_features``, trained on the card simulator (models/simulate_cards.py, both
+  kinds together, the first 80 % of each kind's time span), float scores;
+
+judged on the simulator's last 20 % and on the independent card world
+(models/independent_cards.py, its own generator), at 0.5, 1 and 2 % of honest customers alerted,
+with the fraud events behind each figure. The person is the history's key, as at the gateway: the
+same identity number's card events earlier in the day, at any counter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict, deque
+from pathlib import Path
+
+import numpy as np
+
+from counterguard.core.cards import decide_card
+from counterguard.core.decision import AMBER, GREEN, RED
+from counterguard.core.events import CARD_KINDS, parse_event
+from counterguard.core.features import DAY, ListHits, card_features, summarise_history
+
+KEY = b"counterguard-cards-study-key-000"  # any key: the lists and the history only compare hashes
+BUDGETS = ("0.005", "0.01", "0.02")
+SEED = 7
+INDEPENDENT_SEEDS = (11, 12)
+
+
+def replay(items: list[dict]):
+    """(rows, rule-book levels, rule-book ranking, labels, epochs, typologies) for time-ordered card items."""
+    seen: dict[str, deque] = defaultdict(deque)
+    rows, levels, ranks, labels, epochs, kinds = [], [], [], [], [], []
+    for item in items:
+        event = parse_event(item["event"], KEY)
+        now = event.epoch
+        prior = seen[event.account]
+        while prior and now - prior[0][0] > DAY:
+            prior.popleft()
+        history = summarise_history(prior, now, event.counter)
+        prior.append((now, 0.0, event.counter))
+        signals = item.get("signals") or {}
+        hits = ListHits(persons_checked=bool(signals.get("identity", True)), warned_person=bool(signals.get("warned")),
+                        restricted_person=bool(signals.get("restricted")))
+        verdict = decide_card(event, history, hits)
+        rows.append(card_features(event, history, hits))
+        levels.append(verdict.level)
+        ranks.append({GREEN: 0, AMBER: 1, RED: 2}[verdict.level] + verdict.score)
+        labels.append(int(item["label"]))
+        epochs.append(now)
+        kinds.append(item.get("typology", ""))
+    return (np.asarray(rows, np.float32), np.asarray(levels), np.asarray(ranks), np.asarray(labels, np.int8),
+            np.asarray(epochs), np.asarray(kinds))
+
+
+def at_budgets(scores: np.ndarray, labels: np.ndarray) -> dict:
+    from counterguard.models.evaluate import recall_at_legit_share
+
+    return {b: round(recall_at_legit_share(scores, labels, float(b)), 4) for b in BUDGETS}
+
+
+def rulebook_row(levels, ranks, labels) -> dict:
+    fraud, honest = labels == 1, labels == 0
+    alerted, red = levels != GREEN, levels == RED
+    return {"fraud_events": int(fraud.sum()), "at": at_budgets(ranks, labels),
+            "fraud_alerted": round(float(alerted[fraud].mean()), 4),
+            "honest_alerted": round(float(alerted[honest].mean()), 4),
+            "red_precision": round(float(fraud[red].mean()), 4) if red.any() else None}
+
+
+def study(events: int, epochs: int = 20, progress=lambda line: None) -> dict:
+    from counterguard.models.independent_cards import independent_cards
+    from counterguard.models.simulate_cards import simulate_cards
+    from counterguard.models.train import fit, standardised, standardiser, time_split
+
+    sets, train_x, train_y = {}, [], []
+    for kind in CARD_KINDS:
+        progress(f"simulating {kind}")
+        x, levels, ranks, y, when, _ = replay(simulate_cards(SEED, events, kind))
+        train = time_split(when)
+        train_x.append(x[train])
+        train_y.append(y[train])
+        sets[(kind, "simulated, last 20 %")] = (x[~train], levels[~train], ranks[~train], y[~train])
+        parts = [replay(independent_cards(s, events // len(INDEPENDENT_SEEDS), kind)) for s in INDEPENDENT_SEEDS]
+        sets[(kind, "independent")] = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+    x, y = np.concatenate(train_x), np.concatenate(train_y)
+    mean, scale = standardiser(x)
+    progress(f"training the card model on {len(y)} events ({int(y.sum())} fraud)")
+    model = fit(standardised(x, mean, scale), y, SEED, epochs)
+    out = {}
+    for (kind, where), (xs, levels, ranks, ys) in sets.items():
+        scores = model.predict(standardised(xs, mean, scale), verbose=0, batch_size=4096).reshape(-1)
+        out.setdefault(kind, {})[where] = {
+            "rule book": rulebook_row(levels, ranks, ys),
+            "card model": {"fraud_events": int(ys.sum()), "at": at_budgets(scores, ys)},
+        }
+    return out
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def table(result: dict) -> str:
+    lines = ["| kind | judged on | who | fraud (events) | at 0.5 % | at 1 % | at 2 % | rule book at its own levels |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
+    for kind, by_set in result.items():
+        for where, rows in by_set.items():
+            for who, r in rows.items():
+                own = (f"{_pct(r['fraud_alerted'])} of fraud at {_pct(r['honest_alerted'])} of honest, red precision "
+                       f"{_pct(r['red_precision'])}" if "fraud_alerted" in r else "")
+                lines.append(f"| {kind} | {where} | {who} | {r['fraud_events']} | {_pct(r['at']['0.005'])} | "
+                             f"{_pct(r['at']['0.01'])} | {_pct(r['at']['0.02'])} | {own} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m counterguard.models.cards_study", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=30_000, help="card events per kind and world (default 30000)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs of the card model (default 20)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to this file")
+    args = p.parse_args(argv)
+    if args.events < 2000:
+        p.error("--events must be at least 2000 so each split holds some fraud")
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        p.error("the card model needs TensorFlow: pip install 'counterguard[train]' and run again")
+    result = study(args.events, args.epochs, progress=lambda line: print(line, file=sys.stderr))
+    print(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
