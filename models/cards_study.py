@@ -78,9 +78,12 @@ def rulebook_row(levels, ranks, labels) -> dict:
             "red_precision": round(float(fraud[red].mean()), 4) if red.any() else None}
 
 
-def study(events: int, epochs: int = 20, progress=lambda line: None) -> dict:
+def study(events: int, epochs: int = 20, worlds: int = 0, progress=lambda line: None) -> dict:
+    """The figures per kind and judged world. With ``worlds``, the card model learns from that many
+    randomized outlets (``random_card_world``, their first 80 % of time each) instead of the
+    reference outlet, whose last 20 % is still judged."""
     from counterguard.models.independent_cards import independent_cards
-    from counterguard.models.simulate_cards import simulate_cards
+    from counterguard.models.simulate_cards import random_card_world, simulate_cards
     from counterguard.models.train import fit, standardised, standardiser, time_split
 
     sets, train_x, train_y = {}, [], []
@@ -88,8 +91,16 @@ def study(events: int, epochs: int = 20, progress=lambda line: None) -> dict:
         progress(f"simulating {kind}")
         x, levels, ranks, y, when, _ = replay(simulate_cards(SEED, events, kind))
         train = time_split(when)
-        train_x.append(x[train])
-        train_y.append(y[train])
+        if not worlds:
+            train_x.append(x[train])
+            train_y.append(y[train])
+        for w in range(worlds):
+            seed = SEED * 1000 + w
+            wx, _, _, wy, wwhen, _ = replay(simulate_cards(seed, max(1000, events // worlds), kind,
+                                                           random_card_world(seed)))
+            part = time_split(wwhen)
+            train_x.append(wx[part])
+            train_y.append(wy[part])
         sets[(kind, "simulated, last 20 %")] = (x[~train], levels[~train], ranks[~train], y[~train])
         parts = [replay(independent_cards(s, events // len(INDEPENDENT_SEEDS), kind)) for s in INDEPENDENT_SEEDS]
         sets[(kind, "independent")] = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
@@ -128,15 +139,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m counterguard.models.cards_study", description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=30_000, help="card events per kind and world (default 30000)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs of the card model (default 20)")
+    p.add_argument("--worlds", type=int, default=0,
+                   help="train the card model across N randomized outlets instead of the reference one (default 0)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to this file")
     args = p.parse_args(argv)
+    if args.worlds < 0:
+        p.error("--worlds must be 0 or more")
     if args.events < 2000:
         p.error("--events must be at least 2000 so each split holds some fraud")
     try:
         import tensorflow  # noqa: F401
     except ImportError:
         p.error("the card model needs TensorFlow: pip install 'counterguard[train]' and run again")
-    result = study(args.events, args.epochs, progress=lambda line: print(line, file=sys.stderr))
+    result = study(args.events, args.epochs, args.worlds, progress=lambda line: print(line, file=sys.stderr))
     print(table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -41,6 +41,7 @@ All rates are assumptions (docs/typologies.md "Two cards"). Standard library onl
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -67,6 +68,26 @@ COUNTERS = 4
 COACHED = 0.35  # share of recruits told to say the cards are their own and to come alone
 
 
+@dataclass(frozen=True)
+class CardWorld:
+    """One outlet's habits; the defaults are the reference outlet above."""
+
+    coached: float = COACHED  # recruits told to say the cards are their own and to come alone
+    escorted: float = 0.65  # uncoached recruits "accompanied" by the recruiter
+    prior_cards: int = 0  # cards a recruit already opened elsewhere on the dealer's round (up to)
+    visits: int = 3  # counters a recruit is taken to here the same day (up to)
+    fraud_rate: float = 1.0  # multiplier on every fraud typology's share
+    lookalikes: float = 1.0  # multiplier on the honest look-alikes' shares (not ordinary)
+
+
+def random_card_world(seed: int) -> CardWorld:
+    """An outlet with its own habits, for training that cannot take one outlet's habits for signs."""
+    rng = random.Random(seed)
+    return CardWorld(coached=rng.uniform(0.1, 0.7), escorted=rng.uniform(0.3, 0.9), prior_cards=rng.randint(0, 8),
+                     visits=rng.randint(1, 4), fraud_rate=math.exp(rng.uniform(math.log(0.4), math.log(2.5))),
+                     lookalikes=math.exp(rng.uniform(math.log(1 / 3), math.log(3.0))))
+
+
 @dataclass
 class _Person:
     customer_id: str
@@ -82,8 +103,8 @@ def _resident_id(rng: random.Random, age: int, today: date) -> str:
 
 
 class _Outlet:
-    def __init__(self, rng: random.Random, kind: str):
-        self.rng, self.kind = rng, kind
+    def __init__(self, rng: random.Random, kind: str, world: CardWorld):
+        self.rng, self.kind, self.world = rng, kind, world
         self.sims = kind == "sim_activation"
         self.sellers: list[_Person] = []
 
@@ -164,14 +185,16 @@ class _Outlet:
     # --- fraud --------------------------------------------------------------------------------------
     def _recruit(self, p: _Person) -> list[dict]:
         rng = self.rng
-        coached = rng.random() < COACHED
-        visits = rng.choice((1, 1, 2, 2, 3))  # the recruiter takes them round several counters
+        w = self.world
+        coached = rng.random() < w.coached
+        p.held += rng.randint(0, w.prior_cards)  # opened at other outlets earlier on the dealer's round
+        visits = rng.randint(1, w.visits)  # the recruiter takes them round several counters
         out = []
         for _ in range(visits):
             requested = rng.randint(1, 4) if self.sims else 1
             out.append(self.body(
                 p, requested=requested, for_self=coached or rng.random() < 0.3,
-                accompanied=not coached and rng.random() < 0.65,
+                accompanied=not coached and rng.random() < w.escorted,
                 purpose=("personal" if coached else rng.choice(("personal", "family", "other"))) if self.sims
                 else ("savings" if coached else rng.choice(("salary", "savings", "student", "other"))),
                 number_type=rng.choice(("prepaid", "prepaid", "data_only")),
@@ -199,15 +222,18 @@ class _Outlet:
                           card_type=rng.choice(("type_i", "type_ii")), flags=self.noise(0.05))]
 
 
-def simulate_cards(seed: int, n_events: int, kind: str) -> list[dict]:
-    """``n_events`` labelled card events of ``kind`` in time order; the same seed gives the same list."""
+def simulate_cards(seed: int, n_events: int, kind: str, world: CardWorld | None = None) -> list[dict]:
+    """``n_events`` labelled card events of ``kind`` in time order; the same seed gives the same list.
+    ``world``: the outlet's habits (default the reference outlet; ``random_card_world`` draws others)."""
     if kind not in CARD_KINDS:
         raise ValueError(f"kind must be one of {', '.join(CARD_KINDS)}, got {kind!r}")
     if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 1:
         raise ValueError(f"n_events must be a positive whole number, got {n_events!r}")
     rng = random.Random(seed * 31 + (1 if kind == "sim_activation" else 2))
-    outlet = _Outlet(rng, kind)
-    mix = MIX[kind]
+    world = world or CardWorld()
+    outlet = _Outlet(rng, kind, world)
+    mix = {name: w * (world.fraud_rate if name in FRAUD else 1.0 if name == "ordinary" else world.lookalikes)
+           for name, w in MIX[kind].items()}
     names, weights = list(mix), list(mix.values())
     raw: list[tuple] = []
     day = START

@@ -85,3 +85,19 @@ def test_the_cards_study_judges_the_rule_book_and_a_card_model_per_kind_on_both_
         assert own["card model"]["at"]["0.01"] > own["rule book"]["at"]["0.01"]
     text = table(result)
     assert text.count("| card model |") == 4 and "red precision" in text
+
+
+def test_each_randomized_outlet_draws_its_own_habits_and_its_events_stay_valid():
+    from counterguard.models.simulate_cards import CardWorld, random_card_world
+
+    worlds = [random_card_world(s) for s in range(20)]
+    assert len({(w.coached, w.prior_cards, w.visits) for w in worlds}) == 20
+    busy = CardWorld(prior_cards=8)
+    plain, rounds = (simulate_cards(5, 6000, "sim_activation", w) for w in (CardWorld(), busy))
+    for item in rounds:
+        parse_event(item["event"], KEY)
+
+    def held(items):  # cards already held by recruits when they come in
+        return np.mean([i["event"]["sims_held"] for i in items if i["typology"].startswith("recruited")])
+
+    assert held(rounds) > held(plain) + 2  # a dealer's round leaves cards opened elsewhere
