@@ -60,7 +60,9 @@ def world(kind: str, gateways: int, events: int, model, thresholds):
     for g in range(gateways):
         items = independent_branch(11 + g, events) if kind == "independent" else \
             simulate(101 + g, events, config=SHIFTED)
-        scored = Scored(f"gw-{g}", items, model, thresholds)
+        # First verdicts (the lists, no answers): the centre learns from the uploaded first-verdict
+        # inputs, so the loop and the bundled model are judged on the same footing.
+        scored = Scored(f"gw-{g}", items, model, thresholds, answers=False)
         scored.gateway = np.full(len(scored.labels), g)
         parts.append(scored)
     whole = type(parts[0]).concat(parts, kind)
@@ -92,6 +94,7 @@ def rule_judge(levels: np.ndarray, y: np.ndarray) -> dict:
 
 def upload(store, data, idx: np.ndarray, scores: np.ndarray, amber: float, red: float, version: str) -> None:
     from counterguard.centre.schema import Record
+    from counterguard.core.features import FEATURES_VERSION
 
     for g in np.unique(data.gateway[idx]):
         mine = idx[data.gateway[idx] == g]
@@ -103,7 +106,7 @@ def upload(store, data, idx: np.ndarray, scores: np.ndarray, amber: float, red: 
                  "shadow_version": None, "decided_at": "2025-01-01T00:00:00Z"} for i in mine]
         for start in range(0, len(rows), 5000):
             store.ingest([Record("events", "r", "b", f"gw-{g}", {"type": "events", "gateway_id": f"gw-{g}", "seq": 1,
-                                                               "features_version": 2,
+                                                               "features_version": FEATURES_VERSION,
                                                                "events": rows[start:start + 5000]})])
 
 

@@ -35,6 +35,10 @@ def compare(store, *, now: float, honest_after_days: float = 30, since_days: flo
             challenger: str | None = None) -> dict:
     since = None if since_days is None else now - since_days * 86400.0
     events, _ = labelled_events(store, now=now, honest_after_days=honest_after_days, since_epoch=since)
+    # Only events old enough to be fully labelled: among younger ones only the model in force's own
+    # alerts carry labels, so its honest customers there are all its false alarms (centre/learning.py).
+    mature = now - honest_after_days * 86400.0
+    events = [e for e in events if e["ts_epoch"] <= mature]
     shadowed = [e for e in events if e.get("shadow_score") is not None]
     if not shadowed:
         raise CompareError(f"none of the {len(events)} labelled events carries a challenger's score: push one with "

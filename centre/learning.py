@@ -7,8 +7,11 @@ int8 the same way, so a gateway loads it like the bundled model.
 
 Judged the way a model-risk team would:
 
-- **Time-ordered.** The first 80 % of the labelled events' time span trains, the last 20 %
-  validates; no validation event is ever trained on.
+- **Time-ordered, on complete labels.** Of the events old enough that an unlabelled one counts as
+  honest (``honest_after_days``), the first 80 % of the time span trains and the last 20 %
+  validates; no validation event, and nothing after them, is trained on. Younger events wait: among
+  them only the model in force's own alerts are labelled yet, which would make it look blind next to
+  any challenger.
 - **Thresholds for a stated budget** (``--budget``, default 1 % of honest customers alerted amber or
   red, a fifth of that red), set on the fleet's own honest customers in the training part.
 - **At fixed budgets, next to the model in force.** On the validation events: recall at 0.5/1/2 %
@@ -114,12 +117,23 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
         raise LearningError(f"no labelled events with features to learn from ({store.event_count()} uploaded events "
                             f"in all; an event counts once it is labelled or {honest_after_days:g} days old): let "
                             "the gateways upload for longer, or import case files with 'counterguard centre label'")
-    train_mask = base.time_split(t)
-    fraud_train, fraud_test = int(y[train_mask].sum()), int(y[~train_mask].sum())
+    # Judged only on events old enough to be fully labelled: in the last honest_after_days only the
+    # model in force's own alerts carry labels, so its honest customers there would all be its own
+    # false alarms, and it would look blind next to any challenger. Training stays before the judged
+    # part, so the events younger than that wait for their labels.
+    mature = t <= now - honest_after_days * 86400.0
+    if not mature.any():
+        raise LearningError(f"no labelled event is {honest_after_days:g} days old yet, so none can be judged with "
+                            "complete labels: let the gateways upload for longer")
+    cut = t[mature][~base.time_split(t[mature])].min()
+    test_mask = mature & (t >= cut)
+    train_mask = t < cut
+    too_recent = int((~mature).sum())
+    fraud_train, fraud_test = int(y[train_mask].sum()), int(y[test_mask].sum())
     if fraud_test < MIN_FRAUD_TEST or (fraud_train < MIN_FRAUD_TRAIN and not sim_events):
         raise LearningError(
             f"too few fraud labels: {fraud_train} in the training part and {fraud_test} in the validation part "
-            f"(the last 20 % of {utc_text(t.min())} to {utc_text(t.max())}); need {MIN_FRAUD_TRAIN} and {MIN_FRAUD_TEST}. "
+            f"(the last 20 % of {utc_text(t.min())} to {utc_text(t[mature].max())}); need {MIN_FRAUD_TRAIN} and {MIN_FRAUD_TEST}. "
             "Import confirmed cases ('counterguard centre label'), widen --since, or add simulated events "
             "(--sim-events) while the fleet's own labels are few")
     base.seed_everything(seed)
@@ -140,7 +154,8 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
     std = lambda rows: base.standardised(rows, mean, scale)  # noqa: E731
     log(f"training on {int(train_mask.sum())} fleet events ({fraud_train} fraud)"
         + (f" and {int(sim.train.sum())} simulated (weight {sim_weight:g})" if sim else "")
-        + f"; validating on the {int((~train_mask).sum())} latest ({fraud_test} fraud)")
+        + f"; validating on the {int(test_mask.sum())} latest fully labelled ({fraud_test} fraud)"
+        + (f"; {too_recent} younger than {honest_after_days:g} days wait for their labels" if too_recent else ""))
     model = base.fit(std(x_train), y_train, seed, epochs or base.EPOCHS, weights)
     tflite = base.int8_model(model, x_train, y_train, mean, scale, seed)
 
@@ -148,12 +163,12 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
     fleet_train_scores = base.int8_scores(tflite, std(x[train_mask]))
     amber, red = base.choose_thresholds(fleet_train_scores, y[train_mask], amber_share=budget,
                                         red_share=budget * RED_PART)
-    test_scores = base.int8_scores(tflite, std(x[~train_mask]))
-    y_test = y[~train_mask]
+    test_scores = base.int8_scores(tflite, std(x[test_mask]))
+    y_test = y[test_mask]
     challenger = judged(test_scores, y_test, amber, red)
-    champion = judged(in_force[~train_mask], y_test)
-    versions = Counter(e["model_version"] for e, m in zip(usable, ~train_mask) if m)
-    test_sources = Counter(e["label_source"] for e, m in zip(usable, ~train_mask) if m)
+    champion = judged(in_force[test_mask], y_test)
+    versions = Counter(e["model_version"] for e, m in zip(usable, test_mask) if m)
+    test_sources = Counter(e["label_source"] for e, m in zip(usable, test_mask) if m)
 
     version = version or datetime.fromtimestamp(now, timezone.utc).strftime("fleet-%Y%m%d-%H%M")
     model_path = base.write_model(out, NAME, tflite)
@@ -162,18 +177,19 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
         "threshold_rule": f"lowest int8 score levels alerting at most {budget:.2%} (amber or red) and "
                           f"{budget * RED_PART:.2%} (red) of the fleet's honest customers in the training part",
         "data": {
-            "from": utc_text(t.min()), "to": utc_text(t.max()), "split_at": utc_text(t[~train_mask].min()),
+            "from": utc_text(t.min()), "to": utc_text(t.max()), "split_at": utc_text(cut),
             "events": int(len(y)), "fraud": int(y.sum()), "honest": int((y == 0).sum()),
             "gateways": len({e["gateway_id"] for e in usable}),
             "label_sources": dict(label_counts),
             "unlabelled_treated_as_honest_after_days": honest_after_days,
-            "left_out": {"without_features": len(events) - len(usable)},
+            "left_out": {"without_features": len(events) - len(usable), "too_recent_to_judge": too_recent},
             "since_days": since_days,
             "simulated": None if sim is None else {"events": int(sim.train.sum()), "weight": sim_weight,
                                                    "seed": seed, "fraud": int(sim.y[sim.train].sum())},
         },
         "validation": {
-            "split": "last 20 % of the labelled events' time span; never trained on",
+            "split": f"last 20 % of the time span of the events at least {honest_after_days:g} days old (fully "
+                     "labelled); never trained on, and nothing later trained on either",
             "events": int(len(y_test)), "fraud": int(y_test.sum()), "label_sources": dict(test_sources),
             "challenger": challenger,
             "model_in_force": {**champion, "versions": dict(versions)},

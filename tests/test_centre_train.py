@@ -110,3 +110,26 @@ def test_without_enough_fraud_labels_training_says_what_to_do(tmp_path):
     assert "too few fraud labels: 0 in the training part" in done.stderr
     assert "counterguard centre label" in done.stderr and "--sim-events" in done.stderr
     assert not (tmp_path / "model").exists()
+
+
+def test_the_latest_days_wait_for_complete_labels_before_anything_is_judged_on_them(tmp_path):
+    """Among events younger than the honest-after age only alerts and reported frauds carry labels, so
+    judging on them would make any model look blind next to another: they are left out, and counted."""
+    pytest.importorskip("tensorflow", reason="training needs tensorflow-cpu")
+    from counterguard.centre import learning
+    from counterguard.centre.store import open_store
+
+    rows, _ = fleet(tmp_path / "centre.db")
+    times = [datetime.fromisoformat(r["ts"]).timestamp() for r in rows]
+    now = max(times) + 10 * 86400.0
+    mature = now - 14 * 86400.0
+    young_frauds = sum(1 for r, t in zip(rows, times) if t > mature and r["label"] == 1)
+    assert young_frauds > 0
+    with open_store(tmp_path / "centre.db") as store:
+        card = learning.train_from_store(store, tmp_path / "model", now=now, honest_after_days=14, epochs=2,
+                                         log=lambda *_: None)
+    assert card["data"]["left_out"]["too_recent_to_judge"] == young_frauds
+    split = datetime.fromisoformat(card["data"]["split_at"].replace("Z", "+00:00")).timestamp()
+    judged = [r for r, t in zip(rows, times) if split <= t <= mature]
+    assert card["validation"]["events"] == len(judged)
+    assert card["validation"]["fraud"] == sum(r["label"] for r in judged) > 0

@@ -227,3 +227,17 @@ def test_a_challenger_is_promoted_only_after_a_judged_shadow(tmp_path, fleet, sa
         assert problems == []
     else:
         assert len(problems) == 1 and says in problems[0], problems
+
+
+def test_compare_judges_only_events_old_enough_to_be_fully_labelled(tmp_path):
+    """Younger events carry labels only where someone looked (alerts, reported frauds): the model in
+    force would be judged on its own false alarms alone, so they wait."""
+    from datetime import datetime, timezone
+
+    fleet_with_a_challenger(tmp_path / "centre.db")
+    now = datetime(2026, 11, 10, tzinfo=timezone.utc).timestamp()  # 30 days after 11 October
+    with open_store(tmp_path / "centre.db") as store:
+        report = compare(store, now=now, honest_after_days=30)
+    old = lambda n: 1 + n % 28 <= 10  # noqa: E731  (10 October at 10:00 +08:00 is the last day old enough)
+    assert report["honest"] == sum(1 for i in range(HONEST) if old(i))
+    assert report["fraud"] == sum(1 for i in range(FRAUD) if old(i))
