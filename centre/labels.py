@@ -301,9 +301,10 @@ def with_features(events: list[dict]) -> list[dict]:
 
 def labelled_events(store, *, now: float, honest_after_days: float, since_epoch: float | None = None,
                     until_epoch: float | None = None) -> tuple[list[dict], Counter]:
-    """Uploaded events with ``label`` (1 fraud, 0 honest) and ``label_source`` set, oldest first;
-    events without a label and younger than ``honest_after_days`` are left out. Also returns how
-    many events each source labelled."""
+    """Uploaded events with ``label`` (1 fraud, 0 honest) and ``label_source`` set, oldest first,
+    and ``answers`` where the customer answered the caring dialogue on the event's alert (the
+    ``signal.<name>`` items of its outcome); events without a label and younger than
+    ``honest_after_days`` are left out. Also returns how many events each source labelled."""
     events = store.events(since_epoch=since_epoch, until_epoch=until_epoch)
     index = EventIndex(events)
     # Weakest first; a stronger source overwrites (import > outcome > staff report).
@@ -316,11 +317,16 @@ def labelled_events(store, *, now: float, honest_after_days: float, since_epoch:
             verdicts[i] = (strength, source, value)
 
     alerts = store.alert_events()  # (gateway_id, alert_id) -> (event_id, raised by staff)
-    last_outcome = {(o["gateway_id"], o["alert_id"]): o["outcome"] for o in store.outcomes()}
+    recorded = store.outcomes()
+    last_outcome = {(o["gateway_id"], o["alert_id"]): o["outcome"] for o in recorded}
+    signals_of = {(o["gateway_id"], o["alert_id"]): o["signals"] for o in recorded if o.get("signals")}
+    answers: dict[int, dict] = {}  # position -> the customer's answers to the caring dialogue
     for (gw, alert_id), (event_id, by_staff) in alerts.items():
         i = index.by_key.get((gw, event_id))
         if i is None:
             continue
+        if (gw, alert_id) in signals_of:
+            answers[i] = signals_of[(gw, alert_id)]
         outcome = last_outcome.get((gw, alert_id))
         if outcome in OUTCOME_LABEL:
             put(i, 2, "outcome", OUTCOME_LABEL[outcome])
@@ -336,6 +342,8 @@ def labelled_events(store, *, now: float, honest_after_days: float, since_epoch:
     out, counts = [], Counter()
     for i, e in enumerate(events):
         held = verdicts.get(i)
+        if i in answers:
+            e = {**e, "answers": answers[i]}
         if held is not None:
             e = {**e, "label": held[2], "label_source": held[1], "typology": typologies.get(i, "")}
         elif e["ts_epoch"] < horizon:

@@ -39,7 +39,7 @@ import numpy as np
 
 from counterguard.centre.drift import reference_from_rows
 from counterguard.centre.labels import labelled_events, utc_text, with_features
-from counterguard.core.features import N_FEATURES
+from counterguard.core.features import N_FEATURES, with_answers
 
 NAME = "counterguard-fleet"
 BUDGETS = (0.005, 0.01, 0.02)
@@ -138,6 +138,13 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
             "(--sim-events) while the fleet's own labels are few")
     base.seed_everything(seed)
     x_train, y_train = x[train_mask], y[train_mask]
+    # An alert whose customer answered the caring questions is learnt from twice, as models/train.py
+    # does: as first scored, and with the answers filled in, so the challenger can re-score answers.
+    answered = [i for i in np.flatnonzero(train_mask) if usable[i].get("answers")]
+    if answered:
+        x_train = np.concatenate([x_train, np.asarray([with_answers(x[i], usable[i]["answers"]) for i in answered],
+                                                      np.float32)])
+        y_train = np.concatenate([y_train, y[answered]])
     weights = np.ones(len(y_train), np.float32)
     sim = None
     if sim_events:
@@ -154,6 +161,7 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
     std = lambda rows: base.standardised(rows, mean, scale)  # noqa: E731
     log(f"training on {int(train_mask.sum())} fleet events ({fraud_train} fraud)"
         + (f" and {int(sim.train.sum())} simulated (weight {sim_weight:g})" if sim else "")
+        + (f"; {len(answered)} of them again with the customer's answers" if answered else "")
         + f"; validating on the {int(test_mask.sum())} latest fully labelled ({fraud_test} fraud)"
         + (f"; {too_recent} younger than {honest_after_days:g} days wait for their labels" if too_recent else ""))
     model = base.fit(std(x_train), y_train, seed, epochs or base.EPOCHS, weights)
@@ -183,6 +191,7 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
             "label_sources": dict(label_counts),
             "unlabelled_treated_as_honest_after_days": honest_after_days,
             "left_out": {"without_features": len(events) - len(usable), "too_recent_to_judge": too_recent},
+            "answered": len(answered),  # training events learnt from again with the customer's answers
             "since_days": since_days,
             "simulated": None if sim is None else {"events": int(sim.train.sum()), "weight": sim_weight,
                                                    "seed": seed, "fraud": int(sim.y[sim.train].sum())},

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from counterguard.centre import fleet
 from counterguard.centre.schema import SEQUENCED, Record, SchemaError
+from counterguard.core.dialogue import SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -574,13 +575,17 @@ class CentreStore:
 
     def outcomes(self) -> list[dict]:
         """Every recorded outcome (gateway_id, alert_id, outcome, handled_at: 1/2/3 or None when the
-        gateway did not record the level), in the order they were stored."""
+        gateway did not record the level, signals: the customer's answers to the caring dialogue's
+        signals, {} when none), in the order they were stored."""
         rows = self._query("SELECT gateway_id, alert_id, payload FROM records WHERE type = 'outcome' ORDER BY id")
         out = []
         for r in rows:
             body = json.loads(r["payload"])
+            # The caring dialogue's answers travel as ``signal.<name>`` items (gateway/store/db.py).
+            said = {a["key"][len("signal."):]: a["answer"] for a in body.get("answers") or ()
+                    if a.get("key", "").startswith("signal.") and a["key"][len("signal."):] in SIGNALS}
             out.append({"gateway_id": r["gateway_id"], "alert_id": r["alert_id"], "outcome": body["outcome"],
-                        "handled_at": body.get("handled_at")})
+                        "handled_at": body.get("handled_at"), "signals": said})
         return out
 
     # -- downlink bookkeeping -------------------------------------------------------------------

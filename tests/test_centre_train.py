@@ -133,3 +133,31 @@ def test_the_latest_days_wait_for_complete_labels_before_anything_is_judged_on_t
     judged = [r for r, t in zip(rows, times) if split <= t <= mature]
     assert card["validation"]["events"] == len(judged)
     assert card["validation"]["fraud"] == sum(r["label"] for r in judged) > 0
+
+
+def test_an_alert_whose_customer_answered_is_learnt_from_again_with_the_answers(tmp_path):
+    pytest.importorskip("tensorflow", reason="training needs tensorflow-cpu")
+    from centre_support import SimGateway
+    from counterguard.centre import learning, schema
+    from counterguard.centre.store import open_store
+    from counterguard.core import messages
+
+    rows, now = fleet(tmp_path / "centre.db")
+    early = [i for i, r in enumerate(rows[: len(rows) // 2]) if r["label"] == 1][:5]
+    records = []
+    sims = {gw: SimGateway(None, None, gw, region="610100", branch="b0231") for gw in GATEWAYS}  # one seq each
+    for i in early:
+        gw = GATEWAYS[i % 2]
+        sim = sims[gw]
+        root = f"{messages.PREFIX}/610100/b0231/{gw}"
+        _, alert_id, payload = sim.alert_payload(level="amber")
+        alert = {**json.loads(payload), "event_id": rows[i]["event_id"]}
+        _, payload = sim.follow_up("outcome", alert_id, outcome="confirmed_fraud")
+        outcome = {**json.loads(payload), "answers": [
+            {"key": "signal.told_to_by_caller", "question": "Did someone tell you to?", "answer": "yes"}]}
+        records += [schema.check(f"{root}/alert", json.dumps(alert).encode()),
+                    schema.check(f"{root}/outcome", json.dumps(outcome).encode())]
+    with open_store(tmp_path / "centre.db") as store:
+        store.ingest(records)
+        card = learning.train_from_store(store, tmp_path / "model", now=now, epochs=2, log=lambda *_: None)
+    assert card["data"]["answered"] == len(early) == 5

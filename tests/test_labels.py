@@ -178,3 +178,27 @@ def test_a_case_imported_before_its_events_arrive_links_when_they_do(tmp_path):
         world(store)  # the gateway was offline; its events arrive now
         events, _ = labels.labelled_events(store, now=NOW, honest_after_days=30)
         assert {e["event_id"]: e["label"] for e in events}["m-1"] == 1
+
+
+def test_the_customers_answers_on_an_alert_come_with_its_event_for_learning(tmp_path):
+    store = open_store(tmp_path / "centre.db")
+    world(store)
+    sim = SimGateway(None, None, GW, region=REGION, branch=BRANCH)
+    root = f"{messages.PREFIX}/{REGION}/{BRANCH}/{GW}"
+    seq, alert_id, payload = sim.alert_payload(level="red")
+    alert = json.loads(payload)
+    alert["event_id"] = "m-1"
+    _, payload = sim.follow_up("outcome", alert_id, outcome="confirmed_fraud")
+    outcome = json.loads(payload)
+    # The dialogue's answers travel as signal.<name> items beside the branch's own questions.
+    outcome["answers"] = [{"key": "signal.told_to_by_caller", "question": "Did someone tell you to?", "answer": "yes"},
+                          {"key": "signal.knows_payee_in_person", "question": "Met the payee?", "answer": "declined"},
+                          {"key": "general.1", "question": "Anyone asking you for money?", "answer": "no"}]
+    store.ingest([schema.check(f"{root}/alert", json.dumps(alert).encode()),
+                  schema.check(f"{root}/outcome", json.dumps(outcome).encode())])
+    events, _ = labels.labelled_events(store, now=NOW, honest_after_days=14)
+    got = {e["event_id"]: e for e in events}
+    assert got["m-1"]["answers"] == {"told_to_by_caller": "yes", "knows_payee_in_person": "declined"}
+    assert got["m-1"]["label"] == 1
+    assert not any("answers" in e for e in events if e["event_id"] != "m-1")
+    store.close()
