@@ -21,6 +21,10 @@ def _evaluate(args) -> int:
     if (args.amber is None) != (args.red is None):
         print("counterguard evaluate: give both --amber and --red, or neither", file=sys.stderr)
         return 2
+    if args.dialogue and args.amber is not None:
+        print("counterguard evaluate: --dialogue chooses the model's dialogue thresholds; it does not go with "
+              "--amber and --red", file=sys.stderr)
+        return 2
     for name in ("events", "shifted_events", "independent_events"):
         if getattr(args, name) is not None and getattr(args, name) < 1000:
             print(f"counterguard evaluate: --{name.replace('_', '-')} must be at least 1000 so every set "
@@ -34,6 +38,11 @@ def _evaluate(args) -> int:
     try:
         model = FraudModel.load(args.model or default_model_path())
         thresholds = Thresholds(args.amber, args.red) if args.amber is not None else None
+        if args.dialogue:
+            if model.dialogue_thresholds is None:
+                raise ValueError(f"model {model.version} has no dialogue thresholds (trained before the caring "
+                                 "dialogue was a feature); judge it without --dialogue")
+            thresholds = model.dialogue_thresholds
         if args.cases:
             progress(f"reading and scoring {args.cases}")
             items, problems = load_cases(args.cases)
@@ -94,6 +103,9 @@ def add_commands(sub) -> None:
     p.add_argument("--model", metavar="FILE.tflite", help="model to judge (default: the bundled model)")
     p.add_argument("--amber", type=float, help="amber threshold to try (with --red; default: the model's)")
     p.add_argument("--red", type=float, help="red threshold to try (with --amber)")
+    p.add_argument("--dialogue", action="store_true",
+                   help="judge at the model's dialogue thresholds, as a branch with [thresholds] dialogue = true "
+                        "(tellers ask at every amber and send the answers)")
     p.add_argument("--seed", type=int, help="simulator seed for the own test split (default: the model's training seed)")
     p.add_argument("--events", type=int, help="events simulated with that seed (default: as many as the model "
                                                "trained on, so the last 20 %% of time is unseen)")

@@ -418,3 +418,14 @@ def test_labelled_cases_suggest_the_thresholds_that_hold_their_alert_budget():
     looser = evaluate_cases(model, items, thresholds=Thresholds(lower, t["red"]))[0]["model_metrics"]["cases"]
     assert looser["legit_alerted_share"] > 0.01
     assert f"--amber {t['amber']!r} --red {t['red']!r}" in report_text(report)
+
+
+def test_evaluate_judges_at_the_dialogue_thresholds_a_branch_asking_at_every_amber_would_use():
+    model = FraudModel.load(default_model_path())
+    t = model.dialogue_thresholds
+    done = run_cli("evaluate", "--dialogue", "--no-fail", "--quiet", "--shifted-events", "3000",
+                   "--independent-events", "3000")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].endswith(f"(amber {t.amber:.4f}, red {t.red:.4f})")
+    both = run_cli("evaluate", "--dialogue", "--amber", "0.5", "--red", "0.9")
+    assert both.returncode == 2 and "does not go with --amber and --red" in both.stderr
