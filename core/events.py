@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from counterguard.core.identity import CUSTOMER_ID_TYPES, IdentityError, identity_hash, is_identity_hash
+from counterguard.core.identity import CUSTOMER_ID_TYPES, IdentityError, check_identity, identity_hash, is_identity_hash
 
 SCHEMA_VERSION = 2
 # Money leaving an account at a bank counter, and the "two cards" a fraud ring needs: a SIM card at a
@@ -198,16 +198,16 @@ def _identity(body: dict, name: str, hash_kind: str | None, key: bytes | None) -
         return None
     try:
         # Verified even without a key, so a mistyped number is refused wherever it is parsed.
-        digest = identity_hash(key or _CHECK_ONLY_KEY, hash_kind, clear)
+        if key is None:
+            check_identity(hash_kind, clear)
+            return None
+        digest = identity_hash(key, hash_kind, clear)
     except IdentityError as exc:
         detail = str(exc).removeprefix(f"{hash_kind} ")
         if hash_kind == "account":
             detail = "must be a string of 6 to 34 digits"
         raise SchemaError(name, detail) from None
-    return digest if key is not None else None
-
-
-_CHECK_ONLY_KEY = b"\0" * 16  # validation without a key: the digest is thrown away
+    return digest
 
 
 def parse_event(body: dict, identity_key: bytes | None = None) -> Event:

@@ -98,6 +98,23 @@ def normalise(kind: str, value: str) -> str:
     return value
 
 
+def check_identity(kind: str, value: str) -> str:
+    """The text ``identity_hash`` hashes for ``value`` as ``kind``; IdentityError (never repeating
+    the value) when it is not well formed. Verifies without a key."""
+    if kind not in ID_KINDS:
+        raise IdentityError(f"unknown identity kind {kind!r}; expected one of {', '.join(ID_KINDS)}")
+    if kind == "account":
+        if not isinstance(value, str) or not _ACCOUNT.fullmatch(value):
+            raise IdentityError("an account is 6 to 34 digits")
+        return value
+    problem = {"resident_id": resident_id_problem, "passport": document_problem,
+               "other_document": document_problem, "phone": phone_problem}[kind]
+    why = problem(value)
+    if why:
+        raise IdentityError(f"{kind} {why}")
+    return f"{kind}:{normalise(kind, value)}"
+
+
 def identity_hash(key: bytes, kind: str, value: str) -> str:
     """Keyed hash of ``value`` as ``kind`` (one of ID_KINDS): lowercase hex HMAC-SHA256.
 
@@ -107,17 +124,7 @@ def identity_hash(key: bytes, kind: str, value: str) -> str:
         raise IdentityError(f"unknown identity kind {kind!r}; expected one of {', '.join(ID_KINDS)}")
     if not isinstance(key, bytes) or len(key) < 16:
         raise IdentityError("the hashing key is at least 16 bytes")
-    problem = {"resident_id": resident_id_problem, "passport": document_problem,
-               "other_document": document_problem, "phone": phone_problem}.get(kind)
-    if kind == "account":
-        if not isinstance(value, str) or not _ACCOUNT.fullmatch(value):
-            raise IdentityError("an account is 6 to 34 digits")
-        data = value
-    else:
-        why = problem(value)
-        if why:
-            raise IdentityError(f"{kind} {why}")
-        data = f"{kind}:{normalise(kind, value)}"
+    data = check_identity(kind, value)
     return hmac.new(key, data.encode("ascii"), hashlib.sha256).hexdigest()
 
 

@@ -229,3 +229,24 @@ def test_v2_a_wrong_identity_field_is_named_and_its_value_never_repeated(changes
     for value in changes.values():
         if isinstance(value, str) and len(value) >= 9:
             assert value not in str(caught.value), "an identity value was repeated in the NAK"
+
+
+def test_an_identity_number_is_verified_without_a_key_and_hashed_only_with_one():
+    import hashlib
+    import hmac
+
+    from counterguard.core.identity import IdentityError, check_identity, identity_hash
+
+    key = b"k" * 32
+    good = "11010519491231002X"
+    assert identity_hash(key, "resident_id", good) == hmac.new(
+        key, check_identity("resident_id", good).encode(), hashlib.sha256).hexdigest()
+    with pytest.raises(IdentityError) as e:
+        check_identity("resident_id", good[:-1] + "1")  # a wrong check digit
+    assert good[:10] not in str(e.value)
+    body = {"event_id": "k-1", "ts": "2026-12-04T10:00:00+08:00", "counter": 1, "kind": "cash_withdrawal",
+            "account": "6222020200000000101", "amount": 100, "customer_id": good}
+    assert parse_event(body).customer_id_hash is None  # verified, nothing to hash with
+    assert parse_event(body, key).customer_id_hash == identity_hash(key, "resident_id", good)
+    with pytest.raises(SchemaError, match="customer_id"):
+        parse_event({**body, "customer_id": good[:-1] + "1"})
