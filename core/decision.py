@@ -163,7 +163,7 @@ def decide(event: Event, score: float, history: History, lists, thresholds: Thre
     return Verdict(event.event_id, level, float(score), tuple(reasons), verdict_text(level, reasons), event.counter)
 
 
-_ORDER = {level: n for n, level in enumerate(LEVELS)}
+LEVEL_RANK = {level: n for n, level in enumerate(LEVELS)}  # green < amber < red
 
 
 def after_answers(first: Verdict, answers: dict, *, event: Event | None = None, score: float | None = None,
@@ -182,7 +182,7 @@ def after_answers(first: Verdict, answers: dict, *, event: Event | None = None, 
     a scam's own script ("a caller told me to", "my account is in a crime case", "keep it secret",
     "promised returns") is red; doing it for someone else, never having met the payee or declining
     two questions is at least amber."""
-    from counterguard.core.dialogue import SCRIPTED, warning_signs
+    from counterguard.core.dialogue import said_scam_script, warning_signs
 
     signs = warning_signs(answers)
     if score is not None:
@@ -191,13 +191,13 @@ def after_answers(first: Verdict, answers: dict, *, event: Event | None = None, 
         level = decide(event, score, history, lists, thresholds).level
         if first.level == RED:  # the customer is held and the supervisor on the way: theirs to resolve
             level = RED
-        elif level == GREEN and any(answers.get(s) == "yes" for s in SCRIPTED):
+        elif level == GREEN and said_scam_script(answers):
             level = AMBER  # a scam's own script, said at the counter, is never waved through
     else:
         level = first.level
-        if any(answers.get(s) == "yes" for s in SCRIPTED):
+        if said_scam_script(answers):
             level = RED
-        elif signs and _ORDER[level] < _ORDER[AMBER]:
+        elif signs and LEVEL_RANK[level] < LEVEL_RANK[AMBER]:
             level = AMBER
     kept = [r for r in first.reasons if r not in signs and not (signs and r == "model_score")]
     reasons = signs + kept if level != GREEN else []

@@ -68,6 +68,11 @@ def parse_answers(body) -> tuple[str, dict]:
     return event_id, {s: answers[s] for s in SIGNALS if s in answers}
 
 
+def said_scam_script(answers: dict) -> bool:
+    """Whether the customer said "yes" to any part of a scam's own script (``SCRIPTED``)."""
+    return any(answers.get(s) == "yes" for s in SCRIPTED)
+
+
 def warning_signs(answers: dict) -> list[str]:
     """The answers that point to a scam, as reason codes, in asking order."""
     signs = [s for s in SCRIPTED if answers.get(s) == "yes"]

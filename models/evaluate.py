@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 from counterguard.core.decision import AMBER, GREEN, RED, Thresholds, after_answers, decide
-from counterguard.core.dialogue import SCRIPTED
+from counterguard.core.dialogue import said_scam_script
 from counterguard.core.features import FEATURE_NAMES, ListHits, event_features, with_answers
 from counterguard.gateway.scoring.model import FraudModel
-from counterguard.models.rulebook import rulebook_final_level
+from counterguard.models.rulebook import rulebook_after_answers, rulebook_first_level
 from counterguard.models.simulate import SHIFTED, SHIFTED_SEEDS, simulate, simulate_worlds, world_seeds
 from counterguard.models.train import (
     AMBER_LEGIT_SHARE,
@@ -40,6 +40,7 @@ from counterguard.models.train import (
     item_hold,
     replay_items,
     time_split,
+    two_stage,
     typology_order,
 )
 
@@ -77,7 +78,8 @@ class Scored:
 
     def __init__(self, name: str, items: list[dict], model: FraudModel, thresholds: Thresholds, *,
                  lists: bool = True, answers: bool = True):
-        out = {key: [] for key in self.KEYS}
+        out = {key: [] for key in self.KEYS if key not in ("scores", "first_scores")}
+        firsts, finals, holds, scripted = [], [], [], []
         for event, history, item in replay_items(items):
             hits = item_hits(item) if lists else None
             hold = item_hold(item, lists)
@@ -87,24 +89,29 @@ class Scored:
             first = model.score(row)
             final = model.score(with_answers(row, given)) if given else first
             gateway_hits = ListHits(watchlist=hold, warned_person=warned, persons_checked=hits is not None)
-            verdict = decide(event, first, history, gateway_hits, thresholds)
+            first_verdict = verdict = decide(event, first, history, gateway_hits, thresholds)
             if verdict.level != GREEN and given:
                 verdict = after_answers(verdict, given, event=event, score=final, history=history,
                                         lists=gateway_hits, thresholds=thresholds)
-            rule_first = rulebook_final_level(event, hold, warned, None)
+            rule_first = rulebook_first_level(event, hold, warned)
             out["rows"].append(row)
-            # The gateway ranks a hold above any score: it is red whatever the model says.
-            stands = first >= thresholds.red or any((given or {}).get(s) == "yes" for s in SCRIPTED)
-            out["scores"].append(1.0 if hold else first if stands else min(first, final))
-            out["first_scores"].append(1.0 if hold else first)
+            firsts.append(first)
+            finals.append(final)
+            holds.append(hold)
+            scripted.append(said_scam_script(given or {}))
             out["levels"].append(verdict.level)
-            out["first_levels"].append(decide(event, first, history, gateway_hits, thresholds).level)
-            out["rule_levels"].append(rulebook_final_level(event, hold, warned, given if rule_first != GREEN else None))
+            out["first_levels"].append(first_verdict.level)
+            out["rule_levels"].append(rulebook_after_answers(rule_first, given))
             out["rule_first_levels"].append(rule_first)
             out["labels"].append(int(item["label"]))
             out["typologies"].append(item.get("typology") or "")
             out["coached"].append(bool(item.get("coached")))
             out["epochs"].append(event.epoch)
+        firsts, holds = np.asarray(firsts, np.float64), np.asarray(holds, bool)
+        # The gateway ranks a hold above any score: it is red whatever the model says.
+        out["scores"] = np.where(holds, 1.0, two_stage(firsts, np.asarray(finals, np.float64), thresholds.red,
+                                                       np.asarray(scripted, bool)))
+        out["first_scores"] = np.where(holds, 1.0, firsts)
         self.name = name
         for key, values in out.items():
             setattr(self, key, np.asarray(values, np.float64 if key in ("rows", "epochs") else None))

@@ -5,7 +5,7 @@
   20,000 or more, or the account is younger than 90 days and the amount is 10,000 or more;
 - an amber becomes red if the customer is on the phone or anxious.
 
-With the signals a counter now has (``rulebook_final_level``): a restricted customer or a payee on
+With the signals a counter now has (``rulebook_first_level``, ``rulebook_after_answers``): a restricted customer or a payee on
 the stop-payment list is red, a customer on the police's warned list at least amber, and once an
 alerted customer has answered the caring questions, the answers' rules of core/decision.py
 ``after_answers`` without a model (a scam's script red; for someone else, a payee never met or two
@@ -43,15 +43,18 @@ def rulebook_level(event: Event, watchlisted: bool) -> str:
     return RED if ESCALATING_FLAGS & set(event.teller_flags) else AMBER
 
 
-def rulebook_final_level(event: Event, hold: bool, warned: bool, answers: dict | None) -> str:
+def rulebook_first_level(event: Event, hold: bool, warned: bool) -> str:
     """The rule book's level with the lists (``hold``: account, payee or customer on a list that holds;
-    ``warned``: on the warned-persons list) and, for an alerted customer, the answers."""
-    from counterguard.core.dialogue import SCRIPTED
-
+    ``warned``: on the warned-persons list)."""
     level = rulebook_level(event, hold)
-    if warned and level == GREEN:
-        level = AMBER
+    return AMBER if warned and level == GREEN else level
+
+
+def rulebook_after_answers(level: str, answers: dict | None) -> str:
+    """The rule book's final level once a customer alerted at ``level`` has answered (``answers``)."""
+    from counterguard.core.dialogue import said_scam_script
+
     if level == GREEN or not answers:
         return level
     # An alerted customer is at least amber already, so the other answers' rules change nothing here.
-    return RED if any(answers.get(s) == "yes" for s in SCRIPTED) else level
+    return RED if said_scam_script(answers) else level

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from counterguard.core.dialogue import SCRIPTED
+from counterguard.core.dialogue import said_scam_script
 from counterguard.core.events import parse_event
 from counterguard.core.features import (
     DAY,
@@ -162,7 +162,7 @@ def two_stage(first: np.ndarray, final: np.ndarray, red: float | None = None,
 
 def scripted_yes(items: list[dict]) -> np.ndarray:
     """Items whose customer would say yes to any part of a scam's script when asked."""
-    return np.asarray([any((item_answers(item) or {}).get(s) == "yes" for s in SCRIPTED) for item in items])
+    return np.asarray([said_scam_script(item_answers(item) or {}) for item in items])
 
 
 def time_split(epochs: np.ndarray, share: float = TRAIN_SHARE) -> np.ndarray:

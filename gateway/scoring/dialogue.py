@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 
 from counterguard.core import messages, wire
-from counterguard.core.decision import LEVELS, Verdict, after_answers
+from counterguard.core.decision import LEVEL_RANK, Verdict, after_answers
 from counterguard.core.events import parse_event
 
 
@@ -73,8 +73,7 @@ def answer_event(store, event_id: str, answers: dict, *, by: str | None, stamp, 
     moved = final.level != verdict.level
     alert = store.record_answers(event, answers, final, stamp, by=by, ack_body=messages.dumps(body),
                                  model_version=model_version, watchlist_version=watchlist_version,
-                                 gateway_id=gateway_id, raised=_ORDER[final.level] > _ORDER[verdict.level], via=via)
+                                 gateway_id=gateway_id, raised=LEVEL_RANK[final.level] > LEVEL_RANK[verdict.level],
+                                 via=via)
     return Answered(body, final if moved else None, alert)
 
-
-_ORDER = {level: n for n, level in enumerate(LEVELS)}
