@@ -68,7 +68,7 @@ def world(kind: str, gateways: int, events: int, model, thresholds):
     whole = type(parts[0]).concat(parts, kind)
     whole.gateway = np.concatenate([p.gateway for p in parts])
     order = np.argsort(whole.epochs, kind="stable")
-    for key in ("rows", "scores", "levels", "rule_levels", "labels", "typologies", "epochs", "gateway"):
+    for key in (*Scored.KEYS, "gateway"):
         setattr(whole, key, getattr(whole, key)[order])
     return whole
 

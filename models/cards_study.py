@@ -21,15 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict, deque
 from pathlib import Path
 
 import numpy as np
 
 from counterguard.core.cards import decide_card
-from counterguard.core.decision import AMBER, GREEN, RED
-from counterguard.core.events import CARD_KINDS, parse_event
-from counterguard.core.features import DAY, ListHits, card_features, summarise_history
+from counterguard.core.decision import GREEN, LEVEL_RANK, RED
+from counterguard.core.events import CARD_KINDS
+from counterguard.core.features import ListHits, card_features
+from counterguard.models.train import replay_items
 
 KEY = b"counterguard-cards-study-key-000"  # any key: the lists and the history only compare hashes
 BUDGETS = ("0.005", "0.01", "0.02")
@@ -39,25 +39,17 @@ INDEPENDENT_SEEDS = (11, 12)
 
 def replay(items: list[dict]):
     """(rows, rule-book levels, rule-book ranking, labels, epochs, typologies) for time-ordered card items."""
-    seen: dict[str, deque] = defaultdict(deque)
     rows, levels, ranks, labels, epochs, kinds = [], [], [], [], [], []
-    for item in items:
-        event = parse_event(item["event"], KEY)
-        now = event.epoch
-        prior = seen[event.account]
-        while prior and now - prior[0][0] > DAY:
-            prior.popleft()
-        history = summarise_history(prior, now, event.counter)
-        prior.append((now, 0.0, event.counter))
+    for event, history, item in replay_items(items, KEY):
         signals = item.get("signals") or {}
         hits = ListHits(persons_checked=bool(signals.get("identity", True)), warned_person=bool(signals.get("warned")),
                         restricted_person=bool(signals.get("restricted")))
         verdict = decide_card(event, history, hits)
         rows.append(card_features(event, history, hits))
         levels.append(verdict.level)
-        ranks.append({GREEN: 0, AMBER: 1, RED: 2}[verdict.level] + verdict.score)
+        ranks.append(LEVEL_RANK[verdict.level] + verdict.score)
         labels.append(int(item["label"]))
-        epochs.append(now)
+        epochs.append(event.epoch)
         kinds.append(item.get("typology", ""))
     return (np.asarray(rows, np.float32), np.asarray(levels), np.asarray(ranks), np.asarray(labels, np.int8),
             np.asarray(epochs), np.asarray(kinds))

@@ -487,12 +487,12 @@ class Branch:
     def day(self, day: date) -> list[Visit]:
         rng = self.rng
         weekend = day.weekday() >= 5
-        for _ in range(_poisson(rng, 1.5)):
+        for _ in range(poisson(rng, 1.5)):
             self._new_customer(day, opened_recently=True, band=rng.choices(range(5), (0.45, 0.3, 0.1, 0.1, 0.05))[0])
         if rng.random() < 0.05:
             self.businesses.append(self._business(day))
         self.traders = [t for t in self.traders if t.until > day]
-        for _ in range(_poisson(rng, 0.12)):
+        for _ in range(poisson(rng, 0.12)):
             self.traders.append(self._trader(day))
         visits: list[Visit] = []
         for job in self.pending.pop(day, []):
@@ -502,7 +502,7 @@ class Branch:
             if typology == "ordinary" and day.day in PENSION_DAYS + (10, 15):
                 lam *= 1.15
             make = getattr(self, "_" + typology)
-            for _ in range(_poisson(rng, lam)):
+            for _ in range(poisson(rng, lam)):
                 visits.extend(make(day))
         return visits
 
@@ -932,7 +932,8 @@ class Branch:
         return pay(day, payments)
 
 
-def _poisson(rng: random.Random, lam: float) -> int:
+def poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw (the normal approximation above 30), for daily visit counts."""
     if lam <= 0:
         return 0
     if lam > 30:  # normal approximation, close enough for daily volumes
@@ -1085,7 +1086,7 @@ class _Signals:
             start, end = self.window
             span = (end - start).total_seconds()
             rate = CALLED_PER_YEAR[c.age_on(start.date()) >= 60]
-            for _ in range(_poisson(rng, rate * span / (365.25 * 86400))):
+            for _ in range(poisson(rng, rate * span / (365.25 * 86400))):
                 begin = start + timedelta(seconds=rng.uniform(0, span))
                 entries.append((begin, begin + timedelta(days=rng.uniform(*WARNED_DAYS_CALLED))))
         restricted = not mule and rng.random() < RESTRICTED_HONEST

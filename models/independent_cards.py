@@ -221,6 +221,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from counterguard.core.events import CARD_KINDS, TELLER_FLAGS
 from counterguard.core.identity import resident_check_digit
+from counterguard.models.independent import poisson
 
 SIM, ACCOUNT = CARD_KINDS  # "sim_activation", "account_opening"
 FRAUD_TYPOLOGIES = ("student_recruit", "elderly_recruit", "card_seller", "escorted_recruit")
@@ -468,7 +469,7 @@ class _World:
         for typology, (mean, weekend_factor) in DAILY[self.kind].items():
             lam = mean * (weekend_factor if weekend else 1.0) * self._season(typology, day)
             make = getattr(self, "_" + typology)
-            for _ in range(_poisson(rng, lam)):
+            for _ in range(poisson(rng, lam)):
                 make(day)
         return self.pending.pop(day, [])
 
@@ -912,18 +913,6 @@ def _term(day: date) -> str:
     if date(day.year, 2, 24) <= day <= date(day.year, 3, 10):
         return "spring"
     return ""
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    if lam <= 0:
-        return 0
-    if lam > 30:  # normal approximation, close enough for daily volumes
-        return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
-    limit, k, p = math.exp(-lam), 0, rng.random()
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
 
 
 def _check(n_events, kind) -> None:

@@ -85,16 +85,18 @@ L2 = 1e-3
 LOGIT_CLIP = 8.0  # scores span sigmoid(-8)..sigmoid(8), 0.0003..0.9997 (see fit)
 
 
-def replay_items(items: list[dict]):
+def replay_items(items: list[dict], identity_key: bytes | None = None):
     """Yield ``(event, history, item)`` for time-ordered simulated items, as the gateway would see them.
 
     Each account's history is the ``(epoch, amount, counter)`` of its earlier events, summarised by
     ``counterguard.core.features.summarise_history`` exactly as the gateway summarises its SQLite history.
+    ``identity_key`` hashes identity fields as a gateway does; card events need it, as their history is
+    kept per person (the hash takes the account's place).
     """
     seen: dict[str, deque] = defaultdict(deque)
     last = float("-inf")
     for item in items:
-        event = parse_event(item["event"])
+        event = parse_event(item["event"], identity_key)
         now = event.epoch
         if now < last:
             raise ValueError(f"event {event.event_id} is earlier than the one before it; replay needs time order")
