@@ -19,7 +19,7 @@ from collections import Counter
 
 import numpy as np
 
-from counterguard.centre.labels import labelled_events
+from counterguard.centre.labels import labelled_events, labels_complete_before
 from counterguard.centre.learning import BUDGETS, recall_at
 
 FEW_FRAUD = 30  # below this, one more fraud caught moves a recall by more than 3 points
@@ -37,7 +37,7 @@ def compare(store, *, now: float, honest_after_days: float = 30, since_days: flo
     events, _ = labelled_events(store, now=now, honest_after_days=honest_after_days, since_epoch=since)
     # Only events old enough to be fully labelled: among younger ones only the model in force's own
     # alerts carry labels, so its honest customers there are all its false alarms (centre/learning.py).
-    mature = now - honest_after_days * 86400.0
+    mature = labels_complete_before(now, honest_after_days)
     events = [e for e in events if e["ts_epoch"] <= mature]
     shadowed = [e for e in events if e.get("shadow_score") is not None]
     if not shadowed:

@@ -299,6 +299,12 @@ def with_features(events: list[dict]) -> list[dict]:
     return out
 
 
+def labels_complete_before(now: float, honest_after_days: float) -> float:
+    """The time before which an event's labels are complete: an unlabelled event older than this
+    counts as honest. Among younger events only alerts and reported frauds carry labels yet."""
+    return now - honest_after_days * DAY_S
+
+
 def labelled_events(store, *, now: float, honest_after_days: float, since_epoch: float | None = None,
                     until_epoch: float | None = None) -> tuple[list[dict], Counter]:
     """Uploaded events with ``label`` (1 fraud, 0 honest) and ``label_source`` set, oldest first,
@@ -338,7 +344,7 @@ def labelled_events(store, *, now: float, honest_after_days: float, since_epoch:
             put(i, 3, label.source, label.label)
             if label.typology and label.label == "fraud":
                 typologies[i] = label.typology
-    horizon = now - honest_after_days * DAY_S
+    horizon = labels_complete_before(now, honest_after_days)
     out, counts = [], Counter()
     for i, e in enumerate(events):
         held = verdicts.get(i)

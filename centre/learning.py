@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from counterguard.centre.drift import reference_from_rows
-from counterguard.centre.labels import labelled_events, utc_text, with_features
+from counterguard.centre.labels import labelled_events, labels_complete_before, utc_text, with_features
 from counterguard.core.features import N_FEATURES, with_answers
 
 NAME = "counterguard-fleet"
@@ -121,7 +121,7 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
     # model in force's own alerts carry labels, so its honest customers there would all be its own
     # false alarms, and it would look blind next to any challenger. Training stays before the judged
     # part, so the events younger than that wait for their labels.
-    mature = t <= now - honest_after_days * 86400.0
+    mature = t <= labels_complete_before(now, honest_after_days)
     if not mature.any():
         raise LearningError(f"no labelled event is {honest_after_days:g} days old yet, so none can be judged with "
                             "complete labels: let the gateways upload for longer")

@@ -582,8 +582,8 @@ class CentreStore:
         for r in rows:
             body = json.loads(r["payload"])
             # The caring dialogue's answers travel as ``signal.<name>`` items (gateway/store/db.py).
-            said = {a["key"][len("signal."):]: a["answer"] for a in body.get("answers") or ()
-                    if a.get("key", "").startswith("signal.") and a["key"][len("signal."):] in SIGNALS}
+            given = {a["key"]: a["answer"] for a in body.get("answers") or ()}
+            said = {s: given[f"signal.{s}"] for s in SIGNALS if f"signal.{s}" in given}
             out.append({"gateway_id": r["gateway_id"], "alert_id": r["alert_id"], "outcome": body["outcome"],
                         "handled_at": body.get("handled_at"), "signals": said})
         return out

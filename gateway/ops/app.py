@@ -88,12 +88,13 @@ class Gateway:
         t = cfg.thresholds
         if t.amber or t.red:
             self.thresholds = Thresholds(t.amber, t.red)
-        elif t.dialogue and self.model.dialogue_thresholds is None:
-            log.warning("thresholds.dialogue is set but model %s has no dialogue thresholds; using its own",
-                        self.model.version)
-            self.thresholds = self.model.thresholds
+        elif t.dialogue and self.model.dialogue_thresholds is not None:
+            self.thresholds = self.model.dialogue_thresholds
         else:
-            self.thresholds = self.model.dialogue_thresholds if t.dialogue else self.model.thresholds
+            if t.dialogue:
+                log.warning("thresholds.dialogue is set but model %s has no dialogue thresholds; using its own",
+                            self.model.version)
+            self.thresholds = self.model.thresholds
         self.persons = PersonLists(self.store)
         self.pipeline = Pipeline(Assessor(self.store, self.watchlist, self.model, self.thresholds,
                                           persons=self.persons),

@@ -638,11 +638,18 @@ class Store:
         row = self._q("SELECT answers, ack_body FROM dialogue WHERE event_id = ?", (event_id,))
         return (json.loads(row[0][0]), row[0][1]) if row else None
 
-    def dialogue_view(self, event_id: str) -> tuple[dict, dict, str] | None:
-        """({signal: answer}, the final verdict's ACK body, where given) for the event, in one read,
-        or None when the customer's answers were not recorded."""
-        row = self._q("SELECT answers, ack_body, via FROM dialogue WHERE event_id = ?", (event_id,))
-        return (json.loads(row[0][0]), json.loads(row[0][1]), row[0][2]) if row else None
+    def dialogue_views(self, event_ids) -> dict[str, tuple[dict, dict, str]]:
+        """event id -> ({signal: answer}, the final verdict's ACK body, where given) for these events;
+        events whose customer's answers were not recorded are left out."""
+        out: dict[str, tuple[dict, dict, str]] = {}
+        ids = list(dict.fromkeys(event_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for event_id, answers, ack_body, via in self._q(
+                    "SELECT event_id, answers, ack_body, via FROM dialogue "
+                    f"WHERE event_id IN ({','.join('?' * len(chunk))})", chunk):
+                out[event_id] = (json.loads(answers), json.loads(ack_body), via)
+        return out
 
     def event_closed(self, event_id: str) -> bool:
         """Whether an alert on this event already has its outcome (its answers are too late for it)."""

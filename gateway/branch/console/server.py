@@ -184,11 +184,11 @@ class BranchConsole:
         self._server.server_close()
 
     # -- what the page shows ----------------------------------------------------------------------
-    def _alert_json(self, view, *, questions: bool = True, answers=()) -> dict:
+    def _alert_json(self, view, *, questions: bool = True, answers=(), said=None) -> dict:
+        """``said``: the customer's answers to the caring dialogue for its event (Store.dialogue_views)."""
         q = self.questions
         # One list per alert: the questions shown are the ones whose answers can be recorded.
         shown = q.shown(view.reasons, QUESTIONS_SHOWN) if questions else []
-        said = self.store.dialogue_view(view.event_id)
         return {
             "alert_id": view.alert_id,
             "counter": view.counter,
@@ -234,14 +234,17 @@ class BranchConsole:
         live = self.store.alert_views(states=("open", "acknowledged"))
         today = self.store.alert_views(since_wall=local_day_start(now))
         answers = self.store.answers([v.alert_id for v in today if v.state == "closed"])
+        said = self.store.dialogue_views([v.event_id for v in (*live, *today)])  # one read for every card
         return {
             "staff": session.staff,
             "branch": self.branch,
             "now": now,
-            "open": [self._alert_json(v) for v in live if v.state == "open"],
-            "awaiting_outcome": [self._alert_json(v) for v in live if v.state == "acknowledged"],
+            "open": [self._alert_json(v, said=said.get(v.event_id)) for v in live if v.state == "open"],
+            "awaiting_outcome": [self._alert_json(v, said=said.get(v.event_id)) for v in live
+                                 if v.state == "acknowledged"],
             # The history table needs no questions: it keeps a busy day's poll small.
-            "today": [self._alert_json(v, questions=False, answers=answers.get(v.alert_id, ()))
+            "today": [self._alert_json(v, questions=False, answers=answers.get(v.alert_id, ()),
+                                       said=said.get(v.event_id))
                       for v in reversed(today)],
             "lamps": {str(k): v for k, v in self.lamps.states().items()} if self.lamps is not None else {},
             # Staff can raise an alert on any of these (docs/supervisor.md, "Raising an alert yourself").
