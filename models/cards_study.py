@@ -29,6 +29,7 @@ from counterguard.core.cards import decide_card
 from counterguard.core.decision import GREEN, LEVEL_RANK, RED
 from counterguard.core.events import CARD_KINDS
 from counterguard.core.features import ListHits, card_features
+from counterguard.models.evaluate import pct, recall_at_legit_share
 from counterguard.models.train import replay_items
 
 KEY = b"counterguard-cards-study-key-000"  # any key: the lists and the history only compare hashes
@@ -56,8 +57,6 @@ def replay(items: list[dict]):
 
 
 def at_budgets(scores: np.ndarray, labels: np.ndarray) -> dict:
-    from counterguard.models.evaluate import recall_at_legit_share
-
     return {b: round(recall_at_legit_share(scores, labels, float(b)), 4) for b in BUDGETS}
 
 
@@ -110,9 +109,6 @@ def study(events: int, epochs: int = 20, worlds: int = 0, progress=lambda line: 
     return out
 
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f} %"
-
 
 def table(result: dict) -> str:
     lines = ["| kind | judged on | who | fraud (events) | at 0.5 % | at 1 % | at 2 % | rule book at its own levels |",
@@ -120,10 +116,10 @@ def table(result: dict) -> str:
     for kind, by_set in result.items():
         for where, rows in by_set.items():
             for who, r in rows.items():
-                own = (f"{_pct(r['fraud_alerted'])} of fraud at {_pct(r['honest_alerted'])} of honest, red precision "
-                       f"{_pct(r['red_precision'])}" if "fraud_alerted" in r else "")
-                lines.append(f"| {kind} | {where} | {who} | {r['fraud_events']} | {_pct(r['at']['0.005'])} | "
-                             f"{_pct(r['at']['0.01'])} | {_pct(r['at']['0.02'])} | {own} |")
+                own = (f"{pct(r['fraud_alerted'])} of fraud at {pct(r['honest_alerted'])} of honest, red precision "
+                       f"{pct(r['red_precision'])}" if "fraud_alerted" in r else "")
+                lines.append(f"| {kind} | {where} | {who} | {r['fraud_events']} | {pct(r['at']['0.005'])} | "
+                             f"{pct(r['at']['0.01'])} | {pct(r['at']['0.02'])} | {own} |")
     return "\n".join(lines)
 
 

@@ -195,12 +195,12 @@ def model_metrics(data: Scored) -> dict:
     return m
 
 
-def _rank(levels: np.ndarray) -> np.ndarray:
+def level_ranking(levels: np.ndarray) -> np.ndarray:
     return np.select([levels == RED, levels == AMBER], [2.0, 1.0], 0.0)
 
 
 def rulebook_metrics(data: Scored) -> dict:
-    rank = _rank(data.rule_levels)
+    rank = level_ranking(data.rule_levels)
     m = level_metrics(data.rule_levels, data.labels, data.typologies, rank)
     m["coached_victims"] = coached_metrics(data.rule_levels, data, rank)
     return m
@@ -416,7 +416,7 @@ def evaluate_cases(model: FraudModel, items: list[dict], *, thresholds: Threshol
     return report, {"cases": data}
 
 
-def _pct(v) -> str:
+def pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
 
@@ -445,51 +445,51 @@ def report_text(report: dict) -> str:
             title += f" ({data['cases']})"
         lines += ["", f"{title}: {m['events']} events, {m['fraud_events']} fraud",
                   f"  {'':32}{'model':>10}{'rule book':>12}"]
-        lines += [f"  {label:32}{_pct(m[k]):>10}{_pct(r[k]):>12}" for label, k in rows]
+        lines += [f"  {label:32}{pct(m[k]):>10}{pct(r[k]):>12}" for label, k in rows]
         lines.append(f"  {'average precision':32}{m['average_precision']:>10.3f}{r['average_precision']:>12.3f}")
         lines.append("  model's fraud alerted if amber alerted a given share of legitimate events: "
-                     + ", ".join(f"{_pct(float(b))} -> {_pct(v)}" for b, v in m["recall_at_legit_share"].items()))
+                     + ", ".join(f"{pct(float(b))} -> {pct(v)}" for b, v in m["recall_at_legit_share"].items()))
         if "first_verdict" in m:
             f = m["first_verdict"]
-            lines.append(f"  first verdict alone (before any answers): fraud alerted {_pct(f['recall_alerted'])}, "
-                         f"legitimate alerted {_pct(f['legit_alerted_share'])}, red precision {_pct(f['red_precision'])}; "
+            lines.append(f"  first verdict alone (before any answers): fraud alerted {pct(f['recall_alerted'])}, "
+                         f"legitimate alerted {pct(f['legit_alerted_share'])}, red precision {pct(f['red_precision'])}; "
                          "at a share of legitimate events: "
-                         + ", ".join(f"{_pct(float(b))} -> {_pct(v)}" for b, v in f["recall_at_legit_share"].items()))
+                         + ", ".join(f"{pct(float(b))} -> {pct(v)}" for b, v in f["recall_at_legit_share"].items()))
         c = m.get("coached_victims")
         if c and c["events"]:
-            lines.append(f"  coached victims ({c['events']} events): model {_pct(c['recall_alerted'])}, rule book "
-                         f"{_pct(r['coached_victims']['recall_alerted'])}")
+            lines.append(f"  coached victims ({c['events']} events): model {pct(c['recall_alerted'])}, rule book "
+                         f"{pct(r['coached_victims']['recall_alerted'])}")
         if m["fraud_events"] < FEW_FRAUD:
             lines.append(f"  warning: only {m['fraud_events']} fraud events; each one moves the fraud shares by "
-                         f"{_pct(1 / max(m['fraud_events'], 1))}")
+                         f"{pct(1 / max(m['fraud_events'], 1))}")
         if m["alerted_share_by_typology"]:
             budgets = [b for b in m.get("alerted_share_by_typology_at_legit_share", {}) if float(b) <= 0.02]
             lines.append(f"  alerted share by typology:{'':7}{'events':>8}{'model':>10}{'rule book':>12}"
-                         + "".join(f"{'model@' + _pct(float(b)).replace(' ', ''):>13}" for b in budgets))
+                         + "".join(f"{'model@' + pct(float(b)).replace(' ', ''):>13}" for b in budgets))
             for name, share in m["alerted_share_by_typology"].items():
                 kind = "fraud" if name in m["fraud_typologies"] else "legit"
                 at = [m["alerted_share_by_typology_at_legit_share"][b].get(name) for b in budgets]
                 lines.append(f"    {name:18} {kind:6}{m.get('events_by_typology', {}).get(name, ''):>14}"
-                             f"{_pct(share):>10}{_pct(r['alerted_share_by_typology'].get(name)):>12}"
-                             + "".join(f"{_pct(v):>13}" for v in at))
+                             f"{pct(share):>10}{pct(r['alerted_share_by_typology'].get(name)):>12}"
+                             + "".join(f"{pct(v):>13}" for v in at))
     leak = report.get("leakage")
     if leak:
         lines += ["", f"leakage checks (fitted on the own training split, judged at "
-                      f"{_pct(leak['legit_alerted_share'])} of legitimate events alerted):"]
+                      f"{pct(leak['legit_alerted_share'])} of legitimate events alerted):"]
         for name, res in leak["sets"].items():
-            lines.append(f"  {name}: amount-only catches {_pct(res['amount_only']['recall'])} "
+            lines.append(f"  {name}: amount-only catches {pct(res['amount_only']['recall'])} "
                          f"(AP {res['amount_only']['average_precision']:.3f}), shuffled labels catch "
-                         f"{_pct(res['shuffled_labels']['recall'])} (AP {res['shuffled_labels']['average_precision']:.3f}, "
-                         f"fraud share {_pct(res['fraud_share'])}) -> {'ok' if res['passed'] else 'LEAK'}")
+                         f"{pct(res['shuffled_labels']['recall'])} (AP {res['shuffled_labels']['average_precision']:.3f}, "
+                         f"fraud share {pct(res['fraud_share'])}) -> {'ok' if res['passed'] else 'LEAK'}")
     if "suggested_thresholds" in report:
         t = report["suggested_thresholds"]
-        lines += ["", f"thresholds that alert at most {_pct(t['amber_legit_share'])} (amber) and "
-                      f"{_pct(t['red_legit_share'])} (red) of these legitimate events: "
+        lines += ["", f"thresholds that alert at most {pct(t['amber_legit_share'])} (amber) and "
+                      f"{pct(t['red_legit_share'])} (red) of these legitimate events: "
                       f"--amber {t['amber']!r} --red {t['red']!r}"]
     for key, checks in report["targets"].items():
         lines += ["", f"targets on the {SET_TITLES.get(key, key)}:"]
         for name, t in checks.items():
-            lines.append(f"  {name:22} target {_pct(t['target'])}, measured {_pct(t['measured'])}: "
+            lines.append(f"  {name:22} target {pct(t['target'])}, measured {pct(t['measured'])}: "
                          f"{'met' if t['met'] else 'NOT MET'}")
     met, total = targets_met(report)
     lines += ["", f"{met} of {total} targets met"]

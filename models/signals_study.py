@@ -25,9 +25,10 @@ from counterguard.gateway.scoring.model import FraudModel, default_model_path
 from counterguard.models.evaluate import (
     INDEPENDENT_SEEDS,
     Scored,
-    _rank,
     coached_metrics,
     level_metrics,
+    level_ranking,
+    pct,
 )
 from counterguard.models.simulate import SHIFTED, SHIFTED_SEEDS, simulate
 
@@ -72,16 +73,13 @@ def study(model: FraudModel, items_by_set: dict, progress=lambda line: None) -> 
                                   for name, items in parts], set_name)
             rows[f"model, {label}"] = _row(data.levels, data, data.scores)
             if label == "v1 only":
-                rows["rule book, v1 only"] = _row(data.rule_first_levels, data, _rank(data.rule_first_levels))
+                rows["rule book, v1 only"] = _row(data.rule_first_levels, data, level_ranking(data.rule_first_levels))
             if label == "+ both":
                 rows["model, + both: first verdict"] = _row(data.first_levels, data, data.first_scores)
-                rows["rule book, + both"] = _row(data.rule_levels, data, _rank(data.rule_levels))
+                rows["rule book, + both"] = _row(data.rule_levels, data, level_ranking(data.rule_levels))
         out[set_name] = rows
     return out
 
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f} %"
 
 
 def table(result: dict) -> str:
@@ -97,10 +95,10 @@ def table(result: dict) -> str:
                   "|---|---:|---:|---:|---:|---:|" + "---:|" * len(kinds)]
         for name, r in rows.items():
             at = r["recall_at_legit_share"]
-            lines.append(f"| {name} | {_pct(at['0.005'])} | {_pct(at['0.01'])} | {_pct(at['0.02'])} | "
-                         f"{_pct(r['red_precision'])} ({r['reds']}) | "
-                         f"{_pct(r['coached_victims']['recall_at_legit_share']['0.01'])} | "
-                         + " | ".join(_pct(r["by_typology_at_1pct"].get(k)) for k in kinds) + " |")
+            lines.append(f"| {name} | {pct(at['0.005'])} | {pct(at['0.01'])} | {pct(at['0.02'])} | "
+                         f"{pct(r['red_precision'])} ({r['reds']}) | "
+                         f"{pct(r['coached_victims']['recall_at_legit_share']['0.01'])} | "
+                         + " | ".join(pct(r["by_typology_at_1pct"].get(k)) for k in kinds) + " |")
         lines.append("")
     return "\n".join(lines)
 
