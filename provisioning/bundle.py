@@ -178,14 +178,15 @@ def batch(ca: CertificateAuthority, csv_path, out_root, centre: CentreFiles, *, 
     branches = read_branches(csv_path)  # the whole file is checked before any key is made
     bar = Progress(len(branches), progress_stream)
     done, problems = [], []
-    for i, branch in enumerate(branches, 1):
-        out = Path(out_root) / branch.gateway_id
-        try:
-            if (out / DONE).exists():
-                done.append(out)
-            else:
-                done.append(write_bundle(ca, branch, out_root, centre, days=days))
-        except (ProvisionError, BranchError, ManifestError, ConfigError, OSError) as exc:
-            problems.append(f"{branch.gateway_id}: {exc}")
-        bar.show(i, branch.gateway_id)
+    with ca.many():
+        for i, branch in enumerate(branches, 1):
+            out = Path(out_root) / branch.gateway_id
+            try:
+                if (out / DONE).exists():
+                    done.append(out)
+                else:
+                    done.append(write_bundle(ca, branch, out_root, centre, days=days))
+            except (ProvisionError, BranchError, ManifestError, ConfigError, OSError) as exc:
+                problems.append(f"{branch.gateway_id}: {exc}")
+            bar.show(i, branch.gateway_id)
     return done, problems

@@ -23,6 +23,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,7 @@ class CertificateAuthority:
         except (ValueError, TypeError) as exc:
             raise ProvisionError(f"{key_path}: not an unencrypted PEM private key ({exc})") from None
         self.cert = load_cert(cert_path)
+        self._held: list[dict] | None = None  # the register while many() holds it in memory
 
     @property
     def cert_path(self) -> Path:
@@ -139,7 +141,21 @@ class CertificateAuthority:
         return ca
 
     # -- register -------------------------------------------------------------------------------
+    @contextmanager
+    def many(self):
+        """Issue a fleet's certificates with one read and one write of the register: written once per
+        certificate, a province's 20,000 gateways took time growing with the square of their number.
+        What was issued is written when the block ends, by an error too."""
+        self._held = self.register()
+        try:
+            yield self
+        finally:
+            held, self._held = self._held, None
+            self._save_register(held)
+
     def register(self) -> list[dict]:
+        if self._held is not None:
+            return self._held
         path = self.dir / REGISTER
         try:
             return json.loads(path.read_text()) if path.exists() else []
@@ -147,6 +163,9 @@ class CertificateAuthority:
             raise ProvisionError(f"{path}: the certificate register is not JSON ({exc}); restore it from backup") from None
 
     def _save_register(self, entries: list[dict]) -> None:
+        if self._held is not None:
+            self._held = entries
+            return
         tmp = self.dir / (REGISTER + ".tmp")
         tmp.write_text(json.dumps(entries, indent=1) + "\n")
         os.replace(tmp, self.dir / REGISTER)

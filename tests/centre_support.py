@@ -60,10 +60,10 @@ class SimGateway:
         assert self._ready.wait(10), f"simulated gateway {gateway_id} could not connect to {host}:{port}"
 
     def _on_connect(self, client, userdata, flags, rc, props):
-        subs = [(self.topics.receipt, 1)]
+        subs = [(self.topics.receipt, 0)]  # QoS 0, as the uplink subscribes
         if self._subscribe_manifests:
-            subs += [(f"{messages.PREFIX}/all/manifest/+", 1), (f"{messages.PREFIX}/{self.region}/manifest/+", 1),
-                     (f"{self.topics.root}/manifest/+", 1)]
+            subs += [(f"{messages.PREFIX}/all/manifest/+", 0), (f"{messages.PREFIX}/{self.region}/manifest/+", 0),
+                     (f"{self.topics.root}/manifest/+", 0)]
         client.subscribe(subs)
         client.publish(self.topics.status, self.status("online"), qos=1, retain=True)
         self._ready.set()

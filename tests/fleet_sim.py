@@ -65,6 +65,37 @@ def placement(i: int) -> tuple[str, str]:
     return REGIONS[i % len(REGIONS)], f"b{i // 10:04d}"
 
 
+def alert_body(gateway: str, seq: int, now: float, rng: random.Random) -> tuple[str, str]:
+    """(alert_id, body) of a new alert at one of the gateway's four counters, built with the gateway's
+    own Event, Verdict and message builders."""
+    counter = 1 + seq % 4
+    level = "red" if rng.random() < 0.3 else "amber"
+    event = Event(event_id=f"t{counter}-{seq:06d}", ts=datetime.now(CST), counter=counter,
+                  kind="cash_withdrawal", account=f"62220202{rng.randrange(10**11):011d}",
+                  amount=float(rng.choice((5000, 20000, 50000))))
+    reasons = ("large_cash", "elderly_customer") if level == "red" else ("large_cash",)
+    verdict = Verdict(event.event_id, level, 0.93 if level == "red" else 0.61, reasons, f"{level} warning", counter)
+    stamp = SimpleNamespace(wall=time.time(), mono=now, synced=True)
+    alert_id = new_ulid()
+    return alert_id, messages.alert_body(alert_id, event, verdict, stamp, gateway_id=gateway,
+                                         model_version="fraud-mlp-1", watchlist_version=1)
+
+
+def status_body(gateway: str, state: str, bdseq: int) -> str:
+    return messages.status_payload(state, bdseq=bdseq, stamp=SimpleNamespace(wall=time.time(), synced=True),
+                                   gateway_id=gateway, fields={"model_version": "fraud-mlp-1", "watchlist_version": 1,
+                                                               "software_version": "fleet-sim"})
+
+
+def heartbeat_body(bdseq: int, now: float, outbox: dict) -> str:
+    oldest = min((row[1] for row in outbox.values()), default=None)
+    wall = time.time()
+    return messages.heartbeat_payload(stamp=SimpleNamespace(wall=wall, mono=now, synced=True), bdseq=bdseq,
+                                      outbox_depth=len(outbox),
+                                      oldest_unreceipted_age_s=None if oldest is None else wall - oldest,
+                                      fields={"model_version": "fraud-mlp-1", "watchlist_version": 1})
+
+
 # -- one simulated gateway ------------------------------------------------------------------------
 class FleetGateway:
     """One branch gateway's MQTT side, driven by the worker's loop (no threads of its own)."""
@@ -103,18 +134,8 @@ class FleetGateway:
     def raise_alert(self, now: float, rng: random.Random) -> None:
         """A verdict at one of this branch's counters: the alert is in the outbox before anything is sent."""
         self.seq += 1
-        counter = 1 + self.seq % 4
-        level = "red" if rng.random() < 0.3 else "amber"
-        event = Event(event_id=f"t{counter}-{self.seq:06d}", ts=datetime.now(CST), counter=counter,
-                      kind="cash_withdrawal", account=f"62220202{rng.randrange(10**11):011d}",
-                      amount=float(rng.choice((5000, 20000, 50000))))
-        reasons = ("large_cash", "elderly_customer") if level == "red" else ("large_cash",)
-        verdict = Verdict(event.event_id, level, 0.93 if level == "red" else 0.61, reasons, f"{level} warning", counter)
-        stamp = SimpleNamespace(wall=time.time(), mono=now, synced=True)
-        alert_id = new_ulid()
-        body = messages.alert_body(alert_id, event, verdict, stamp, gateway_id=self.gateway_id,
-                                   model_version="fraud-mlp-1", watchlist_version=1)
-        self.outbox[self.seq] = [body, stamp.wall, None]
+        alert_id, body = alert_body(self.gateway_id, self.seq, now, rng)
+        self.outbox[self.seq] = [body, time.time(), None]
         self.sent.append((self.seq, alert_id, now))
         if self.state == "online":
             self._publish_pending(now)
@@ -145,10 +166,7 @@ class FleetGateway:
 
     # -- connection -------------------------------------------------------------------------------
     def _status(self, state: str) -> str:
-        return messages.status_payload(state, bdseq=self.bdseq, stamp=SimpleNamespace(wall=time.time(), synced=True),
-                                       gateway_id=self.gateway_id,
-                                       fields={"model_version": "fraud-mlp-1", "watchlist_version": 1,
-                                               "software_version": "fleet-sim"})
+        return status_body(self.gateway_id, state, self.bdseq)
 
     def _attempt(self, now: float) -> None:
         self.attempts += 1
@@ -203,13 +221,7 @@ class FleetGateway:
                 self._publish_pending(now)
 
     def _heartbeat(self, now: float) -> None:
-        oldest = min((row[1] for row in self.outbox.values()), default=None)
-        wall = time.time()
-        payload = messages.heartbeat_payload(stamp=SimpleNamespace(wall=wall, mono=now, synced=True), bdseq=self.bdseq,
-                                             outbox_depth=len(self.outbox),
-                                             oldest_unreceipted_age_s=None if oldest is None else wall - oldest,
-                                             fields={"model_version": "fraud-mlp-1", "watchlist_version": 1})
-        self.client.publish(self.topics.heartbeat, payload, qos=0)
+        self.client.publish(self.topics.heartbeat, heartbeat_body(self.bdseq, now, self.outbox), qos=0)
         self.next_heartbeat = now + self.heartbeat_s
 
     # -- paho callbacks (called from the worker's loop) -------------------------------------------
@@ -224,7 +236,7 @@ class FleetGateway:
         self.connects.append(now)
         self.tried.append(self.attempt_due)
         self.backoff.reset()
-        client.subscribe([(self.topics.receipt, 1), (messages.CENTRE_STATUS, 1)])
+        client.subscribe([(self.topics.receipt, 0), (messages.CENTRE_STATUS, 0)])  # as the uplink does
         client.publish(self.topics.status, self._status("online"), qos=1, retain=True)
         self._heartbeat(now)
         # Whatever went out on the old connection may be lost with it: all of it again, in order.
@@ -367,20 +379,22 @@ class Fleet:
         first = 0
         for p in range(self.processes):
             count = share + (1 if p < extra else 0)
-            cmd = [sys.executable, str(Path(__file__).resolve()), "worker", "--host", self.host,
-                   "--port", str(self.port), "--first", str(first), "--count", str(count),
-                   "--seed", str(self.seed + p), "--backoff-min", str(self.backoff[0]),
-                   "--backoff-max", str(self.backoff[1]), "--heartbeat-s", str(self.heartbeat_s),
-                   "--republish-after-s", str(self.republish_after_s), "--stagger-s", str(self.stagger_s)]
-            if not self.jitter:
-                cmd.append("--no-jitter")
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            proc = subprocess.Popen(self.worker_command(p, first, count), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, cwd=ROOT)
             self._procs.append(proc)
             threading.Thread(target=self._read, args=(p, proc), daemon=True).start()
             threading.Thread(target=self._read_errors, args=(p, proc), daemon=True).start()
             first += count
         return self
+
+    def worker_command(self, p: int, first: int, count: int) -> list[str]:
+        """The command line of worker ``p``, which simulates gateways ``first`` .. ``first + count - 1``."""
+        cmd = [sys.executable, str(Path(__file__).resolve()), "worker", "--host", self.host,
+               "--port", str(self.port), "--first", str(first), "--count", str(count),
+               "--seed", str(self.seed + p), "--backoff-min", str(self.backoff[0]),
+               "--backoff-max", str(self.backoff[1]), "--heartbeat-s", str(self.heartbeat_s),
+               "--republish-after-s", str(self.republish_after_s), "--stagger-s", str(self.stagger_s)]
+        return cmd if self.jitter else cmd + ["--no-jitter"]
 
     def _read(self, p: int, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
@@ -404,7 +418,7 @@ class Fleet:
     def totals(self) -> dict:
         """The fleet's latest progress summed over the worker processes."""
         with self._cond:
-            keys = ("online", "outbox", "raised", "due", "connects")
+            keys = {k for progress in self._progress.values() for k in progress}
             return {k: sum(p.get(k, 0) for p in self._progress.values()) for k in keys} | {
                 "workers": len(self._progress)}
 
@@ -673,12 +687,8 @@ def rehearse_broker_restart(broker, store: str, *, gateways: int = 1000, process
         centre.stop()
 
 
-def _main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="one fleet worker process (started by Fleet)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    w = sub.add_parser("worker")
-    w.add_argument("--host", required=True)
-    w.add_argument("--port", type=int, required=True)
+def worker_arguments(w: argparse.ArgumentParser) -> None:
+    """The options every worker process takes from ``Fleet.worker_command``."""
     w.add_argument("--first", type=int, required=True)
     w.add_argument("--count", type=int, required=True)
     w.add_argument("--seed", type=int, default=1)
@@ -688,6 +698,15 @@ def _main(argv=None) -> None:
     w.add_argument("--republish-after-s", type=float, default=30.0)
     w.add_argument("--stagger-s", type=float, default=2.0)
     w.add_argument("--no-jitter", dest="jitter", action="store_false")
+
+
+def _main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="one fleet worker process (started by Fleet)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker")
+    w.add_argument("--host", required=True)
+    w.add_argument("--port", type=int, required=True)
+    worker_arguments(w)
     run_worker(parser.parse_args(argv))
 
 

@@ -31,6 +31,7 @@ RUNS = {
     "publish.py": ["--messages", "300", "--repeat", "1"],
     "scoring.py": ["--events", "300", "--rounds", "1"],
     "security.py": ["--entries", "1000", "--lookups", "1000", "--bundles", "1"],
+    "storm.py": ["--gateways", "3", "--processes", "1", "--stagger-s", "1", "--down-s", "1", "--timeout", "120"],
     "supervisor.py": ["--verdicts", "300", "--alerts", "10"],
 }
 

@@ -99,6 +99,19 @@ def test_revocation_puts_the_serial_on_the_crl_and_out_of_the_acl(ca, tmp_path):
         ca.revoke("gw-0003")
 
 
+def test_many_certificates_are_registered_once_the_block_ends_even_after_an_error(ca, tmp_path):
+    with pytest.raises(ProvisionError, match="already has a live certificate"):
+        with ca.many():
+            for n in range(3):
+                ca.issue(f"gw-{n}", role="gateway", region="east", branch="b1", out_dir=tmp_path / str(n))
+            assert CertificateAuthority(ca.dir).gateways() == []  # not written one by one
+            ca.issue("gw-1", role="gateway", region="east", branch="b1", out_dir=tmp_path / "again")
+    # The three issued before the refusal are in the register, so the broker's ACL lets them in.
+    assert sorted(g["cn"] for g in CertificateAuthority(ca.dir).gateways()) == ["gw-0", "gw-1", "gw-2"]
+    ca.issue("gw-3", role="gateway", region="east", branch="b1", out_dir=tmp_path / "3")  # written at once again
+    assert len(CertificateAuthority(ca.dir).gateways()) == 4
+
+
 def test_the_ca_key_is_found_wherever_it_is_copied_by_content(ca, tmp_path):
     (tmp_path / "stray").mkdir()
     shutil.copyfile(ca.dir / "ca.key", tmp_path / "stray" / "backup.pem")

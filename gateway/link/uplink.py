@@ -419,7 +419,11 @@ class Uplink:
             session.ok = True
             session.subscriptions = ([self.topics.receipt, messages.CENTRE_STATUS] + sorted(self._watchlist_topics)
                                      + list(self.downlink.topics() if self.downlink else ()))
-            _, session.subscribe_mid = client.subscribe([(t, 1) for t in session.subscriptions])
+            # QoS 0: the session is clean, so the broker keeps nothing for us between connections
+            # whatever the QoS, and TCP delivers within one. Receipts are asked again by resending,
+            # manifests are retained and come again on every connection. A clustered broker makes a
+            # replicated consumer per QoS 1 subscription, which is what limits its reconnect storm.
+            _, session.subscribe_mid = client.subscribe([(t, 0) for t in session.subscriptions])
         session.connack.set()
 
     def _on_subscribe(self, client, session, mid, reason_codes, properties) -> None:
