@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -143,17 +144,26 @@ class IngestResult:
     events_duplicate: int = 0   # uploaded events already kept (a batch sent again)
 
 
+# Features as compact JSON by the C encoder: the same text "[" + ",".join(map(repr, ...)) + "]" gave
+# for the checked numbers, a tenth of the writer's time less.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+@lru_cache(maxsize=4096)
+def _utc_day(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86400, timezone.utc).strftime("%Y-%m-%d")
+
+
 def _event_rows(r: Record, now: float) -> list[tuple]:
     """The events table's rows for one checked events batch."""
     rows = []
     for e in r.body["events"]:
         epoch = _epoch(e["ts"])
-        day = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d")
-        rows.append((r.gateway_id, e["event_id"], day, r.region, r.branch, e["counter"], e["kind"], float(e["amount"]),
-                     e["ts"], epoch, e.get("account_hash"), e["level"], float(e["score"]),
-                     json.dumps(e.get("reasons") or []), _version_text(e.get("model_version")),
-                     _version_text(e.get("watchlist_version")),
-                     None if e.get("features") is None else "[" + ",".join(map(repr, e["features"])) + "]",
+        features = e.get("features")
+        rows.append((r.gateway_id, e["event_id"], _utc_day(int(epoch // 86400)), r.region, r.branch, e["counter"],
+                     e["kind"], float(e["amount"]), e["ts"], epoch, e.get("account_hash"), e["level"],
+                     float(e["score"]), json.dumps(e.get("reasons") or []), _version_text(e.get("model_version")),
+                     _version_text(e.get("watchlist_version")), None if features is None else _COMPACT.encode(features),
                      r.body["features_version"], e.get("shadow_score"), _version_text(e.get("shadow_version")),
                      e["decided_at"], now))
     return rows

@@ -108,3 +108,52 @@ def test_every_reader_of_outside_json_goes_through_the_strict_parser():
     }
     for path, call in outside.items():
         assert call in (ROOT / path).read_text(), path
+
+
+# -- the quick paths a large message takes ----------------------------------------------------------------
+def alternating(levels: int) -> str:
+    """``levels`` of nesting, object and list in turn, the inner one holding a number."""
+    opens = "".join('{"k":' if i % 2 == 0 else "[" for i in range(levels))
+    closes = "".join("}" if i % 2 == 0 else "]" for i in reversed(range(levels)))
+    return opens + "1" + closes
+
+
+@pytest.mark.parametrize("levels", [jsontext.MAX_DEPTH - 1, jsontext.MAX_DEPTH])
+def test_object_and_list_in_turn_parse_up_to_the_limit(levels):
+    assert jsontext.loads(alternating(levels)) == json.loads(alternating(levels))
+
+
+@pytest.mark.parametrize("levels", [jsontext.MAX_DEPTH + 1, jsontext.MAX_DEPTH + 2])
+def test_object_and_list_in_turn_one_past_the_limit_are_refused(levels):
+    with pytest.raises(jsontext.TooDeep):
+        jsontext.loads(alternating(levels))
+
+
+@pytest.mark.parametrize("string", ['"\\""', '"\\\\"', '"\\\\\\""', '"a\\\\\\\\"', '"[[[\\"]]]"'])
+def test_deep_nesting_after_a_string_with_escapes_is_still_refused(string):
+    deep = "[" * (jsontext.MAX_DEPTH + 1) + "]" * (jsontext.MAX_DEPTH + 1)
+    assert json.loads(f"[{string}, 0]")  # the string is valid JSON
+    with pytest.raises(jsontext.TooDeep):
+        jsontext.loads(f"[{string}, {deep}]")
+    shallow = "[" * (jsontext.MAX_DEPTH - 1) + "]" * (jsontext.MAX_DEPTH - 1)
+    assert jsontext.loads(f"[{string}, {shallow}]") == json.loads(f"[{string}, {shallow}]")
+
+
+def batch_with(value: str) -> str:
+    """A message the size of an uploaded events batch, ``value`` in its last event."""
+    events = [{"event_id": f"e-{i}", "account_hash": "19d2603c7e4599282ba0", "features": [i, 0, 1, 2.5, 7e-3]}
+              for i in range(500)]
+    return json.dumps({"events": events})[:-2] + f', {{"n": {value}}}]}}'
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 400, "-" + "9" * 309, "1e400", "-2.5E+0309", "1" + "0" * 300 + "e9"])
+def test_a_number_too_large_is_refused_in_a_large_message_too(value):
+    with pytest.raises(jsontext.NotJSON, match="too large"):
+        jsontext.loads(batch_with(value))
+    with pytest.raises(jsontext.NotJSON, match="too large"):
+        jsontext.loads(batch_with(value).encode("utf-8"))
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 308, "9" * 300, "1e308", "1e-400", "12345678901234567890"])
+def test_large_numbers_a_double_holds_read_as_before_in_a_large_message(value):
+    assert jsontext.loads(batch_with(value)) == json.loads(batch_with(value))
