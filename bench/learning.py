@@ -85,6 +85,20 @@ def writer_alone(url: str, payloads: list[bytes]) -> float:
     return stored / elapsed
 
 
+def events_on_disk(url: str) -> int:
+    """Bytes the stored events take: the SQLite file, or on PostgreSQL the events partitions with
+    their indexes and TOAST."""
+    from counterguard.centre.store import open_store
+
+    if not url.startswith("postgresql"):
+        return sum(Path(url + suffix).stat().st_size for suffix in ("", "-wal") if Path(url + suffix).exists())
+    with open_store(url) as store:
+        rows = store._query("SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) + "
+                            "pg_total_relation_size('events') AS size FROM pg_inherits "
+                            "WHERE inhparent = 'events'::regclass", [])
+    return int(rows[0]["size"])
+
+
 def through_broker(url: str, payloads: list[bytes], port: int) -> tuple[float, int]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -154,6 +168,10 @@ def main() -> None:
                 rate = writer_alone(url_a, payloads)
                 rows.append((f"{name}: one worker's writer alone (inflate, check every event, one transaction a "
                              "batch)", f"{rate:,.0f} events/s", "≥ 20,000 events/s"))
+                size = events_on_disk(url_a)
+                rows.append((f"{name}: the stored events on disk (table, indexes)",
+                             f"{size / args.events:,.0f} bytes an event ({size / args.events * 1e6 / 2**30:.2f} GiB "
+                             "a million)", "-"))
                 with PrivateBroker() as broker:
                     rate, stored = through_broker(url_b, payloads, broker.port)
                 rows.append((f"{name}: through mosquitto, one worker, stored and receipted",

@@ -778,6 +778,22 @@ class PostgresStore(CentreStore):
     lock_rows = " FOR UPDATE"
     events_partitioned = " PARTITION BY RANGE (day)"
 
+    def _insert_events(self, rows) -> int:
+        # COPY into a session-local staging table, then one INSERT ... SELECT that skips events already
+        # kept: a batch of 500 as one statement instead of 500, the same once-only rule. IF NOT EXISTS
+        # each time: a rolled-back transaction or a new connection takes the table with it.
+        self._make_days({row[2] for row in rows} - self._days_made)
+        cur = self._conn.cursor()
+        columns = ", ".join(EVENT_COLUMNS)
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS events_staging (LIKE events) ON COMMIT DELETE ROWS")
+        with cur.copy(f"COPY events_staging ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO events ({columns}) SELECT {columns} FROM events_staging ON CONFLICT DO NOTHING")
+        kept = cur.rowcount
+        cur.execute("DELETE FROM events_staging")
+        return kept
+
     def _make_days(self, days) -> None:
         # Inside the ingest transaction, after _begin's lock: workers never create one day twice.
         for day in sorted(days):
