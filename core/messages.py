@@ -169,8 +169,13 @@ def iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Made once: json.dumps with these options builds an encoder on every call, and every verdict's ACK
+# and every uploaded event goes through here.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(body: dict) -> str:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(body)
 
 
 # -- uplink ---------------------------------------------------------------------------------------
