@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     t_setup = time.monotonic()
     issue_certificates(work, args.gateways)
     centre = ClusteredCentre(work, base_port=15200).up()
-    cluster, pg = centre.cluster, centre.pg
+    cluster = centre.cluster
     swarm = Swarm(work, centre.nodes, gateways=args.gateways, processes=min(args.processes, args.gateways),
                   stagger_s=min(10.0, args.gateways / 100), republish_after_s=30.0)
     n = args.gateways
@@ -96,9 +96,7 @@ def main(argv=None) -> int:
         # (c) PostgreSQL
         faults["postgres"] = time.monotonic()
         swarm.raise_alerts(args.alerts, over_s=args.gap_s)
-        subprocess.run(pg._as + [f"{pg.bin}/pg_ctl", "-D", pg.dir, "-m", "fast", "-w", "restart", "-o",
-                                 f"-p {pg.port} -k {pg.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
-                                 "-l", os.path.join(pg.dir, "server.log")], capture_output=True, timeout=120)
+        centre.pg.restart()
         total = 4 * args.alerts * n
         done = swarm.wait_for(lambda s: s["raised"] == total and s["outbox"] == 0 and s["ready"] == n,
                               args.gap_s + 240)

@@ -277,7 +277,7 @@ def _nums_col(col) -> bool:
 
 
 def _scores_col(col) -> bool:
-    return _types(col) <= {_INT, _FLOAT} and min(col) >= 0 and max(col) <= 1
+    return _nums_col(col) and min(col) >= 0 and max(col) <= 1
 
 
 def _times_col(col) -> bool:

@@ -168,11 +168,18 @@ class PostgresServer:
                                           "--no-sync"], capture_output=True, text=True, timeout=120)
         if done.returncode:
             raise RuntimeError(f"initdb failed: {done.stderr.strip()[-800:]}")
+        self._pg_ctl("start")
+        return self
+
+    def restart(self) -> None:
+        """A fast restart (fault tests): connections are cut, the data stays."""
+        self._pg_ctl("-m", "fast", "restart")
+
+    def _pg_ctl(self, *action: str) -> None:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
         subprocess.run(self._as + [f"{self.bin}/pg_ctl", "-D", self.dir, "-o", opts, "-l",
-                                   os.path.join(self.dir, "server.log"), "-w", "-t", "60", "start"],
-                       check=True, capture_output=True, timeout=90)
-        return self
+                                   os.path.join(self.dir, "server.log"), "-w", "-t", "60", *action],
+                       check=True, capture_output=True, timeout=120)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
