@@ -44,6 +44,51 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name."""
+    import threading
+
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, TypeError):
+            continue
+        out[t.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def upload_threads(tmp: Path, port: int, n: int, window: int, upload: bool) -> tuple[float, float]:
+    """The gateway in this process, each of its threads' CPU time counted apart: (µs an event on the
+    counter line, µs an event on the uplink's two threads, its own and the MQTT client's). The
+    upload's work is all on the uplink; the counter line does the same with it on or off."""
+    from gpiozero.pins.mock import MockFactory
+
+    from counterguard.gateway.counter.terminal import TellerTerminal
+    from counterguard.gateway.ops.app import Gateway
+    from harness import gateway_config, pty_pair
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    with pty_pair() as (master, path):
+        cfg = gateway_config(tmp, broker_port=port, serial_path=path).with_changes(
+            "upload", events=upload, batch_events=500, interval_s=60.0)
+        gw = Gateway(cfg, pin_factory=MockFactory())
+        gw.start()
+        try:
+            terminal = TellerTerminal(master, timeout=5)
+            bodies = mixed_events(n + 200)
+            terminal.send_many(bodies[:200], window=window)  # warm up
+            before = thread_cpu()
+            terminal.send_many(bodies[200:], window=window)
+            time.sleep(1.0)  # what the uplink does for these events, a batch going out included
+            spent = {name: cpu - before.get(name, 0.0) for name, cpu in thread_cpu().items()}
+        finally:
+            gw.stop()
+    line = sum(v for k, v in spent.items() if k.startswith("counter-line "))
+    uplink = sum(v for k, v in spent.items() if k.startswith(("uplink-", "paho-mqtt-client")))
+    return line / n * 1e6, uplink / n * 1e6
+
+
 def own_process(tmp: Path, port: int, n: int, window: int, upload: bool = True) -> tuple[float, float, float, float]:
     """The gateway as it runs in a branch, `counterguard run` in its own process: seconds from start
     to the first verdict back over the line; events/s for ``n`` pipelined events; its peak resident
@@ -133,6 +178,21 @@ def main() -> None:
                          f"{(med_off - med_on) / med_off:+.1%} cost"
                          f" (runs on: {', '.join(f'{x:,.0f}' for x in on)}; off: {', '.join(f'{x:,.0f}' for x in off)})",
                          "≤ 5 % cost"))
+        # The same split by thread, in this process: the uplink's CPU with the upload on and off.
+        per_thread = {True: [], False: []}
+        for r in range(args.upload_rounds):
+            for upload in (False, True):
+                per_thread[upload].append(upload_threads(tmp / f"threads-{r}-{upload}", broker.port, args.events,
+                                                         args.window, upload))
+        line = statistics.median(x[0] for rounds in per_thread.values() for x in rounds)
+        up_on = statistics.median(x[1] for x in per_thread[True])
+        up_off = statistics.median(x[1] for x in per_thread[False])
+        rows.append((f"event upload's cost by thread ({args.upload_rounds} runs each, gateway in this process; "
+                     "medians): uplink with upload on / off, against the counter line's own CPU",
+                     f"uplink {up_on:.1f} / {up_off:.1f} µs an event, counter line {line:.0f} µs an event: "
+                     f"upload {(up_on - up_off) / (line + up_off):+.1%} of the gateway's CPU "
+                     f"(uplink on: {', '.join(f'{x[1]:.1f}' for x in per_thread[True])}; "
+                     f"off: {', '.join(f'{x[1]:.1f}' for x in per_thread[False])})", "≤ 5 % cost"))
         with pty_pair() as (master, path):
             gw = Gateway(gateway_config(tmp, broker_port=broker.port, serial_path=path), pin_factory=MockFactory())
             gw.start()

@@ -6,6 +6,7 @@ real mosquitto, the bundled TFLite model, the centre on SQLite and on PostgreSQL
 from __future__ import annotations
 
 import json
+import struct
 import time
 import zlib
 
@@ -107,6 +108,62 @@ def test_a_batch_carries_every_scored_event_with_its_inputs_and_no_account_numbe
                                          if r.seq == seq2).payload))
     assert [e["event_id"] for e in second["events"]] == [b["event_id"] for b in more]
     assert second["first"] == batch["last"] + 1
+
+
+def test_each_uploaded_event_is_the_text_the_messages_encoder_writes(gateway_store):
+    """The upload writes an event with one %-format for speed: its text must be exactly what
+    messages.dumps writes for the same fields, for greens and reds, with and without a shadow score,
+    an account that is not an account number and a version with characters JSON escapes."""
+    store, watchlist = gateway_store
+    challenger = FraudModel.load(default_model_path())
+    challenger.version = 'shadow "7" \\ é'
+    shadowed = Assessor(store, watchlist, MODEL, MODEL.thresholds, shadow=challenger)
+    plain = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    for i, b in enumerate(day_of_events(12, "tx")):
+        score_and_keep(shadowed if i % 2 else plain, b)
+    store._conn.execute("UPDATE events SET account = 'not-an-account' WHERE event_id = 'tx-3'")
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW)
+    seq = upload.queue_next()
+    text = upload.body(next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq).payload)
+    rows = store.events_in(1, 10**9)
+    expected = []
+    for (_, event_id, counter, kind, amount, ts, account, level, score, reasons, model_version,
+         watchlist_version, features, shadow_score, shadow_version, decided_wall) in rows:
+        try:
+            account_hash = watchlist.hash(account)
+        except ValueError:
+            account_hash = None
+        one = messages.dumps({
+            "event_id": event_id, "counter": counter, "kind": kind, "amount": amount, "ts": ts,
+            "account_hash": account_hash, "level": level, "score": round(score, 4), "model_version": model_version,
+            "watchlist_version": watchlist_version,
+            "shadow_score": None if shadow_score is None else round(shadow_score, 4), "shadow_version": shadow_version,
+            "decided_at": messages.iso(decided_wall)})
+        # reasons as the gateway stored them (JSON text); features to 7 significant digits, what float32 holds
+        values = ",".join(f"{x:.7g}" for x in struct.unpack(f"<{len(features) // 4}f", features))
+        expected.append(f'{one[:-1]},"reasons":{reasons},"features":[{values}]}}')
+    sent = json.loads(text)["events"]
+    assert [e["shadow_version"] for e in sent].count(challenger.version) == 6
+    assert any(e["account_hash"] is None for e in sent) and len(sent) == 12
+    assert text[text.index('"events":[') + 10:-2] == ",".join(expected)
+
+
+def test_payload_times_are_written_as_datetime_writes_them_at_every_rounding_edge():
+    """messages.iso makes the text of a second once a second: what it writes must be datetime's own
+    RFC 3339 text, milliseconds cut after rounding to the microsecond, at the edges too."""
+    import random
+    from datetime import datetime, timezone
+
+    def by_datetime(wall):
+        return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    rng = random.Random(5)
+    edges = (0.9999995, 0.9999994999, 0.0009995, 0.9995, 0.0000005, 0.0000004999, 0.5)
+    walls = [0.0, 1.9999995, 1_700_000_000.9999996, 253_402_300_799.999]
+    walls += [rng.randint(10**9, 2 * 10**9) + rng.choice(edges) for _ in range(50_000)]
+    walls += [rng.uniform(0, 4e9) for _ in range(50_000)]
+    walls += sorted(rng.uniform(1.7e9, 1.7e9 + 5) for _ in range(2_000))  # many in one second, as a batch has
+    assert [w for w in walls if messages.iso(w) != by_datetime(w)] == []
 
 
 def test_a_batch_goes_when_full_or_when_its_oldest_event_has_waited_and_two_at_most_are_open(gateway_store):

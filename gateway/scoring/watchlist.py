@@ -22,6 +22,7 @@ a provisioned gateway always uses the centre's key from its bundle.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -34,6 +35,7 @@ from counterguard.core.manifest import account_hash, generate_watchlist_key, is_
 log = logging.getLogger(__name__)
 
 _ACCOUNT = re.compile(r"[0-9]{6,34}")
+HASHES_KEPT = 8192  # accounts whose keyed hash is remembered: more than a branch's customers of a week
 MAX_ACCOUNTS = 5_000_000  # far above any real list; stops a runaway update filling the SD card
 _LOCAL_KEY = "watchlist_local_key"
 _KEY_ID = "watchlist_key_id"
@@ -96,6 +98,9 @@ class Watchlist:
             if not stored:
                 store.meta_set(_LOCAL_KEY, key.hex())
         self._key = key
+        # Every event's account is hashed to look it up, and again when the event is uploaded: a
+        # branch's regular customers are hashed once (in memory only; the store keeps no hash cache).
+        self._hash = functools.lru_cache(maxsize=HASHES_KEPT)(functools.partial(account_hash, key))
         self.key_version = key_version
         self.key_id = key_id(key)
         self._version = int(store.meta_get("watchlist_version", "0"))
@@ -120,7 +125,7 @@ class Watchlist:
         self._accounts: frozenset = entries
 
     def hash(self, account: str) -> str:
-        return account_hash(self._key, account)
+        return self._hash(account)
 
     @property
     def identity_key(self) -> bytes:
@@ -134,7 +139,7 @@ class Watchlist:
 
     def contains(self, account: str) -> bool:
         try:
-            return account_hash(self._key, account) in self._accounts
+            return self._hash(account) in self._accounts
         except ValueError:  # not an account number at all: cannot be on the list
             return False
 
