@@ -12,10 +12,9 @@ shifted, the simulator's shifted branch) serves its customers week after week. E
    frauds that went through, --report-share are reported by the police --report-delay weeks later
    (imported as case labels); everything else counts as honest once --honest-after days old.
 4. **Retrained** at the week's end with ``centre train`` (centre/learning.py: time-ordered split,
-   thresholds for the budget on the fleet's own honest customers; simulated events added while the
-   fleet's fraud labels are fewer than --sim-until-fraud). The challenger replaces the model in
-   force when its validation recall at the budget is at least the model in force's on the same
-   validation events (the card's own comparison).
+   thresholds for the budget on the fleet's own honest customers; --sim-events simulated events
+   weighted 0.3, as ``centre train`` adds by default). The challenger replaces the model in force unless it is clearly worse on the same validation frauds (the card's paired count, the
+   rule ``centre promote`` applies: the labels lean toward the model in force, whose alerts made them).
 
 At the end, the ceiling: the same network trained on every event of all but the last two weeks with
 its true label, judged on those two weeks: how far the loop is from what the world allows.
@@ -145,8 +144,10 @@ def main() -> None:
     parser.add_argument("--report-delay", type=int, default=2, help="weeks until they do (default 2)")
     parser.add_argument("--honest-after", type=float, default=14.0, help="days until an unlabelled event "
                                                                           "counts as honest (default 14)")
-    parser.add_argument("--sim-until-fraud", type=int, default=200, help="add simulated events while the fleet "
-                                                                         "has fewer fraud labels (default 200)")
+    parser.add_argument("--sim-events", type=int, default=20000, help="simulated events each retraining adds, "
+                                                                      "as 'centre train' does by default (default 20000)")
+    parser.add_argument("--sim-until-fraud", type=int, help="add them only while the fleet has fewer fraud labels "
+                                                            "than this (default: always)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-ceiling", action="store_true")
@@ -200,17 +201,19 @@ def main() -> None:
                     with contextlib.redirect_stdout(sys.stderr):  # TensorFlow's converter talks on stdout
                         card = learning.train_from_store(
                             store, Path(tmp) / f"week-{w}", now=end, honest_after_days=args.honest_after,
-                            budget=args.budget, sim_events=20000 if fraud_labels < args.sim_until_fraud else 0,
+                            budget=args.budget, sim_events=args.sim_events if args.sim_until_fraud is None or fraud_labels < args.sim_until_fraud else 0,
                             seed=args.seed, epochs=args.epochs, version=f"week-{w + 1}", log=lambda m: None)
                     key = f"{args.budget:g}"
                     new = card["validation"]["challenger"]["at_budget"][key]["recall"] or 0.0
                     old = card["validation"]["model_in_force"]["at_budget"][key]["recall"] or 0.0
-                    if new >= old:
+                    # The promotion gate's rule (centre/comparison.py): not clearly worse on the same frauds.
+                    verdict = card["validation"]["paired"][key]["verdict"]
+                    if verdict != "worse":
                         champion = FraudModel.load(Path(tmp) / f"week-{w}" / "counterguard-fleet.tflite")
                         champion_name = champion.version
-                        promoted = f"{champion_name} ({new:.0%} vs {old:.0%} on validation)"
+                        promoted = f"{champion_name} ({new:.0%} vs {old:.0%} on validation: {verdict})"
                     else:
-                        promoted = f"kept ({new:.0%} vs {old:.0%})"
+                        promoted = f"kept ({new:.0%} vs {old:.0%}: clearly worse)"
                 except learning.LearningError as exc:
                     promoted = f"not yet: {str(exc)[:60]}"
             rows.append({"week": w + 1, "events": len(idx), "fraud": int(y.sum()), "model": mine, "bundled": theirs,

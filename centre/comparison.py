@@ -20,7 +20,7 @@ from collections import Counter
 import numpy as np
 
 from counterguard.centre.labels import labelled_events, labels_complete_before
-from counterguard.centre.learning import BUDGETS, recall_at
+from counterguard.centre.learning import BUDGETS, paired, recall_at
 
 FEW_FRAUD = 30  # below this, one more fraud caught moves a recall by more than 3 points
 SHADOW_DAYS = 7  # a week of the branches' rhythm (salary days, weekends) before a challenger decides
@@ -76,6 +76,8 @@ def compare(store, *, now: float, honest_after_days: float = 30, since_days: flo
         "from": min(e["ts"] for e in mine), "to": max(e["ts"] for e in mine),
         "gateways": len({e["gateway_id"] for e in mine}),
         "at_budget": both(everything),
+        # the same frauds caught by one and missed by the other, and whether that is clearly worse
+        "paired": {f"{b:g}": paired(challenger_scores, champion_scores, y, b) for b in BUDGETS},
         "by_typology": by_typology,
         "enough_labels": fraud >= FEW_FRAUD,
     }
@@ -86,6 +88,12 @@ def _cell(figure: dict) -> str:
         return "-"
     lo, hi = figure["interval_95"]
     return f"{figure['recall']:.1%} [{lo:.0%}-{hi:.0%}]"
+
+
+def paired_line(same: dict) -> str:
+    return (f"on the same frauds at the 1 % budget: {same['both']} caught by both, {same['in_force_only']} only by "
+            f"the model in force, {same['challenger_only']} only by the challenger: {same['verdict']} "
+            "(the model in force's own alerts made the labels, so its figures lean its way)")
 
 
 def text(report: dict) -> str:
@@ -100,6 +108,7 @@ def text(report: dict) -> str:
         for budget, pair in figures.items():
             lines.append(f"{name:<20} {float(budget):<13.1%} {_cell(pair['model_in_force']):>22} "
                          f"{_cell(pair['challenger']):>22} {pair['challenger']['fraud_labels']:>13}")
+    lines.append(paired_line(report["paired"][JUDGED_BUDGET]))
     if not report["enough_labels"]:
         lines.append(f"only {report['fraud']} fraud labels: the intervals are wide; wait for more outcomes or "
                      "import confirmed cases before promoting")
@@ -109,7 +118,9 @@ def text(report: dict) -> str:
 def promotion_problems(store, *, now: float, honest_after_days: float, challenger: str | None = None) -> list[str]:
     """Why a challenger may not yet become the model in force, or [] when its shadow was judged:
     at least SHADOW_DAYS of shadowed events, FEW_FRAUD fraud labels, and a recall at the 1 %
-    budget no worse than the model in force's on the same events."""
+    budget not clearly worse than the model in force's on the same events (centre/learning.py ``paired``:
+    the model in force's own alerts made the labels, so it is called worse only when the model in
+    force catches clearly more of the same frauds)."""
     try:
         report = compare(store, now=now, honest_after_days=honest_after_days, challenger=challenger)
     except CompareError as exc:
@@ -124,9 +135,10 @@ def promotion_problems(store, *, now: float, honest_after_days: float, challenge
     if not report["enough_labels"]:
         problems.append(f"only {report['fraud']} fraud labels stand behind the comparison; at least {FEW_FRAUD} are "
                         "needed (wait for outcomes, or import confirmed cases with 'centre label')")
-    pair = report["at_budget"][JUDGED_BUDGET]
+    pair, same = report["at_budget"][JUDGED_BUDGET], report["paired"][JUDGED_BUDGET]
     mine, theirs = pair["challenger"]["recall"], pair["model_in_force"]["recall"]
-    if mine is not None and theirs is not None and mine < theirs:
+    if same["verdict"] == "worse":
         problems.append(f"at the 1 % alert budget it catches {mine:.1%} of fraud against {theirs:.1%} for the model "
-                        "in force on the same events")
+                        f"in force on the same events: {same['in_force_only']} frauds only the model in force "
+                        f"catches, {same['challenger_only']} only the challenger (z = {same['z']:.2f}, clearly worse)")
     return problems

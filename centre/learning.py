@@ -45,6 +45,7 @@ NAME = "counterguard-fleet"
 BUDGETS = (0.005, 0.01, 0.02)
 RED_PART = 0.2          # red's budget: a fifth of the alert budget
 MIN_FRAUD_TRAIN = 10    # fraud labels the training part needs (simulated events may make up the rest)
+PAIRED_Z = 1.96         # how clearly the model in force must catch more of the same frauds to call a challenger worse
 MIN_FRAUD_TEST = 3      # ... and the validation part, or no figure would mean anything
 
 
@@ -71,6 +72,29 @@ def recall_at(scores: np.ndarray, y: np.ndarray, share: float) -> dict:
     caught = 0 if recall is None else int(round(recall * fraud))
     return {"recall": None if recall is None else round(recall, 4), "fraud_labels": fraud,
             "honest_labels": int((y == 0).sum()), "interval_95": wilson(caught, fraud)}
+
+
+def paired(challenger: np.ndarray, in_force: np.ndarray, y: np.ndarray, share: float) -> dict:
+    """The two models on the very same fraud events, each at the score cut that keeps it within
+    ``share`` of honest customers alerted: how many one catches and the other misses, and a verdict.
+
+    The model in force's figures lean its way: its own alerts were labelled by the supervisors, while
+    the frauds it missed are known only when reported later, so a challenger that catches those gets
+    only part of the credit. A challenger is therefore called worse only when the model in force
+    catches clearly more of the same frauds (a paired sign test, z > 1.96), not whenever its
+    recall is a point lower."""
+    from counterguard.models.evaluate import legit_cut
+
+    fraud = y == 1
+    if not fraud.any() or not (y == 0).any():
+        return {"challenger_only": 0, "in_force_only": 0, "both": 0, "z": None, "verdict": "no fraud labels"}
+    mine = challenger[fraud] > legit_cut(challenger, y, share)
+    theirs = in_force[fraud] > legit_cut(in_force, y, share)
+    only_mine, only_theirs = int((mine & ~theirs).sum()), int((theirs & ~mine).sum())
+    z = (only_theirs - only_mine) / math.sqrt(only_mine + only_theirs) if only_mine + only_theirs else 0.0
+    verdict = "worse" if z > PAIRED_Z else "better" if z < -PAIRED_Z else "no clear difference"
+    return {"challenger_only": only_mine, "in_force_only": only_theirs, "both": int((mine & theirs).sum()),
+            "z": round(z, 2), "verdict": verdict}
 
 
 def judged(scores: np.ndarray, y: np.ndarray, amber: float | None = None, red: float | None = None) -> dict:
@@ -202,6 +226,7 @@ def train_from_store(store, out: Path, *, now: float | None = None, honest_after
             "events": int(len(y_test)), "fraud": int(y_test.sum()), "label_sources": dict(test_sources),
             "challenger": challenger,
             "model_in_force": {**champion, "versions": dict(versions)},
+            "paired": {f"{b:g}": paired(test_scores, in_force[test_mask], y_test, b) for b in BUDGETS},
         },
         # What the model learnt on, binned, so 'centre drift --card' measures how far today is from it.
         "reference": reference_from_rows(x[train_mask], fleet_train_scores >= amber),
@@ -230,6 +255,9 @@ def summary(card: dict) -> str:
             ci = r["interval_95"]
             cells.append("-" if r["recall"] is None else f"{r['recall']:.1%} [{ci[0]:.0%}-{ci[1]:.0%}]")
         lines.append(f"{b:<14.1%} {cells[0]:>22} {cells[1]:>22}   recall, of {v['fraud']} fraud")
+    same = v["paired"]["0.01"]
+    lines.append(f"on the same frauds at the 1 % budget: {same['both']} caught by both, {same['in_force_only']} only "
+                 f"by the model in force, {same['challenger_only']} only by the challenger: {same['verdict']}")
     c = v["challenger"]
     rp = "-" if c["red_precision"] is None else f"{c['red_precision']:.1%} of {c['reds']} reds"
     lines.append(f"at its thresholds: {c['honest_alerted_share']:.2%} of honest customers alerted, "

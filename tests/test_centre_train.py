@@ -75,6 +75,9 @@ def test_the_card_names_its_data_and_validation_is_later_than_all_training(train
     # Police confirmed every fraud; everything else is old enough to count as honest, and says so.
     assert d["label_sources"] == {"police": fraud, "unlabelled": len(rows) - fraud}
     assert d["unlabelled_treated_as_honest_after_days"] == 30
+    # by default the simulator stands beside the fleet, and the card says how much of it and how heavy
+    sim = d["simulated"]
+    assert sim["weight"] == 0.3 and 15_000 < sim["events"] <= 20_000 and sim["fraud"] > 0
     times = sorted(datetime.fromisoformat(r["ts"]).timestamp() for r in rows)
     split = datetime.fromisoformat(d["split_at"].replace("Z", "+00:00")).timestamp()
     later = [t for t in times if t >= split]
@@ -100,6 +103,13 @@ def test_the_gateway_loads_the_challenger_and_its_thresholds_keep_the_budget(tra
     assert (scores >= model.thresholds.red).mean() <= 0.002 + 1e-9    # red: a fifth of it
     ours = card["validation"]["challenger"]
     assert ours["honest_alerted_share"] is not None and ours["reds"] >= 0
+    # the paired view counts the very frauds behind each recall: both + one side's own = what it caught
+    v = card["validation"]
+    for b in ("0.005", "0.01", "0.02"):
+        same = v["paired"][b]
+        assert same["both"] + same["challenger_only"] == round(ours["at_budget"][b]["recall"] * v["fraud"])
+        assert same["both"] + same["in_force_only"] == round(v["model_in_force"]["at_budget"][b]["recall"] * v["fraud"])
+        assert same["verdict"] in ("better", "worse", "no clear difference")
 
 
 def test_without_enough_fraud_labels_training_says_what_to_do(tmp_path):
