@@ -85,7 +85,8 @@ def upload_threads(tmp: Path, port: int, n: int, window: int, upload: bool) -> t
         finally:
             gw.stop()
     line = sum(v for k, v in spent.items() if k.startswith("counter-line "))
-    uplink = sum(v for k, v in spent.items() if k.startswith(("uplink-", "paho-mqtt-client")))
+    # the gateway's own MQTT client only: the bench's receiver, in this process too, has one as well
+    uplink = sum(v for k, v in spent.items() if k in (f"uplink-{cfg.gateway.id}", f"paho-mqtt-client-{cfg.gateway.id}"))
     return line / n * 1e6, uplink / n * 1e6
 
 

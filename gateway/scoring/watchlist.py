@@ -35,7 +35,7 @@ from counterguard.core.manifest import account_hash, generate_watchlist_key, is_
 log = logging.getLogger(__name__)
 
 _ACCOUNT = re.compile(r"[0-9]{6,34}")
-HASHES_KEPT = 8192  # accounts whose keyed hash is remembered: more than a branch's customers of a week
+HASHES_KEPT = 4096  # accounts whose keyed hash is remembered (about 1 MB): the upload asks again within a batch or two
 MAX_ACCOUNTS = 5_000_000  # far above any real list; stops a runaway update filling the SD card
 _LOCAL_KEY = "watchlist_local_key"
 _KEY_ID = "watchlist_key_id"
