@@ -15,6 +15,7 @@ import json
 import math
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 
 from counterguard.core import jsontext
@@ -298,6 +299,18 @@ def finalise(body: str, *, seq: int, region: str, branch: str, historical: bool)
 EVENTS_INFLATED_MAX = 16 * 1024 * 1024
 EVENT_FIELDS = ("event_id", "counter", "kind", "amount", "ts", "account_hash", "level", "score", "reasons",
                 "model_version", "watchlist_version", "features", "shadow_score", "shadow_version", "decided_at")
+
+
+@lru_cache(maxsize=8)
+def _features_format(n: int) -> str:
+    return "[" + ",".join(["%.7g"] * n) + "]"
+
+
+def features_text(values) -> str:
+    """An event's model inputs as the upload sends them: a JSON list, 7 significant digits each
+    (what float32 holds, far finer than the int8 model resolves). One %-format for the whole list:
+    the gateway writes it as it stores a verdict, so the upload copies text instead of formatting."""
+    return _features_format(len(values)) % tuple(values)
 
 
 def events_body(items: list[str], *, gateway_id: str, features_version: int, first: int, last: int) -> str:

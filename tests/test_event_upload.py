@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import struct
 import time
+from datetime import datetime
 import zlib
 
 import pytest
@@ -110,42 +111,88 @@ def test_a_batch_carries_every_scored_event_with_its_inputs_and_no_account_numbe
     assert second["first"] == batch["last"] + 1
 
 
-def test_each_uploaded_event_is_the_text_the_messages_encoder_writes(gateway_store):
-    """The upload writes an event with one %-format for speed: its text must be exactly what
-    messages.dumps writes for the same fields, for greens and reds, with and without a shadow score,
-    an account that is not an account number and a version with characters JSON escapes."""
+def test_each_uploaded_event_carries_exactly_what_the_gateway_decided(gateway_store):
+    """SQLite writes a batch's events: every field of messages.EVENT_FIELDS must be the stored one,
+    for greens and reds, with and without a shadow score, an account that is not an account
+    number, a version with characters JSON escapes, and a verdict an older gateway stored (features
+    packed as float32, no account hash kept: the upload makes both)."""
     store, watchlist = gateway_store
     challenger = FraudModel.load(default_model_path())
     challenger.version = 'shadow "7" \\ é'
     shadowed = Assessor(store, watchlist, MODEL, MODEL.thresholds, shadow=challenger)
     plain = Assessor(store, watchlist, MODEL, MODEL.thresholds)
-    for i, b in enumerate(day_of_events(12, "tx")):
-        score_and_keep(shadowed if i % 2 else plain, b)
+    bodies = day_of_events(12, "tx")
+    kept = {b["event_id"]: score_and_keep(shadowed if i % 2 else plain, b)[1] for i, b in enumerate(bodies)}
     store._conn.execute("UPDATE events SET account = 'not-an-account' WHERE event_id = 'tx-3'")
+    store._conn.execute("UPDATE verdicts SET account_hash = NULL WHERE event_id = 'tx-3'")
+    old = kept["tx-5"].features
+    store._conn.execute("UPDATE verdicts SET account_hash = NULL, features = ? WHERE event_id = 'tx-5'",
+                        (struct.pack(f"<{len(old)}f", *old),))
     upload = EventUpload(store, watchlist.hash, gateway_id=GW)
     seq = upload.queue_next()
     text = upload.body(next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq).payload)
-    rows = store.events_in(1, 10**9)
-    expected = []
-    for (_, event_id, counter, kind, amount, ts, account, level, score, reasons, model_version,
-         watchlist_version, features, shadow_score, shadow_version, decided_wall) in rows:
-        try:
-            account_hash = watchlist.hash(account)
-        except ValueError:
-            account_hash = None
-        one = messages.dumps({
-            "event_id": event_id, "counter": counter, "kind": kind, "amount": amount, "ts": ts,
-            "account_hash": account_hash, "level": level, "score": round(score, 4), "model_version": model_version,
-            "watchlist_version": watchlist_version,
-            "shadow_score": None if shadow_score is None else round(shadow_score, 4), "shadow_version": shadow_version,
-            "decided_at": messages.iso(decided_wall)})
-        # reasons as the gateway stored them (JSON text); features to 7 significant digits, what float32 holds
-        values = ",".join(f"{x:.7g}" for x in struct.unpack(f"<{len(features) // 4}f", features))
-        expected.append(f'{one[:-1]},"reasons":{reasons},"features":[{values}]}}')
     sent = json.loads(text)["events"]
+    assert [e["event_id"] for e in sent] == [b["event_id"] for b in bodies]
+    rows = store._conn.execute(
+        "SELECT e.event_id, e.counter, e.kind, e.amount, e.ts, v.level, v.score, v.reasons, v.model_version, "
+        "v.watchlist_version, v.shadow_score, v.shadow_version, v.decided_wall FROM events e JOIN verdicts v "
+        "USING (event_id) ORDER BY e.rowid").fetchall()
+    for e, b, row in zip(sent, bodies, rows):
+        assert set(e) == set(messages.EVENT_FIELDS) and len(e) == len(messages.EVENT_FIELDS)
+        (event_id, counter, kind, amount, ts, level, score, reasons, model_version, watchlist_version, shadow_score,
+         shadow_version, decided_wall) = row
+        assert (e["event_id"], e["counter"], e["kind"], e["amount"], e["ts"], e["level"]) == \
+            (event_id, counter, kind, amount, ts, level)
+        assert (e["score"], e["model_version"], e["watchlist_version"], e["reasons"]) == \
+            (round(score, 4), model_version, watchlist_version, json.loads(reasons))
+        assert (e["shadow_score"], e["shadow_version"]) == \
+            ((None, None) if shadow_score is None else (round(shadow_score, 4), challenger.version))
+        sent_at = datetime.fromisoformat(e["decided_at"].replace("Z", "+00:00")).timestamp()
+        assert abs(sent_at - decided_wall) <= 0.0011  # to the millisecond
+        assert e["account_hash"] == (None if event_id == "tx-3" else watchlist.hash(b["account"]))
+        # the features as the gateway wrote them, 7 significant digits (float32's, for the older one)
+        values = kept[event_id].features
+        if event_id == "tx-5":
+            values = struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values))
+        assert f'"features":{messages.features_text(values)}' in text
+        assert e["features"] == pytest.approx(kept[event_id].features, rel=1e-6, abs=1e-6)
     assert [e["shadow_version"] for e in sent].count(challenger.version) == 6
-    assert any(e["account_hash"] is None for e in sent) and len(sent) == 12
-    assert text[text.index('"events":[') + 10:-2] == ",".join(expected)
+
+
+def test_a_batch_is_built_while_the_counter_line_holds_a_write_open(gateway_store):
+    """The upload reads through a connection of its own: a verdict being written (the store's lock
+    held, a write transaction open) does not wait for a batch, nor a batch for it."""
+    import threading
+
+    store, watchlist = gateway_store
+    assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    for b in day_of_events(20, "rd"):
+        score_and_keep(assessor, b)
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW)
+    seq = upload.queue_next()
+    payload = next(r for r in store.outbox_pending(10, republish_after_s=0) if r.seq == seq).payload
+    writing, release, built = threading.Event(), threading.Event(), []
+
+    def counter_line():
+        with store.batch():
+            score_and_keep(assessor, event(event_id="rd-late"))
+            writing.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=counter_line)
+    writer.start()
+    assert writing.wait(30)
+    reader = threading.Thread(target=lambda: built.append(json.loads(upload.body(payload))))
+    reader.start()
+    reader.join(30)
+    done_while_writing = not reader.is_alive()
+    release.set()
+    writer.join(30)
+    reader.join(30)
+    assert done_while_writing and built[0]["count"] == 20
+    assert "rd-late" not in {e["event_id"] for e in built[0]["events"]}  # not committed yet: not in the range
+    store.close()
+    assert store._reader is None  # its connection closes with the store
 
 
 def test_payload_times_are_written_as_datetime_writes_them_at_every_rounding_edge():

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
 import time
-from functools import lru_cache
 
 from counterguard.core import messages
 from counterguard.core.features import FEATURES_VERSION
@@ -35,26 +33,6 @@ log = logging.getLogger(__name__)
 # Far below the broker's 1 MiB message limit once compressed (under 100 bytes an event).
 MAX_BATCH = 5000
 CHECK_EVERY_S = 0.25  # how often an idle uplink asks whether a batch is due (each asking reads the store)
-
-
-@lru_cache(maxsize=16)
-def _layout(n: int) -> tuple[struct.Struct, str]:
-    # One unpack and one %-format for the whole list: a call per value was most of a batch's cost.
-    return struct.Struct(f"<{n}f"), "[" + ",".join(["%.7g"] * n) + "]"
-
-
-def _features_json(blob) -> str:
-    """Packed float32 features (gateway/scoring/assessor.py) as a JSON list, 7 significant digits."""
-    if not blob:
-        return "null"
-    unpack, text = _layout(len(blob) // 4)
-    return text % unpack.unpack(blob)
-
-
-_text = json.encoder.encode_basestring  # a JSON string, as messages.dumps writes it (ensure_ascii off)
-_ITEM = ('{"event_id":%s,"counter":%d,"kind":%s,"amount":%r,"ts":%s,"account_hash":%s,"level":%s,"score":%r,'
-         '"model_version":%s,"watchlist_version":%d,"shadow_score":%s,"shadow_version":%s,"decided_at":"%s",'
-         '"reasons":%s,"features":%s}')
 
 
 class EventUpload:
@@ -78,7 +56,7 @@ class EventUpload:
 
     def due(self) -> bool:
         """A full batch is waiting, or the oldest waiting event has waited ``interval_s``."""
-        count, oldest = self.store.events_waiting()
+        count, oldest = self.store.events_waiting(self.batch_events)
         if count == 0:
             return False
         return count >= self.batch_events or self.clock() - (oldest or 0.0) >= self.interval_s
@@ -109,8 +87,7 @@ class EventUpload:
     def body(self, payload: str) -> str:
         """The batch body for an events outbox row's payload (its range), built from the event log."""
         span = json.loads(payload)
-        hashes: dict[str, str | None] = {}
-        items = [self._item(r, hashes) for r in self.store.events_in(span["first"], span["last"])]
+        items = self.store.events_json(span["first"], span["last"], self._hash_or_none)
         return messages.events_body(items, gateway_id=self.gateway_id, features_version=FEATURES_VERSION,
                                     first=span["first"], last=span["last"])
 
@@ -118,21 +95,11 @@ class EventUpload:
         text = messages.finalise(self.body(payload), seq=seq, region=region, branch=branch, historical=historical)
         return messages.pack_events(text)
 
-    def _item(self, r: tuple, hashes: dict) -> str:
-        (_, event_id, counter, kind, amount, ts, account, level, score, reasons, model_version, watchlist_version,
-         features, shadow_score, shadow_version, decided_wall) = r
-        if account not in hashes:
-            try:
-                # A SIM card or account opening is keyed by the person, already a keyed hash.
-                hashes[account] = _text(account if is_identity_hash(account) else self.account_hash(account))
-            except ValueError:  # not an account number (a replay of old test data): sent without one
-                hashes[account] = "null"
-        # The event_fields of messages.EVENT_FIELDS in one %-format (an encoder per event was most of
-        # a batch's cost); the text is what messages.dumps writes for the same dict (tested).
-        # reasons are stored as JSON text already (the gateway wrote them): spliced in as they are.
-        return _ITEM % (
-            _text(event_id), counter, _text(kind), amount, _text(ts), hashes[account], _text(level),
-            round(score, 4), _text(model_version), watchlist_version,
-            "null" if shadow_score is None else repr(round(shadow_score, 4)),
-            "null" if shadow_version is None else _text(shadow_version),
-            messages.iso(decided_wall), reasons or "[]", _features_json(features))
+    def _hash_or_none(self, account: str) -> str | None:
+        """For verdicts stored before their account's hash was kept with them (SQLite calls it)."""
+        if is_identity_hash(account):  # a SIM card or account opening is keyed by the person, already hashed
+            return account
+        try:
+            return self.account_hash(account)
+        except ValueError:  # not an account number (a replay of old test data): sent without one
+            return None

@@ -362,10 +362,36 @@ def _card_sale(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+@migration(10, "each verdict's account as the event upload sends it: its keyed hash")
+def _account_hash(conn) -> None:
+    # NULL on verdicts from before: the upload hashes their account when it sends them.
+    conn.execute("ALTER TABLE verdicts ADD COLUMN account_hash TEXT")
+
+
 _VERDICT = ("INSERT INTO verdicts (event_id, level, score, reasons, text, ack_body, model_version, watchlist_version, "
             "decided_wall) VALUES (?,?,?,?,?,?,?,?,?)")
-_VERDICT_WITH_INPUTS = _VERDICT.replace("decided_wall)", "decided_wall, features, shadow_score, shadow_version)").replace(
-    "?)", "?,?,?,?)")
+_VERDICT_WITH_INPUTS = _VERDICT.replace(
+    "decided_wall)", "decided_wall, features, shadow_score, shadow_version, account_hash)").replace("?)", "?,?,?,?,?)")
+
+
+# One upload event as JSON text, by SQLite: json_object for the head, then the reasons (kept as JSON
+# text) and the features (kept as the upload's text) spliced in as they are. Times are written to the
+# millisecond by SQLite's own rounding.
+_EVENTS_JSON = (
+    "SELECT rtrim(json_object('event_id', e.event_id, 'counter', e.counter, 'kind', e.kind, 'amount', e.amount, "
+    "'ts', e.ts, 'account_hash', coalesce(v.account_hash, cg_account_hash(e.account)), 'level', v.level, "
+    "'score', round(v.score, 4), 'model_version', v.model_version, 'watchlist_version', v.watchlist_version, "
+    "'shadow_score', round(v.shadow_score, 4), 'shadow_version', v.shadow_version, "
+    "'decided_at', strftime('%Y-%m-%dT%H:%M:%fZ', v.decided_wall, 'unixepoch')), '}') "
+    "|| ',\"reasons\":' || coalesce(v.reasons, '[]') || ',\"features\":' "
+    "|| CASE typeof(v.features) WHEN 'text' THEN v.features WHEN 'blob' THEN cg_features_text(v.features) "
+    "ELSE 'null' END || '}' "
+    "FROM events e JOIN verdicts v USING (event_id) WHERE e.rowid BETWEEN ? AND ? ORDER BY e.rowid")
+
+
+def _packed_features_text(blob: bytes) -> str:
+    """Features kept packed as float32 (gateways before the upload's text was kept) as upload text."""
+    return messages.features_text(struct.unpack(f"<{len(blob) // 4}f", blob))
 
 
 def _is_medium_error(exc: BaseException) -> bool:
@@ -408,6 +434,11 @@ class Store:
         _one_of("synchronous", synchronous, SYNCHRONOUS)
         self.path = Path(path)
         self._lock = threading.RLock()
+        # The event upload reads through a connection of its own: WAL lets it read while the counter
+        # line writes, so building a batch never holds up a verdict (opened when first needed).
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._busy_timeout_ms = int(busy_timeout_ms)
         self._depth = 0
         self._doomed = False
         try:
@@ -421,6 +452,7 @@ class Store:
                 raise StoreError(f"{self.path}: SQLite would not switch to WAL (got {mode}); put the store on a local disk")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.create_function("cg_features_text", 1, _packed_features_text, deterministic=True)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the store {self.path}: {exc}; check the path and its permissions") from exc
         self.db = sqlite_utils.Database(self._conn)
@@ -461,6 +493,10 @@ class Store:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def __enter__(self) -> "Store":
         return self
@@ -628,10 +664,12 @@ class Store:
     def verdict_features(self, event_id: str) -> list[float] | None:
         """The model's inputs for the event's first verdict, or None where none were kept."""
         row = self._q("SELECT features FROM verdicts WHERE event_id = ?", (event_id,))
-        blob = row[0][0] if row else None
-        if not blob:
+        kept = row[0][0] if row else None
+        if not kept:
             return None
-        return list(struct.unpack(f"<{len(blob) // 4}f", blob))
+        if isinstance(kept, bytes):  # kept packed as float32 by gateways before the text was kept
+            return list(struct.unpack(f"<{len(kept) // 4}f", kept))
+        return [float(v) for v in kept[1:-1].split(",")]
 
     def dialogue(self, event_id: str) -> tuple[dict, str] | None:
         """({signal: answer}, final ACK body) if the customer's answers were recorded for the event."""
@@ -678,28 +716,31 @@ class Store:
 
     def record_verdict(self, event, payload: bytes, payload_sha256: str, verdict, stamp, *, model_version: str,
                        watchlist_version: int, gateway_id: str, ack_body: str | None = None,
-                       features: bytes | None = None, shadow: tuple | None = None) -> Alert | None:
+                       features: str | None = None, shadow: tuple | None = None,
+                       account_hash: str | None = None) -> Alert | None:
         """Store the event and its verdict; for amber/red also an alert and its outbox row.
 
         ``ack_body`` is the verdict's ACK payload as ``messages.dumps`` writes it, when the caller
-        has already encoded it for the line. ``features``: the model's inputs, packed little-endian float32;
-        ``shadow``: (score, model version) of the challenger scored beside the model in force."""
+        has already encoded it for the line. ``features``: the model's inputs as the upload sends them
+        (``messages.features_text``); ``shadow``: (score, model version) of the challenger scored beside
+        the model in force; ``account_hash``: the account's keyed hash, as the upload sends it."""
         with self._lock:
             if self._depth:
                 # Inside the caller's batch (the counter line's group commit): join it directly,
                 # as a nested batch would, without a context manager per event.
                 try:
                     return self._record_verdict(event, payload, payload_sha256, verdict, stamp, model_version,
-                                                watchlist_version, gateway_id, ack_body, features, shadow)
+                                                watchlist_version, gateway_id, ack_body, features, shadow,
+                                                account_hash)
                 except BaseException:
                     self._doomed = True
                     raise
         with self.batch():
             return self._record_verdict(event, payload, payload_sha256, verdict, stamp, model_version,
-                                        watchlist_version, gateway_id, ack_body, features, shadow)
+                                        watchlist_version, gateway_id, ack_body, features, shadow, account_hash)
 
     def _record_verdict(self, event, payload, payload_sha256, verdict, stamp, model_version, watchlist_version,
-                        gateway_id, ack_body, features=None, shadow=None) -> Alert | None:
+                        gateway_id, ack_body, features=None, shadow=None, account_hash=None) -> Alert | None:
         c = self._conn
         if gateway_id != self._gateway_id:  # remembered so acknowledgements carry it too
             self.meta_set("gateway_id", gateway_id)
@@ -711,8 +752,8 @@ class Store:
         values = [event.event_id, verdict.level, float(verdict.score), _reasons_json(verdict.reasons), verdict.text,
                   ack_body if ack_body is not None else messages.dumps(verdict.ack_body()),
                   model_version, int(watchlist_version), stamp.wall]
-        if features is not None or shadow is not None:
-            values += [features, *(shadow or (None, None))]
+        if features is not None or shadow is not None or account_hash is not None:
+            values += [features, *(shadow or (None, None)), account_hash]
             c.execute(_VERDICT_WITH_INPUTS, values)
         else:
             c.execute(_VERDICT, values)
@@ -1113,14 +1154,28 @@ class Store:
     # -- events for learning (gateway/link/upload.py) -------------------------------------------------
     # An upload batch is a range of the events table's rowids: the outbox row names the range and the
     # batch is built from the events themselves when it is sent, so the events are not written twice.
-    _EVENT_COLUMNS = ("e.rowid, e.event_id, e.counter, e.kind, e.amount, e.ts, e.account, v.level, v.score, v.reasons, "
-                      "v.model_version, v.watchlist_version, v.features, v.shadow_score, v.shadow_version, "
-                      "v.decided_wall")
-
-    def events_in(self, first: int, last: int) -> list[tuple]:
-        """The scored events of one upload range, oldest first, as tuples in ``_EVENT_COLUMNS`` order."""
-        return self._q(f"SELECT {self._EVENT_COLUMNS} FROM events e JOIN verdicts v USING (event_id) "
-                       "WHERE e.rowid BETWEEN ? AND ? ORDER BY e.rowid", (int(first), int(last)))
+    def events_json(self, first: int, last: int, account_hash) -> list[str]:
+        """The scored events of one upload range, oldest first, each as the JSON object text the upload
+        sends (the fields of ``messages.EVENT_FIELDS``), written by SQLite in one pass. ``account_hash``
+        hashes the account of a verdict stored before its hash was kept with it (None if it is not
+        an account number); such verdicts' features, kept packed then, are written here too."""
+        if str(self.path) == ":memory:":  # a second connection would see another, empty database
+            with self._lock:
+                self._conn.create_function("cg_account_hash", 1, account_hash)
+                return [r[0] for r in self._q(_EVENTS_JSON, (int(first), int(last)))]
+        with self._reader_lock:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            try:
+                if self._reader is None:
+                    self._reader = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                    self._reader.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+                    self._reader.execute("PRAGMA query_only=ON")
+                    self._reader.create_function("cg_features_text", 1, _packed_features_text, deterministic=True)
+                self._reader.create_function("cg_account_hash", 1, account_hash)
+                return [r[0] for r in self._reader.execute(_EVENTS_JSON, (int(first), int(last))).fetchall()]
+            except sqlite3.Error as exc:
+                raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
 
     def next_upload_range(self, limit: int) -> tuple[int, int, int] | None:
         """(first, last, count) of the next ``limit`` scored events not yet in an upload batch."""
@@ -1130,12 +1185,15 @@ class Store:
             "USING (event_id) WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?)", (after, int(limit)))[0]
         return None if not count else (first, last, count)
 
-    def events_waiting(self) -> tuple[int, float | None]:
-        """(how many scored events wait for an upload batch, when the oldest was decided)."""
+    def events_waiting(self, enough: int = -1) -> tuple[int, float | None]:
+        """(how many scored events wait for an upload batch, counted up to ``enough``; when the first
+        of them was decided). Asked four times a second by an idle uplink: both are index walks."""
         after = int(self.meta_get(UPLOADED_THROUGH, "0"))
-        count, oldest = self._q("SELECT count(*), min(v.decided_wall) FROM events e JOIN verdicts v USING (event_id) "
-                                "WHERE e.rowid > ?", (after,))[0]
-        return count, oldest
+        count = self._q("SELECT count(*) FROM (SELECT 1 FROM events e JOIN verdicts v USING (event_id) "
+                        "WHERE e.rowid > ? LIMIT ?)", (after, int(enough)))[0][0]
+        first = self._q("SELECT v.decided_wall FROM events e JOIN verdicts v USING (event_id) WHERE e.rowid > ? "
+                        "ORDER BY e.rowid LIMIT 1", (after,))
+        return count, first[0][0] if first else None
 
     def queue_events(self, first: int, last: int, count: int, wall: float) -> int:
         """Put one upload range in the outbox and move the upload position past it, in one
