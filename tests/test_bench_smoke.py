@@ -26,7 +26,9 @@ RUNS = {
     "learning.py": ["--events", "1000", "--batch", "200"],
     "model.py": ["--events", "500", "--rounds", "1"],
     "person_lists.py": ["--entries", "2000", "--lookups", "1000", "--delta", "200"],
-    "peers.py": ["--lines", "100", "--outage-lines", "50", "--rate", "100", "--down", "0.5", "--only", "counterguard"],
+    # --lines-only: scoring.py, publish.py and drain.py, which it runs after at full size, have their own runs here
+    "peers.py": ["--lines", "100", "--outage-lines", "50", "--rate", "100", "--down", "0.5", "--only", "counterguard",
+                 "--lines-only"],
     "pipeline.py": ["--events", "300", "--upload-rounds", "1"],
     "publish.py": ["--messages", "300", "--repeat", "1"],
     "scoring.py": ["--events", "300", "--rounds", "1"],
