@@ -13,8 +13,9 @@ shifted, the simulator's shifted branch) serves its customers week after week. E
    (imported as case labels); everything else counts as honest once --honest-after days old.
 4. **Retrained** at the week's end with ``centre train`` (centre/learning.py: time-ordered split,
    thresholds for the budget on the fleet's own honest customers; --sim-events simulated events
-   weighted 0.3, as ``centre train`` adds by default). The challenger replaces the model in force unless it is clearly worse on the same validation frauds (the card's paired count, the
-   rule ``centre promote`` applies: the labels lean toward the model in force, whose alerts made them).
+   weighted 0.3, as ``centre train`` adds by default). The challenger replaces the model in force
+   unless it is clearly worse on the same validation frauds (the card's paired count, the rule
+   ``centre promote`` applies: the labels lean toward the model in force, whose alerts made them).
 
 At the end, the ceiling: the same network trained on every event of all but the last two weeks with
 its true label, judged on those two weeks: how far the loop is from what the world allows.
@@ -197,11 +198,12 @@ def main() -> None:
             end = data.epochs[idx].max() + 1
             if w < last - 1:
                 fraud_labels = sum(1 for lab in store.labels() if lab.label == "fraud")
+                add_sim = args.sim_until_fraud is None or fraud_labels < args.sim_until_fraud
                 try:
                     with contextlib.redirect_stdout(sys.stderr):  # TensorFlow's converter talks on stdout
                         card = learning.train_from_store(
                             store, Path(tmp) / f"week-{w}", now=end, honest_after_days=args.honest_after,
-                            budget=args.budget, sim_events=args.sim_events if args.sim_until_fraud is None or fraud_labels < args.sim_until_fraud else 0,
+                            budget=args.budget, sim_events=args.sim_events if add_sim else 0,
                             seed=args.seed, epochs=args.epochs, version=f"week-{w + 1}", log=lambda m: None)
                     key = f"{args.budget:g}"
                     new = card["validation"]["challenger"]["at_budget"][key]["recall"] or 0.0

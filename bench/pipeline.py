@@ -38,10 +38,15 @@ def mixed_events(n: int) -> list[dict]:
             else event(counter=1 + i % 4, amount=200 + i % 9000, account=customer(i)) for i in range(n)]
 
 
+def _stat_cpu(stat: Path) -> float:
+    """User + system CPU seconds from a /proc stat file (a process's or one of its threads')."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used, every thread included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat_cpu(Path(f"/proc/{pid}/stat"))
 
 
 def thread_cpu() -> dict[str, float]:
@@ -51,10 +56,9 @@ def thread_cpu() -> dict[str, float]:
     out: dict[str, float] = {}
     for t in threading.enumerate():
         try:
-            fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+            out[t.name] = _stat_cpu(Path(f"/proc/self/task/{t.native_id}/stat"))
         except (FileNotFoundError, TypeError):
             continue
-        out[t.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
 
 

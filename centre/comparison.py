@@ -20,7 +20,7 @@ from collections import Counter
 import numpy as np
 
 from counterguard.centre.labels import labelled_events, labels_complete_before
-from counterguard.centre.learning import BUDGETS, paired, recall_at
+from counterguard.centre.learning import BUDGETS, paired, paired_line, recall_at
 
 FEW_FRAUD = 30  # below this, one more fraud caught moves a recall by more than 3 points
 SHADOW_DAYS = 7  # a week of the branches' rhythm (salary days, weekends) before a challenger decides
@@ -90,12 +90,6 @@ def _cell(figure: dict) -> str:
     return f"{figure['recall']:.1%} [{lo:.0%}-{hi:.0%}]"
 
 
-def paired_line(same: dict) -> str:
-    return (f"on the same frauds at the 1 % budget: {same['both']} caught by both, {same['in_force_only']} only by "
-            f"the model in force, {same['challenger_only']} only by the challenger: {same['verdict']} "
-            "(the model in force's own alerts made the labels, so its figures lean its way)")
-
-
 def text(report: dict) -> str:
     lines = [f"challenger {report['challenger']} against the model in force "
              f"({', '.join(f'{v} on {n}' for v, n in report['models_in_force'].items())} events)",
@@ -108,7 +102,8 @@ def text(report: dict) -> str:
         for budget, pair in figures.items():
             lines.append(f"{name:<20} {float(budget):<13.1%} {_cell(pair['model_in_force']):>22} "
                          f"{_cell(pair['challenger']):>22} {pair['challenger']['fraud_labels']:>13}")
-    lines.append(paired_line(report["paired"][JUDGED_BUDGET]))
+    lines.append(paired_line(report["paired"][JUDGED_BUDGET])
+                 + " (the model in force's own alerts made the labels, so its figures lean its way)")
     if not report["enough_labels"]:
         lines.append(f"only {report['fraud']} fraud labels: the intervals are wide; wait for more outcomes or "
                      "import confirmed cases before promoting")

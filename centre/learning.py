@@ -45,8 +45,8 @@ NAME = "counterguard-fleet"
 BUDGETS = (0.005, 0.01, 0.02)
 RED_PART = 0.2          # red's budget: a fifth of the alert budget
 MIN_FRAUD_TRAIN = 10    # fraud labels the training part needs (simulated events may make up the rest)
-PAIRED_Z = 1.96         # how clearly the model in force must catch more of the same frauds to call a challenger worse
 MIN_FRAUD_TEST = 3      # ... and the validation part, or no figure would mean anything
+PAIRED_Z = 1.96         # how clearly the model in force must catch more of the same frauds to call a challenger worse
 
 
 class LearningError(ValueError):
@@ -95,6 +95,12 @@ def paired(challenger: np.ndarray, in_force: np.ndarray, y: np.ndarray, share: f
     verdict = "worse" if z > PAIRED_Z else "better" if z < -PAIRED_Z else "no clear difference"
     return {"challenger_only": only_mine, "in_force_only": only_theirs, "both": int((mine & theirs).sum()),
             "z": round(z, 2), "verdict": verdict}
+
+
+def paired_line(same: dict) -> str:
+    """``paired``'s figures at the 1 % budget as one line of a report."""
+    return (f"on the same frauds at the 1 % budget: {same['both']} caught by both, {same['in_force_only']} only "
+            f"by the model in force, {same['challenger_only']} only by the challenger: {same['verdict']}")
 
 
 def judged(scores: np.ndarray, y: np.ndarray, amber: float | None = None, red: float | None = None) -> dict:
@@ -255,9 +261,7 @@ def summary(card: dict) -> str:
             ci = r["interval_95"]
             cells.append("-" if r["recall"] is None else f"{r['recall']:.1%} [{ci[0]:.0%}-{ci[1]:.0%}]")
         lines.append(f"{b:<14.1%} {cells[0]:>22} {cells[1]:>22}   recall, of {v['fraud']} fraud")
-    same = v["paired"]["0.01"]
-    lines.append(f"on the same frauds at the 1 % budget: {same['both']} caught by both, {same['in_force_only']} only "
-                 f"by the model in force, {same['challenger_only']} only by the challenger: {same['verdict']}")
+    lines.append(paired_line(v["paired"]["0.01"]))
     c = v["challenger"]
     rp = "-" if c["red_precision"] is None else f"{c['red_precision']:.1%} of {c['reds']} reds"
     lines.append(f"at its thresholds: {c['honest_alerted_share']:.2%} of honest customers alerted, "

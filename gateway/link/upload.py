@@ -26,7 +26,7 @@ import time
 
 from counterguard.core import messages
 from counterguard.core.features import FEATURES_VERSION
-from counterguard.core.identity import is_identity_hash
+from counterguard.gateway.scoring.assessor import upload_key
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,4 @@ class EventUpload:
 
     def _hash_or_none(self, account: str) -> str | None:
         """For verdicts stored before their account's hash was kept with them (SQLite calls it)."""
-        if is_identity_hash(account):  # a SIM card or account opening is keyed by the person, already hashed
-            return account
-        try:
-            return self.account_hash(account)
-        except ValueError:  # not an account number (a replay of old test data): sent without one
-            return None
+        return upload_key(account, self.account_hash)

@@ -23,6 +23,18 @@ from counterguard.core.lists import RESTRICTED, WARNED
 log = logging.getLogger(__name__)
 
 
+def upload_key(account: str, account_hash) -> str | None:
+    """An event's account as the event upload sends it: a SIM card or account opening is keyed by the
+    person, already a keyed hash; an account number is hashed with ``account_hash`` (the watchlist's
+    key); None for what is neither (a replay of old test data)."""
+    if is_identity_hash(account):
+        return account
+    try:
+        return account_hash(account)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Assessment:
     """A verdict with the model inputs it came from and, when a challenger runs, its score."""
@@ -122,12 +134,5 @@ class Assessor:
         )
 
     def account_hash(self, account: str) -> str | None:
-        """The account's keyed hash as the event upload sends it (the watchlist's key): a SIM card or
-        account opening is keyed by the person, already a keyed hash; None for what is not an
-        account number (a replay of old test data)."""
-        if is_identity_hash(account):
-            return account
-        try:
-            return self.watchlist.hash(account)  # remembered: the watchlist lookup hashed it just now
-        except ValueError:
-            return None
+        # remembered by the watchlist: its lookup hashed the account just now
+        return upload_key(account, self.watchlist.hash)

@@ -1159,21 +1159,24 @@ class Store:
         sends (the fields of ``messages.EVENT_FIELDS``), written by SQLite in one pass. ``account_hash``
         hashes the account of a verdict stored before its hash was kept with it (None if it is not
         an account number); such verdicts' features, kept packed then, are written here too."""
-        if str(self.path) == ":memory:":  # a second connection would see another, empty database
-            with self._lock:
-                self._conn.create_function("cg_account_hash", 1, account_hash)
-                return [r[0] for r in self._q(_EVENTS_JSON, (int(first), int(last)))]
-        with self._reader_lock:
+        # In memory a second connection would see another, empty database: the store's own one reads.
+        in_memory = str(self.path) == ":memory:"
+        with self._lock if in_memory else self._reader_lock:
             if self._closed:
                 raise StoreError(f"the store {self.path} is closed")
             try:
-                if self._reader is None:
-                    self._reader = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-                    self._reader.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-                    self._reader.execute("PRAGMA query_only=ON")
-                    self._reader.create_function("cg_features_text", 1, _packed_features_text, deterministic=True)
-                self._reader.create_function("cg_account_hash", 1, account_hash)
-                return [r[0] for r in self._reader.execute(_EVENTS_JSON, (int(first), int(last))).fetchall()]
+                if in_memory:
+                    conn = self._conn
+                elif self._reader is None:
+                    conn = self._reader = sqlite3.connect(str(self.path), check_same_thread=False,
+                                                          isolation_level=None)
+                    conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+                    conn.execute("PRAGMA query_only=ON")
+                    conn.create_function("cg_features_text", 1, _packed_features_text, deterministic=True)
+                else:
+                    conn = self._reader
+                conn.create_function("cg_account_hash", 1, account_hash)
+                return [r[0] for r in conn.execute(_EVENTS_JSON, (int(first), int(last))).fetchall()]
             except sqlite3.Error as exc:
                 raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
 
