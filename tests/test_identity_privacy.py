@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import zlib
+from datetime import date
 
 import paho.mqtt.client as mqtt
 
@@ -96,10 +97,13 @@ def test_identity_numbers_phones_and_payees_never_leave_the_validator_in_clear(t
         assert "check digit" in teller.naks[-1]["detail"] and RESIDENT[:17] not in json.dumps(teller.naks[-1])
         assert wait_until(lambda: len(centre.events()) == len(bodies) and centre.count("alert") >= 1, 60), \
             f"centre has {len(centre.events())} events, {centre.count('alert')} alerts"
+        # The export cuts the gateway's local days by when it received the events (this machine's
+        # today), not by the terminal's +08:00 timestamps, which are a day ahead after 16:00 UTC.
+        day = date.today().isoformat()
         export = subprocess.run([sys.executable, "-m", "counterguard", "export-events", "--config", str(config_path),
-                                 "--day", bodies[0]["ts"][:10]], capture_output=True, text=True, timeout=120)
+                                 "--day", day], capture_output=True, text=True, timeout=120)
         labelled = subprocess.run([sys.executable, "-m", "counterguard", "export-events", "--config",
-                                   str(config_path), "--day", bodies[0]["ts"][:10], "--labelled"],
+                                   str(config_path), "--day", day, "--labelled"],
                                   capture_output=True, text=True, timeout=120)
         assert export.returncode == 0 and labelled.returncode == 0, export.stderr + labelled.stderr
         alerts = centre.records("alert")
