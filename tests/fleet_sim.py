@@ -459,6 +459,8 @@ class Fleet:
                 proc.kill()
                 proc.wait(10)
         with self._cond:
+            # A worker that has ended may still have its report in the pipe, not yet parsed by its reader.
+            self._cond.wait_for(lambda: len(self._reports) == len(self._procs), max(5.0, deadline - time.monotonic()))
             missing = [p for p in range(len(self._procs)) if p not in self._reports]
             if missing:
                 raise RuntimeError(f"fleet worker(s) {missing} ended without a report:\n{self.errors()}")
