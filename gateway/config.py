@@ -134,6 +134,7 @@ class UploadSettings:
     events: bool = _setting(True, "Send the centre every scored event for learning (features, verdict, model version; account numbers only as keyed hashes), behind alerts, through the outbox.")
     batch_events: int = _setting(500, "Events per upload batch (one compressed MQTT message).", lo=10, hi=5000)
     interval_s: float = _setting(60.0, "A batch smaller than batch_events goes once its oldest event has waited this long.", lo=1, hi=86400)
+    wait_for_quiet_s: float = _setting(300.0, "While the counters are taking events (a burst), a due batch waits for a quiet moment, at most this long after its oldest event (0: never waits).", lo=0, hi=86400)
 
 
 @dataclass(frozen=True)

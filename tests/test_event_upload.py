@@ -233,6 +233,37 @@ def test_a_batch_goes_when_full_or_when_its_oldest_event_has_waited_and_two_at_m
     assert upload.queue_due() is not None
 
 
+def test_a_due_batch_waits_while_the_counters_are_busy_and_never_longer_than_the_limit(gateway_store):
+    store, watchlist = gateway_store
+    assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    now, busy = [time.time()], [True]
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=10, interval_s=60, clock=lambda: now[0],
+                         check_every_s=0, counters_busy=lambda: busy[0], wait_for_quiet_s=300)
+    for b in day_of_events(12, "burst"):
+        score_and_keep(assessor, b)
+    assert upload.queue_due() is None  # a full batch, but the counters are taking events
+    assert upload.waited_for_quiet == 1 and store.open_event_batches() == 0
+    busy[0] = False
+    first = upload.queue_due()  # a quiet moment: it goes
+    assert first is not None and upload.queued_events == 10
+    busy[0] = True
+    now[0] += 61  # the last 2 are due by age, and the counters are busy again
+    assert upload.queue_due() is None
+    now[0] += 300  # their oldest has now waited past wait_for_quiet_s: it goes, busy or not
+    assert upload.queue_due() is not None
+    assert upload.queued_events == 12 and store.open_event_batches() == 2
+
+
+def test_with_no_wait_for_quiet_a_due_batch_goes_while_the_counters_are_busy(gateway_store):
+    store, watchlist = gateway_store
+    assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+    upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=5, check_every_s=0,
+                         counters_busy=lambda: True, wait_for_quiet_s=0)
+    for b in day_of_events(5, "nowait"):
+        score_and_keep(assessor, b)
+    assert upload.queue_due() is not None and upload.waited_for_quiet == 0
+
+
 def test_alerts_and_outcomes_leave_before_event_batches_made_earlier(gateway_store):
     store, watchlist = gateway_store
     assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
@@ -389,3 +420,34 @@ def test_events_of_an_unreceipted_batch_or_not_yet_queued_are_never_purged(gatew
     greens_1_to_20 = {f"p-{i}" for i in range(20) if i % 5 not in (0, 1)}
     assert gone == len(greens_1_to_20) and not left & greens_1_to_20
     assert {f"p-{i}" for i in range(20, 30)} <= left  # never queued: kept until they are
+
+
+def test_a_gateway_uploads_a_burst_once_its_counters_are_quiet_and_loses_none(broker, tmp_path):
+    from gpiozero.pins.mock import MockFactory
+
+    from counterguard.gateway.counter.terminal import TellerTerminal
+    from counterguard.gateway.ops.app import Gateway
+    from harness import gateway_config, pty_pair
+
+    centre = open_store(tmp_path / "centre.db")
+    bodies = day_of_events(300, "burst")
+    with pty_pair() as (master, path), IngestWorker(open_store(tmp_path / "centre.db"), host=broker.host,
+                                                     port=broker.port):
+        cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path).with_changes(
+            "upload", batch_events=50, interval_s=60.0, wait_for_quiet_s=300.0)
+        gw = Gateway(cfg, pin_factory=MockFactory())
+        gw.start()
+        try:
+            line = gw.lines[0]
+            assert not gw.upload.counters_busy()  # nothing answered yet
+            line.last_scored = time.monotonic()
+            assert gw.upload.counters_busy()  # a counter answered an event just now
+            replies = TellerTerminal(master, timeout=5).send_many(bodies, window=32)
+            assert [r.type for r in replies] == ["ACK"] * len(bodies)
+            # Once the counter is quiet the whole burst goes up, every event once.
+            assert wait_until(lambda: centre.event_count() == len(bodies) and gw.store.outbox_depth() == 0, 60), \
+                f"centre has {centre.event_count()} of {len(bodies)}, outbox {gw.store.outbox_depth()}"
+            assert not gw.upload.counters_busy() and gw.upload.queued_batches == 6
+        finally:
+            gw.stop()
+    assert {e["event_id"] for e in centre.events()} == {b["event_id"] for b in bodies}

@@ -49,6 +49,7 @@ class CounterLine:
         self.latencies: deque = deque(maxlen=100_000)
         self.frames_in = 0
         self.last_rx = None  # monotonic time of the last byte from the counter
+        self.last_scored = None  # monotonic time this line last answered an event with a verdict
         self._hb_seq = 0
         self._last_tx = 0.0
         self._generation = None
@@ -145,6 +146,7 @@ class CounterLine:
             self._write(outcome.replies)
         try:
             if outcome.verdicts:
+                self.last_scored = time.monotonic()
                 self.counters.update(v.counter for v in outcome.verdicts)
                 self.on_verdicts(outcome.verdicts)
                 elapsed = time.monotonic() - t_received

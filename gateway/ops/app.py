@@ -35,6 +35,7 @@ from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 24 * 3600
+QUIET_S = 0.25  # no event answered for this long: the counters are quiet and the event upload may build a batch
 
 
 class Gateway:
@@ -122,7 +123,9 @@ class Gateway:
 
         u = cfg.upload
         self.upload = EventUpload(self.store, self.watchlist.hash, gateway_id=cfg.gateway.id,
-                                  batch_events=u.batch_events, interval_s=u.interval_s) if u.events else None
+                                  batch_events=u.batch_events, interval_s=u.interval_s,
+                                  counters_busy=self._counters_busy,
+                                  wait_for_quiet_s=u.wait_for_quiet_s) if u.events else None
         m = cfg.mqtt
         tls = (m.ca_file, m.cert_file, m.key_file) if m.ca_file else None
         self.uplink = Uplink(
@@ -287,6 +290,11 @@ class Gateway:
         """A new model, thresholds or watchlist is in force: tell the centre (status is republished)."""
         if self.uplink is not None:
             self.uplink.reannounce()
+
+    def _counters_busy(self) -> bool:
+        """A counter line answered an event within the last QUIET_S: the event upload waits."""
+        now = time.monotonic()
+        return any(line.last_scored is not None and now - line.last_scored < QUIET_S for line in self.lines)
 
     def _wake_uplink(self) -> None:
         if self.uplink is not None:

@@ -1180,23 +1180,19 @@ class Store:
             except sqlite3.Error as exc:
                 raise (_store_error(exc, self.path) if _is_medium_error(exc) else exc) from exc
 
-    def next_upload_range(self, limit: int) -> tuple[int, int, int] | None:
-        """(first, last, count) of the next ``limit`` scored events not yet in an upload batch."""
+    def next_upload_range(self, limit: int) -> tuple[int, int, int, float] | None:
+        """(first, last, count, when the first was decided) of the next ``limit`` scored events not
+        yet in an upload batch, or None if none wait. Asked four times a second by an idle uplink:
+        one index walk of at most ``limit`` events, and one lookup."""
         after = int(self.meta_get(UPLOADED_THROUGH, "0"))
         first, last, count = self._q(
             "SELECT min(r), max(r), count(*) FROM (SELECT e.rowid AS r FROM events e JOIN verdicts v "
             "USING (event_id) WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?)", (after, int(limit)))[0]
-        return None if not count else (first, last, count)
-
-    def events_waiting(self, enough: int = -1) -> tuple[int, float | None]:
-        """(how many scored events wait for an upload batch, counted up to ``enough``; when the first
-        of them was decided). Asked four times a second by an idle uplink: both are index walks."""
-        after = int(self.meta_get(UPLOADED_THROUGH, "0"))
-        count = self._q("SELECT count(*) FROM (SELECT 1 FROM events e JOIN verdicts v USING (event_id) "
-                        "WHERE e.rowid > ? LIMIT ?)", (after, int(enough)))[0][0]
-        first = self._q("SELECT v.decided_wall FROM events e JOIN verdicts v USING (event_id) WHERE e.rowid > ? "
-                        "ORDER BY e.rowid LIMIT 1", (after,))
-        return count, first[0][0] if first else None
+        if not count:
+            return None
+        oldest = self._q("SELECT v.decided_wall FROM events e JOIN verdicts v USING (event_id) WHERE e.rowid = ?",
+                         (first,))[0][0]
+        return first, last, count, oldest
 
     def queue_events(self, first: int, last: int, count: int, wall: float) -> int:
         """Put one upload range in the outbox and move the upload position past it, in one
