@@ -434,20 +434,27 @@ def test_a_gateway_uploads_a_burst_once_its_counters_are_quiet_and_loses_none(br
     with pty_pair() as (master, path), IngestWorker(open_store(tmp_path / "centre.db"), host=broker.host,
                                                      port=broker.port):
         cfg = gateway_config(tmp_path, broker_port=broker.port, serial_path=path).with_changes(
-            "upload", batch_events=50, interval_s=60.0, wait_for_quiet_s=300.0)
+            "upload", batch_events=50, interval_s=2.0, wait_for_quiet_s=300.0)
         gw = Gateway(cfg, pin_factory=MockFactory())
         gw.start()
         try:
-            line = gw.lines[0]
+            line, terminal = gw.lines[0], TellerTerminal(master, timeout=5)
             assert not gw.upload.counters_busy()  # nothing answered yet
-            line.last_scored = time.monotonic()
-            assert gw.upload.counters_busy()  # a counter answered an event just now
-            replies = TellerTerminal(master, timeout=5).send_many(bodies, window=32)
+            for i in range(3):  # a counter's everyday pace, events seconds apart: never a burst
+                assert terminal.send(event(event_id=f"pace-{i}")).type == "ACK"
+                time.sleep(0.3)
+                assert not gw.upload.counters_busy()
+            line.busy_s += 1.0  # as if the line had spent the last second answering frames
+            time.sleep(0.3)
+            assert gw.upload.counters_busy()
+            time.sleep(0.3)  # and then nothing
+            assert not gw.upload.counters_busy()
+            replies = terminal.send_many(bodies, window=32)
             assert [r.type for r in replies] == ["ACK"] * len(bodies)
             # Once the counter is quiet the whole burst goes up, every event once.
-            assert wait_until(lambda: centre.event_count() == len(bodies) and gw.store.outbox_depth() == 0, 60), \
-                f"centre has {centre.event_count()} of {len(bodies)}, outbox {gw.store.outbox_depth()}"
-            assert not gw.upload.counters_busy() and gw.upload.queued_batches == 6
+            assert wait_until(lambda: centre.event_count() == len(bodies) + 3 and gw.store.outbox_depth() == 0, 60), \
+                f"centre has {centre.event_count()} of {len(bodies) + 3}, outbox {gw.store.outbox_depth()}"
+            assert not gw.upload.counters_busy()
         finally:
             gw.stop()
-    assert {e["event_id"] for e in centre.events()} == {b["event_id"] for b in bodies}
+    assert {e["event_id"] for e in centre.events()} == {b["event_id"] for b in bodies} | {f"pace-{i}" for i in range(3)}

@@ -49,7 +49,7 @@ class CounterLine:
         self.latencies: deque = deque(maxlen=100_000)
         self.frames_in = 0
         self.last_rx = None  # monotonic time of the last byte from the counter
-        self.last_scored = None  # monotonic time this line last answered an event with a verdict
+        self.busy_s = 0.0  # seconds spent answering frames since start: how loaded the line is
         self._hb_seq = 0
         self._last_tx = 0.0
         self._generation = None
@@ -141,12 +141,17 @@ class CounterLine:
             self._write(wire.encode_frame("HB", self._hb_seq, {"role": "gateway", "ts": round(time.time(), 3)}))
 
     def handle(self, items: list, t_received: float) -> None:
+        try:
+            self._handle(items, t_received)
+        finally:
+            self.busy_s += time.monotonic() - t_received
+
+    def _handle(self, items: list, t_received: float) -> None:
         outcome = self.pipeline.process(items)
         if outcome.replies:
             self._write(outcome.replies)
         try:
             if outcome.verdicts:
-                self.last_scored = time.monotonic()
                 self.counters.update(v.counter for v in outcome.verdicts)
                 self.on_verdicts(outcome.verdicts)
                 elapsed = time.monotonic() - t_received

@@ -35,7 +35,8 @@ from counterguard.hardware.pinmap import default_pinmap_path, load_pinmap
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 24 * 3600
-QUIET_S = 0.25  # no event answered for this long: the counters are quiet and the event upload may build a batch
+QUIET_S = 0.25  # the counters' load is looked at over at least this long
+BUSY_SHARE = 0.5  # counters answering frames more than this share of the time are in a burst
 
 
 class Gateway:
@@ -59,6 +60,7 @@ class Gateway:
         self.lifecycle = None
         self.escalation = None
         self.upload = None  # events for learning, when [upload] events is on
+        self._load_seen = (time.monotonic(), 0.0, False)  # (when, counter lines' busy_s then, busy?)
         self.downlink = None  # signed models, thresholds and watchlists, when [downlink] is configured
         self.branch_console = None  # the web console on the branch LAN, when [console] enabled
         self.supervisor = None  # restarts a counter line whose thread stopped
@@ -292,9 +294,16 @@ class Gateway:
             self.uplink.reannounce()
 
     def _counters_busy(self) -> bool:
-        """A counter line answered an event within the last QUIET_S: the event upload waits."""
+        """The counter lines spent more than BUSY_SHARE of the time since the last look (at least
+        QUIET_S ago) answering frames: a burst, so the event upload waits. A counter taking an event
+        every few seconds, or several a second, is far below that."""
         now = time.monotonic()
-        return any(line.last_scored is not None and now - line.last_scored < QUIET_S for line in self.lines)
+        spent = sum(line.busy_s for line in self.lines)
+        then, spent_then, busy = self._load_seen
+        if now - then >= QUIET_S:
+            busy = (spent - spent_then) / (now - then) > BUSY_SHARE
+            self._load_seen = (now, spent, busy)
+        return busy
 
     def _wake_uplink(self) -> None:
         if self.uplink is not None:
