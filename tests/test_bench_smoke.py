@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 RUNS = {
+    "alert_burst.py": ["--alerts", "50", "--rounds", "1"],
     "centre.py": ["--alerts", "200", "--publishers", "1", "--dashboard-alerts", "10", "--repeat", "1"],
     "cluster.py": ["--gateways", "3", "--alerts", "1", "--gap-s", "1"],
     "counter_kinds.py": ["--frames", "20", "--list-entries", "100"],
