@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,13 +28,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: the uplink is refused at once and backs off."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lines_per_s(tmp: Path, port: int, alerts: int) -> float:
@@ -71,7 +63,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds with the centre and without, alternated (default 3)")
     args = parser.parse_args()
 
-    from counterguard.gateway.link.broker import PrivateBroker
+    from counterguard.gateway.link.broker import PrivateBroker, free_port
 
     rates: dict[str, list[float]] = {"connected": [], "unreachable": []}
     with tempfile.TemporaryDirectory() as tmp, PrivateBroker() as broker:
@@ -82,7 +74,8 @@ def main() -> None:
             time.sleep(2.0)  # the stand-in centre subscribes before the first alert
             for r in range(args.rounds):
                 rates["connected"].append(lines_per_s(tmp / f"connected-{r}", broker.port, args.alerts))
-                rates["unreachable"].append(lines_per_s(tmp / f"unreachable-{r}", closed_port(), args.alerts))
+                # nothing listens on a free port: the uplink is refused at once and backs off
+                rates["unreachable"].append(lines_per_s(tmp / f"unreachable-{r}", free_port(), args.alerts))
         finally:
             centre.terminate()
             centre.wait(20)

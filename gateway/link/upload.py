@@ -64,10 +64,9 @@ class EventUpload:
         self._next_check = 0.0
         self._waiting_since = None  # when the oldest event found waiting for quiet counters was decided
 
-    def due(self, found=None) -> bool:
-        """A full batch is waiting, or the oldest waiting event has waited ``interval_s``.
-        ``found``: the waiting range if already read (``Store.next_upload_range``)."""
-        found = found or self.store.next_upload_range(self.batch_events)
+    def due(self, found) -> bool:
+        """``found`` (the waiting range, ``Store.next_upload_range``, None if nothing waits) is a full
+        batch, or its oldest event has waited ``interval_s``."""
         if found is None:
             return False
         count, oldest = found[2], found[3]
