@@ -39,8 +39,9 @@ fi
 stamp=.venv/.counterguard-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing counterguard and its dependencies into .venv"
-    # train: TensorFlow, so the test suite retrains the fraud model end to end and it cannot rot.
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,firmware,centre,train]'
+    # train: TensorFlow, so the test suite retrains the fraud model end to end and it cannot rot;
+    # study: the ceiling study's reference learner, tested the same way.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,firmware,centre,train,study]'
     touch "$stamp"
 fi
 echo "setup: ready (.venv/bin/counterguard)"

@@ -8,12 +8,16 @@ import sqlite3
 import stat
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from counterguard.core.clock import Stamp
 from counterguard.core.decision import Verdict
 from counterguard.core.events import parse_event
+from counterguard.core.features import summarise_history
 from counterguard.gateway.store.db import (
     MIGRATIONS,
     LifecycleError,
@@ -147,6 +151,29 @@ def test_account_history_returns_that_accounts_events_in_the_window(store):
     assert store.account_history("6222020200000000101", at_nine - DAY, at_nine + 1) == [
         (at_nine, 200.0, 2), (at_nine - 3600, 100.0, 1)]
     assert store.account_history("6222020200000000101", at_nine - 60, at_nine + 1) == [(at_nine, 200.0, 2)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(past=st.lists(st.tuples(st.sampled_from((0, 1, 59, 3599, 3600, 3601, 86399, 86400, 86401, 90000, -1, -60)),
+                               st.integers(0, 90_000), st.integers(1, 5), st.integers(1, 5_000_000)),
+                     min_size=0, max_size=40),
+       counter=st.integers(1, 5), limit=st.sampled_from((1, 3, 1000)))
+def test_the_stores_history_summary_is_summarise_history_of_the_same_events(past, counter, limit):
+    # The gateway summarises an account's day in SQLite; training summarises it in Python
+    # (core/features.py). Both must give the same History, at the hour's and the day's edges too.
+    with Store(":memory:") as s:
+        now = event(0, ts="2024-05-06T12:00:00+08:00").epoch
+        for n, (edge, spread, at, cents) in enumerate(past):
+            ago = edge if n % 2 else spread
+            when = datetime.fromtimestamp(now - ago, timezone(timedelta(hours=8))).isoformat()
+            record(s, n + 1, "green", ts=when, counter=at, amount=cents / 100,
+                   account="6222020200000000101" if n % 5 else MULE)
+        for account in ("6222020200000000101", MULE):
+            expected = summarise_history(s.account_history(account, now - DAY, now, limit=limit), now, counter)
+            got = s.account_summary(account, now, counter, limit=limit)
+            assert (got.count_1h, got.count_24h, got.other_counters_24h) == (
+                expected.count_1h, expected.count_24h, expected.other_counters_24h)
+            assert got.amount_24h == pytest.approx(expected.amount_24h, rel=1e-12)
 
 
 def test_a_busy_accounts_history_is_read_back_newest_first_and_bounded(store):

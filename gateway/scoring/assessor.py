@@ -16,7 +16,7 @@ from counterguard.core import messages
 from counterguard.core.cards import decide_card
 from counterguard.core.decision import ListHits, Thresholds, Verdict, after_answers, decide
 from counterguard.core.events import CARD_KINDS, Event
-from counterguard.core.features import DAY, N_FEATURES, History, event_features, summarise_history, with_answers
+from counterguard.core.features import N_FEATURES, History, event_features, with_answers
 from counterguard.core.identity import is_identity_hash
 from counterguard.core.lists import RESTRICTED, WARNED
 
@@ -67,9 +67,7 @@ class Assessor:
         self.shadow = shadow  # a challenger FraudModel, or None
 
     def history(self, event: Event) -> History:
-        now = event.epoch
-        prior = self.store.account_history(event.account, now - DAY, now)
-        return summarise_history(prior, now, event.counter)
+        return self.store.account_summary(event.account, event.epoch, event.counter)
 
     def list_hits(self, event: Event) -> ListHits:
         """The centre's lists against the event's account, payee and customer (keyed hashes)."""

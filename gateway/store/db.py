@@ -30,6 +30,7 @@ import sqlite_utils
 
 from counterguard.core import messages
 from counterguard.core.dialogue import SIGNAL_TEXT
+from counterguard.core.features import DAY, HOUR, History
 from counterguard.core.ulid import new_ulid
 
 DAY_S = 86400.0
@@ -368,6 +369,22 @@ def _account_hash(conn) -> None:
     conn.execute("ALTER TABLE verdicts ADD COLUMN account_hash TEXT")
 
 
+@migration(11, "an account's history read from the index alone: amount and counter kept in events_account_ts")
+def _history_index(conn) -> None:
+    # A busy account's history (a trader's day, a mule account hit at several counters) is summarised
+    # in SQLite from the index, without visiting each event's row (account_summary).
+    conn.execute("DROP INDEX events_account_ts")
+    conn.execute("CREATE INDEX events_account_ts ON events(account, ts_epoch, amount, counter)")
+
+
+# summarise_history's conditions in SQL: an event counts when 0 < now - ts <= DAY, in the last hour when
+# now - ts <= HOUR; other counters are the distinct counters other than the one asking.
+_SUMMARY = (
+    "SELECT count(*), total(amount), count(CASE WHEN ?1 - ts_epoch <= %r THEN 1 END), "
+    "count(DISTINCT CASE WHEN counter != ?2 THEN counter END) "
+    "FROM (SELECT ts_epoch, amount, counter FROM events WHERE account = ?3 AND ts_epoch >= ?4 AND ts_epoch < ?1 "
+    "ORDER BY ts_epoch DESC LIMIT ?5) WHERE ?1 - ts_epoch > 0 AND ?1 - ts_epoch <= %r" % (HOUR, DAY))
+
 _VERDICT = ("INSERT INTO verdicts (event_id, level, score, reasons, text, ack_body, model_version, watchlist_version, "
             "decided_wall) VALUES (?,?,?,?,?,?,?,?,?)")
 _VERDICT_WITH_INPUTS = _VERDICT.replace(
@@ -637,6 +654,15 @@ class Store:
             return self._conn.execute(
                 "SELECT ts_epoch, amount, counter FROM events WHERE account = ? AND ts_epoch >= ? AND ts_epoch < ? "
                 "ORDER BY ts_epoch DESC LIMIT ?", (account, since_epoch, until_epoch, limit)).fetchall()
+
+    def account_summary(self, account: str, now: float, counter: int, limit: int = HISTORY_LIMIT) -> History:
+        """``core.features.summarise_history`` of this account's latest ``limit`` events in the day before
+        ``now``, as seen from ``counter``, computed by SQLite from the index: the same conditions, so the
+        same History (tests/test_store.py checks them against each other), without handing a busy
+        account's thousand rows to Python on every verdict."""
+        with self._lock:
+            count, amount, last_hour, others = self._conn.execute(_SUMMARY, (now, counter, account, now - DAY, limit)).fetchone()
+        return History(count_1h=last_hour, count_24h=count, amount_24h=amount, other_counters_24h=others)
 
     def decided(self, event_id: str) -> tuple[str, str] | None:
         """(payload_sha256, ack_body) if this event was already scored, else None."""
