@@ -13,22 +13,27 @@ from __future__ import annotations
 
 from counterguard.core.decision import AMBER, GREEN, RED, ListHits, Verdict, _hits, verdict_text
 from counterguard.core.events import Event
-from counterguard.core.features import History
+from counterguard.core.features import NO_VISITS, History, Visits
 
 # A person may hold at most five SIM cards with one carrier; a bank opens Class I accounts sparingly.
 SIM_LIMIT = 5
 ACCOUNTS_OPENED_90D_LIMIT = 2
 YOUNG, ELDERLY = 22, 65  # students and pensioners are the card dealers' recruits
+# Two other persons behind one phone number: a dealer's number (a family or an employer's HR rarely
+# brings more than one other).
+SHARED_PHONE_PERSONS = 2
+CARDS_ELSEWHERE = 2  # cards opened at other outlets since the last visit here: a dealer's round
 
 # The rule book's own signs (their words are core/decision.py's REASON_TEXT).
 CARD_SIGNS = ("over_card_limit", "not_for_self", "accompanied_by_helper", "young_or_elderly", "many_at_once",
-              "opened_recently", "cards_today")
+              "opened_recently", "cards_today", "shared_phone", "cards_elsewhere", "back_for_more")
 # Family, a business or devices explain cards for others; a person's own purpose does not.
 _EXPLAINED = ("family", "business", "iot")
 
 
-def card_signs(event: Event, history: History, lists) -> list[str]:
-    """The rule book's signs in one card event, in reading order (list hits first)."""
+def card_signs(event: Event, history: History, lists, visits: Visits = NO_VISITS) -> list[str]:
+    """The rule book's signs in one card event, in reading order (list hits first). ``visits``: the
+    person's earlier visits here and who else gave their phone (``summarise_visits``)."""
     hits = _hits(lists)
     found = [name for name in ("restricted_person", "warned_person") if getattr(hits, name)]
     held = (event.sims_held or 0) + (event.sims_requested or 0)
@@ -47,23 +52,33 @@ def card_signs(event: Event, history: History, lists) -> list[str]:
         found.append("opened_recently")
     if history.count_24h >= 1:
         found.append("cards_today")
+    if visits.others_on_phone_30d >= SHARED_PHONE_PERSONS:
+        found.append("shared_phone")
+    if visits.cards_gained_elsewhere >= CARDS_ELSEWHERE:
+        found.append("cards_elsewhere")
+    # Back on another day for more, with nothing to explain it: a dealer's next round. A family, a
+    # shop or a fleet coming back for its next cards is not a sign; today's visits are cards_today.
+    if visits.days_since_last is not None and visits.days_since_last >= 1 and event.purpose not in _EXPLAINED:
+        found.append("back_for_more")
     for flag in ("customer_on_phone", "anxious", "urgent", "declared_purpose_mismatch"):
         if flag in event.teller_flags:
             found.append(flag)
     return found
 
 
-def decide_card(event: Event, history: History, lists) -> Verdict:
+def decide_card(event: Event, history: History, lists, visits: Visits = NO_VISITS) -> Verdict:
     """Red for a restricted person, or cards for someone else with a helper at their side, or over
-    the limit and not for themselves; amber for a warned person or any two signs; else green.
-    The score is the share of the rule book's signs present (there is no model for cards yet)."""
+    the limit and not for themselves, or a phone shared with other persons and any other sign; amber
+    for a warned person, a shared phone or any two signs; else green. The score is the share of the
+    rule book's signs present (there is no model for cards yet)."""
     hits: ListHits = _hits(lists)
-    signs = card_signs(event, history, hits)
+    signs = card_signs(event, history, hits, visits)
     core = set(signs)
     if hits.restricted_person or {"not_for_self", "accompanied_by_helper"} <= core or (
-            "over_card_limit" in core and core & {"not_for_self", "accompanied_by_helper", "cards_today"}):
+            "over_card_limit" in core and core & {"not_for_self", "accompanied_by_helper", "cards_today"}) or (
+            "shared_phone" in core and len(signs) >= 2):
         level = RED
-    elif hits.warned_person or "over_card_limit" in core or len(signs) >= 2:
+    elif hits.warned_person or core & {"over_card_limit", "shared_phone"} or len(signs) >= 2:
         level = AMBER
     else:
         level = GREEN

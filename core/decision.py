@@ -57,6 +57,9 @@ REASON_TEXT = {
     "many_at_once": "several cards at once",
     "opened_recently": "other accounts opened recently",
     "cards_today": "already asked for cards today",
+    "shared_phone": "phone number shared with others",
+    "cards_elsewhere": "new cards from other outlets",
+    "back_for_more": "back for more cards",
     # Not a sign the gateway finds: branch staff raised the alert themselves (a teller's report).
     "teller_report": "raised by branch staff",
 }

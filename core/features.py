@@ -237,6 +237,50 @@ CARD_FEATURE_NAMES = (
 N_CARD_FEATURES = len(CARD_FEATURE_NAMES)
 
 
+VISIT_DAYS = 90  # a person's earlier card visits looked at: a dealer's rounds come back within weeks
+PHONE_DAYS = 30  # other persons who gave the same phone number
+VISITS_LIMIT = 200  # the newest records read back of each: a person's visits, the persons behind a phone
+
+
+@dataclass(frozen=True)
+class Visits:
+    """The same person's earlier card visits at this gateway, and who else gave their phone number.
+
+    Card dealers take a recruit round several outlets, and come back with them: their holdings rise
+    between visits by more than was opened here; and recruits often give the dealer's phone, so one
+    number stands behind several persons ("several accounts bound to one number")."""
+
+    visits_90d: int = 0
+    days_since_last: float | None = None  # None: not seen here in VISIT_DAYS
+    cards_gained_elsewhere: int = 0  # held now, over held at the last visit here plus asked for then
+    others_on_phone_30d: int = 0  # other persons (identity hashes) who gave the same phone
+
+
+NO_VISITS = Visits()
+
+
+def summarise_visits(prior: Iterable[tuple[float, int | None, int]], phone_persons: Iterable[tuple[float, str]],
+                     now: float, held: int | None, person: str) -> Visits:
+    """Summarise a person's earlier ``(epoch, held, asked)`` card events of the same kind and the
+    ``(epoch, person)`` card events that gave the same phone, as seen at ``now`` by a card event of
+    ``person`` holding ``held`` cards. Records at or after ``now``, or older than the window
+    (VISIT_DAYS, PHONE_DAYS), are ignored, so callers may pass a loose window."""
+    last = None
+    count = 0
+    for when, was_held, asked in prior:
+        age = now - when
+        if age <= 0 or age > VISIT_DAYS * DAY:
+            continue
+        count += 1
+        if last is None or when > last[0]:
+            last = (when, was_held, asked)
+    gained = 0
+    if last is not None and held is not None and last[1] is not None:
+        gained = max(0, held - (last[1] + last[2]))
+    others = {who for when, who in phone_persons if 0 < now - when <= PHONE_DAYS * DAY and who != person}
+    return Visits(count, None if last is None else (now - last[0]) / DAY, gained, len(others))
+
+
 def card_features(event: Event, history: History = NO_HISTORY, hits: ListHits | None = None) -> list[float]:
     """The card model's input row for a ``sim_activation`` or ``account_opening`` event."""
     sims = event.kind == "sim_activation"

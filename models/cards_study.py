@@ -32,7 +32,7 @@ from counterguard.core.decision import GREEN, LEVEL_RANK, RED
 from counterguard.core.events import CARD_KINDS
 from counterguard.core.features import ListHits, card_features
 from counterguard.models.evaluate import pct, recall_at_legit_share
-from counterguard.models.train import replay_items
+from counterguard.models.train import VisitBook, replay_items
 
 KEY = b"counterguard-cards-study-key-000"  # any key: the lists and the history only compare hashes
 BUDGETS = ("0.005", "0.01", "0.02")
@@ -43,11 +43,12 @@ INDEPENDENT_SEEDS = (11, 12)
 def replay(items: list[dict]):
     """(rows, rule-book levels, rule-book ranking, labels, epochs, typologies) for time-ordered card items."""
     rows, levels, ranks, labels, epochs, kinds = [], [], [], [], [], []
+    book = VisitBook()
     for event, history, item in replay_items(items, KEY):
         signals = item.get("signals") or {}
         hits = ListHits(persons_checked=bool(signals.get("identity", True)), warned_person=bool(signals.get("warned")),
                         restricted_person=bool(signals.get("restricted")))
-        verdict = decide_card(event, history, hits)
+        verdict = decide_card(event, history, hits, book.see(event))
         rows.append(card_features(event, history, hits))
         levels.append(verdict.level)
         ranks.append(LEVEL_RANK[verdict.level] + verdict.score)

@@ -23,7 +23,7 @@ only alerted customers are asked: an upper bound on it).
 
 The card world (independent outlet seeds 11, 12, ...; 30,000 events of each kind each) is judged
 on the card inputs of core/features.py, and with the person's earlier visits at the same outlet
-added (``visit_rows``: inputs the gateway does not compute yet). Card figures are given per event
+added (``visit_rows``: what the card rule book reads, and a little more; no model takes them yet). Card figures are given per event
 and per case: a card-selling person counts as caught when any of their events in the judged weeks
 is alerted, and the budget is then the share of honest persons alerted.
 """
@@ -40,7 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from counterguard.core.events import CARD_KINDS, parse_event
+from counterguard.core.features import DAY, VISIT_DAYS
 from counterguard.models.evaluate import legit_cut, pct, recall_at_legit_share
+from counterguard.models.train import VisitBook
 
 BUDGETS = (0.005, 0.01, 0.02)
 MONEY_SEEDS = (21, 22, 23, 24, 25, 26, 27, 28)
@@ -48,7 +50,6 @@ MONEY_EVENTS = 60_000  # per branch seed: about 200 branch days
 CARD_SEEDS = (11, 12, 13, 14, 15, 16)
 CARD_EVENTS = 30_000  # per outlet seed and kind
 SEED = 7
-DAY = 86_400.0
 VISIT_NAMES = ("visits_90d", "seen_before", "days_since_last", "cards_gained_elsewhere", "cards_asked_90d",
                "others_on_this_phone_30d", "phone_given", "other_persons_30min")
 BOOSTED = dict(objective="binary", learning_rate=0.03, num_leaves=31, min_data_in_leaf=20, bagging_fraction=0.8,
@@ -66,40 +67,29 @@ def boosted_available() -> bool:
 
 def visit_rows(events) -> np.ndarray:
     """The person's earlier card visits at this outlet, one row per event (``VISIT_NAMES``), from the
-    events alone and in time order, as a gateway's store could give them: visits in the last 90
-    days and days since the last one; cards gained elsewhere since then (held now, over held then
-    plus asked for then: a recruit taken round other outlets); cards asked for in 90 days; other
-    persons who gave the same phone in the last 30 days ("several accounts bound to one number");
-    other persons served in the last 30 minutes (a group brought in together)."""
-    visits: dict[str, list] = defaultdict(list)
-    phones: dict[str, deque] = defaultdict(deque)
+    events alone and in time order: the ``Visits`` the card rule book reads at the gateway
+    (models/train.py ``VisitBook``, core/features.py ``summarise_visits``: visits in 90 days, days
+    since the last, cards gained elsewhere since then, other persons who gave the same phone in 30
+    days), and three more a gateway could keep: cards asked for in 90 days, whether a phone was
+    given, other persons served in the last 30 minutes (a group brought in together)."""
+    book = VisitBook()
+    asked: dict[str, deque] = defaultdict(deque)
     recent: deque = deque()
     rows = []
     for e in events:
         now, who = e.epoch, e.account
-        sims = e.kind == "sim_activation"
-        held = e.sims_held if sims else e.accounts_held
-        asked = (e.sims_requested or 1) if sims else 1
-        past = [v for v in visits[who] if now - v[0] <= 90 * DAY]
-        since = (now - past[-1][0]) / DAY if past else 90.0
-        gained = 0
-        if past and held is not None and past[-1][1] is not None:
-            gained = max(0, held - (past[-1][1] + past[-1][2]))
-        others = 0
-        if e.customer_phone_hash:
-            shared = phones[e.customer_phone_hash]
-            while shared and now - shared[0][0] > 30 * DAY:
-                shared.popleft()
-            others = len({p for _, p in shared if p != who})
+        visits = book.see(e)
+        mine = asked[who]
+        while mine and now - mine[0][0] > VISIT_DAYS * DAY:
+            mine.popleft()
         while recent and now - recent[0][0] > 1800:
             recent.popleft()
-        group = len({p for _, p in recent if p != who})
-        rows.append([math.log1p(len(past)), 1.0 if past else 0.0, math.log1p(min(since, 90.0)), math.log1p(gained),
-                     math.log1p(sum(v[2] for v in past)), float(min(others, 8)),
-                     1.0 if e.customer_phone_hash else 0.0, math.log1p(group)])
-        visits[who].append((now, held, asked))
-        if e.customer_phone_hash:
-            phones[e.customer_phone_hash].append((now, who))
+        since = 90.0 if visits.days_since_last is None else min(visits.days_since_last, 90.0)
+        rows.append([math.log1p(visits.visits_90d), 1.0 if visits.visits_90d else 0.0, math.log1p(since),
+                     math.log1p(visits.cards_gained_elsewhere), math.log1p(sum(n for t, n in mine if t < now)),
+                     float(min(visits.others_on_phone_30d, 8)), 1.0 if e.customer_phone_hash else 0.0,
+                     math.log1p(len({p for _, p in recent if p != who}))])
+        mine.append((now, (e.sims_requested or 1) if e.kind == "sim_activation" else 1))
         recent.append((now, who))
     return np.asarray(rows, np.float32).reshape(len(rows), len(VISIT_NAMES))
 

@@ -53,9 +53,14 @@ from counterguard.core.features import (
     DAY,
     FEATURE_NAMES,
     FEATURES_VERSION,
+    PHONE_DAYS,
+    VISIT_DAYS,
+    VISITS_LIMIT,
     ListHits,
+    Visits,
     event_features,
     summarise_history,
+    summarise_visits,
     with_answers,
 )
 from counterguard.models.cases import CasesError, file_digest, load_cases
@@ -106,6 +111,41 @@ def replay_items(items: list[dict], identity_key: bytes | None = None):
             prior.popleft()
         yield event, summarise_history(prior, now, event.counter), item
         prior.append((now, event.amount, event.counter))
+
+
+class VisitBook:
+    """Card events replayed so far, kept as a gateway's store gives them back (``Store.card_visits``:
+    the newest ``limit`` in each window), so a replayed card event sees the same ``Visits``."""
+
+    def __init__(self, limit: int = VISITS_LIMIT):
+        self.limit = limit
+        self._persons: dict[tuple, deque] = defaultdict(deque)
+        self._phones: dict[str, deque] = defaultdict(deque)
+
+    def see(self, event) -> Visits:
+        """The event's ``Visits``, then the event kept for those after it (card events only)."""
+        now, person = event.epoch, event.account
+        held = event.sims_held if event.kind == "sim_activation" else event.accounts_held
+        prior = self._window(self._persons[(person, event.kind)], now, VISIT_DAYS)
+        phone = event.customer_phone_hash
+        persons = self._window(self._phones[phone], now, PHONE_DAYS) if phone else []
+        visits = summarise_visits(prior, persons, now, held, person)
+        asked = (event.sims_requested or 1) if event.kind == "sim_activation" else 1
+        self._persons[(person, event.kind)].append((now, held, asked))
+        if phone:
+            self._phones[phone].append((now, person))
+        return visits
+
+    def _window(self, kept: deque, now: float, days: int) -> list:
+        while kept and now - kept[0][0] > days * DAY:
+            kept.popleft()
+        newest = []
+        for record in reversed(kept):  # newest first, as the store reads them, at most ``limit``
+            if record[0] < now:
+                newest.append(record)
+                if len(newest) == self.limit:
+                    break
+        return newest
 
 
 def item_hits(item: dict) -> ListHits | None:

@@ -11,6 +11,7 @@ import pytest
 from counterguard.core import wire
 from counterguard.core.clock import Clock
 from counterguard.core.events import SchemaError, parse_event
+from counterguard.core.features import Visits, summarise_visits
 from counterguard.core.identity import identity_hash
 from counterguard.core.lists import RESTRICTED
 from counterguard.gateway.counter.pipeline import Pipeline
@@ -157,3 +158,72 @@ def test_a_card_alert_asks_the_cards_own_general_questions_and_a_withdrawal_the_
     own.write_text('[general_cards]\nen = ["Who sent you?"]\nsignals = ["told_to_by_caller", "promised_returns"]\n')
     with pytest.raises(QuestionsError, match="general_cards.signals: has 2 signals for 1 questions"):
         load_questions(own)
+
+
+# -- a person's earlier visits and the persons behind one phone number ------------------------------
+DAYS = 86_400.0
+
+
+def test_visits_count_only_earlier_days_in_their_windows():
+    now = 1_000 * DAYS
+    prior = [(now, 1, 1), (now - 1, 2, 1), (now - 3 * DAYS, 1, 2), (now - 91 * DAYS, 0, 1), (now + 5, 9, 9)]
+    phones = [(now - 10, "dealer-2"), (now - 29 * DAYS, "dealer-3"), (now - 31 * DAYS, "dealer-4"),
+              (now - 20, "me"), (now, "dealer-5")]
+    visits = summarise_visits(prior, phones, now, held=7, person="me")
+    # Two visits in the window (not this second's, not 91 days ago, not later); the last one a second ago
+    # held 2 and asked for 1, so 4 of the 7 held now came from elsewhere.
+    assert visits == Visits(visits_90d=2, days_since_last=1 / DAYS, cards_gained_elsewhere=4, others_on_phone_30d=2)
+    assert summarise_visits([], [], now, held=3, person="me") == Visits()
+    assert summarise_visits(prior[2:3], [], now, held=None, person="me").cards_gained_elsewhere == 0
+
+
+def test_a_phone_behind_other_persons_and_cards_opened_elsewhere_are_signs_of_a_dealer(store):
+    carrier = pipeline(store, "carrier")
+    phone = "13912345678"
+    recruits = ["110105200401010015", "110105200402020012", "11010520040303001X"]
+    first = send(carrier, sim(recruits[0], customer_age=30, sims_held=0, customer_phone=phone, for_self=True,
+                              purpose="personal"), 1)
+    second = send(carrier, sim(recruits[1], customer_age=30, sims_held=0, customer_phone=phone, for_self=True,
+                               purpose="personal"), 2)
+    assert first.body["level"] == second.body["level"] == "green"  # one other person on a number: a family's
+    third = send(carrier, sim(recruits[2], customer_age=30, sims_held=0, customer_phone=phone, for_self=True,
+                              purpose="personal"), 3)
+    assert (third.body["level"], third.body["reasons"]) == ("amber", ["shared_phone"])
+    fourth = send(carrier, sim(PARENT, customer_age=45, sims_held=0, customer_phone=phone, accompanied=True,
+                               purpose="personal"), 4)
+    assert fourth.body["level"] == "red" and {"shared_phone", "accompanied_by_helper"} <= set(fourth.body["reasons"])
+
+    # A person back on a later day holding more cards than they left with: a dealer's round.
+    earlier = (date.today() - timedelta(days=6)).isoformat()
+    back = sim(DEALER, customer_age=30, sims_held=1, sims_requested=1, for_self=True, purpose="personal")
+    back["ts"] = f"{earlier}T10:00:00+08:00"
+    assert send(carrier, back, 5).body["level"] == "green"
+    again = send(carrier, sim(DEALER, customer_age=30, sims_held=4, sims_requested=1, for_self=True,
+                              purpose="personal"), 6)
+    assert (again.body["level"], again.body["reasons"]) == ("amber", ["cards_elsewhere", "back_for_more"])
+    # A family back for its next cards is not a sign.
+    family = sim(STUDENT, customer_age=48, sims_held=1, sims_requested=2, for_self=False, purpose="family")
+    family["ts"] = f"{earlier}T11:00:00+08:00"
+    send(carrier, family, 7)
+    assert send(carrier, sim(STUDENT, customer_age=48, sims_held=3, sims_requested=1, for_self=False,
+                             purpose="family"), 8).body["level"] == "green"
+
+
+@pytest.mark.parametrize("kind", ["sim_activation", "account_opening"])
+def test_the_gateway_and_the_card_study_give_every_card_event_the_same_verdict(store, kind):
+    # The study's rule book (models/cards_study.py: replayed history and VisitBook) must be the
+    # gateway's (the store's history and card_visits), or its figures are not the counter's.
+    from counterguard.core.cards import decide_card
+    from counterguard.core.features import NO_HITS
+    from counterguard.models.independent_cards import independent_cards
+    from counterguard.models.train import VisitBook, replay_items
+
+    items = independent_cards(11, 2500, kind)
+    gateway = pipeline(store, "carrier" if kind == "sim_activation" else "bank")
+    book = VisitBook()
+    studied = [decide_card(event, history, NO_HITS, book.see(event))
+               for event, history, _ in replay_items(items, KEY)]
+    replies = [send(gateway, item["event"], n + 1).body for n, item in enumerate(items)]
+    assert [(r["level"], r["reasons"]) for r in replies] == [(v.level, list(v.reasons)) for v in studied]
+    visit_signs = {"shared_phone", "cards_elsewhere", "back_for_more"}
+    assert sum(bool(visit_signs & set(r["reasons"])) for r in replies) > 20  # the world has dealers' rounds

@@ -16,7 +16,7 @@ from counterguard.core import messages
 from counterguard.core.cards import decide_card
 from counterguard.core.decision import ListHits, Thresholds, Verdict, after_answers, decide
 from counterguard.core.events import CARD_KINDS, Event
-from counterguard.core.features import N_FEATURES, History, event_features, with_answers
+from counterguard.core.features import N_FEATURES, History, Visits, event_features, summarise_visits, with_answers
 from counterguard.core.identity import is_identity_hash
 from counterguard.core.lists import RESTRICTED, WARNED
 
@@ -69,6 +69,12 @@ class Assessor:
     def history(self, event: Event) -> History:
         return self.store.account_summary(event.account, event.epoch, event.counter)
 
+    def visits(self, event: Event) -> Visits:
+        """A card event's person: their earlier visits here and who else gave their phone."""
+        held = event.sims_held if event.kind == "sim_activation" else event.accounts_held
+        prior, persons = self.store.card_visits(event.account, event.kind, event.customer_phone_hash, event.epoch)
+        return summarise_visits(prior, persons, event.epoch, held, event.account)
+
     def list_hits(self, event: Event) -> ListHits:
         """The centre's lists against the event's account, payee and customer (keyed hashes)."""
         watchlist, persons = self.watchlist, self.persons
@@ -86,7 +92,7 @@ class Assessor:
         history = self.history(event)
         if event.kind in CARD_KINDS:
             # SIM cards and accounts: the rule book of core/cards.py; the model knows money, not cards.
-            return Assessment(decide_card(event, history, self.list_hits(event)), [])
+            return Assessment(decide_card(event, history, self.list_hits(event), self.visits(event)), [])
         hits = self.list_hits(event)
         row = event_features(event, history, hits)
         verdict = decide(event, self.model.score(row), history, hits, self.thresholds)

@@ -30,7 +30,7 @@ import sqlite_utils
 
 from counterguard.core import messages
 from counterguard.core.dialogue import SIGNAL_TEXT
-from counterguard.core.features import DAY, HOUR, History
+from counterguard.core.features import DAY, HOUR, PHONE_DAYS, VISIT_DAYS, VISITS_LIMIT, History
 from counterguard.core.ulid import new_ulid
 
 DAY_S = 86400.0
@@ -377,6 +377,22 @@ def _history_index(conn) -> None:
     conn.execute("CREATE INDEX events_account_ts ON events(account, ts_epoch, amount, counter)")
 
 
+@migration(12, "card events by the phone number given: persons behind one number (card_visits)")
+def _card_phone_index(conn) -> None:
+    # Built from the card events already stored, so a gateway knows its persons' numbers from the start.
+    conn.execute(f"CREATE INDEX events_card_phone ON events({_PHONE}, ts_epoch) WHERE kind IN {_CARD_KINDS_SQL}")
+
+
+# A card event's phone, as stored (keyed hash), and the kinds that are card events.
+_PHONE = "json_extract(payload, '$.customer_phone_hash')"
+_CARD_KINDS_SQL = "('sim_activation', 'account_opening')"
+_VISITS = ("SELECT ts_epoch, CASE kind WHEN 'sim_activation' THEN json_extract(payload, '$.sims_held') "
+           "ELSE json_extract(payload, '$.accounts_held') END, "
+           "CASE kind WHEN 'sim_activation' THEN coalesce(json_extract(payload, '$.sims_requested'), 1) ELSE 1 END "
+           "FROM events WHERE account = ? AND kind = ? AND ts_epoch >= ? AND ts_epoch < ? ORDER BY ts_epoch DESC LIMIT ?")
+_PHONE_PERSONS = (f"SELECT ts_epoch, account FROM events WHERE {_PHONE} = ? AND kind IN {_CARD_KINDS_SQL} "
+                  "AND ts_epoch >= ? AND ts_epoch < ? ORDER BY ts_epoch DESC LIMIT ?")
+
 # summarise_history's conditions in SQL: an event counts when 0 < now - ts <= DAY, in the last hour when
 # now - ts <= HOUR; other counters are the distinct counters other than the one asking.
 _SUMMARY = (
@@ -663,6 +679,16 @@ class Store:
         with self._lock:
             count, amount, last_hour, others = self._conn.execute(_SUMMARY, (now, counter, account, now - DAY, limit)).fetchone()
         return History(count_1h=last_hour, count_24h=count, amount_24h=amount, other_counters_24h=others)
+
+    def card_visits(self, person: str, kind: str, phone: str | None, now: float, limit: int = VISITS_LIMIT):
+        """(the person's earlier ``kind`` events as (epoch, held, asked), the card events that gave
+        ``phone`` as (epoch, person)), newest first, from the days ``summarise_visits`` looks at
+        (core/features.py): what the card rule book reads of a person's earlier visits."""
+        with self._lock:
+            prior = self._conn.execute(_VISITS, (person, kind, now - VISIT_DAYS * DAY, now, limit)).fetchall()
+            persons = [] if phone is None else self._conn.execute(
+                _PHONE_PERSONS, (phone, now - PHONE_DAYS * DAY, now, limit)).fetchall()
+        return prior, persons
 
     def decided(self, event_id: str) -> tuple[str, str] | None:
         """(payload_sha256, ack_body) if this event was already scored, else None."""
