@@ -259,6 +259,13 @@ class Visits:
 NO_VISITS = Visits()
 
 
+def card_counts(event: Event) -> tuple[int | None, int]:
+    """(cards held, cards asked for) of a card event: SIM cards, or accounts (one a visit)."""
+    if event.kind == "sim_activation":
+        return event.sims_held, event.sims_requested or 1
+    return event.accounts_held, 1
+
+
 def summarise_visits(prior: Iterable[tuple[float, int | None, int]], phone_persons: Iterable[tuple[float, str]],
                      now: float, held: int | None, person: str) -> Visits:
     """Summarise a person's earlier ``(epoch, held, asked)`` card events of the same kind and the
@@ -285,8 +292,7 @@ def card_features(event: Event, history: History = NO_HISTORY, hits: ListHits | 
     """The card model's input row for a ``sim_activation`` or ``account_opening`` event."""
     sims = event.kind == "sim_activation"
     age = event.customer_age
-    held = event.sims_held if sims else event.accounts_held
-    requested = event.sims_requested if sims else 1
+    held, requested = card_counts(event)
     opened = event.accounts_opened_90d
     flags = event.teller_flags
     checked = hits is not None and hits.persons_checked
@@ -298,7 +304,7 @@ def card_features(event: Event, history: History = NO_HISTORY, hits: ListHits | 
         1.0 if age is not None and age >= 65 else 0.0,
         math.log1p(held) if held is not None else 0.0,
         1.0 if held is not None else 0.0,
-        math.log1p(requested or 1),
+        math.log1p(requested),
         math.log1p(opened) if opened is not None else 0.0,
         1.0 if opened is not None else 0.0,
         1.0 if event.for_self is False else 0.0,

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from counterguard.core.events import CARD_KINDS, parse_event
-from counterguard.core.features import DAY, VISIT_DAYS
+from counterguard.core.features import DAY, VISIT_DAYS, card_counts
 from counterguard.models.evaluate import legit_cut, pct, recall_at_legit_share
 from counterguard.models.train import VisitBook
 
@@ -89,7 +89,7 @@ def visit_rows(events) -> np.ndarray:
                      math.log1p(visits.cards_gained_elsewhere), math.log1p(sum(n for t, n in mine if t < now)),
                      float(min(visits.others_on_phone_30d, 8)), 1.0 if e.customer_phone_hash else 0.0,
                      math.log1p(len({p for _, p in recent if p != who}))])
-        mine.append((now, (e.sims_requested or 1) if e.kind == "sim_activation" else 1))
+        mine.append((now, card_counts(e)[1]))
         recent.append((now, who))
     return np.asarray(rows, np.float32).reshape(len(rows), len(VISIT_NAMES))
 

@@ -58,6 +58,7 @@ from counterguard.core.features import (
     VISITS_LIMIT,
     ListHits,
     Visits,
+    card_counts,
     event_features,
     summarise_history,
     summarise_visits,
@@ -125,12 +126,11 @@ class VisitBook:
     def see(self, event) -> Visits:
         """The event's ``Visits``, then the event kept for those after it (card events only)."""
         now, person = event.epoch, event.account
-        held = event.sims_held if event.kind == "sim_activation" else event.accounts_held
+        held, asked = card_counts(event)
         prior = self._window(self._persons[(person, event.kind)], now, VISIT_DAYS)
         phone = event.customer_phone_hash
         persons = self._window(self._phones[phone], now, PHONE_DAYS) if phone else []
         visits = summarise_visits(prior, persons, now, held, person)
-        asked = (event.sims_requested or 1) if event.kind == "sim_activation" else 1
         self._persons[(person, event.kind)].append((now, held, asked))
         if phone:
             self._phones[phone].append((now, person))

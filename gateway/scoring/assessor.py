@@ -16,7 +16,8 @@ from counterguard.core import messages
 from counterguard.core.cards import decide_card
 from counterguard.core.decision import ListHits, Thresholds, Verdict, after_answers, decide
 from counterguard.core.events import CARD_KINDS, Event
-from counterguard.core.features import N_FEATURES, History, Visits, event_features, summarise_visits, with_answers
+from counterguard.core.features import (N_FEATURES, History, Visits, card_counts, event_features, summarise_visits,
+                                         with_answers)
 from counterguard.core.identity import is_identity_hash
 from counterguard.core.lists import RESTRICTED, WARNED
 
@@ -71,7 +72,7 @@ class Assessor:
 
     def visits(self, event: Event) -> Visits:
         """A card event's person: their earlier visits here and who else gave their phone."""
-        held = event.sims_held if event.kind == "sim_activation" else event.accounts_held
+        held, _ = card_counts(event)
         prior, persons = self.store.card_visits(event.account, event.kind, event.customer_phone_hash, event.epoch)
         return summarise_visits(prior, persons, event.epoch, held, event.account)
 

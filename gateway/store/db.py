@@ -33,7 +33,6 @@ from counterguard.core.dialogue import SIGNAL_TEXT
 from counterguard.core.features import DAY, HOUR, PHONE_DAYS, VISIT_DAYS, VISITS_LIMIT, History
 from counterguard.core.ulid import new_ulid
 
-DAY_S = 86400.0
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 ACK_VIA = ("button", "console", "cli")
 OUTCOME_VIA = ("console", "cli")
@@ -46,10 +45,10 @@ NOTE_MAX = 2000  # characters; a note is a few sentences, not a document
 RAISE_VIA = ("console", "cli")
 RAISE_NOTE_MAX = 500  # what the teller noticed, read at a glance on the console and at the centre
 STAFF_MAX = 64  # a staff number or name, as the console's login keeps it
-RAISE_WITHIN_S = DAY_S  # staff can raise an alert on an event received in the last 24 hours
+RAISE_WITHIN_S = DAY  # staff can raise an alert on an event received in the last 24 hours
 # SQLite result codes that mean the medium, not the data, is the problem.
 _MEDIUM_CODES = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT"}
-HISTORY_LIMIT = 1000  # events of one account read back per verdict (see account_history)
+HISTORY_LIMIT = 1000  # events of one account summarised per verdict (see account_summary)
 
 
 STORE_FILE_MODE = 0o600  # events carry account numbers and amounts: the gateway's own user only
@@ -1271,7 +1270,7 @@ class Store:
         """Delete green events (and their verdicts) older than ``keep_days`` that raised no alert,
         and receipted outbox rows older than that. Alerts and unreceipted rows are never deleted;
         with ``keep_unuploaded`` (event upload on) neither is an event not yet in an upload batch."""
-        cutoff = now_wall - keep_days * DAY_S
+        cutoff = now_wall - keep_days * DAY
         through = 2**62
         if keep_unuploaded:  # nothing not yet queued, and nothing of a batch the centre has not receipted
             through = int(self.meta_get(UPLOADED_THROUGH, "0"))
