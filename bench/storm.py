@@ -9,8 +9,9 @@ outbox and jittered back-off) connect over MQTT with mTLS to a three-node NATS c
 PostgreSQL. Once every gateway is in and has had one alert receipted, the whole cluster is stopped
 ('cluster down'), each gateway raises one more alert while it is down, and the cluster is started
 again ('cluster up'). Measured: how long until every gateway is connected with its receipts
-subscription granted, how many attempts that took, and the alert ledger (sent, stored, stored
-twice, receipted). Prints a Markdown section for docs/benchmarks.md.
+subscription granted, how many attempts that took, the CPU time the nodes, the simulated fleet
+and the centre workers used meanwhile, and the alert ledger (sent, stored, stored twice,
+receipted). Prints a Markdown section for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ def wait(swarm: Swarm, predicate, timeout: float, what: str) -> bool:
         print(f"  {what}: {swarm.totals()}", file=sys.stderr, flush=True)
         if time.monotonic() >= deadline:
             return False
+
+
+def cpu_s(pids) -> float:
+    """CPU seconds (user + system) the live processes ``pids`` have used since they started."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def first_after(times: list[float], t: float) -> float | None:
@@ -91,12 +104,18 @@ def main(argv=None) -> int:
         cluster.down(timeout=60)
         swarm.raise_alerts(1, over_s=max(0.5, args.down_s / 2))
         time.sleep(max(0.0, args.down_s - (time.monotonic() - stopped_at)))
+        fleet_cpu = cpu_s(swarm.pids())
+        workers_cpu = cpu_s(w.pid for w in centre.workers)
         started_at = time.monotonic()
         cluster.up(ca_dir=work / "ca", timeout=120)
         healthy_at = time.monotonic()
         done = wait(swarm, lambda s: s["ready"] == n and s["raised"] == 2 * n and s["outbox"] == 0, args.timeout,
                     "after the restart")
         settled_at = time.monotonic()
+        # The nodes were started by 'up', so all their CPU time is the storm's.
+        nodes_cpu = cpu_s(cluster.pid(i) for i in range(cluster.nodes))
+        fleet_cpu = cpu_s(swarm.pids()) - fleet_cpu
+        workers_cpu = cpu_s(w.pid for w in centre.workers) - workers_cpu
         if not done:
             print(f"the storm did not settle within {args.timeout:.0f} s: {swarm.totals()}", file=sys.stderr)
             ok = False
@@ -132,6 +151,8 @@ def main(argv=None) -> int:
           f"CONNACK) | {attempts - before} ({sum(r['refused'] for r in reports)} / "
           f"{sum(r['dropped'] for r in reports)} / {refused_connack}) |")
     print(f"| receipt subscriptions refused (connection left, as the uplink does) | {refused_subs} |")
+    print(f"| CPU from 'up' until settled: the three nodes / the simulated fleet / the centre workers (of "
+          f"{cores} cores x {settled_at - started_at:.0f} s) | {nodes_cpu:.0f} / {fleet_cpu:.0f} / {workers_cpu:.0f} s |")
     print(f"| alerts sent / stored / stored twice / unreceipted at the end | {sent} / {stored} / "
           f"{stored - distinct} / {unreceipted} |")
     print("\nGateways back (receipts subscribed) after 'up', 2 s bins:\n")

@@ -8,9 +8,11 @@ The CA lives in one directory on an offline workstation at the anti-fraud centre
     register.json every certificate issued: serial, CN, role, region/branch, expiry, revoked or not
 
 Gateways and centre workers get a P-256 key and a certificate whose CN is their id (the broker uses
-it as the MQTT user name, so the ACL follows the certificate). The broker gets a server certificate
-for its host names. ``renew`` re-issues a certificate for the same key before it expires;
-``revoke`` marks a certificate revoked and rewrites the CRL (then regenerate / restart the broker).
+it as the MQTT user name, so the ACL follows the certificate) and that also carry the id as a URI,
+``urn:counterguard:ROLE:ID`` (a clustered broker finds its user by that one name; see
+provisioning/nats_config.py). The broker gets a server certificate for its host names. ``renew``
+re-issues a certificate for the same key before it expires; ``revoke`` marks a certificate revoked
+and rewrites the CRL (then regenerate / restart the broker).
 
     ca = CertificateAuthority.create("/srv/counterguard-ca")
     ca.issue("gw-0001", role="gateway", region="east", branch="b012", out_dir="bundle/gw-0001")
@@ -26,6 +28,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,6 +39,8 @@ from counterguard.core.manifest import write_private
 from counterguard.core.pki import CA_KEY, find_ca_keys, is_ca_key  # noqa: F401  (re-exported)
 
 ROLES = ("gateway", "centre", "broker")
+# The roles whose certificates name their holder by a URI as well as by the subject.
+CLIENT_ROLES = ("gateway", "centre")
 CA_CERT, CRL, REGISTER = "ca.crt", "crl.pem", "register.json"
 RENEW_WITHIN_DAYS = 30
 CRL_DAYS = 30
@@ -71,6 +76,21 @@ def load_cert(path) -> x509.Certificate:
 def common_name(cert: x509.Certificate) -> str:
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return names[0].value if names else ""
+
+
+def identity_uri(cn: str, role: str) -> str:
+    """The URI a gateway's or centre worker's certificate carries besides its subject."""
+    return f"urn:counterguard:{role}:{quote(cn, safe='-_.~')}"
+
+
+def certificate_uri(cert: x509.Certificate) -> str | None:
+    """The ``urn:counterguard:`` URI of ``cert``, or None (certificates issued before it existed)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    return next((u for u in san.get_values_for_type(x509.UniformResourceIdentifier)
+                 if u.startswith("urn:counterguard:")), None)
 
 
 def not_after(cert: x509.Certificate) -> dt.datetime:
@@ -200,20 +220,24 @@ class CertificateAuthority:
                    .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                                   critical=False))
-        if hosts:
-            names = []
-            for host in hosts:
-                try:
-                    names.append(x509.IPAddress(ipaddress.ip_address(host)))
-                except ValueError:
-                    names.append(x509.DNSName(host))
+        names = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        if role in CLIENT_ROLES:
+            names.append(x509.UniformResourceIdentifier(identity_uri(cn, role)))
+        if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return builder.sign(self.key, hashes.SHA256())
 
     def _record(self, cert: x509.Certificate, role: str, **extra) -> None:
         entries = self.register()
+        uri = certificate_uri(cert)
         entries.append({"serial": cert.serial_number, "cn": common_name(cert), "role": role,
-                        "not_after": not_after(cert).isoformat(), "revoked_at": None, **extra})
+                        "not_after": not_after(cert).isoformat(), "revoked_at": None,
+                        **({"uri": uri} if uri else {}), **extra})
         self._save_register(entries)
 
     def issue(self, cn: str, *, role: str, out_dir, days: int = 365, region: str = "", branch: str = "",

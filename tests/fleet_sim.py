@@ -411,6 +411,10 @@ class Fleet:
             with self._cond:
                 self._errors.setdefault(p, []).append(line.rstrip())
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (to read the CPU time they used)."""
+        return [proc.pid for proc in self._procs]
+
     def errors(self) -> str:
         with self._cond:
             return "\n".join(f"worker {p}: {line}" for p, lines in self._errors.items() for line in lines[-20:])

@@ -383,7 +383,11 @@ class ClusteredCentre:
         for w in self.workers:
             w.terminate()
         for w in self.workers:
-            w.wait(30)
+            try:
+                w.wait(30)
+            except subprocess.TimeoutExpired:  # still writing what it held: the stream keeps it
+                w.kill()
+                w.wait(10)
         if self.store is not None:
             self.store.close()
         self.cluster.down()

@@ -37,6 +37,7 @@ RUNS = {
     "security.py": ["--entries", "1000", "--lookups", "1000", "--bundles", "1"],
     "storm.py": ["--gateways", "3", "--processes", "1", "--stagger-s", "1", "--down-s", "1", "--timeout", "120"],
     "supervisor.py": ["--verdicts", "300", "--alerts", "10"],
+    "user_lookup.py": ["--users", "20", "--probes", "5"],
 }
 
 

@@ -33,6 +33,7 @@ from counterguard.provisioning.ca import CertificateAuthority
 
 from centre_support import SimGateway, postgres  # noqa: F401  (fixture)
 from conftest import wait_until
+from pki_support import issue_without_uri
 from test_uplink import BRANCH, GW, REGION, raise_alert
 
 try:
@@ -67,6 +68,7 @@ def cluster(tmp_path_factory):
     ca.issue(GW, role="gateway", region=REGION, branch=BRANCH, out_dir=base / GW)
     ca.issue("gw-a", role="gateway", region="east", branch="b012", out_dir=base / "gw-a")
     ca.issue("gw-b", role="gateway", region="east", branch="b013", out_dir=base / "gw-b")
+    issue_without_uri(ca, "gw-old", base / "gw-old", region="east", branch="b014")
     rogue = CertificateAuthority.create(base / "rogue-ca")
     rogue.issue("gw-a", role="gateway", region="east", branch="b012", out_dir=base / "rogue")
     c = Cluster(base / "run", nodes=3, base_port=_free_base())
@@ -78,6 +80,16 @@ def cluster(tmp_path_factory):
 
 def gateway_tls(cluster, cn: str, ca_dir: str = "ca"):
     return (str(cluster.pki / ca_dir / "ca.crt"), str(cluster.pki / cn / "gateway.crt"), str(cluster.pki / cn / "gateway.key"))
+
+
+def sim_gateway(cluster, cn: str, branch: str, *, node: int, keepalive: int = 60) -> SimGateway:
+    """A simulated gateway of region ``east`` on its own certificate, connecting to ``node``."""
+    g = SimGateway(None, None, cn, region="east", branch=branch)
+    ca, cert, key = gateway_tls(cluster, cn)
+    g.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    g.client.connect("127.0.0.1", node_ports(cluster.base_port, node).mqtt, keepalive=keepalive)
+    g.client.loop_start()
+    return g
 
 
 class Probe:
@@ -199,13 +211,24 @@ def test_a_gateway_certificate_reaches_exactly_its_own_topics(cluster):
     rogue.close()
 
 
+def test_a_certificate_from_before_the_uri_still_sends_alerts_and_gets_receipts(cluster, workers, worker_store):
+    """Gateways in the field whose certificates name them by subject only keep working until renewed."""
+    (worker,) = workers(worker_store)
+    g = sim_gateway(cluster, "gw-old", "b014", node=1)
+    try:
+        assert g._ready.wait(10)
+        seq, _, payload = g.alert_payload()
+        g.publish("alert", payload, wait=False)
+        assert g.wait_for(lambda s: seq in s.receipted, 15)
+        assert worker.store.count("alert") == 1
+    finally:
+        g.client.disconnect()
+        g.client.loop_stop()
+
+
 def test_retained_status_and_the_last_will_reach_the_fleet_view(cluster, workers, worker_store):
     (worker,) = workers(worker_store)
-    g = SimGateway(None, None, "gw-a", region="east", branch="b012")
-    ca, cert, key = gateway_tls(cluster, "gw-a")
-    g.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
-    g.client.connect("127.0.0.1", node_ports(cluster.base_port, 2).mqtt, keepalive=5)
-    g.client.loop_start()
+    g = sim_gateway(cluster, "gw-a", "b012", node=2, keepalive=5)
     assert g._ready.wait(10)
     assert worker.wait_for(lambda w: (w.store.gateway("gw-a") or {}).get("state") == "online", 15)
     # A late reader (the dashboard of a new centre) finds the retained status on any node.
@@ -273,11 +296,7 @@ def test_a_killed_centre_worker_leaves_its_share_to_the_others(cluster, workers,
         assert "worker(s) on the intake stream" in said[-1], "".join(said)
         threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
         (survivor,) = workers(url)
-        g = SimGateway(None, None, "gw-b", region="east", branch="b013")
-        ca, cert, key = gateway_tls(cluster, "gw-b")
-        g.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
-        g.client.connect("127.0.0.1", node_ports(cluster.base_port, 1).mqtt)
-        g.client.loop_start()
+        g = sim_gateway(cluster, "gw-b", "b013", node=1)
         assert g._ready.wait(10)
         sent = []
         for i in range(300):
@@ -296,3 +315,52 @@ def test_a_killed_centre_worker_leaves_its_share_to_the_others(cluster, workers,
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_worker_behind_the_stream_holds_back_instead_of_taking_every_message_twice(cluster, tmp_path):
+    """1,800 alerts wait in the intake stream; the worker's store takes 0.4 s for each 50 (14 s in
+    all, longer than the consumer's 10 s ack_wait). A worker that fetched them all would leave the
+    later ones waiting past ack_wait and be handed them again; holding at most 100 unacknowledged,
+    it stores every alert from its first delivery."""
+    import asyncio
+
+    import nats
+
+    from counterguard.centre.jetstream import JetStreamWorker
+
+    g = SimGateway(None, None, "gw-a", region="east", branch="b012")
+    payloads = [g.alert_payload()[2] for _ in range(1800)]
+
+    async def fill():
+        ctx = ssl.create_default_context(cafile=cluster.worker_tls()["ca_certs"])
+        ctx.load_cert_chain(cluster.worker_tls()["certfile"], cluster.worker_tls()["keyfile"])
+        nc = await nats.connect(servers=cluster.servers(), tls=ctx)
+        js = nc.jetstream(timeout=30)
+        for i in range(0, len(payloads), 100):
+            await asyncio.gather(*(js.publish("counterguard.v1.east.b012.gw-a.alert", p.encode())
+                                   for p in payloads[i:i + 100]))
+        await nc.close()
+
+    deliveries = []
+
+    class SlowStoreWorker(JetStreamWorker):
+        def _write(self, batch):
+            time.sleep(0.4)  # PostgreSQL under load
+            deliveries.extend(m.metadata.num_delivered for _, _, m in batch)
+            super()._write(batch)
+
+    store = open_store(str(tmp_path / "centre.db"))
+    worker = SlowStoreWorker(store, servers=cluster.servers(), tls=cluster.worker_tls(), client_id="slow-worker",
+                             fetch_max=50, batch_max=50, max_held=100)
+    try:
+        # The stream and its consumer exist (a worker has run), and every alert waits in it before
+        # the slow worker joins.
+        JetStreamWorker(store, servers=cluster.servers(), tls=cluster.worker_tls(), client_id="first").start().stop()
+        asyncio.run(fill())
+        worker.start()
+        assert wait_until(lambda: store.count("alert") == 1800, 60), f"{store.count('alert')} of 1800 stored"
+    finally:
+        worker.stop()
+        store.close()
+    assert len(deliveries) >= 1800
+    assert max(deliveries) == 1, f"{sum(d > 1 for d in deliveries)} messages were handed out again"
