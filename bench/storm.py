@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fleet_sim import ensure_fd_limit, histogram, percentile  # noqa: E402
+from fleet_sim import cpu_s, ensure_fd_limit, histogram, percentile  # noqa: E402
 from swarm import ClusteredCentre, Swarm, issue_certificates, outcome  # noqa: E402
 
 
@@ -43,18 +43,6 @@ def wait(swarm: Swarm, predicate, timeout: float, what: str) -> bool:
         print(f"  {what}: {swarm.totals()}", file=sys.stderr, flush=True)
         if time.monotonic() >= deadline:
             return False
-
-
-def cpu_s(pids) -> float:
-    """CPU seconds (user + system) the live processes ``pids`` have used since they started."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, TypeError):
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def first_after(times: list[float], t: float) -> float | None:

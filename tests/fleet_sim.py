@@ -579,6 +579,18 @@ def histogram(values: list[float], *, bin_s: float = 0.5, width: int = 50) -> st
     return "\n".join(lines)
 
 
+def cpu_s(pids) -> float:
+    """CPU seconds (user + system) the live processes ``pids`` have used since they started."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -23,6 +23,7 @@ RUNS = {
     "drain.py": ["--alerts", "200"],
     "firmware.py": ["--burst", "20", "--capacity", "10"],
     "history.py": ["--busy", "5,50", "--others", "100", "--lookups", "10"],
+    "intake.py": ["--alerts", "200", "--workers", "1", "--gateways", "5"],
     "fleet.py": ["--gateways", "10", "--processes", "1", "--per-gateway", "1", "--outage-s", "0.5", "--timeout", "60"],
     "learn_sim.py": ["--weeks", "2", "--per-week", "2100", "--gateways", "1", "--epochs", "1", "--no-ceiling"],
     "learning.py": ["--events", "1000", "--batch", "200"],
