@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from centre_support import SimGateway  # noqa: E402
 from counterguard.centre.jetstream import CONSUMER, STREAM  # noqa: E402
 from fleet_sim import cpu_s, placement  # noqa: E402
-from swarm import ClusteredCentre, issue_certificates  # noqa: E402
+from swarm import ClusteredCentre, issue_certificates, stop_processes  # noqa: E402
 
 IN_FLIGHT = 500
 
@@ -62,8 +62,8 @@ def worker_tls_context(centre: ClusteredCentre) -> ssl.SSLContext:
     return ctx
 
 
-async def fill(centre: ClusteredCentre, messages: list[tuple[str, bytes]]) -> tuple[float, int]:
-    """Publish into the intake stream, IN_FLIGHT awaiting acks at a time: (seconds, redelivered so far)."""
+async def fill(centre: ClusteredCentre, messages: list[tuple[str, bytes]]) -> float:
+    """Publish into the intake stream, IN_FLIGHT awaiting acks at a time; the seconds it took."""
     import nats
 
     nc = await nats.connect(servers=centre.cluster.servers(), tls=worker_tls_context(centre))
@@ -72,9 +72,8 @@ async def fill(centre: ClusteredCentre, messages: list[tuple[str, bytes]]) -> tu
     for i in range(0, len(messages), IN_FLIGHT):
         await asyncio.gather(*(js.publish(s, p) for s, p in messages[i:i + IN_FLIGHT]))
     took = time.perf_counter() - t
-    redelivered = (await js.consumer_info(STREAM, CONSUMER)).num_redelivered
     await nc.close()
-    return took, redelivered
+    return took
 
 
 async def redelivered(centre: ClusteredCentre) -> int:
@@ -97,17 +96,6 @@ def wait_for_join(centre: ClusteredCentre, proc: subprocess.Popen, log: Path, ti
     raise RuntimeError(f"a centre worker did not join the intake stream; see {log}")
 
 
-def stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alerts", type=int, default=50000, help="alerts put into the stream for each run")
@@ -123,11 +111,11 @@ def main(argv=None) -> int:
         # The stream and its consumer are made by the first worker to join.
         first = centre.serve()
         wait_for_join(centre, first, work / "worker1.log")
-        stop([first])
+        stop_processes([first])
         sims = fleet(args.gateways)
         for w in counts:
             before, before_redelivered = centre.store.count("alert"), asyncio.run(redelivered(centre))
-            fill_s, _ = asyncio.run(fill(centre, payloads(sims, args.alerts)))
+            fill_s = asyncio.run(fill(centre, payloads(sims, args.alerts)))
             procs = [centre.serve() for _ in range(w)]
             target = before + args.alerts
             started = time.monotonic()
@@ -141,7 +129,7 @@ def main(argv=None) -> int:
                 time.sleep(0.05)
             last_at = time.monotonic()
             cpu = cpu_s(p.pid for p in procs)
-            stop(procs)
+            stop_processes(procs)
             stored = centre.store.count("alert") - before
             again = asyncio.run(redelivered(centre)) - before_redelivered
             ok = ok and stored == args.alerts

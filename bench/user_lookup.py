@@ -31,21 +31,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from counterguard.centre.cluster import Cluster, node_ports  # noqa: E402
-from counterguard.provisioning.ca import CertificateAuthority  # noqa: E402
-from fleet_sim import gateway_id, percentile, placement  # noqa: E402
-from pki_support import issue_without_uri  # noqa: E402
-from swarm import CONNACK, connect_packet, read_packet  # noqa: E402
-
-
-def issue_fleet(pki: Path, gateways: int, *, uri: bool) -> None:
-    ca = CertificateAuthority.create(pki / "ca")
-    with ca.many():
-        for n in range(gateways):
-            region, branch = placement(n)
-            if uri:
-                ca.issue(gateway_id(n), role="gateway", region=region, branch=branch, out_dir=pki / gateway_id(n))
-            else:
-                issue_without_uri(ca, gateway_id(n), pki / gateway_id(n), region=region, branch=branch)
+from fleet_sim import gateway_id, percentile  # noqa: E402
+from swarm import CONNACK, connect_packet, issue_certificates, read_packet  # noqa: E402
 
 
 async def connect_once(pki: Path, gid: str, port: int) -> tuple[float, float]:
@@ -68,7 +55,7 @@ async def connect_once(pki: Path, gid: str, port: int) -> tuple[float, float]:
 def measure(users: int, probes: int, *, uri: bool, base_port: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="cg-lookup-"))
     try:
-        issue_fleet(work, users, uri=uri)
+        issue_certificates(work, users, uri=uri)
         cluster = Cluster(work / "run", nodes=3, base_port=base_port)
         cluster.up(ca_dir=work / "ca", timeout=120)
         try:

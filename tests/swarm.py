@@ -47,6 +47,7 @@ from centre_support import PostgresServer  # noqa: E402
 from counterguard.centre.cluster import Cluster, node_ports  # noqa: E402
 from counterguard.centre.store import open_store  # noqa: E402
 from counterguard.provisioning.ca import CertificateAuthority  # noqa: E402
+from pki_support import issue_without_uri  # noqa: E402
 from fleet_sim import (Fleet, alert_body, gateway_id, heartbeat_body, placement, status_body,  # noqa: E402
                        worker_arguments)
 
@@ -335,13 +336,29 @@ async def run_worker(args) -> None:
     emit("report", [gw.report() for gw in gateways])
 
 
-def issue_certificates(pki: Path, gateways: int) -> None:
-    """A centre CA under ``pki/ca`` and a certificate for each simulated gateway under ``pki/gw-NNNNN``."""
+def issue_certificates(pki: Path, gateways: int, *, uri: bool = True) -> None:
+    """A centre CA under ``pki/ca`` and a certificate for each simulated gateway under ``pki/gw-NNNNN``;
+    ``uri=False``: certificates as issued before they named the gateway by URI (tests/pki_support.py)."""
     ca = CertificateAuthority.create(pki / "ca")
     with ca.many():
         for n in range(gateways):
             region, branch = placement(n)
-            ca.issue(gateway_id(n), role="gateway", region=region, branch=branch, out_dir=pki / gateway_id(n))
+            if uri:
+                ca.issue(gateway_id(n), role="gateway", region=region, branch=branch, out_dir=pki / gateway_id(n))
+            else:
+                issue_without_uri(ca, gateway_id(n), pki / gateway_id(n), region=region, branch=branch)
+
+
+def stop_processes(procs) -> None:
+    """SIGTERM each, then wait; one still busy after 30 s (a worker writing what it held) is killed."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
 
 
 class ClusteredCentre:
@@ -380,14 +397,7 @@ class ClusteredCentre:
         return self.store.count("alert"), len({(a["gateway_id"], a["alert_id"]) for a in self.store.alert_index()})
 
     def down(self) -> None:
-        for w in self.workers:
-            w.terminate()
-        for w in self.workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:  # still writing what it held: the stream keeps it
-                w.kill()
-                w.wait(10)
+        stop_processes(self.workers)  # what a killed worker held, the stream keeps
         if self.store is not None:
             self.store.close()
         self.cluster.down()
