@@ -12,8 +12,11 @@ gateway behaves as the product's uplink (gateway/link/uplink.py) does:
 - the same subscriptions as the uplink (``provisioning.broker_config.gateway_reads``: receipts, the
   centre status, the manifests and watchlists), at QoS 1 unless told otherwise; a refused receipt
   subscription ends the connection, as the uplink does;
-- an in-memory outbox only the centre's receipts close, resent in ``seq`` order on every new
-  connection, when the centre announces itself, and when unreceipted for ``republish_after_s``;
+- an in-memory outbox only the centre's receipts close, resent in ``seq`` order (alerts ahead of
+  event batches) on every new connection, when the centre announces itself, and when unreceipted
+  for ``republish_after_s``;
+- events for learning: batches of scored events built with the product's own message code
+  (``messages.events_body``, ``finalise``, ``pack_events``), queued in the same outbox;
 - on a lost connection the next node of the list, after the uplink's own jittered ``Backoff``.
 
 ``Swarm`` is fleet_sim's ``Fleet`` with this worker: the same commands, progress and per-gateway
@@ -33,6 +36,7 @@ import struct
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +45,7 @@ for path in (ROOT, ROOT / "tests"):
         sys.path.insert(0, str(path))
 
 from counterguard.core import messages  # noqa: E402
+from counterguard.core.features import FEATURES_VERSION, N_FEATURES  # noqa: E402
 from counterguard.gateway.link.uplink import Backoff  # noqa: E402
 from counterguard.provisioning.broker_config import gateway_reads  # noqa: E402
 from centre_support import PostgresServer  # noqa: E402
@@ -48,7 +53,7 @@ from counterguard.centre.cluster import Cluster, node_ports  # noqa: E402
 from counterguard.centre.store import open_store  # noqa: E402
 from counterguard.provisioning.ca import CertificateAuthority  # noqa: E402
 from pki_support import issue_without_uri  # noqa: E402
-from fleet_sim import (Fleet, alert_body, gateway_id, heartbeat_body, placement, status_body,  # noqa: E402
+from fleet_sim import (CST, Fleet, alert_body, gateway_id, heartbeat_body, placement, status_body,  # noqa: E402
                        worker_arguments)
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 1, 2, 3, 4, 8, 9, 12, 13, 14
@@ -96,6 +101,29 @@ async def read_packet(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
     return first >> 4, first & 0x0F, await reader.readexactly(length) if length else b""
 
 
+def event_id(gateway: str, n: int) -> str:
+    """The id of simulated gateway ``gateway``'s ``n``-th uploaded event (from 0)."""
+    return f"{gateway}-u{n:07d}"
+
+
+def events_batch(gateway: str, first: int, count: int, rng: random.Random) -> str:
+    """The body of a batch of ``count`` scored events (the gateway's events ``first`` on), as the
+    gateway's upload builds it before the send-time fields: mostly green, with the model's inputs."""
+    ts, decided = datetime.now(CST).isoformat(timespec="seconds"), messages.iso(time.time())
+    items = []
+    for n in range(first, first + count):
+        level = "green" if rng.random() < 0.9 else "amber"
+        items.append(json.dumps({
+            "event_id": event_id(gateway, n), "counter": 1 + n % 4, "kind": "cash_withdrawal",
+            "amount": float(rng.choice((300, 1500, 5000, 20000))), "ts": ts, "account_hash": f"{rng.getrandbits(256):064x}",
+            "level": level, "score": round(rng.random() * (0.5 if level == "green" else 0.9), 4),
+            "reasons": [] if level == "green" else ["large_cash"], "model_version": "fraud-mlp-1",
+            "watchlist_version": 1, "features": [round(rng.random(), 5) for _ in range(N_FEATURES)],
+            "shadow_score": None, "shadow_version": None, "decided_at": decided}, separators=(",", ":")))
+    return messages.events_body(items, gateway_id=gateway, features_version=FEATURES_VERSION, first=first,
+                                last=first + count - 1)
+
+
 # -- one simulated gateway ---------------------------------------------------------------------------
 class SwarmGateway:
     def __init__(self, index: int, pki: Path, nodes: list[int], *, backoff: Backoff, sub_qos: int = 0,
@@ -113,8 +141,11 @@ class SwarmGateway:
         self.keepalive, self.heartbeat_s, self.republish_after_s = keepalive, heartbeat_s, republish_after_s
         self.connect_timeout = connect_timeout
         self.bdseq = self.seq = self.pid = 0
-        self.outbox: dict[int, list] = {}  # seq -> [body, created wall time, last sent (monotonic) or None]
-        self.sent: list[tuple[int, str, float]] = []
+        # seq -> [kind ("alert" or "events"), body, created wall time, last sent (monotonic) or None]
+        self.outbox: dict[int, list] = {}
+        self.sent: list[tuple[int, str, float]] = []  # alerts: (seq, alert id, raised)
+        self.uploads: list[tuple[int, int, int]] = []  # event batches: (seq, first event, events)
+        self.events_topic = self.topics.for_kind("events")
         self.writer: asyncio.StreamWriter | None = None
         self.online = self.ready = False
         self.next_attempt = self.attempt_due = 0.0
@@ -139,28 +170,41 @@ class SwarmGateway:
     def raise_alert(self, now: float, rng: random.Random) -> None:
         self.seq += 1
         alert_id, body = alert_body(self.gateway_id, self.seq, now, rng)
-        self.outbox[self.seq] = [body, time.time(), None]
+        self.outbox[self.seq] = ["alert", body, time.time(), None]
         self.sent.append((self.seq, alert_id, now))
+        if self.online:
+            self.publish_due(now)
+
+    def upload(self, events: int, now: float, rng: random.Random) -> None:
+        """Queue the next ``events`` scored events as one batch for learning."""
+        self.seq += 1
+        first = sum(count for _, _, count in self.uploads)
+        self.outbox[self.seq] = ["events", events_batch(self.gateway_id, first, events, rng), time.time(), None]
+        self.uploads.append((self.seq, first, events))
         if self.online:
             self.publish_due(now)
 
     def publish_due(self, now: float, *, all_rows: bool = False) -> None:
         wall = time.time()
-        for seq in sorted(self.outbox):
-            row = self.outbox[seq]
-            if not all_rows and row[2] is not None and now - row[2] < self.republish_after_s:
+        for seq in sorted(self.outbox, key=lambda s: (self.outbox[s][0] == "events", s)):  # alerts first
+            kind, body, created, last = row = self.outbox[seq]
+            if not all_rows and last is not None and now - last < self.republish_after_s:
                 continue
-            payload = messages.finalise(row[0], seq=seq, region=self.region, branch=self.branch,
-                                        historical=wall - row[1] > 10)
-            self._write(publish_packet(self.topics.alert, payload, qos=1, pid=self._next_pid()))
-            row[2] = now
+            payload = messages.finalise(body, seq=seq, region=self.region, branch=self.branch,
+                                        historical=wall - created > 10)
+            if kind == "events":
+                self._write(publish_packet(self.events_topic, messages.pack_events(payload), qos=1, pid=self._next_pid()))
+            else:
+                self._write(publish_packet(self.topics.alert, payload, qos=1, pid=self._next_pid()))
+            row[3] = now
             self.publishes += 1
 
     def tick(self, now: float) -> None:
         if not self.online:
             return
         if now >= self.next_heartbeat:
-            self._write(publish_packet(self.topics.heartbeat, heartbeat_body(self.bdseq, now, self.outbox)))
+            waiting = {seq: row[1:] for seq, row in self.outbox.items()}  # heartbeat_body reads row[1]: created
+            self._write(publish_packet(self.topics.heartbeat, heartbeat_body(self.bdseq, now, waiting)))
             self.next_heartbeat = now + self.heartbeat_s
         if now >= self.next_ping:
             self._write(packet(PINGREQ << 4, b""))
@@ -262,7 +306,7 @@ class SwarmGateway:
 
     def report(self) -> dict:
         return {"gateway_id": self.gateway_id, "region": self.region, "branch": self.branch, "sent": self.sent,
-                "outbox": sorted(self.outbox), "connects": self.connects, "tried": self.tried,
+                "uploads": self.uploads, "outbox": sorted(self.outbox), "connects": self.connects, "tried": self.tried,
                 "ready": self.ready_at, "losses": self.losses, "attempts": self.attempts,
                 "publishes": self.publishes, "bdseq": self.bdseq, "refused": self.refused, "dropped": self.dropped,
                 "refused_connack": self.refused_connack, "refused_subscriptions": self.refused_subscriptions,
@@ -282,7 +326,7 @@ async def run_worker(args) -> None:
     tasks = [asyncio.ensure_future(gw.run(start + rng.random() * args.stagger_s)) for gw in gateways]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    due: list[tuple[float, SwarmGateway]] = []
+    due: list[tuple[float, SwarmGateway, int]] = []  # (when, gateway, events: 0 for an alert)
     pending = bytearray()
     stdin = sys.stdin.fileno()
     os.set_blocking(stdin, False)
@@ -307,20 +351,27 @@ async def run_worker(args) -> None:
             command = json.loads(line)
             if command.get("stop"):
                 stop.set()
-            elif "raise" in command:
+            elif "raise" in command or "upload" in command:  # alerts (events 0) or batches of events
                 t0 = time.monotonic()
-                due.extend((t0 + rng.random() * command["over_s"], gw) for gw in gateways for _ in range(command["raise"]))
+                events = command.get("events", 0) if "upload" in command else 0
+                due.extend((t0 + rng.random() * command["over_s"], gw, events) for gw in gateways
+                           for _ in range(command.get("raise", command.get("upload", 0))))
                 due.sort(key=lambda d: -d[0])
 
     loop.add_reader(stdin, on_command)
     while not stop.is_set():
         now = time.monotonic()
         while due and due[-1][0] <= now:
-            due.pop()[1].raise_alert(now, rng)
+            _, gw, events = due.pop()
+            if events:
+                gw.upload(events, now, rng)
+            else:
+                gw.raise_alert(now, rng)
         for gw in gateways:
             gw.tick(now)
         emit("progress", {"online": sum(gw.online for gw in gateways), "ready": sum(gw.ready for gw in gateways),
-                          "outbox": sum(len(gw.outbox) for gw in gateways), "raised": sum(gw.seq for gw in gateways),
+                          "outbox": sum(len(gw.outbox) for gw in gateways), "raised": sum(len(gw.sent) for gw in gateways),
+                          "uploaded": sum(len(gw.uploads) for gw in gateways),
                           "due": len(due), "connects": sum(len(gw.connects) for gw in gateways)})
         try:
             await asyncio.wait_for(stop.wait(), 0.25)
@@ -407,7 +458,15 @@ class ClusteredCentre:
 
 def outcome(reports: list[dict]) -> tuple[int, int]:
     """(alerts the fleet raised, alerts still in its outboxes) from ``Swarm.stop``'s reports."""
-    return sum(len(r["sent"]) for r in reports), sum(len(r["outbox"]) for r in reports)
+    waiting = sum(len(set(r["outbox"]) - {seq for seq, _, _ in r["uploads"]}) for r in reports)
+    return sum(len(r["sent"]) for r in reports), waiting
+
+
+def upload_outcome(reports: list[dict]) -> tuple[int, int, int]:
+    """(event batches the fleet queued, events in them, batches still in its outboxes)."""
+    batches = [(seq, count) for r in reports for seq, _, count in r["uploads"]]
+    waiting = sum(len(set(r["outbox"]) & {seq for seq, _, _ in r["uploads"]}) for r in reports)
+    return len(batches), sum(count for _, count in batches), waiting
 
 
 class Swarm(Fleet):
@@ -417,6 +476,12 @@ class Swarm(Fleet):
     def __init__(self, pki: Path, nodes: list[int], *, sub_qos: int = 0, **fleet):
         super().__init__("127.0.0.1", nodes[0], **fleet)
         self.pki, self.nodes, self.sub_qos = Path(pki), list(nodes), sub_qos
+
+    def upload_events(self, batches: int, events: int, over_s: float) -> int:
+        """Every gateway queues ``batches`` batches of ``events`` scored events for learning at random
+        moments over the next ``over_s`` seconds; returns how many events that is in all."""
+        self._send({"upload": batches, "events": events, "over_s": over_s})
+        return batches * events * self.gateways
 
     def worker_command(self, p: int, first: int, count: int) -> list[str]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--pki", str(self.pki),

@@ -1,7 +1,7 @@
 """The clustered centre on a real three-node NATS cluster (Debian's nats-server, JetStream + MQTT):
 the gateways' certificates and permissions hold as on mosquitto, retained status and last wills
-reach the fleet view, and alerts are stored exactly once and receipted while a broker node or a
-centre worker is killed. Skipped, with the reason, where nats-server or nats-py is not installed
+reach the fleet view, and alerts and uploaded events for learning are stored exactly once and
+receipted while a broker node or a centre worker is killed. Skipped, with the reason, where nats-server or nats-py is not installed
 (setup.sh installs both)."""
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from counterguard.centre.config import CentreConfigError, load_config
 from counterguard.centre.store import open_store
 from counterguard.core import messages
 from counterguard.core.clock import Clock
+from counterguard.gateway.link.upload import EventUpload
 from counterguard.gateway.link.uplink import Uplink
+from counterguard.gateway.scoring.assessor import Assessor
 from counterguard.gateway.scoring.watchlist import Watchlist
 from counterguard.gateway.store.db import Store
 from counterguard.provisioning.ca import CertificateAuthority
@@ -34,6 +36,7 @@ from counterguard.provisioning.ca import CertificateAuthority
 from centre_support import SimGateway, postgres  # noqa: F401  (fixture)
 from conftest import wait_until
 from pki_support import issue_without_uri
+from test_event_upload import MODEL, day_of_events, score_and_keep
 from test_uplink import BRANCH, GW, REGION, raise_alert
 
 try:
@@ -245,38 +248,60 @@ def test_retained_status_and_the_last_will_reach_the_fleet_view(cluster, workers
     assert worker.wait_for(lambda w: (w.store.gateway("gw-a") or {}).get("state") == "offline", 30)
 
 
-def test_alerts_are_stored_once_and_receipted_while_the_gateways_node_is_killed(cluster, workers, postgres, tmp_path):
-    """Two workers on PostgreSQL; the gateway (the real uplink) on node 1, which is SIGKILLed mid-stream
-    and restarted: every alert is in the store exactly once and the gateway's outbox empties."""
+def score(assessor: Assessor, body: dict) -> str:
+    """Score and keep one counter event at this module's gateway; its level."""
+    return score_and_keep(assessor, body, gateway_id=GW)[1].verdict.level
+
+
+def test_alerts_and_uploads_are_stored_once_and_receipted_while_the_gateways_node_is_killed(cluster, workers,
+                                                                                             postgres, tmp_path):
+    """Two workers on PostgreSQL; the gateway (the real uplink, its events for learning uploaded by the
+    real EventUpload) on node 1, which is SIGKILLed mid-stream and restarted: every alert and every
+    uploaded event is in the store exactly once, and the gateway's outbox empties."""
     url = postgres.create_database(f"cluster_{os.getpid()}_{random.randrange(10**6)}")
     w1, w2 = workers(url, 2)
     n1 = node_ports(cluster.base_port, 0).mqtt
     hosts = ", ".join(f"127.0.0.1:{node_ports(cluster.base_port, i).mqtt}" for i in range(3))
     assert hosts.startswith(f"127.0.0.1:{n1}")
     with Store(tmp_path / "gateway.db", synchronous="NORMAL") as store:
-        up = Uplink(store, Watchlist(store), host=hosts, port=1, gateway_id=GW, region=REGION, branch=BRANCH,
+        watchlist = Watchlist(store)
+        watchlist.apply({"version": 1, "full": True, "add": ["6217000099887766554"]})
+        assessor = Assessor(store, watchlist, MODEL, MODEL.thresholds)
+        scored = day_of_events(400, "up")
+        uploaded = {f"ev-{n}" for n in range(200)} | {body["event_id"] for body in scored}  # every event kept
+        upload = EventUpload(store, watchlist.hash, gateway_id=GW, batch_events=40, interval_s=0.5, check_every_s=0)
+        up = Uplink(store, watchlist, host=hosts, port=1, gateway_id=GW, region=REGION, branch=BRANCH,
                     heartbeat_s=1.0, republish_after_s=3.0, backoff_min=0.2, backoff_max=1.0,
-                    tls=gateway_tls(cluster, GW), clock=Clock(assume_synced=True)).start()
+                    tls=gateway_tls(cluster, GW), clock=Clock(assume_synced=True), upload=upload).start()
         try:
             assert wait_until(lambda: up.connected, 15)
             assert up.port == n1
             for n in range(100):
                 raise_alert(store, n)
+            levels = [score(assessor, body) for body in scored[:200]]
             up.wake()
             cluster.kill_node(0)           # the gateway's own node, mid-stream
             for n in range(100, 200):
                 raise_alert(store, n)
+            levels += [score(assessor, body) for body in scored[200:]]
             up.wake()
             assert wait_until(lambda: up.connected and up.port != n1, 20), "the gateway did not move to another node"
             cluster.start_node(0)   # back, catching up in the background; nothing waits on it
-            assert wait_until(lambda: store.outbox_depth() == 0, 60), (
-                f"outbox still {store.outbox_depth()}; uplink {up.stats}, workers {w1.stats} {w2.stats}")
+            assert wait_until(lambda: store.outbox_depth() == 0 and store.open_event_batches() == 0
+                              and upload.queued_events == len(uploaded), 60), (
+                f"outbox still {store.outbox_depth()}, {upload.queued_events} of {len(uploaded)} events queued; "
+                f"uplink {up.stats}, workers {w1.stats} {w2.stats}")
         finally:
             up.stop()
+    alerts_raised = 200 + sum(level in ("amber", "red") for level in levels)
+    assert alerts_raised > 200  # the scored events raised alerts of their own, sent beside their upload
     with open_store(url) as check:
-        assert check.count("alert") == 200
-        assert len({a["alert_id"] for a in check.alert_index()}) == 200
-    assert w1.stats.stored + w2.stats.stored >= 200
+        assert check.count("alert") == alerts_raised
+        assert len({a["alert_id"] for a in check.alert_index()}) == alerts_raised
+        kept = [e["event_id"] for e in check.events()]
+        assert len(kept) == check.event_count() == len(uploaded)
+        assert set(kept) == uploaded
+    assert w1.stats.stored + w2.stats.stored >= alerts_raised
 
 
 def test_a_killed_centre_worker_leaves_its_share_to_the_others(cluster, workers, tmp_path):

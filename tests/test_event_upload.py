@@ -42,11 +42,12 @@ class BrokenModel:
         raise RuntimeError("challenger interpreter failed")
 
 
-def score_and_keep(assessor: Assessor, body: dict):
+def score_and_keep(assessor: Assessor, body: dict, *, gateway_id: str = GW):
+    """Score and keep one counter event as the counter line does: (event, assessment)."""
     ev = parse_event(body)
     assessment = assessor.assessment(ev)
     stamp = Stamp(time.time(), time.monotonic(), True)
-    assessor.record(ev, json.dumps(body).encode(), f"sha-{ev.event_id}", assessment.verdict, stamp, GW,
+    assessor.record(ev, json.dumps(body).encode(), f"sha-{ev.event_id}", assessment.verdict, stamp, gateway_id,
                     assessment=assessment)
     return ev, assessment
 
