@@ -82,6 +82,7 @@ def frame_to_lamp(alerts: int, singles: int) -> dict:
                 broker.start()
                 wait_until(lambda: gw.uplink.connected, timeout=30, tick=0.005)
                 line.latencies.clear()
+                t_drain = time.monotonic()
                 sent, left = 0, gw.store.outbox_depth()
                 while left and sent < singles * 20:  # single events for as long as the drain lasts
                     terminal.send(event(counter=1 + sent % 4, account=customer(sent)))
@@ -89,8 +90,10 @@ def frame_to_lamp(alerts: int, singles: int) -> dict:
                     if sent % 20 == 0:
                         left = gw.store.outbox_depth()
                 burst = list(line.latencies)
+                drain_s = time.monotonic() - t_drain
                 drained = f"{len(burst):,} events timed during the drain" + (
-                    "" if not left else f", {left:,} rows still queued after them")
+                    f", which took {drain_s:.1f} s ({alerts / drain_s:,.0f} alerts/s)" if not left
+                    else f", {left:,} rows still queued after them")
                 wait_until(lambda: gw.store.outbox_depth() == 0, timeout=60, tick=0.05)
         finally:
             centre.terminate()

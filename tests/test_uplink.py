@@ -319,3 +319,42 @@ def test_a_broker_list_takes_each_nodes_port_or_the_default():
     assert broker_list("127.0.0.1", 1883) == [("127.0.0.1", 1883)]
     with pytest.raises(ValueError, match="mqtt.host"):
         broker_list(" , ", 1883)
+
+
+def test_a_drain_waits_a_moment_for_a_busy_counter_line_but_never_for_good(store, centre, make_uplink):
+    """Counters first: while a counter line answers frame after frame, each chunk of a drain waits for
+    a quiet moment, at most ``counter_wait_max_s``, so the outbox still empties; a quiet line costs
+    the drain nothing."""
+    busy = make_uplink(last_answer=time.monotonic)  # a counter answering all the time
+    for n in range(300):
+        raise_alert(store, n)
+    busy.wake()
+    assert centre.wait_for(lambda r: len(r.alerts) == 300 and store.outbox_depth() == 0, timeout=30), \
+        f"centre has {len(centre.alerts)} alerts, outbox {store.outbox_depth()}"
+    assert busy.stats.yielded >= 2  # 300 rows are at least two chunks of the 200-row window
+    busy.stop()
+    quiet = make_uplink(last_answer=lambda: 0.0)  # the counters last answered long ago
+    for n in range(300, 600):
+        raise_alert(store, n)
+    quiet.wake()
+    assert centre.wait_for(lambda r: len(r.alerts) == 600 and store.outbox_depth() == 0, timeout=30)
+    assert quiet.stats.yielded == 0
+
+
+def test_the_gateways_uplink_knows_when_a_counter_line_last_answered(broker, tmp_path):
+    from gpiozero.pins.mock import MockFactory
+
+    from counterguard.gateway.counter.terminal import TellerTerminal
+    from counterguard.gateway.ops.app import Gateway
+    from harness import event, gateway_config, pty_pair
+
+    with pty_pair() as (master, path):
+        gw = Gateway(gateway_config(tmp_path, broker_port=broker.port, serial_path=path), pin_factory=MockFactory())
+        gw.start()
+        try:
+            assert gw.uplink.last_answer() == 0.0  # nothing answered yet
+            before = time.monotonic()
+            assert TellerTerminal(master, timeout=5).send(event()).type == "ACK"
+            assert before <= gw.uplink.last_answer() == gw.lines[0].answered_at <= time.monotonic()
+        finally:
+            gw.stop()

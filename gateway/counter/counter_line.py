@@ -50,6 +50,7 @@ class CounterLine:
         self.frames_in = 0
         self.last_rx = None  # monotonic time of the last byte from the counter
         self.busy_s = 0.0  # seconds spent answering frames since start: how loaded the line is
+        self.answered_at = 0.0  # monotonic time the line last answered frames (the uplink yields to it)
         self._hb_seq = 0
         self._last_tx = 0.0
         self._generation = None
@@ -144,7 +145,8 @@ class CounterLine:
         try:
             self._handle(items, t_received)
         finally:
-            self.busy_s += time.monotonic() - t_received
+            self.answered_at = time.monotonic()
+            self.busy_s += self.answered_at - t_received
 
     def _handle(self, items: list, t_received: float) -> None:
         outcome = self.pipeline.process(items)

@@ -137,6 +137,7 @@ class Gateway:
             backoff_min=m.backoff_min_s, backoff_max=m.backoff_max_s, tls=tls,
             status_fields=self._status_fields, heartbeat_fields=self._heartbeat_fields,
             downlink=self.downlink, upload=self.upload,
+            last_answer=lambda: max((line.answered_at for line in self.lines), default=0.0),
         )
         self.uplink.start()
         if self.downlink is not None:
