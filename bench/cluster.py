@@ -170,17 +170,18 @@ def main(argv=None) -> int:
     print(f"| intake rate before the faults | {steady_rate:.0f} alerts/s"
           + (f" and {steady_events:.0f} events/s" if uploaded_batches else "") + " (what the fleet offered) |")
     print(f"| every alert{' and event batch' if uploaded_batches else ''} stored and receipted | {done_s:.1f} s after the start |")
-    print(f"| (a) node SIGKILLed: intake back to half rate | {recovery(faults['node'])}"
-          + (f" (events: {recovery(faults['node'], 2)})" if uploaded_batches else "") + " |")
+    def back_to_half(fault: str) -> str:
+        alerts = recovery(faults[fault])
+        return f"{alerts} (events: {recovery(faults[fault], 2)})" if uploaded_batches else alerts
+
+    print(f"| (a) node SIGKILLed: intake back to half rate | {back_to_half('node')} |")
     finite = [b for b in back if b != float("inf")]
     print(f"| (a) displaced gateways back on another node, receipts subscribed (median / max) | "
           f"{(percentile(finite, 0.5) if finite else float('nan')):.1f} s / {max(back or [float('nan')]):.1f} s "
           f"({len(finite)} of {len(back)}) |")
     print(f"| (a) restarted node healthy again | {node_healthy_s:.1f} s after its restart |")
-    print(f"| (b) worker SIGKILLed: intake back to half rate | {recovery(faults['worker'])}"
-          + (f" (events: {recovery(faults['worker'], 2)})" if uploaded_batches else "") + " |")
-    print(f"| (c) PostgreSQL restarted: intake back to half rate | {recovery(faults['postgres'])}"
-          + (f" (events: {recovery(faults['postgres'], 2)})" if uploaded_batches else "") + " |")
+    print(f"| (b) worker SIGKILLed: intake back to half rate | {back_to_half('worker')} |")
+    print(f"| (c) PostgreSQL restarted: intake back to half rate | {back_to_half('postgres')} |")
     events_ok = events_kept == uploaded and not batches_waiting
     return 0 if done and stored == distinct == sent and not unreceipted and events_ok else 1
 

@@ -87,11 +87,12 @@ def status_body(gateway: str, state: str, bdseq: int) -> str:
                                                                "software_version": "fleet-sim"})
 
 
-def heartbeat_body(bdseq: int, now: float, outbox: dict) -> str:
-    oldest = min((row[1] for row in outbox.values()), default=None)
+def heartbeat_body(bdseq: int, now: float, created: list[float]) -> str:
+    """A heartbeat for an outbox whose waiting rows were made at wall times ``created``."""
+    oldest = min(created, default=None)
     wall = time.time()
     return messages.heartbeat_payload(stamp=SimpleNamespace(wall=wall, mono=now, synced=True), bdseq=bdseq,
-                                      outbox_depth=len(outbox),
+                                      outbox_depth=len(created),
                                       oldest_unreceipted_age_s=None if oldest is None else wall - oldest,
                                       fields={"model_version": "fraud-mlp-1", "watchlist_version": 1})
 
@@ -221,7 +222,7 @@ class FleetGateway:
                 self._publish_pending(now)
 
     def _heartbeat(self, now: float) -> None:
-        self.client.publish(self.topics.heartbeat, heartbeat_body(self.bdseq, now, self.outbox), qos=0)
+        self.client.publish(self.topics.heartbeat, heartbeat_body(self.bdseq, now, [row[1] for row in self.outbox.values()]), qos=0)
         self.next_heartbeat = now + self.heartbeat_s
 
     # -- paho callbacks (called from the worker's loop) -------------------------------------------

@@ -101,11 +101,6 @@ async def read_packet(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
     return first >> 4, first & 0x0F, await reader.readexactly(length) if length else b""
 
 
-def event_id(gateway: str, n: int) -> str:
-    """The id of simulated gateway ``gateway``'s ``n``-th uploaded event (from 0)."""
-    return f"{gateway}-u{n:07d}"
-
-
 def events_batch(gateway: str, first: int, count: int, rng: random.Random) -> str:
     """The body of a batch of ``count`` scored events (the gateway's events ``first`` on), as the
     gateway's upload builds it before the send-time fields: mostly green, with the model's inputs."""
@@ -114,7 +109,7 @@ def events_batch(gateway: str, first: int, count: int, rng: random.Random) -> st
     for n in range(first, first + count):
         level = "green" if rng.random() < 0.9 else "amber"
         items.append(json.dumps({
-            "event_id": event_id(gateway, n), "counter": 1 + n % 4, "kind": "cash_withdrawal",
+            "event_id": f"{gateway}-u{n:07d}", "counter": 1 + n % 4, "kind": "cash_withdrawal",
             "amount": float(rng.choice((300, 1500, 5000, 20000))), "ts": ts, "account_hash": f"{rng.getrandbits(256):064x}",
             "level": level, "score": round(rng.random() * (0.5 if level == "green" else 0.9), 4),
             "reasons": [] if level == "green" else ["large_cash"], "model_version": "fraud-mlp-1",
@@ -192,10 +187,10 @@ class SwarmGateway:
                 continue
             payload = messages.finalise(body, seq=seq, region=self.region, branch=self.branch,
                                         historical=wall - created > 10)
+            topic = self.topics.alert
             if kind == "events":
-                self._write(publish_packet(self.events_topic, messages.pack_events(payload), qos=1, pid=self._next_pid()))
-            else:
-                self._write(publish_packet(self.topics.alert, payload, qos=1, pid=self._next_pid()))
+                topic, payload = self.events_topic, messages.pack_events(payload)
+            self._write(publish_packet(topic, payload, qos=1, pid=self._next_pid()))
             row[3] = now
             self.publishes += 1
 
@@ -203,8 +198,8 @@ class SwarmGateway:
         if not self.online:
             return
         if now >= self.next_heartbeat:
-            waiting = {seq: row[1:] for seq, row in self.outbox.items()}  # heartbeat_body reads row[1]: created
-            self._write(publish_packet(self.topics.heartbeat, heartbeat_body(self.bdseq, now, waiting)))
+            created = [row[2] for row in self.outbox.values()]
+            self._write(publish_packet(self.topics.heartbeat, heartbeat_body(self.bdseq, now, created)))
             self.next_heartbeat = now + self.heartbeat_s
         if now >= self.next_ping:
             self._write(packet(PINGREQ << 4, b""))
@@ -353,9 +348,8 @@ async def run_worker(args) -> None:
                 stop.set()
             elif "raise" in command or "upload" in command:  # alerts (events 0) or batches of events
                 t0 = time.monotonic()
-                events = command.get("events", 0) if "upload" in command else 0
-                due.extend((t0 + rng.random() * command["over_s"], gw, events) for gw in gateways
-                           for _ in range(command.get("raise", command.get("upload", 0))))
+                each, events = (command["upload"], command["events"]) if "upload" in command else (command["raise"], 0)
+                due.extend((t0 + rng.random() * command["over_s"], gw, events) for gw in gateways for _ in range(each))
                 due.sort(key=lambda d: -d[0])
 
     loop.add_reader(stdin, on_command)

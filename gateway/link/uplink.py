@@ -330,13 +330,13 @@ class Uplink:
         if room < self.refill or not session.alive:
             self._settle()  # receipts only: the window is still busy
             return session.alive
-        self._yield_to_counters()
         rows = self.store.outbox_pending(room, republish_after_s=self.republish_after_s,
                                          alerts_first=self.upload is not None)
         if not rows:
             self._settle()
             # Nothing of the branch's waiting: time for the next batch of events for learning.
             return self.upload is not None and self._queue_upload()
+        self._yield_to_counters()  # only with something to send: an idle turn has nothing to yield
         now = time.time()
         sent = []
         for row in rows:
